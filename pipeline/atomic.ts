@@ -1,0 +1,82 @@
+/**
+ * Atomic files: every file of a run is written under a temporary name in its final folder,
+ * fsynced, then renamed into place, so a killed run never leaves a truncated file under a final
+ * name. Temporary names start with TMP_PREFIX; the runner sweeps those left by dead processes.
+ *
+ * This is one of the few modules that touch node:fs directly.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { randomBytes } from "node:crypto"
+
+export const TMP_PREFIX = ".tmp-"
+
+/** Temporary files written by this process and not yet renamed (removed on interruption). */
+const live = new Set<string>()
+
+export const tmpNameFor = (finalPath: string): string =>
+  path.join(path.dirname(finalPath), `${TMP_PREFIX}${process.pid}-${randomBytes(4).toString("hex")}-${path.basename(finalPath)}`)
+
+/** Write `data` to `finalPath` atomically (temp file in the same folder, fsync, rename). Returns bytes written. */
+export const writeFileAtomicSync = (finalPath: string, data: Uint8Array | string): number => {
+  fs.mkdirSync(path.dirname(finalPath), { recursive: true })
+  const tmp = tmpNameFor(finalPath)
+  live.add(tmp)
+  try {
+    const fd = fs.openSync(tmp, "w")
+    try {
+      fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, finalPath)
+    return typeof data === "string" ? Buffer.byteLength(data) : data.byteLength
+  } catch (e) {
+    try { fs.rmSync(tmp, { force: true }) } catch { /* already gone */ }
+    throw e
+  } finally {
+    live.delete(tmp)
+  }
+}
+
+/** Remove this process's temporary files (called when a run is interrupted). */
+export const removeLiveTemps = (): void => {
+  for (const t of live) {
+    try { fs.rmSync(t, { force: true }) } catch { /* ignore */ }
+  }
+  live.clear()
+}
+
+/**
+ * Remove temporary files under `root` whose writer is no longer alive (a SIGKILLed run).
+ * Files of a live process other than ours are left alone. Returns the paths removed.
+ */
+export const sweepStaleTemps = (root: string): string[] => {
+  const removed: string[] = []
+  const walk = (dir: string) => {
+    let entries: fs.Dirent[]
+    try { entries = fs.readdirSync(dir, { withFileTypes: true }) } catch { return }
+    for (const e of entries) {
+      const p = path.join(dir, e.name)
+      if (e.isDirectory()) walk(p)
+      else if (e.name.startsWith(TMP_PREFIX)) {
+        const pid = Number(e.name.slice(TMP_PREFIX.length).split("-")[0])
+        if (pid !== process.pid && isAlive(pid)) continue
+        try { fs.rmSync(p, { force: true }); removed.push(p) } catch { /* ignore */ }
+      }
+    }
+  }
+  walk(root)
+  return removed
+}
+
+export const isAlive = (pid: number): boolean => {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}

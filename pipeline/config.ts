@@ -1,0 +1,334 @@
+/**
+ * Loading a run config: YAML → Effect Schema decode → paths resolved against the config's folder,
+ * checkpoint patterns globbed and parsed, dataset globs expanded.
+ *
+ * Every error is a ConfigError whose message names the file, the line and the document path:
+ *   configs/demo.yaml:14: models[1].checkpoints: no file matches "zoo/m/step-{step}.onnx"
+ * Nothing is written to disk here.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Either, ParseResult, Schema } from "effect"
+import { globSync } from "tinyglobby"
+import * as YAML from "yaml"
+import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring } from "../schemas/config.ts"
+import { ConfigError } from "./errors.ts"
+
+export interface Checkpoint {
+  readonly step: number
+  /** Absolute path of the ONNX file. */
+  readonly path: string
+}
+
+export interface Model {
+  readonly name: string
+  readonly params: number
+  readonly tokens_per_step: number
+  /** Sorted by step, steps unique. */
+  readonly checkpoints: ReadonlyArray<Checkpoint>
+}
+
+export interface Dataset {
+  readonly name: string
+  readonly format: DatasetFormat
+  /** Absolute paths, sorted, excludes removed. */
+  readonly files: ReadonlyArray<string>
+  readonly max_tokens?: number
+  readonly text_field: string
+  readonly id_field: string
+}
+
+export interface Task {
+  readonly name: string
+  readonly format: "bigbench" | "pairs" | "jsonl"
+  readonly path: string
+  readonly shots: number
+  readonly max_examples?: number
+  readonly seed: number
+}
+
+export interface Config {
+  /** Absolute path of the YAML file. */
+  readonly file: string
+  readonly run: string
+  /** Absolute output root; the run folder is `runDir`. */
+  readonly outputRoot: string
+  readonly runDir: string
+  readonly tokenizer: string
+  readonly context_length: number
+  readonly stride: number
+  readonly prepend?: string
+  /** In config order. */
+  readonly models: ReadonlyArray<Model>
+  readonly datasets: ReadonlyArray<Dataset>
+  readonly tasks: ReadonlyArray<Task>
+  readonly analysis: Analysis
+  readonly scoring: Scoring & { readonly threads: number }
+}
+
+export interface LoadOptions {
+  /** Check that files exist and expand globs (default true). Off for validating example configs. */
+  readonly checkPaths?: boolean
+}
+
+/** `["models", 1, "checkpoints"]` → `models[1].checkpoints` */
+export const formatDocPath = (p: ReadonlyArray<PropertyKey>): string =>
+  p.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc === "" ? String(k) : `${acc}.${String(k)}`), "")
+
+const displayPath = (file: string): string => {
+  const rel = path.relative(process.cwd(), file)
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
+}
+
+/** Reduce Effect Schema's issues to one message per path; unions become "expected a or b". */
+const summarizeIssues = (
+  issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>,
+): Array<{ path: ReadonlyArray<PropertyKey>; message: string }> => {
+  const byPath = new Map<string, { path: ReadonlyArray<PropertyKey>; messages: string[] }>()
+  for (const i of issues) {
+    const k = JSON.stringify(i.path)
+    const e = byPath.get(k) ?? { path: i.path, messages: [] }
+    e.messages.push(i.message)
+    byPath.set(k, e)
+  }
+  const entries = [...byPath.values()]
+  // A parent's error is noise when a child explains it (e.g. "analysis: expected undefined").
+  const kept = entries.filter(
+    (e) => !entries.some((o) => o !== e && o.path.length > e.path.length && e.path.every((k, j) => o.path[j] === k)),
+  )
+  return kept.map((e) => {
+    const unexpected = e.messages.find((m) => m.startsWith("is unexpected"))
+    if (unexpected) {
+      const m = unexpected.match(/expected: (.*)$/)
+      return { path: e.path, message: `unknown field${m ? ` (expected one of ${m[1]})` : ""}` }
+    }
+    const custom = e.messages.find((m) => !m.startsWith("Expected "))
+    if (custom) return { path: e.path, message: `expected ${custom}` }
+    const expected: string[] = []
+    let actual = ""
+    for (const m of e.messages) {
+      const mm = m.match(/^Expected (.*), actual (.*)$/s)
+      if (mm) {
+        if (mm[1] !== "undefined" && !expected.includes(mm[1])) expected.push(mm[1])
+        actual = mm[2]
+      }
+    }
+    const nice = expected.map((x) => x.replace(/ReadonlyArray<(.*)>/, "a list of $1"))
+    return {
+      path: e.path,
+      message: nice.length ? `expected ${nice.join(" or ")}, got ${actual.slice(0, 60)}` : e.messages[0],
+    }
+  })
+}
+
+/** The 1-based line of the node at `docPath` (or its nearest existing parent). */
+const lineOf = (doc: YAML.Document, lc: YAML.LineCounter, docPath: ReadonlyArray<PropertyKey>): number | undefined => {
+  for (let n = docPath.length; n >= 0; n--) {
+    const sub = docPath.slice(0, n)
+    let node: unknown
+    if (sub.length === 0) node = doc.contents
+    else {
+      // For an unknown key, point at the key itself.
+      const parent = sub.length > 1 ? doc.getIn(sub.slice(0, -1), true) : doc.contents
+      if (YAML.isMap(parent)) {
+        const pair = parent.items.find((it) => YAML.isScalar(it.key) && it.key.value === sub[sub.length - 1])
+        if (pair) node = pair.key
+      } else node = doc.getIn(sub as Array<unknown>, true)
+    }
+    const range = (node as { range?: [number, number, number] } | undefined)?.range
+    if (range) return lc.linePos(range[0]).line
+  }
+  return undefined
+}
+
+interface Located {
+  readonly file: string
+  readonly doc: YAML.Document
+  readonly lc: YAML.LineCounter
+}
+
+const errAt = (loc: Located, docPath: ReadonlyArray<PropertyKey>, message: string): ConfigError => {
+  const line = lineOf(loc.doc, loc.lc, docPath)
+  const where = `${displayPath(loc.file)}${line !== undefined ? `:${line}` : ""}`
+  return new ConfigError({ message: `${where}: ${docPath.length ? `${formatDocPath(docPath)}: ` : ""}${message}` })
+}
+
+const expandGlobs = (patterns: ReadonlyArray<string>, cwd: string): string[] =>
+  globSync(patterns as string[], { cwd, absolute: true, onlyFiles: true, expandDirectories: false, dot: false }).sort()
+
+const isGlob = (p: string) => /[*?[\]{}]/.test(p)
+
+/** Decode and resolve a config already parsed from YAML text. */
+export const parseConfig = (
+  file: string,
+  text: string,
+  options: LoadOptions = {},
+): Either.Either<Config, ConfigError> => {
+  const checkPaths = options.checkPaths ?? true
+  const absFile = path.resolve(file)
+  const lc = new YAML.LineCounter()
+  const doc = YAML.parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  const loc: Located = { file: absFile, doc, lc }
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]
+    const line = e.linePos?.[0]?.line
+    const msg = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
+    return Either.left(new ConfigError({ message: `${displayPath(absFile)}${line ? `:${line}` : ""}: invalid YAML: ${msg}` }))
+  }
+  const raw: unknown = doc.toJS()
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return Either.left(new ConfigError({ message: `${displayPath(absFile)}: expected a YAML mapping with run, tokenizer, models, datasets` }))
+  }
+  const decoded = Schema.decodeUnknownEither(ConfigSchema, { errors: "all", onExcessProperty: "error" })(raw)
+  if (Either.isLeft(decoded)) {
+    const issues = summarizeIssues(ParseResult.ArrayFormatter.formatErrorSync(decoded.left))
+    const first = issues[0]
+    const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? "s" : ""})` : ""
+    return Either.left(errAt(loc, first.path, first.message + more))
+  }
+  const c = decoded.right
+  const base = path.dirname(absFile)
+  const abs = (p: string) => path.resolve(base, p)
+  try {
+    const seen = (what: string, names: string[], key: string) => {
+      const dup = names.find((n, i) => names.indexOf(n) !== i)
+      if (dup !== undefined) throw errAt(loc, [key, names.lastIndexOf(dup), "name"], `duplicate ${what} name "${dup}"`)
+    }
+    seen("model", c.models.map((m) => m.name), "models")
+    seen("dataset", c.datasets.map((d) => d.name), "datasets")
+    seen("task", c.tasks.map((t) => t.name), "tasks")
+
+    const stride = c.stride ?? Math.max(1, Math.floor(c.context_length / 2))
+    if (stride > c.context_length - 1) {
+      throw errAt(loc, ["stride"], `must be at most context_length − 1 = ${c.context_length - 1} (got ${stride})`)
+    }
+    const tokenizer = abs(c.tokenizer)
+    if (checkPaths && !fs.existsSync(tokenizer)) throw errAt(loc, ["tokenizer"], `file not found: ${displayPath(tokenizer)}`)
+
+    const models: Model[] = c.models.map((m, mi) => {
+      let cps: Checkpoint[]
+      if (typeof m.checkpoints === "string") {
+        const pattern = abs(m.checkpoints)
+        if (!checkPaths) cps = []
+        else {
+          const [before, after] = [pattern.slice(0, pattern.indexOf("{step}")), pattern.slice(pattern.indexOf("{step}") + 6)]
+          const globbed = expandGlobs([pattern.replace("{step}", "*")], base)
+          const re = new RegExp(`^${escapeRe(before)}(\\d+)${escapeRe(after)}$`)
+          cps = globbed.flatMap((p) => {
+            const mm = p.match(re)
+            return mm ? [{ step: Number(mm[1]), path: p }] : []
+          })
+          if (cps.length === 0) throw errAt(loc, ["models", mi, "checkpoints"], `no file matches "${m.checkpoints}"`)
+        }
+        if (m.steps) {
+          const wanted = new Set(m.steps)
+          if (checkPaths) {
+            const missing = m.steps.filter((s) => !cps.some((c) => c.step === s))
+            if (missing.length) throw errAt(loc, ["models", mi, "steps"], `no checkpoint file for step ${missing.join(", ")}`)
+          }
+          cps = cps.filter((c) => wanted.has(c.step))
+        }
+      } else {
+        cps = m.checkpoints.map((cp, ci) => {
+          const p = abs(cp.path)
+          if (checkPaths && !fs.existsSync(p)) throw errAt(loc, ["models", mi, "checkpoints", ci, "path"], `file not found: ${displayPath(p)}`)
+          return { step: cp.step, path: p }
+        })
+      }
+      cps.sort((a, b) => a.step - b.step)
+      const dupStep = cps.find((c, i) => i > 0 && cps[i - 1].step === c.step)
+      if (dupStep) throw errAt(loc, ["models", mi, "checkpoints"], `step ${dupStep.step} appears twice`)
+      return { name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, checkpoints: cps }
+    })
+
+    const datasets: Dataset[] = c.datasets.map((d, di) => {
+      const patterns = typeof d.path === "string" ? [d.path] : [...d.path]
+      let files: string[] = []
+      if (checkPaths) {
+        for (const [pi, p] of patterns.entries()) {
+          const found = isGlob(p) ? expandGlobs([p], base) : fs.existsSync(abs(p)) ? [abs(p)] : []
+          if (found.length === 0) {
+            const where = typeof d.path === "string" ? ["datasets", di, "path"] : ["datasets", di, "path", pi]
+            throw errAt(loc, where, isGlob(p) ? `no file matches "${p}"` : `file not found: ${displayPath(abs(p))}`)
+          }
+          files.push(...found)
+        }
+        if (d.exclude) {
+          const ex = new Set(expandGlobs(typeof d.exclude === "string" ? [d.exclude] : [...d.exclude], base))
+          files = files.filter((f) => !ex.has(f))
+        }
+        files = [...new Set(files)].sort()
+        if (files.length === 0) throw errAt(loc, ["datasets", di, "exclude"], "every file matched by path is excluded")
+      }
+      return {
+        name: d.name,
+        format: d.format,
+        files,
+        ...(d.max_tokens !== undefined ? { max_tokens: d.max_tokens } : {}),
+        text_field: d.text_field,
+        id_field: d.id_field,
+      }
+    })
+
+    const tasks: Task[] = c.tasks.map((t, ti) => {
+      const p = abs(t.path)
+      if (checkPaths && !fs.existsSync(p)) throw errAt(loc, ["tasks", ti, "path"], `file not found: ${displayPath(p)}`)
+      return { name: t.name, format: t.format, path: p, shots: t.shots, seed: t.seed, ...(t.max_examples !== undefined ? { max_examples: t.max_examples } : {}) }
+    })
+
+    const a = c.analysis
+    if (a.valid_dataset !== undefined && !datasets.some((d) => d.name === a.valid_dataset)) {
+      throw errAt(loc, ["analysis", "valid_dataset"], `no dataset named "${a.valid_dataset}"`)
+    }
+    if (a.reference_model !== undefined && !models.some((m) => m.name === a.reference_model)) {
+      throw errAt(loc, ["analysis", "reference_model"], `no model named "${a.reference_model}"`)
+    }
+
+    const outputRoot = abs(c.output)
+    return Either.right({
+      file: absFile,
+      run: c.run,
+      outputRoot,
+      runDir: path.join(outputRoot, c.run),
+      tokenizer,
+      context_length: c.context_length,
+      stride,
+      ...(c.prepend !== undefined ? { prepend: c.prepend } : {}),
+      models,
+      datasets,
+      tasks,
+      analysis: a,
+      scoring: { ...c.scoring, threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()) },
+    })
+  } catch (e) {
+    if (e instanceof ConfigError) return Either.left(e)
+    throw e
+  }
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** Read, decode and resolve a config file. */
+export const loadConfig = (file: string, options: LoadOptions = {}): Effect.Effect<Config, ConfigError> =>
+  Effect.suspend(() => {
+    let text: string
+    try {
+      text = fs.readFileSync(file, "utf8")
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      return Effect.fail(
+        new ConfigError({
+          message: `${displayPath(path.resolve(file))}: ${code === "ENOENT" ? "config file not found" : code === "EISDIR" ? "is a folder, not a config file" : `cannot read config file (${code})`}`,
+        }),
+      )
+    }
+    return parseConfig(file, text, options)
+  })
+
+/** Models ordered by parameter count, smallest first (sizes in the report and comparisons). */
+export const modelsBySize = (c: Config): ReadonlyArray<Model> => [...c.models].sort((a, b) => a.params - b.params)
+
+/** Tokens seen and FLOPs at a step: tokens = step × tokens_per_step, FLOPs = 6 × params × tokens. */
+export const tokensSeen = (m: Pick<Model, "tokens_per_step">, step: number): number => step * m.tokens_per_step
+export const flopsAt = (m: Pick<Model, "tokens_per_step" | "params">, step: number): number => 6 * m.params * step * m.tokens_per_step

@@ -1,0 +1,125 @@
+/**
+ * The run configuration, as written in YAML. Decoded with Effect Schema; excess fields are
+ * errors. Defaults live here and nowhere else. Paths are resolved against the config file's
+ * folder later (pipeline/config.ts), so this schema only knows strings.
+ */
+import { Schema } from "effect"
+
+const PositiveInt = Schema.Int.pipe(Schema.positive())
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+const Fraction = Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThan(1))
+const Name = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, {
+    message: () => "a name of letters, digits, '.', '_' or '-' (it becomes a folder name)",
+  }),
+)
+/** One path or glob, or a list of them. */
+const Paths = Schema.Union(Schema.String, Schema.Array(Schema.String).pipe(Schema.minItems(1)))
+
+export const CheckpointEntry = Schema.Struct({
+  step: NonNegativeInt,
+  path: Schema.String,
+})
+
+export const Model = Schema.Struct({
+  name: Name,
+  /** Non-embedding or total parameter count, as the user chooses; used for FLOPs = 6·params·tokens. */
+  params: Schema.Number.pipe(Schema.positive()),
+  /** Tokens consumed per optimizer step (batch size × sequence length). */
+  tokens_per_step: Schema.Number.pipe(Schema.positive()),
+  /** A list of {step, path}, or a pattern with `{step}` that is globbed (e.g. `zoo/s/step-{step}.onnx`). */
+  checkpoints: Schema.Union(
+    Schema.String.pipe(Schema.filter((s) => s.includes("{step}") || "a pattern containing {step}")),
+    Schema.Array(CheckpointEntry).pipe(Schema.minItems(1)),
+  ),
+  /** Only these steps of the pattern's matches (optional). */
+  steps: Schema.optional(Schema.Array(NonNegativeInt)),
+})
+export type Model = typeof Model.Type
+
+export const DatasetFormat = Schema.Literal("text", "jsonl", "parquet", "brown")
+export type DatasetFormat = typeof DatasetFormat.Type
+
+export const Dataset = Schema.Struct({
+  name: Name,
+  format: DatasetFormat,
+  /** File path(s) or glob(s); `text` and `brown` read one document per file. */
+  path: Paths,
+  /** Globs of files to leave out (e.g. a training split). */
+  exclude: Schema.optional(Paths),
+  /** Stop after this many predicted tokens (whole documents are cut at the limit). */
+  max_tokens: Schema.optional(PositiveInt),
+  /** Field (jsonl) or column (parquet) holding the text. */
+  text_field: Schema.optionalWith(Schema.String, { default: () => "text" }),
+  /** Field (jsonl) or column (parquet) holding a document id (optional). */
+  id_field: Schema.optionalWith(Schema.String, { default: () => "id" }),
+})
+export type Dataset = typeof Dataset.Type
+
+export const TaskFormat = Schema.Literal("bigbench", "pairs", "jsonl")
+export const Task = Schema.Struct({
+  name: Name,
+  format: TaskFormat,
+  path: Schema.String,
+  shots: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  max_examples: Schema.optional(PositiveInt),
+  seed: Schema.optionalWith(Schema.Int, { default: () => 1234 }),
+})
+export type Task = typeof Task.Type
+
+export const XAxis = Schema.Literal("log_step", "log_tokens", "log_flops", "log_valid_ppl")
+export type XAxis = typeof XAxis.Type
+
+export const Analysis = Schema.Struct({
+  thresholds: Schema.optionalWith(Schema.Array(Fraction).pipe(Schema.minItems(1)), {
+    default: () => [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+  }),
+  x_axes: Schema.optionalWith(Schema.Array(XAxis).pipe(Schema.minItems(1)), { default: () => ["log_step" as const] }),
+  /** Significance level of the slope test. */
+  alpha: Schema.optionalWith(Fraction, { default: () => 0.05 }),
+  /** Stagnation band δ: |g/p − 1| < δ at both ends. */
+  delta: Schema.optionalWith(Fraction, { default: () => 0.05 }),
+  /** Per-token double descent: the peak must exceed both ends by ln(1 + dd_rise). */
+  dd_rise: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 0.1 }),
+  /** Dataset whose perplexity is "validation perplexity" for correlate and the report (default: the first). */
+  valid_dataset: Schema.optional(Name),
+  /** Reference model for group trajectories and the report (default: the second-smallest). */
+  reference_model: Schema.optional(Name),
+  /** Threshold of the group-trajectory figure (default: 0.1 or the smallest configured). */
+  reference_threshold: Schema.optional(Fraction),
+  /** Drop checkpoints flagged by the checks stage from later stages. */
+  exclude_flagged: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+})
+export type Analysis = typeof Analysis.Type
+
+export const Scoring = Schema.Struct({
+  /** Windows per ONNX Runtime call. */
+  batch_size: Schema.optionalWith(PositiveInt, { default: () => 8 }),
+  /** Intra-op threads (default: the number of cores). */
+  threads: Schema.optional(PositiveInt),
+  execution_provider: Schema.optionalWith(Schema.Literal("cpu", "cuda"), { default: () => "cpu" as const }),
+  /** Also write the entropy of each predictive distribution. */
+  entropy: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Rows per Parquet row group of score files; blocks of this size align across checkpoints. */
+  row_group_size: Schema.optionalWith(PositiveInt, { default: () => 65_536 }),
+})
+export type Scoring = typeof Scoring.Type
+
+export const Config = Schema.Struct({
+  /** Run name: outputs go to `<output>/<run>/`. */
+  run: Name,
+  output: Schema.optionalWith(Schema.String, { default: () => "outputs" }),
+  tokenizer: Schema.String,
+  context_length: Schema.optionalWith(PositiveInt.pipe(Schema.greaterThanOrEqualTo(2)), { default: () => 128 }),
+  /** New tokens per window after a document's first window (default: context_length / 2). */
+  stride: Schema.optional(PositiveInt),
+  /** Text prepended to every document (e.g. a BOS token such as `</s>` for OPT); never scored. */
+  prepend: Schema.optional(Schema.String),
+  models: Schema.Array(Model).pipe(Schema.minItems(1)),
+  datasets: Schema.Array(Dataset).pipe(Schema.minItems(1)),
+  tasks: Schema.optionalWith(Schema.Array(Task), { default: () => [] }),
+  analysis: Schema.optionalWith(Analysis, { default: () => Schema.decodeSync(Analysis)({}) }),
+  scoring: Schema.optionalWith(Scoring, { default: () => Schema.decodeSync(Scoring)({}) }),
+})
+export type ConfigInput = typeof Config.Encoded
+export type ConfigDoc = typeof Config.Type
