@@ -168,7 +168,7 @@ export const parseConfig = (
   const checkPaths = options.checkPaths ?? true
   const absFile = path.resolve(file)
   const lc = new YAML.LineCounter()
-  const doc = YAML.parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  const doc = YAML.parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true })
   const loc: Located = { file: absFile, doc, lc }
   if (doc.errors.length > 0) {
     const e = doc.errors[0]

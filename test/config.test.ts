@@ -1,0 +1,97 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { spawnSync } from "node:child_process"
+import { Effect, Either } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import { loadConfig, parseConfig } from "../pipeline/config.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-config-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+for (const f of ["tok.json", "a.txt", "b.txt"]) fs.writeFileSync(path.join(tmp, f), "x")
+fs.mkdirSync(path.join(tmp, "ck/s"), { recursive: true })
+for (const s of [0, 10, 200]) fs.writeFileSync(path.join(tmp, `ck/s/step-${s}.onnx`), "x")
+
+const good = `run: demo
+tokenizer: tok.json
+context_length: 16
+models:
+  - name: s
+    params: 1000
+    tokens_per_step: 64
+    checkpoints: ck/s/step-{step}.onnx
+datasets:
+  - name: d
+    format: text
+    path: "*.txt"
+`
+
+const fail = (text: string): string => {
+  const r = parseConfig(path.join(tmp, "c.yaml"), text)
+  if (Either.isRight(r)) throw new Error("expected a config error")
+  return r.left.message.replaceAll(tmp + path.sep, "")
+}
+
+describe("config", () => {
+  it("decodes, applies defaults, globs checkpoints and parses steps", () => {
+    const r = parseConfig(path.join(tmp, "c.yaml"), good)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    const c = r.right
+    expect(c.models[0].checkpoints.map((x) => x.step)).toEqual([0, 10, 200])
+    expect(c.models[0].checkpoints[2].path).toBe(path.join(tmp, "ck/s/step-200.onnx"))
+    expect(c.datasets[0].files).toEqual([path.join(tmp, "a.txt"), path.join(tmp, "b.txt")])
+    expect(c.stride).toBe(8)
+    expect(c.runDir).toBe(path.join(tmp, "outputs/demo"))
+    expect(c.analysis.thresholds).toEqual([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    expect(c.scoring.batch_size).toBe(8)
+  })
+
+  it("unknown field: file, line, document path", () => {
+    expect(fail(good.replace("    tokens_per_step: 64", "    tokens_per_step: 64\n    tokens_per_stp: 3"))).toBe(
+      'c.yaml:8: models[0].tokens_per_stp: unknown field (expected one of "name" | "params" | "tokens_per_step" | "checkpoints" | "steps")',
+    )
+  })
+
+  it("wrong type", () => {
+    expect(fail(good.replace("params: 1000", 'params: "big"'))).toBe('c.yaml:6: models[0].params: expected number, got "big"')
+    expect(fail(good.replace("format: text", "format: txt"))).toBe(
+      'c.yaml:11: datasets[0].format: expected "text" or "jsonl" or "parquet" or "brown", got "txt"',
+    )
+  })
+
+  it("missing file", () => {
+    expect(fail(good.replace("tokenizer: tok.json", "tokenizer: nope.json"))).toBe(`c.yaml:2: tokenizer: file not found: nope.json`)
+  })
+
+  it("empty checkpoint glob", () => {
+    expect(fail(good.replace("ck/s/step-{step}.onnx", "ck/m/step-{step}.onnx"))).toBe('c.yaml:8: models[0].checkpoints: no file matches "ck/m/step-{step}.onnx"')
+  })
+
+  it("dataset glob matching nothing, duplicate names, invalid YAML, missing config", async () => {
+    expect(fail(good.replace('"*.txt"', '"*.md"'))).toBe('c.yaml:12: datasets[0].path: no file matches "*.md"')
+    expect(fail(good + "  - name: d\n    format: text\n    path: a.txt\n")).toBe('c.yaml:13: datasets[1].name: duplicate dataset name "d"')
+    expect(fail("run: [x\n")).toMatch(/^c\.yaml:\d: invalid YAML: /)
+    const missing = await Effect.runPromise(Effect.either(loadConfig(path.join(tmp, "none.yaml"))))
+    expect(Either.isLeft(missing) && missing.left.message).toBe(`${path.join(tmp, "none.yaml")}: config file not found`)
+  })
+
+  it("the CLI prints the one line, exits 2 and creates nothing", () => {
+    fs.writeFileSync(path.join(tmp, "bad.yaml"), good.replace("params: 1000", "params: -3"))
+    const r = spawnSync(path.resolve("node_modules/.bin/tsx"), [path.resolve("pipeline/main.ts"), "run", path.join(tmp, "bad.yaml")], {
+      encoding: "utf8",
+      cwd: tmp,
+    })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toBe("error: bad.yaml:6: models[0].params: expected a positive number, got -3\n")
+    expect(fs.existsSync(path.join(tmp, "outputs"))).toBe(false)
+  })
+})
+
+describe("docs/config.schema.json", () => {
+  it("is the JSON Schema of schemas/config.ts (regenerate with `npx tsx tools/config-schema.ts`)", async () => {
+    const { configJsonSchema } = await import("../tools/config-schema.ts")
+    expect(fs.readFileSync("docs/config.schema.json", "utf8")).toBe(configJsonSchema())
+    const schema = JSON.parse(configJsonSchema())
+    expect(schema.required).toEqual(["run", "tokenizer", "models", "datasets"])
+  })
+})
