@@ -2,7 +2,8 @@
  * Every stage of the pipeline, in DAG order. The runner plans only the stages listed here.
  */
 import type { Stage, StageName } from "../pipeline/stage.ts"
+import { tokenizeStage } from "./tokenize/index.ts"
 
-export const allStages: ReadonlyArray<Stage> = []
+export const allStages: ReadonlyArray<Stage> = [tokenizeStage]
 
 export const stageNames: ReadonlyArray<StageName> = allStages.map((s) => s.name)

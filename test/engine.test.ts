@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { loadConfig } from "../pipeline/config.ts"
-import type { RunError } from "../pipeline/errors.ts"
+import type { ConfigError, RunError } from "../pipeline/errors.ts"
 import { runPipeline, runStatus, type RunOptions, type RunSummary } from "../pipeline/runner.ts"
 import type { Sink } from "../pipeline/progress.ts"
 import { readParquetFile } from "../pipeline/store.ts"
@@ -21,13 +21,13 @@ const capture = (): Sink & { text: () => string } => {
 
 const run = async (cfgFile: string, opts: Partial<RunOptions> = {}) => {
   const sink = capture()
-  const result: Either.Either<RunSummary, RunError> = await Effect.runPromise(
+  const result: Either.Either<RunSummary, RunError | ConfigError> = await Effect.runPromise(
     Effect.either(Effect.flatMap(loadConfig(cfgFile), (c) => runPipeline(c, { stages: fakeStages, sink, ...opts }))),
   )
   return { result, log: sink.text() }
 }
 
-const ranUnits = (r: Either.Either<RunSummary, RunError>) =>
+const ranUnits = (r: Either.Either<RunSummary, RunError | ConfigError>) =>
   Either.isRight(r) ? r.right.outcomes.filter((o) => o.outcome === "ran").map((o) => `${o.stage}/${o.id}`) : []
 
 const listFiles = (dir: string): string[] =>

@@ -1,0 +1,199 @@
+/**
+ * The tokenize stage: one unit per dataset (`dataset=<name>`). Reads the dataset's documents
+ * (formats.ts), encodes them with the run's tokenizer.json (encode.ts), tags and categorises every
+ * token (categories.ts), cuts documents into windows (windows.ts) and writes
+ *   tokens/dataset=D/tokens.parquet    one row per predicted token (token_index 0…N−1)
+ *   windows/dataset=D/windows.parquet  one row per model input window
+ * with the schemas of schemas/tables.ts.
+ *
+ * `prepend` (e.g. "</s>") is encoded on its own and put in front of every document as context.
+ * Documents are encoded without the tokenizer's own special tokens (`addSpecialTokens: false`):
+ * what a model sees before a document is exactly `prepend`.
+ * `max_tokens`: documents are read in order until that many tokens are predicted; the last
+ * document is cut there.
+ */
+import * as fs from "node:fs"
+import { Effect } from "effect"
+import type { Config, Dataset } from "../../pipeline/config.ts"
+import { type Progress, type Stage, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
+import { tablePaths } from "../../schemas/tables.ts"
+import { categorizeTokens, textWords } from "./categories.ts"
+import { encodeIds, type Encoded, type LoadedTokenizer, loadTokenizer, TokenizerLoadError } from "./encode.ts"
+import { displayPath, type Document, readDocuments } from "./formats.ts"
+import { TokenTablesBuilder } from "./tables.ts"
+
+export interface TokenizeOptions {
+  readonly contextLength: number
+  readonly stride: number
+  readonly prepend?: string
+  readonly maxTokens?: number
+}
+
+export interface TokenizeResult {
+  readonly tokens: import("apache-arrow").Table
+  readonly windows: import("apache-arrow").Table
+  readonly documents: number
+  /** Words of the documents read (whitespace-separated runs, or tagged words for brown). */
+  readonly words: number
+}
+
+const BATCH_CHARS = 1 << 20
+const BATCH_DOCS = 1024
+
+const noProgress: Progress = { start: () => {}, advance: () => {} }
+
+/**
+ * Tokenize one dataset into its tokens and windows tables (no Effect; the stage wraps it).
+ * Files are read one at a time and encoded in batches of documents; the next batch is encoded by
+ * the tokenizer's native threads while this one is tagged and cut into windows.
+ * @throws UnitError for bad input (unreadable file, bad jsonl line, prepend too long, nothing to predict)
+ */
+export const tokenizeDataset = async (
+  dataset: Dataset,
+  tokenizer: LoadedTokenizer,
+  options: TokenizeOptions,
+  progress: Progress = noProgress,
+  signal?: AbortSignal,
+): Promise<TokenizeResult> => {
+  const prepend = options.prepend !== undefined && options.prepend !== "" ? await encodeIds(tokenizer, options.prepend) : new Int32Array(0)
+  if (prepend.length >= options.contextLength) {
+    throw new UnitError({
+      message: `prepend ${JSON.stringify(options.prepend)} is ${prepend.length} tokens; context_length (${options.contextLength}) must be larger`,
+    })
+  }
+  const maxTokens = options.maxTokens ?? Infinity
+  const builder = new TokenTablesBuilder(options.contextLength, options.stride)
+  const sizes = dataset.files.map((f) => {
+    try {
+      return fs.statSync(f).size
+    } catch {
+      return 0 // reading it below reports the problem
+    }
+  })
+  progress.start(sizes.reduce((a, b) => a + b, 0), "bytes")
+
+  let documents = 0
+  let words = 0
+  /** Documents waiting to be encoded, with the progress each is worth. */
+  type Item = { doc: Document; bytes: number }
+  const add = (items: ReadonlyArray<Item>, encoded: ReadonlyArray<Encoded>) => {
+    for (let i = 0; i < items.length && builder.tokenCount < maxTokens; i++) {
+      const { doc, bytes } = items[i]
+      const enc = encoded[i]
+      const docWords = doc.words ?? textWords(doc.text)
+      const { tags, categories } = categorizeTokens(doc.text, docWords, enc.charStarts, enc.charEnds)
+      const ids = new Int32Array(prepend.length + enc.ids.length)
+      ids.set(prepend)
+      ids.set(enc.ids, prepend.length)
+      builder.add(
+        { id: doc.id, ids, nPrepend: prepend.length, charStarts: enc.charStarts, charEnds: enc.charEnds, tags, categories },
+        maxTokens - builder.tokenCount,
+      )
+      documents++
+      words += docWords.starts.length
+      progress.advance(bytes)
+    }
+  }
+
+  let batch: Item[] = []
+  let batchChars = 0
+  let pending: Promise<void> = Promise.resolve()
+  const flush = async () => {
+    const items = batch
+    batch = []
+    batchChars = 0
+    const encoding = tokenizer.encodeBatch(items.map((it) => it.doc.text))
+    await pending // the previous batch is processed while this one is encoded
+    const encoded = await encoding
+    if (signal?.aborted) throw new Error("interrupted")
+    pending = Promise.resolve().then(() => add(items, encoded))
+    pending.catch(() => {}) // awaited by the next flush or at the end; never an unhandled rejection
+  }
+
+  for (const [fi, file] of dataset.files.entries()) {
+    if (builder.tokenCount >= maxTokens) break
+    const docs = readDocuments(dataset, file)
+    const totalChars = docs.reduce((a, d) => a + d.text.length, 0) || 1
+    for (const doc of docs) {
+      batch.push({ doc, bytes: (sizes[fi] * doc.text.length) / totalChars })
+      batchChars += doc.text.length
+      if (batchChars >= BATCH_CHARS || batch.length >= BATCH_DOCS) {
+        await flush()
+        if (builder.tokenCount >= maxTokens) break
+      }
+    }
+  }
+  if (batch.length > 0) await flush()
+  await pending
+
+  if (builder.tokenCount === 0) {
+    throw new UnitError({
+      message: `dataset ${dataset.name}: no token to predict (every document is shorter than 2 tokens)`,
+    })
+  }
+  return { tokens: builder.tokens(), windows: builder.windows(), documents, words }
+}
+
+const toUnitError = (e: unknown): UnitError =>
+  e instanceof UnitError ? e : new UnitError({ message: String(e instanceof Error ? e.message : e).split("\n")[0] })
+
+const datasetOf = (config: Config, unit: UnitPlan): Dataset | undefined =>
+  config.datasets.find((d) => `dataset=${d.name}` === unit.id)
+
+const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan, ctx: UnitContext) {
+  const { config } = ctx
+  const dataset = datasetOf(config, unit)
+  if (dataset === undefined) return yield* new UnitError({ message: `tokenize: no dataset for unit ${unit.id}` })
+  const tokenizer = yield* Effect.tryPromise({
+    try: () => loadTokenizer(config.tokenizer),
+    catch: (e) =>
+      new UnitError({
+        message: `tokenizer ${displayPath(config.tokenizer)}: ${e instanceof TokenizerLoadError ? e.message : toUnitError(e).message}`,
+      }),
+  })
+  const result = yield* Effect.tryPromise({
+    try: (signal) =>
+      tokenizeDataset(
+        dataset,
+        tokenizer,
+        {
+          contextLength: config.context_length,
+          stride: config.stride,
+          prepend: config.prepend,
+          maxTokens: dataset.max_tokens,
+        },
+        ctx.progress,
+        signal,
+      ),
+    catch: toUnitError,
+  })
+  yield* ctx.writeParquet(tablePaths.tokens(dataset.name), result.tokens)
+  yield* ctx.writeParquet(tablePaths.windows(dataset.name), result.windows)
+})
+
+export const tokenizeStage: Stage = {
+  name: "tokenize",
+  version: 1,
+  after: [],
+  describe: "split each dataset into windows of token ids; one row per predicted token with its tag and category",
+  plan: (config) =>
+    config.datasets.map((d) => ({
+      id: `dataset=${d.name}`,
+      params: {
+        dataset: {
+          name: d.name,
+          format: d.format,
+          max_tokens: d.max_tokens ?? null,
+          text_field: d.text_field,
+          id_field: d.id_field,
+        },
+        tokenizer: config.tokenizer,
+        context_length: config.context_length,
+        stride: config.stride,
+        prepend: config.prepend ?? null,
+      },
+      inputs: [],
+      files: [...d.files, config.tokenizer],
+    })),
+  run: (unit, ctx) => run(unit, ctx),
+}

