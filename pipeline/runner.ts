@@ -30,6 +30,8 @@ export interface PlannedUnit {
   readonly name: string
   readonly key: string
   readonly inputNames: ReadonlyArray<string>
+  /** Soft inputs (Stage.softAfter): they trigger re-runs but never block. */
+  readonly softNames: ReadonlyArray<string>
 }
 
 /** Stages in an order where every stage comes after the stages it reads. */
@@ -56,19 +58,21 @@ export const planRun = (config: Config, stages: ReadonlyArray<Stage>): PlannedUn
   const keys = new Map<string, string>()
   const out: PlannedUnit[] = []
   for (const stage of orderStages(stages)) {
+    const soft = stage.softAfter ? out.filter((p) => stage.after.includes(p.stage.name)).map((p) => p.name) : []
     for (const unit of stage.plan(config)) {
       const name = unitName(stage.name, unit.id)
       if (keys.has(name)) throw new Error(`stage ${stage.name} planned unit ${unit.id} twice`)
       const inputNames = unit.inputs.map((r) => unitName(r.stage, r.id)).filter((n) => keys.has(n))
+      const softNames = soft.filter((n) => !inputNames.includes(n))
       const key = unitKey({
         stage: stage.name,
         version: stage.version,
         params: unit.params,
-        inputKeys: inputNames.map((n) => `${n}=${keys.get(n)}`),
+        inputKeys: [...inputNames, ...softNames].map((n) => `${n}=${keys.get(n)}`),
         files: unit.files,
       })
       keys.set(name, key)
-      out.push({ stage, unit, name, key, inputNames })
+      out.push({ stage, unit, name, key, inputNames, softNames })
     }
   }
   return out
@@ -97,6 +101,11 @@ const upToDate = (runDir: string, m: Manifest, pu: PlannedUnit): { ok: boolean; 
   for (const n of pu.inputNames) {
     const up = m.units[n]
     if (!up || up.status !== "done" || up.started !== r.inputs?.[n]) return { ok: false, why: `upstream ${n} was re-run since` }
+  }
+  for (const n of pu.softNames) {
+    const up = m.units[n]
+    const stamp = up?.status === "done" ? up.started : ""
+    if (stamp !== (r.inputs?.[n] ?? "")) return { ok: false, why: `upstream ${n} changed since` }
   }
   return { ok: true }
 }
@@ -226,7 +235,11 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       const decisions = units.map((pu) => {
         const blockedBy = pu.inputNames.find((n) => bad.has(n))
         if (blockedBy) return { pu, run: false, blockedBy }
-        const must = force.has(stage.name) || pu.inputNames.some((n) => ranThisRun.has(n)) || !upToDate(runDir, manifest, pu).ok
+        const must =
+          force.has(stage.name) ||
+          pu.inputNames.some((n) => ranThisRun.has(n)) ||
+          pu.softNames.some((n) => ranThisRun.has(n)) ||
+          !upToDate(runDir, manifest, pu).ok
         return { pu, run: must, blockedBy: undefined }
       })
       const toRun = decisions.filter((d) => d.run).length
@@ -323,7 +336,8 @@ const runUnit = (
     reporter.beginUnit(pu.unit.id)
     const exit = yield* Effect.exit(Effect.suspend(() => pu.stage.run(pu.unit, ctx)))
     const seconds = (performance.now() - t0) / 1000
-    const inputs = Object.fromEntries(pu.inputNames.map((n) => [n, manifest.units[n]?.started ?? ""]))
+    const stamp = (n: string) => (manifest.units[n]?.status === "done" ? manifest.units[n].started : "")
+    const inputs = Object.fromEntries([...pu.inputNames, ...pu.softNames].map((n) => [n, stamp(n)]))
     if (Exit.isSuccess(exit)) {
       const old = manifest.units[pu.name]
       const rec: UnitRecord & InputStamps = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, status: "done", files: written, started, seconds, inputs }

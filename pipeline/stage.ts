@@ -84,6 +84,12 @@ export interface Stage {
   readonly version: number
   /** Stages whose units this stage's units may read. */
   readonly after: ReadonlyArray<StageName>
+  /**
+   * Every unit of the `after` stages is a soft input of every unit of this stage: its key enters
+   * this unit's key and its re-running re-runs this unit, but its failure never blocks this unit
+   * (the report: it shows what exists and says what is missing).
+   */
+  readonly softAfter?: boolean
   readonly describe: string
   readonly plan: (config: Config) => ReadonlyArray<UnitPlan>
   readonly run: (unit: UnitPlan, ctx: UnitContext) => Effect.Effect<void, UnitError>

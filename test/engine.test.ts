@@ -9,7 +9,7 @@ import type { ConfigError, RunError } from "../pipeline/errors.ts"
 import { runPipeline, runStatus, type RunOptions, type RunSummary } from "../pipeline/runner.ts"
 import type { Sink } from "../pipeline/progress.ts"
 import { readParquetFile } from "../pipeline/store.ts"
-import { fakeStages, writeFakeRun } from "./fixtures/fake-stages.ts"
+import { fakeStages, listStage, writeFakeRun } from "./fixtures/fake-stages.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-engine-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -131,6 +131,25 @@ describe("runner", () => {
     fs.writeFileSync(path.join(dir, "out"), "a file where the output folder should be")
     const r = await run(cfg)
     expect(Either.isLeft(r.result) && r.result.left.message).toMatch(/^output folder .*out\/t is not writable \(ENOTDIR\)$/)
+  })
+})
+
+describe("soft inputs (Stage.softAfter)", () => {
+  it("run even when an upstream unit failed, and re-run when one re-ran", async () => {
+    const dir = path.join(tmp, "soft")
+    const cfg = writeFakeRun(dir, { a: "x", b: "y" })
+    const stages = [...fakeStages, listStage]
+    fs.writeFileSync(path.join(dir, "fail-b"), "")
+    const first = await run(cfg, { stages, keepGoing: true })
+    expect(Either.isLeft(first.result)).toBe(true)
+    expect(fs.readFileSync(path.join(dir, "out/t/report.txt"), "utf8")).toBe("dataset=a")
+    fs.rmSync(path.join(dir, "fail-b"))
+    const second = await run(cfg, { stages })
+    expect(ranUnits(second.result)).toEqual(["tokenize/dataset=b", "aggregate/all", "report/report"])
+    expect(fs.readFileSync(path.join(dir, "out/t/report.txt"), "utf8")).toBe("dataset=a\ndataset=b")
+    expect(ranUnits((await run(cfg, { stages })).result)).toEqual([])
+    fs.writeFileSync(path.join(dir, "a.txt"), "changed")
+    expect(ranUnits((await run(cfg, { stages })).result)).toEqual(["tokenize/dataset=a", "aggregate/all", "report/report"])
   })
 })
 

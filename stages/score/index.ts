@@ -1,0 +1,154 @@
+/**
+ * The score stage: one unit per (model, checkpoint, dataset) runs the checkpoint over the dataset's
+ * windows and writes `scores/model=M/step=S/dataset=D/scores.parquet` — token_index, token_id,
+ * logprob (and entropy), one row per predicted token in token_index order, row groups of
+ * `scoring.row_group_size` rows so that row group g holds the same tokens in every checkpoint's file.
+ *
+ * Memory: windows are read one Parquet row group at a time (twice: a survey for the token count,
+ * the largest id and the token_index invariant, then scoring) and scored in chunks of CHUNK
+ * windows. What accumulates is the output columns — token_id int32 + logprob float32
+ * (+ entropy float32), 8–12 bytes per token — because the one file is encoded in one call at the
+ * end (UnitContext writes whole tables; parquet-wasm's streaming writer would need a streaming
+ * ctx.writeParquet). Encoding copies the columns about three times over for a moment. A dataset of
+ * 10M tokens thus holds ~100 MB while it is scored; the benchmark's 95k- and 381k-token runs peak
+ * at the same RSS within noise.
+ */
+import { Effect } from "effect"
+import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
+import { tablePaths } from "../../schemas/tables.ts"
+import { withScorer, type Scorer } from "./engine.ts"
+import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
+
+/** Windows per scoreAll call (sorted by length inside it). */
+export const CHUNK = 1024
+
+const WINDOW_COLUMNS = ["seq_id", "input_ids", "first_target", "first_token_index"]
+
+const fail = (message: string) => new UnitError({ message })
+
+/** `model=s/step=100/dataset=press` → its three values. */
+const parseId = (id: string) => {
+  const [model, step, dataset] = id.split("/").map((p) => p.slice(p.indexOf("=") + 1))
+  return { model, step: Number(step), dataset }
+}
+
+const openWindows = (path: string) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({ try: () => openRowGroups(path), catch: (e) => fail(`cannot read windows file ${path}: ${String(e).split("\n")[0]}`) }),
+    (r) => Effect.sync(() => r.close()),
+  )
+
+const readGroup = (r: RowGroupReader, g: number) =>
+  Effect.tryPromise({
+    try: async () => windowsOf(await r.read(g, WINDOW_COLUMNS)),
+    catch: (e) => fail(`cannot read row group ${g} of ${r.path}: ${String(e).split("\n")[0]}`),
+  })
+
+/** First pass: number of predicted tokens, largest token id, and the token_index invariant. */
+const survey = (r: RowGroupReader, dataset: string) =>
+  Effect.gen(function* () {
+    let tokens = 0
+    let maxId = -1
+    for (let g = 0; g < r.rowGroupRows.length; g++) {
+      for (const w of yield* readGroup(r, g)) {
+        if (w.firstTokenIndex !== tokens) {
+          return yield* Effect.fail(
+            fail(`dataset ${dataset}: windows are not consecutive at seq_id ${w.seqId} (first_token_index ${w.firstTokenIndex}, expected ${tokens})`),
+          )
+        }
+        tokens += targetsOf(w)
+        for (const t of w.ids) if (t > maxId) maxId = t
+      }
+    }
+    return { tokens, maxId }
+  })
+
+/** Second pass: score every window, writing each target at its token_index. */
+const scoreWindows = (r: RowGroupReader, scorer: Scorer, ctx: UnitContext, out: { tokenId: Int32Array; logprob: Float32Array; entropy?: Float32Array }) =>
+  Effect.gen(function* () {
+    for (let g = 0; g < r.rowGroupRows.length; g++) {
+      const windows = yield* readGroup(r, g)
+      for (let c = 0; c < windows.length; c += CHUNK) {
+        const chunk: Window[] = windows.slice(c, c + CHUNK)
+        const results = yield* scorer.scoreAll(
+          chunk.map((w) => ({ ids: w.ids, firstTarget: w.firstTarget, id: `seq_id ${w.seqId}` })),
+          (n) => ctx.progress.advance(n),
+        )
+        chunk.forEach((w, i) => {
+          out.tokenId.set(w.ids.subarray(w.firstTarget), w.firstTokenIndex)
+          out.logprob.set(results[i].logprob, w.firstTokenIndex)
+          if (out.entropy) out.entropy.set(results[i].entropy!, w.firstTokenIndex)
+        })
+      }
+    }
+  })
+
+const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext) {
+  const { model, step, dataset } = parseId(unit.id)
+  const { scoring } = ctx.config
+  const checkpoint = unit.files[0]
+  const label = `${model} step ${step}`
+  const windowsRel = tablePaths.windows(dataset)
+  const windowsPath = ctx.outputsOf(unit.inputs[0]).find((p) => p === ctx.path(windowsRel) || p.endsWith(`/${windowsRel}`))
+  if (windowsPath === undefined) return yield* Effect.fail(fail(`dataset ${dataset}: the tokenize stage recorded no ${windowsRel}`))
+
+  yield* Effect.scoped(
+    Effect.gen(function* () {
+      const reader = yield* openWindows(windowsPath)
+      const { tokens, maxId } = yield* survey(reader, dataset)
+      const notes: string[] = []
+      const options = {
+        threads: scoring.threads,
+        executionProvider: scoring.execution_provider,
+        batchSize: scoring.batch_size,
+        entropy: scoring.entropy,
+        cacheDir: ctx.cacheDir,
+        label,
+        log: (m: string) => notes.push(m),
+      }
+      const table = yield* withScorer(checkpoint, options, (scorer) =>
+        Effect.gen(function* () {
+          yield* Effect.forEach(notes, (m) => ctx.log(m))
+          if (scorer.vocabSize !== undefined && maxId >= scorer.vocabSize) {
+            return yield* Effect.fail(
+              fail(
+                `${label}: dataset ${dataset} has token id ${maxId} but the model's logits have width ${scorer.vocabSize}: tokenizer/model mismatch`,
+              ),
+            )
+          }
+          const out = {
+            tokenId: new Int32Array(tokens),
+            logprob: new Float32Array(tokens),
+            ...(scoring.entropy ? { entropy: new Float32Array(tokens) } : {}),
+          }
+          ctx.progress.start(tokens, "tokens")
+          yield* scoreWindows(reader, scorer, ctx, out)
+          return scoresTable(out.tokenId, out.logprob, out.entropy)
+        }),
+      )
+      yield* ctx.writeParquet(tablePaths.scores(model, step, dataset), table, { rowGroupSize: scoring.row_group_size })
+    }),
+  )
+})
+
+export const scoreStage: Stage = {
+  name: "score",
+  version: 1,
+  after: ["tokenize"],
+  describe: "per-token log-probabilities of every checkpoint on every dataset (ONNX Runtime)",
+  plan: (config) =>
+    config.models.flatMap((m) =>
+      m.checkpoints.flatMap((cp) =>
+        config.datasets.map((d) => ({
+          id: `model=${m.name}/step=${cp.step}/dataset=${d.name}`,
+          // Only what changes the output: threads and batch size do not.
+          params: { entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
+          inputs: [{ stage: "tokenize" as const, id: `dataset=${d.name}` }],
+          files: [cp.path],
+          weight: m.params,
+        })),
+      ),
+    ),
+  run,
+}

@@ -1,0 +1,118 @@
+/**
+ * The scoring head: appended to a causal LM's graph so ONNX Runtime returns per-token log-probs
+ * [batch, seq−1] (and entropies) instead of logits [batch, seq, vocab].
+ *
+ *   logits [b, s, V] ──Cast(float)?──Slice(:, :−1)──LogSoftmax(axis 2)──► lp [b, s−1, V]
+ *   input_ids [b, s] ──Slice(:, 1:)──Unsqueeze(2)──┐
+ *   lp ──GatherElements(axis 2)──Squeeze(2)──► trajectories/token_logprob [b, s−1]   lp[r, j−1, ids[r, j]]
+ *   lp ──Exp·lp──ReduceSum(2)──Neg──► trajectories/token_entropy [b, s−1]           (when asked)
+ *   logits ──Shape──► trajectories/logits_shape [3]                                   (the vocabulary width)
+ *
+ * How it is appended: a serialized protobuf message followed by another one of the same type
+ * parses as their merge (embedded messages merge, repeated fields concatenate). So the rewritten
+ * model is the original's bytes followed by a small ModelProto `{ graph: { node, initializer,
+ * output } }` holding only the new pieces; the original outputs (logits, present.*) remain
+ * declared — they are simply not fetched. The weights are not copied: before the head is appended,
+ * every large inline weight becomes an external-data reference into the checkpoint file itself
+ * (onnx-file.ts externalizeWeights), and weights already external keep their relative locations;
+ * the session loads the rewritten bytes with the checkpoint's folder as its external-data folder.
+ * A rewritten model is therefore a few kilobytes (plus the graph's nodes), whatever the weights.
+ *
+ * The rewritten model is cached under `<cacheDir>/score-graphs/`, keyed by the checkpoint's path,
+ * size and mtime (and whether entropy is asked), so each checkpoint is rewritten once.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { createHash } from "node:crypto"
+import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
+import { DT, GraphBuilder, encodeModel, valueInfo } from "./onnx.ts"
+import { externalizeWeights, type ModelHeader, type TensorDecl } from "./onnx-file.ts"
+
+/** Bump when the appended head changes: cached graphs of older versions are not reused. */
+export const REWRITE_VERSION = 1
+
+export const OUT = {
+  logprob: "trajectories/token_logprob",
+  entropy: "trajectories/token_entropy",
+  logitsShape: "trajectories/logits_shape",
+} as const
+
+/** The inputs and outputs the scorer relies on, found in a model's header. */
+export interface Signature {
+  readonly inputIds: TensorDecl
+  readonly logits: TensorDecl
+}
+
+/** Find input_ids and logits; a string says what is missing (an error, not a fallback). */
+export const findSignature = (h: ModelHeader): Signature | string => {
+  const inputIds = h.inputs.find((i) => i.name === "input_ids")
+  const logits = h.outputs.find((o) => o.name === "logits")
+  const names = (xs: ReadonlyArray<TensorDecl>) => xs.map((x) => x.name).join(", ") || "none"
+  if (!inputIds) return `the model has no input "input_ids" (its inputs: ${names(h.inputs)})`
+  if (!logits) return `the model has no output "logits" (its outputs: ${names(h.outputs)})`
+  if (logits.dims !== undefined && logits.dims.length !== 3) {
+    return `output "logits" has rank ${logits.dims.length}, expected [batch, seq, vocab]`
+  }
+  return { inputIds, logits }
+}
+
+const FLOAT_TYPES: ReadonlyArray<number> = [DT.FLOAT, DT.FLOAT16, DT.BFLOAT16, DT.DOUBLE]
+const INDEX_TYPES: ReadonlyArray<number> = [DT.INT64, DT.INT32]
+
+export type RewritePlan =
+  | { readonly ok: true; readonly fragment: Uint8Array }
+  | { readonly ok: false; readonly reason: string }
+
+/**
+ * The bytes to append to the model (pure). Fails with a reason when the graph cannot take the
+ * head: no default-domain opset ≥ 11 (GatherElements), or logits / input_ids of an unusable type.
+ */
+export const planRewrite = (h: ModelHeader, sig: Signature, options: { readonly entropy: boolean }): RewritePlan => {
+  if (h.opset === undefined) return { ok: false, reason: "the model imports no ai.onnx opset" }
+  if (h.opset < 11) return { ok: false, reason: `opset ${h.opset} < 11 has no GatherElements` }
+  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return { ok: false, reason: `logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}` }
+  if (!INDEX_TYPES.includes(sig.inputIds.elemType)) return { ok: false, reason: `input_ids have element type ${DT[sig.inputIds.elemType] ?? sig.inputIds.elemType}` }
+
+  const g = new GraphBuilder(h.opset, "trajectories/")
+  const logits = sig.logits.elemType === DT.FLOAT ? sig.logits.name : g.op("Cast", [sig.logits.name], { to: DT.FLOAT })
+  const lp = g.op("LogSoftmax", [g.slice(logits, [0], [-1], [1])], { axis: 2 })
+  const next = g.unsqueeze(g.slice(sig.inputIds.name, [1], [Number.MAX_SAFE_INTEGER], [1]), [2])
+  g.squeeze(g.op("GatherElements", [lp, next], { axis: 2 }), [2], OUT.logprob)
+  const outputs = [valueInfo(OUT.logprob, DT.FLOAT, [null, null])]
+  if (options.entropy) {
+    g.op("Neg", [g.reduceSum(g.op("Mul", [g.op("Exp", [lp]), lp]), [2], 0)], {}, OUT.entropy)
+    outputs.push(valueInfo(OUT.entropy, DT.FLOAT, [null, null]))
+  }
+  g.op("Shape", [sig.logits.name], {}, OUT.logitsShape)
+  outputs.push(valueInfo(OUT.logitsShape, DT.INT64, [3]))
+  return { ok: true, fragment: encodeModel({ graph: { node: g.nodes, initializer: g.initializers, output: outputs } }) }
+}
+
+/** Cache key of a checkpoint's rewritten graph: its absolute path, size and mtime, the head's version and variant. */
+export const rewriteKey = (modelPath: string, options: { readonly entropy: boolean }): string => {
+  const abs = path.resolve(modelPath)
+  const st = fs.statSync(abs)
+  return createHash("sha256")
+    .update(`${abs}\0${st.size}\0${st.mtimeMs}\0v${REWRITE_VERSION}\0entropy=${options.entropy}`)
+    .digest("hex")
+    .slice(0, 24)
+}
+
+export const cachedGraphPath = (cacheDir: string, modelPath: string, key: string): string =>
+  path.join(cacheDir, "score-graphs", `${path.basename(modelPath, ".onnx")}-${key}.onnx`)
+
+/**
+ * The rewritten model's bytes (small): the checkpoint with its large weights pointing back into
+ * the checkpoint file (externalizeWeights), followed by the head. Load them from bytes with the
+ * checkpoint's folder as the external-data folder.
+ */
+export const rewrittenBytes = (modelPath: string, fragment: Uint8Array): Uint8Array =>
+  Buffer.concat([externalizeWeights(modelPath), fragment])
+
+/** The rewritten model's bytes from the cache, written there (atomically) when missing. */
+export const cachedGraph = (target: string, modelPath: string, fragment: Uint8Array): { readonly bytes: Uint8Array; readonly reused: boolean } => {
+  if (fs.existsSync(target)) return { bytes: fs.readFileSync(target), reused: true }
+  const bytes = rewrittenBytes(modelPath, fragment)
+  writeFileAtomicSync(target, bytes)
+  return { bytes, reused: false }
+}

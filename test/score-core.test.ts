@@ -1,0 +1,230 @@
+/**
+ * The score stage's pure parts: batch plans, padding, TypeScript log-softmax, float16 decoding,
+ * the ONNX header scanner, the rewrite plan, and the Arrow tables in and out.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import { decodeParquet, encodeParquet } from "../pipeline/store.ts"
+import { scoresSchema } from "../schemas/tables.ts"
+import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "../stages/score/batching.ts"
+import { DT, decodeModel } from "../stages/score/onnx.ts"
+import { NotOnnx, externalizeWeights, readModelHeader } from "../stages/score/onnx-file.ts"
+import { OUT, findSignature, planRewrite, type Signature } from "../stages/score/rewrite.ts"
+import { scoresTable, windowsOf } from "../stages/score/tables.ts"
+import { slidingWindows, windowsTable } from "./fixtures/windows.ts"
+import { linearModel, linearWeights, maskedWeights, normal, optimumModel, referenceScores, rng, saveModel } from "./fixtures/onnx.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-score-core-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+describe("batch plan and padding", () => {
+  it("sorts longest first (stable) and cuts batches of batchSize", () => {
+    expect(planBatches([5, 9, 3, 9], 2)).toEqual([[1, 3], [0, 2]])
+    expect(planBatches([4, 4, 4], 2)).toEqual([[0, 1], [2]])
+    expect(planBatches([], 8)).toEqual([])
+  })
+
+  it("pads right with id 0 and mask 0", () => {
+    const b = padRight([Int32Array.of(5, 6, 7), Int32Array.of(8)])
+    expect([b.rows, b.cols]).toEqual([2, 3])
+    expect([...b.ids]).toEqual([5, 6, 7, 8, 0, 0])
+    expect([...b.mask]).toEqual([1, 1, 1, 1, 0, 0])
+  })
+})
+
+describe("TypeScript log-softmax (the fallback path)", () => {
+  it("matches a float64 reference for the targets of one row of a padded batch", () => {
+    const vocab = 17
+    const cols = 6
+    const logits = normal(rng(9), 2 * cols * vocab, 3)
+    const ids = Int32Array.of(3, 16, 0, 5, 9)
+    const lp = new Float32Array(3)
+    const h = new Float32Array(3)
+    logSoftmaxTargets(logits, cols, vocab, 1, ids, 2, lp, h)
+    const row1 = Float64Array.from(logits.subarray(cols * vocab, 2 * cols * vocab))
+    const want = referenceScores(row1, vocab, ids, 2)
+    want.logprob.forEach((x, k) => expect(lp[k]).toBeCloseTo(x, 5))
+    want.entropy.forEach((x, k) => expect(h[k]).toBeCloseTo(x, 5))
+  })
+
+  it("decodes float16 bits", () => {
+    const f = halfToFloat(Uint16Array.of(0x3c00, 0xc000, 0x7bff, 0x0001, 0x3555, 0x7c00, 0xfc00, 0x7e00))
+    expect([...f.subarray(0, 5)]).toEqual([1, -2, 65504, 2 ** -24, Math.fround(0.333251953125)])
+    expect([f[5], f[6]]).toEqual([Infinity, -Infinity])
+    expect(Number.isNaN(f[7])).toBe(true)
+  })
+
+  it("finds the first non-finite value", () => {
+    expect(firstNonFinite(Float32Array.of(0, -1, 2))).toBe(-1)
+    expect(firstNonFinite(Float32Array.of(0, -Infinity, NaN))).toBe(1)
+  })
+})
+
+describe("ONNX header scanner", () => {
+  it("reads opset, inputs, outputs, element types and shapes without loading weights", () => {
+    const f = saveModel(optimumModel(maskedWeights(), { layers: 1, heads: 2, headDim: 3, pastType: "float16" }), tmp, "opt.onnx")
+    const h = readModelHeader(f)
+    expect(h.opset).toBe(14)
+    expect(h.irVersion).toBe(8)
+    expect(h.externalData).toBe(false)
+    expect(h.inputs.map((i) => i.name)).toEqual([
+      "input_ids",
+      "attention_mask",
+      "position_ids",
+      "past_key_values.0.key",
+      "past_key_values.0.value",
+      "use_cache_branch",
+    ])
+    expect(h.inputs[3]).toEqual({ name: "past_key_values.0.key", elemType: DT.FLOAT16, dims: ["batch", 2, "past_seq", 3] })
+    expect(h.inputs[5]).toEqual({ name: "use_cache_branch", elemType: DT.BOOL, dims: [1] })
+    expect(h.outputs.map((o) => o.name)).toEqual(["logits", "present.0.key", "present.0.value"])
+  })
+
+  it("notices external data", () => {
+    const f = saveModel(linearModel(linearWeights({ vocab: 30, dim: 8 })), path.join(tmp, "ext"), "m.onnx", { externalData: "w.bin" })
+    expect(readModelHeader(f).externalData).toBe(true)
+  })
+
+  it("externalizes large inline weights into references to the model file itself", () => {
+    const w = linearWeights({ vocab: 40, dim: 16, seed: 4 })
+    const f = saveModel(linearModel(w), tmp, "big.onnx")
+    const bytes = externalizeWeights(f)
+    expect(bytes.length).toBeLessThan(fs.statSync(f).size / 4)
+    const original = fs.readFileSync(f)
+    const m = decodeModel(bytes)
+    const inits = m.graph!.initializer ?? []
+    const moved = inits.filter((t) => t.dataLocation === 1)
+    expect(moved.map((t) => t.name).sort()).toEqual([...inits].filter((t) => (t.dims ?? []).length === 2).map((t) => t.name).sort())
+    for (const t of moved) {
+      const kv = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]))
+      expect(kv.location).toBe("big.onnx")
+      expect(t.rawData?.length ?? 0).toBe(0)
+      const data = original.subarray(Number(kv.offset), Number(kv.offset) + Number(kv.length))
+      const want = (t.dims ?? []).map(Number)[0] === 40 ? w.emb : w.w // [vocab, dim] or [dim, vocab]
+      expect(Buffer.from(data).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true)
+    }
+    // The 160-byte bias stays inline; nodes, inputs and outputs are unchanged.
+    expect(inits.find((t) => (t.dims ?? []).length === 1)?.rawData?.length).toBe(160)
+    expect(m.graph!.node).toEqual(decodeModel(original).graph!.node)
+    expect(readModelHeader(f).inputs).toEqual([{ name: "input_ids", elemType: DT.INT64, dims: ["batch", "seq"] }])
+  })
+
+  it("rejects what is not a ModelProto", () => {
+    for (const [name, bytes] of [
+      ["text", Buffer.from("hello world, not a model")],
+      ["empty", Buffer.alloc(0)],
+      ["truncated", fs.readFileSync(saveModel(linearModel(linearWeights()), tmp, "whole.onnx")).subarray(0, 100)],
+    ] as const) {
+      fs.writeFileSync(path.join(tmp, name), bytes)
+      expect(() => readModelHeader(path.join(tmp, name))).toThrow(NotOnnx)
+    }
+  })
+})
+
+describe("rewrite plan", () => {
+  const header = (opset: number | undefined, logitsType = DT.FLOAT, idsType = DT.INT64) => ({
+    irVersion: 8,
+    opset,
+    inputs: [{ name: "input_ids", elemType: idsType, dims: ["b", "s"] }],
+    outputs: [{ name: "logits", elemType: logitsType, dims: ["b", "s", 7] }],
+    externalData: false,
+  })
+  const sigOf = (h: ReturnType<typeof header>) => findSignature(h) as Signature
+
+  it("says why a graph cannot take the head", () => {
+    const reason = (h: ReturnType<typeof header>) => {
+      const p = planRewrite(h, sigOf(h), { entropy: false })
+      return p.ok ? "ok" : p.reason
+    }
+    expect(reason(header(undefined))).toBe("the model imports no ai.onnx opset")
+    expect(reason(header(10))).toBe("opset 10 < 11 has no GatherElements")
+    expect(reason(header(14, DT.INT32))).toBe("logits have element type INT32")
+    expect(reason(header(14, DT.FLOAT, DT.FLOAT))).toBe("input_ids have element type FLOAT")
+    expect(reason(header(14, DT.FLOAT16))).toBe("ok")
+  })
+
+  it("names what is missing", () => {
+    expect(findSignature({ ...header(14), inputs: [] })).toBe('the model has no input "input_ids" (its inputs: none)')
+    expect(findSignature({ ...header(14), outputs: [{ name: "out", elemType: 1, dims: undefined }] })).toBe(
+      'the model has no output "logits" (its outputs: out)',
+    )
+    expect(findSignature({ ...header(14), outputs: [{ name: "logits", elemType: 1, dims: ["b", 7] }] })).toMatch(/rank 2/)
+  })
+
+  it("appends LogSoftmax, GatherElements of the next token, entropy and the logits shape, with axes per opset", () => {
+    const ops = (opset: number, entropy: boolean, logitsType = DT.FLOAT) => {
+      const h = header(opset, logitsType)
+      const p = planRewrite(h, sigOf(h), { entropy })
+      if (!p.ok) throw new Error(p.reason)
+      const g = decodeModel(p.fragment).graph!
+      return { g, ops: (g.node ?? []).map((n) => `${n.opType}(${(n.input ?? []).length})`), outputs: (g.output ?? []).map((o) => o.name) }
+    }
+    const v14 = ops(14, true)
+    expect(v14.ops).toEqual([
+      "Slice(4)",
+      "LogSoftmax(1)",
+      "Slice(4)",
+      "Unsqueeze(2)",
+      "GatherElements(2)",
+      "Squeeze(2)",
+      "Exp(1)",
+      "Mul(2)",
+      "ReduceSum(2)",
+      "Neg(1)",
+      "Shape(1)",
+    ])
+    expect(v14.outputs).toEqual([OUT.logprob, OUT.entropy, OUT.logitsShape])
+    // Opset 11: axes are attributes; no entropy; float16 logits are cast first.
+    const v11 = ops(11, false, DT.FLOAT16)
+    expect(v11.ops).toEqual(["Cast(1)", "Slice(4)", "LogSoftmax(1)", "Slice(4)", "Unsqueeze(1)", "GatherElements(2)", "Squeeze(1)", "Shape(1)"])
+    expect(v11.outputs).toEqual([OUT.logprob, OUT.logitsShape])
+    // Only new pieces are in the fragment: no graph name, no inputs, nothing that would overwrite the model's fields.
+    expect(v11.g.name).toBe("")
+    expect(v11.g.input).toEqual([])
+  })
+})
+
+describe("windows in, scores out", () => {
+  const windows = (rows: Array<[number, number[], number, number]>) =>
+    windowsTable(rows.map(([seqId, ids, firstTarget, firstTokenIndex]) => ({ seqId, docId: "d", ids, firstTarget, firstTokenIndex })))
+
+  it("reads windows as zero-copy views, also from a sliced or Parquet-decoded table", () => {
+    const t = windows([
+      [0, [1, 2, 3, 4], 1, 0],
+      [1, [3, 4, 5], 2, 3],
+      [2, [9, 8], 1, 4],
+    ])
+    const plain = windowsOf(t)
+    expect(plain.map((w) => [w.seqId, [...w.ids], w.firstTarget, w.firstTokenIndex])).toEqual([
+      [0, [1, 2, 3, 4], 1, 0],
+      [1, [3, 4, 5], 2, 3],
+      [2, [9, 8], 1, 4],
+    ])
+    expect(windowsOf(t.slice(1)).map((w) => [...w.ids])).toEqual([[3, 4, 5], [9, 8]])
+    const back = decodeParquet(encodeParquet(t, { rowGroupSize: 2 }))
+    expect(windowsOf(back).map((w) => [...w.ids])).toEqual([[1, 2, 3, 4], [3, 4, 5], [9, 8]])
+  })
+
+  it("the windows fixture follows the tokenize rule: every token but a document's first predicted once", () => {
+    const w = slidingWindows([[1, 2, 3, 4, 5, 6, 7], [8, 9]], 4, 2)
+    expect(w.map((r) => [r.ids, r.firstTarget, r.firstTokenIndex])).toEqual([
+      [[1, 2, 3, 4], 1, 0],
+      [[3, 4, 5, 6], 2, 3],
+      [[4, 5, 6, 7], 3, 5],
+      [[8, 9], 1, 6],
+    ])
+  })
+
+  it("builds the scores table with exactly the declared schema", () => {
+    const t = scoresTable(Int32Array.of(5, 6, 7), Float32Array.of(-1, -2, -3), Float32Array.of(0.5, 0.25, 1))
+    expect(t.schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`)).toEqual(
+      scoresSchema(true).fields.map((f) => `${f.name}:${f.type}:${f.nullable}`),
+    )
+    const back = decodeParquet(encodeParquet(t))
+    expect([...back.getChild("token_index")!.toArray()]).toEqual([0, 1, 2])
+    expect([...back.getChild("entropy")!.toArray()]).toEqual([0.5, 0.25, 1])
+    expect(scoresTable(Int32Array.of(1), Float32Array.of(-1)).schema.fields.map((f) => f.name)).toEqual(["token_index", "token_id", "logprob"])
+  })
+})

@@ -1,0 +1,333 @@
+/**
+ * The scoring engine against fixture models whose log-probs are computed independently here
+ * (test/fixtures/onnx.ts reference forward passes in float64 over the same float32 weights).
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Either } from "effect"
+import * as ort from "onnxruntime-node"
+import { createRequire } from "node:module"
+import { afterAll, describe, expect, it } from "vitest"
+import { OUT } from "../stages/score/rewrite.ts"
+import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../stages/score/engine.ts"
+import {
+  gptModel,
+  gptWeights,
+  linearLogits,
+  linearModel,
+  linearWeights,
+  maskedLogits,
+  maskedModel,
+  maskedWeights,
+  optimumModel,
+  referenceScores,
+  saveModel,
+} from "./fixtures/onnx.ts"
+
+const require = createRequire(import.meta.url)
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-score-engine-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+const cacheDir = path.join(tmp, "cache")
+const base: ScorerOptions = { threads: 1, batchSize: 3, entropy: true, cacheDir }
+
+const score = (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<ScorerOptions> = {}) =>
+  Effect.runPromise(
+    withScorer(file, { ...base, ...opts }, (s: Scorer) =>
+      Effect.map(s.scoreAll(reqs), (results) => ({ results, graph: s.graph, vocab: s.vocabSize })),
+    ),
+  )
+
+/** The UnitError message of a failing open or scoreAll. */
+const failure = async (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<ScorerOptions> = {}): Promise<string> => {
+  const r = await Effect.runPromise(Effect.either(withScorer(file, { ...base, ...opts }, (s) => s.scoreAll(reqs))))
+  if (Either.isRight(r)) throw new Error("expected a failure")
+  expect(r.left._tag).toBe("UnitError")
+  expect(r.left.message).not.toContain("\n")
+  return r.left.message
+}
+
+const seq = (...ids: number[]) => Int32Array.from(ids)
+
+/** Lengths 2…9, first targets 1…4: one batch of 3 always mixes lengths. */
+const mixed = (vocab: number): ScoreRequest[] =>
+  [
+    [seq(1, 2, 3, 4, 5), 1],
+    [seq(7, 3), 1],
+    [seq(0, 9, 8, 7, 6, 5, 4, 3, 2), 4],
+    [seq(vocab - 1, 0, vocab - 1), 2],
+    [seq(4, 4, 4, 4, 4, 4), 3],
+    [seq(2, 5, 1, 9), 1],
+    [seq(3, 1, 4, 1, 5, 9, 2), 1],
+  ].map(([ids, firstTarget]) => ({ ids: ids as Int32Array, firstTarget: firstTarget as number }))
+
+const expectMatches = (
+  results: ReadonlyArray<ScoreResult>,
+  reqs: ReadonlyArray<ScoreRequest>,
+  logits: (ids: Int32Array) => Float64Array,
+  vocab: number,
+  tol = 1e-5,
+) => {
+  expect(results.length).toBe(reqs.length)
+  reqs.forEach((r, i) => {
+    const want = referenceScores(logits(r.ids), vocab, r.ids, r.firstTarget)
+    const got = results[i]
+    expect(got.logprob.length).toBe(r.ids.length - r.firstTarget)
+    want.logprob.forEach((x, k) => expect(Math.abs(got.logprob[k] - x)).toBeLessThan(tol))
+    if (got.entropy) want.entropy.forEach((x, k) => expect(Math.abs(got.entropy![k] - x)).toBeLessThan(tol))
+  })
+}
+
+const lw = linearWeights()
+const mw = maskedWeights()
+const file = (name: string) => path.join(tmp, name)
+
+describe("fixture models vs independent log-probs (1e-5)", () => {
+  const linear = saveModel(linearModel(lw), tmp, "linear.onnx")
+
+  it("(a) embedding → linear, a batch mixing lengths, results in request order", async () => {
+    const reqs = mixed(lw.vocab)
+    const { results, graph, vocab } = await score(linear, reqs)
+    expect(graph).not.toBe("logits")
+    expect(vocab).toBe(lw.vocab)
+    expectMatches(results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+    expect(results.every((r) => r.entropy !== undefined)).toBe(true)
+  })
+
+  it("(a) batch size does not change results; entropy only when asked", async () => {
+    const reqs = mixed(lw.vocab)
+    const one = await score(linear, reqs, { batchSize: 1, entropy: false })
+    const many = await score(linear, reqs, { batchSize: 16, entropy: false })
+    expect(one.results[0].entropy).toBeUndefined()
+    one.results.forEach((r, i) => r.logprob.forEach((x, k) => expect(Math.abs(x - many.results[i].logprob[k])).toBeLessThan(1e-6)))
+    expectMatches(many.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+  })
+
+  it("(a) opset 11 (axes as attributes), int32 input_ids, and a vocabulary the model does not declare", async () => {
+    const reqs = mixed(lw.vocab)
+    for (const [name, o] of [
+      ["opset11.onnx", { opset: 11 }],
+      ["int32.onnx", { idsType: "int32" as const }],
+      ["symbolic.onnx", { symbolicVocab: true }],
+    ] as const) {
+      const { results, graph, vocab } = await score(saveModel(linearModel(lw, o), tmp, name), reqs)
+      expect(graph).toBe("rewritten")
+      expect(vocab).toBe(lw.vocab)
+      expectMatches(results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+    }
+  })
+
+  it("(a) float16 logits: the head casts to float; same values as the TypeScript path, within fp16 of the reference", async () => {
+    const reqs = mixed(lw.vocab)
+    const f = saveModel(linearModel(lw, { logitsType: "float16" }), tmp, "fp16.onnx")
+    const head = await score(f, reqs)
+    const ts = await score(f, reqs, { mode: "logits" })
+    expect([head.graph, ts.graph]).toEqual(["rewritten", "logits"])
+    head.results.forEach((r, i) => {
+      r.logprob.forEach((x, k) => expect(Math.abs(x - ts.results[i].logprob[k])).toBeLessThan(1e-5))
+      r.entropy!.forEach((x, k) => expect(Math.abs(x - ts.results[i].entropy![k])).toBeLessThan(1e-5))
+    })
+    expectMatches(head.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab, 1e-2)
+  })
+
+  it("(b) output depends on attention_mask and position_ids", async () => {
+    const f = saveModel(maskedModel(mw), tmp, "masked.onnx")
+    const reqs = mixed(mw.vocab)
+    const { results } = await score(f, reqs)
+    expectMatches(results, reqs, (ids) => maskedLogits(mw, ids), mw.vocab)
+    // The fixture really reads both inputs: other positions or mask give other logits.
+    const s = await ort.InferenceSession.create(f)
+    const ids = new ort.Tensor("int64", BigInt64Array.of(1n, 2n, 3n), [1, 3])
+    const run = async (mask: bigint[], pos: bigint[]) =>
+      (
+        await s.run({
+          input_ids: ids,
+          attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask), [1, 3]),
+          position_ids: new ort.Tensor("int64", BigInt64Array.from(pos), [1, 3]),
+        })
+      ).logits.data as Float32Array
+    const ref = await run([1n, 1n, 1n], [0n, 1n, 2n])
+    expect((await run([1n, 1n, 0n], [0n, 1n, 2n]))[2 * mw.vocab]).not.toBeCloseTo(ref[2 * mw.vocab], 3)
+    expect((await run([1n, 1n, 1n], [0n, 0n, 0n]))[2 * mw.vocab]).not.toBeCloseTo(ref[2 * mw.vocab], 3)
+    await s.release()
+  })
+
+  it("(c) Optimum merged-decoder signature: empty past (float32 and float16), use_cache_branch false", async () => {
+    const reqs = mixed(mw.vocab)
+    for (const pastType of ["float32", "float16"] as const) {
+      const f = saveModel(optimumModel(mw, { pastType, layers: 2, heads: 2, headDim: 3 }), tmp, `optimum-${pastType}.onnx`)
+      const head = await score(f, reqs)
+      expect(head.graph).toBe("rewritten")
+      expectMatches(head.results, reqs, (ids) => maskedLogits(mw, ids), mw.vocab)
+      expectMatches((await score(f, reqs, { mode: "logits" })).results, reqs, (ids) => maskedLogits(mw, ids), mw.vocab)
+    }
+  })
+
+  it("(d) weights in an external data file (in a subfolder), with and without the cache", async () => {
+    const dir = path.join(tmp, "external")
+    const w = linearWeights({ vocab: 40, dim: 16, seed: 4 })
+    const f = saveModel(linearModel(w), dir, "model.onnx", { externalData: "data/weights.bin" })
+    expect(fs.statSync(path.join(dir, "data/weights.bin")).size).toBe((2 * 40 * 16 + 40) * 4)
+    expect(fs.statSync(f).size).toBeLessThan(1000)
+    const reqs = mixed(w.vocab)
+    const first = await score(f, reqs)
+    const again = await score(f, reqs)
+    const uncached = await score(f, reqs, { cacheDir: undefined })
+    expect([first.graph, again.graph, uncached.graph]).toEqual(["rewritten", "cached", "rewritten"])
+    for (const r of [first, again, uncached]) expectMatches(r.results, reqs, (ids) => linearLogits(w, ids), w.vocab)
+  })
+
+  it("a GPT-shaped model: the head equals the TypeScript log-softmax, and padding does not leak into shorter rows", async () => {
+    const gw = gptWeights({ vocab: 64, context: 16, layers: 2, dim: 16, heads: 2, seed: 5 })
+    const f = saveModel(gptModel(gw), tmp, "gpt.onnx")
+    const reqs = Array.from({ length: 7 }, (_, i) => ({ ids: Int32Array.from({ length: 16 - 2 * i }, (_, k) => (k * 7 + i * 13) % 64), firstTarget: 1 + (i % 3) }))
+    const head = await score(f, reqs, { batchSize: 4 })
+    const single = await score(f, reqs, { batchSize: 1 })
+    const ts = await score(f, reqs, { mode: "logits" })
+    head.results.forEach((r, i) =>
+      r.logprob.forEach((x, k) => {
+        expect(Math.abs(x - single.results[i].logprob[k])).toBeLessThan(1e-5)
+        expect(Math.abs(x - ts.results[i].logprob[k])).toBeLessThan(1e-5)
+        expect(Math.abs(r.entropy![k] - ts.results[i].entropy![k])).toBeLessThan(1e-5)
+      }),
+    )
+  })
+})
+
+describe("graph cache and fallback", () => {
+  it("rewrites once per checkpoint and variant, reuses the cache, and redoes it when the file changes", async () => {
+    const dir = path.join(tmp, "cachetest")
+    const cache = path.join(dir, "cache")
+    const f = saveModel(linearModel(lw), dir, "m.onnx")
+    const reqs = mixed(lw.vocab)
+    const graphs = async (o: Partial<ScorerOptions>) => (await score(f, reqs, { cacheDir: cache, ...o })).graph
+    expect(await graphs({})).toBe("rewritten")
+    expect(await graphs({})).toBe("cached")
+    expect(await graphs({ entropy: false })).toBe("rewritten") // another head
+    expect(await graphs({ entropy: false })).toBe("cached")
+    const cached = fs.readdirSync(path.join(cache, "score-graphs")).filter((n) => n.endsWith(".onnx"))
+    expect(cached).toHaveLength(2)
+    const later = new Date(Date.now() + 5000)
+    fs.utimesSync(f, later, later)
+    expect(await graphs({})).toBe("rewritten")
+  })
+
+  it("a cached graph holds no weights: they are read from the checkpoint file", async () => {
+    const dir = path.join(tmp, "gptcache")
+    const gw = gptWeights({ vocab: 256, context: 16, layers: 2, dim: 32, heads: 2, seed: 6 })
+    const f = saveModel(gptModel(gw), dir, "gpt.onnx")
+    const reqs = [{ ids: Int32Array.from({ length: 16 }, (_, k) => (k * 37) % 256), firstTarget: 1 }]
+    const a = await score(f, reqs, { cacheDir: path.join(dir, "cache") })
+    const b = await score(f, reqs, { cacheDir: path.join(dir, "cache") })
+    const ts = await score(f, reqs, { mode: "logits" })
+    expect([a.graph, b.graph]).toEqual(["rewritten", "cached"])
+    const [cached] = fs.readdirSync(path.join(dir, "cache", "score-graphs"))
+    expect(fs.statSync(path.join(dir, "cache", "score-graphs", cached)).size).toBeLessThan(fs.statSync(f).size / 10)
+    b.results[0].logprob.forEach((x, k) => expect(Math.abs(x - ts.results[0].logprob[k])).toBeLessThan(1e-5))
+  })
+
+  it("a graph that cannot take the head (opset 10) falls back to TypeScript, says so once, and is still exact", async () => {
+    const f = saveModel(linearModel(lw, { opset: 10 }), tmp, "opset10.onnx")
+    const notes: string[] = []
+    const reqs = mixed(lw.vocab)
+    const { results, graph } = await score(f, reqs, { log: (m) => notes.push(m), batchSize: 2 })
+    expect(graph).toBe("logits")
+    expect(notes).toHaveLength(1)
+    expect(notes[0]).toMatch(/opset10\.onnx: cannot append the scoring head \(opset 10 < 11.*TypeScript/)
+    expectMatches(results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+  })
+
+  it("a rewritten graph that onnxruntime refuses falls back to the original graph", async () => {
+    const m = linearModel(lw)
+    // The model already produces a tensor under one of the head's names: the merged graph is invalid.
+    m.graph!.node!.push({ opType: "Shape", input: ["logits"], output: [OUT.logitsShape], name: "clash" })
+    m.graph!.output!.push({ name: OUT.logitsShape, type: { tensorType: { elemType: 7 } } })
+    const f = saveModel(m, tmp, "clash.onnx")
+    const notes: string[] = []
+    const { results, graph } = await score(f, mixed(lw.vocab), { log: (n) => notes.push(n) })
+    expect(graph).toBe("logits")
+    expect(notes).toEqual([expect.stringMatching(/^clash\.onnx: cannot append the scoring head \(the rewritten graph does not load: /)])
+    expectMatches(results, mixed(lw.vocab), (ids) => linearLogits(lw, ids), lw.vocab)
+  })
+
+  it("sequences without targets and an empty call give empty results", async () => {
+    const f = saveModel(linearModel(lw), tmp, "linear.onnx")
+    const { results } = await score(f, [{ ids: seq(1, 2), firstTarget: 2 }, { ids: seq(1, 2, 3), firstTarget: 1 }])
+    expect(results[0].logprob.length).toBe(0)
+    expect(results[0].entropy!.length).toBe(0)
+    expect(results[1].logprob.length).toBe(2)
+    expect((await score(f, [])).results).toEqual([])
+  })
+
+  it("reports scored tokens per batch", async () => {
+    const f = saveModel(linearModel(lw), tmp, "linear.onnx")
+    const counts: number[] = []
+    const reqs = mixed(lw.vocab)
+    await Effect.runPromise(withScorer(f, { ...base, batchSize: 3 }, (s) => s.scoreAll(reqs, (n) => counts.push(n))))
+    expect(counts).toHaveLength(3)
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(reqs.reduce((a, r) => a + r.ids.length - r.firstTarget, 0))
+  })
+})
+
+describe("errors: one line each", () => {
+  const reqs = [{ ids: seq(1, 2, 3), firstTarget: 1 }]
+
+  it("missing file", async () => {
+    expect(await failure(file("nope.onnx"), reqs, { label: "s step 8" })).toBe(`s step 8: checkpoint file not found: ${file("nope.onnx")}`)
+  })
+
+  it("not an ONNX model", async () => {
+    fs.writeFileSync(file("text.onnx"), "this is not a model\n".repeat(20))
+    expect(await failure(file("text.onnx"), reqs)).toMatch(/^text\.onnx: not an ONNX model: .*text\.onnx/)
+    fs.writeFileSync(file("empty.onnx"), "")
+    expect(await failure(file("empty.onnx"), reqs)).toMatch(/^empty\.onnx: not an ONNX model/)
+  })
+
+  it("no input_ids, no logits", async () => {
+    const noIds = saveModel(linearModel(lw, { inputName: "tokens" }), tmp, "noids.onnx")
+    expect(await failure(noIds, reqs)).toBe(`noids.onnx: the model has no input "input_ids" (its inputs: tokens)`)
+    const noLogits = saveModel(linearModel(lw, { outputName: "scores" }), tmp, "nologits.onnx")
+    expect(await failure(noLogits, reqs)).toBe(`nologits.onnx: the model has no output "logits" (its outputs: scores)`)
+  })
+
+  it("token ids beyond the logits' width: tokenizer/model mismatch, naming both numbers", async () => {
+    const f = saveModel(linearModel(lw), tmp, "linear.onnx")
+    const msg = await failure(f, [...reqs, { ids: seq(1, 40, 2), firstTarget: 1, id: "seq_id 9" }])
+    expect(msg).toBe(`linear.onnx: token id 40 (seq_id 9) is outside the model's logits of width ${lw.vocab}: tokenizer/model mismatch`)
+  })
+
+  it("NaN log-probs name the checkpoint, the sequence and the position", async () => {
+    const bad = linearWeights()
+    bad.emb[5 * bad.dim] = Number.NaN // every position after token 5 predicts NaN
+    for (const mode of ["auto", "logits"] as const) {
+      const f = saveModel(linearModel(bad), tmp, "nan.onnx")
+      const msg = await failure(f, [{ ids: seq(1, 2, 3), firstTarget: 1 }, { ids: seq(1, 2, 5, 3), firstTarget: 1, id: "seq_id 4" }], {
+        mode,
+        label: "s step 16",
+      })
+      expect(msg).toBe("s step 16: log-prob is NaN at seq_id 4, position 3")
+    }
+  })
+
+  it("an input the scorer cannot feed", async () => {
+    const m = linearModel(lw)
+    m.graph!.input!.push({ name: "token_type_ids", type: { tensorType: { elemType: 7, shape: { dim: [{ dimParam: "b" }] } } } })
+    const f = saveModel(m, tmp, "extra.onnx")
+    expect(await failure(f, reqs)).toMatch(/^extra\.onnx: input "token_type_ids" is not one the scorer can feed/)
+  })
+
+  it("a bad first target", async () => {
+    const f = saveModel(linearModel(lw), tmp, "linear.onnx")
+    expect(await failure(f, [{ ids: seq(1, 2, 3), firstTarget: 0 }])).toBe("linear.onnx: sequence 0: firstTarget 0 is outside 1…3")
+  })
+
+  it("the CUDA provider missing from this onnxruntime-node build says how to get it", async () => {
+    const f = saveModel(linearModel(lw), tmp, "linear.onnx")
+    const bin = path.dirname(path.join(path.dirname(require.resolve("onnxruntime-node")), "..", "bin", "napi-v6", "linux", "x64", "x"))
+    // npm installs the provider only without onnxruntime-node-install=skip (this project's .npmrc skips it).
+    if (!fs.existsSync(path.join(bin, "libonnxruntime_providers_cuda.so"))) {
+      expect(await failure(f, reqs, { executionProvider: "cuda" })).toMatch(/execution provider "cuda" is not available .*execution_provider: cpu$/)
+    }
+  })
+})
