@@ -3,15 +3,24 @@
  * and prints. Every user error is one line on stderr and an exit code (2: config/arguments,
  * 1: the run failed); see main.ts.
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
-import { loadConfig } from "./config.ts"
+import { loadConfig, type Config } from "./config.ts"
 import { ConfigError, RunError } from "./errors.ts"
 import { runPipeline, runStatus } from "./runner.ts"
 import type { Stage, StageName } from "./stage.ts"
 
+export interface CliHooks {
+  /** Lines printed to stderr after a run, finished or failed (e.g. checkpoint-check warnings). */
+  readonly afterRun?: (config: Config) => ReadonlyArray<string>
+  /** Lines printed to stdout after a successful run (the summary). */
+  readonly summary?: (config: Config) => ReadonlyArray<string>
+}
+
 /** The CLI over a set of stages (the real registry in main.ts; tests pass their own). */
-export const makeCli = (allStages: ReadonlyArray<Stage>) => {
+export const makeCli = (allStages: ReadonlyArray<Stage>, hooks: CliHooks = {}) => {
 const stageList = () => allStages.map((s) => s.name).join(", ")
 
 const parseStages = (flag: string, names: ReadonlyArray<string>): Effect.Effect<StageName[], ConfigError> => {
@@ -20,6 +29,15 @@ const parseStages = (flag: string, names: ReadonlyArray<string>): Effect.Effect<
   return bad === undefined
     ? Effect.succeed(names as StageName[])
     : Effect.fail(new ConfigError({ message: `--${flag} ${bad}: no such stage (stages: ${stageList()})` }))
+}
+
+/** Hooks print extras; a broken table must never turn a finished run into a crash. */
+const safeLines = (f: () => ReadonlyArray<string> | undefined): ReadonlyArray<string> => {
+  try {
+    return f() ?? []
+  } catch (e) {
+    return [`(could not read the run's tables for the summary: ${(e as Error).message.split("\n")[0]})`]
+  }
 }
 
 const configArg = Args.file({ name: "config.yaml", exists: "either" }).pipe(
@@ -44,8 +62,15 @@ const run = Command.make("run", { config: configArg, only, force, keepGoing }, (
     const config = yield* loadConfig(a.config)
     const onlyStages = yield* parseStages("only", a.only)
     const forceStages = yield* parseStages("force", a.force)
-    const summary = yield* runPipeline(config, { stages: allStages, only: onlyStages, force: forceStages, keepGoing: a.keepGoing })
-    yield* Console.log(`outputs: ${summary.runDir}`)
+    const result = yield* Effect.either(
+      runPipeline(config, { stages: allStages, only: onlyStages, force: forceStages, keepGoing: a.keepGoing }),
+    )
+    for (const line of safeLines(() => hooks.afterRun?.(config))) yield* Console.error(line)
+    if (result._tag === "Left") return yield* Effect.fail(result.left)
+    yield* Console.log(`tables: ${result.right.runDir}`)
+    const report = path.join(result.right.runDir, "report/index.html")
+    if (fs.existsSync(report)) yield* Console.log(`report: ${report}`)
+    for (const line of safeLines(() => hooks.summary?.(config))) yield* Console.log(line)
   }),
 ).pipe(
   Command.withDescription(

@@ -70,6 +70,22 @@ export type Task = typeof Task.Type
 export const XAxis = Schema.Literal("log_step", "log_tokens", "log_flops", "log_valid_ppl")
 export type XAxis = typeof XAxis.Type
 
+/**
+ * Thresholds of the checks stage (stages/checks/rules.ts states each rule with a worked example).
+ * Identical weights and NaN/Inf log-probs need none: they are exact.
+ */
+export const Checks = Schema.Struct({
+  /** Out-of-order: a checkpoint is compared with this many later checkpoints. */
+  order_window: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  /** Out-of-order: flagged when its ln ppl is below every one of theirs by more than this (nats; 0.05 ≈ 5% lower ppl). */
+  order_margin: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 0.05 }),
+  /** Identical predictions: two checkpoints whose log-probs differ by at most this on every token (nats). */
+  prediction_tolerance: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), { default: () => 1e-6 }),
+  /** Broken: ppl above the vocabulary size is an error for checkpoints past this fraction of the final step. */
+  uniform_after: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThanOrEqualTo(0), Schema.lessThan(1)), { default: () => 0.1 }),
+})
+export type Checks = typeof Checks.Type
+
 export const Analysis = Schema.Struct({
   thresholds: Schema.optionalWith(Schema.Array(Fraction).pipe(Schema.minItems(1)), {
     default: () => [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
@@ -89,6 +105,8 @@ export const Analysis = Schema.Struct({
   reference_threshold: Schema.optional(Fraction),
   /** Drop checkpoints flagged by the checks stage from later stages. */
   exclude_flagged: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Thresholds of the checkpoint checks. */
+  checks: Schema.optionalWith(Checks, { default: () => Schema.decodeSync(Checks)({}) }),
 })
 export type Analysis = typeof Analysis.Type
 

@@ -255,6 +255,9 @@ const main = () => {
     task_prefix: "",
     example_input_prefix: "",
     example_output_prefix: " ",
+    // Score the continuation only: listing the four choices in the prompt (BIG-bench's default) would
+    // spend context on text these tiny models cannot use.
+    append_choices_to_input: false,
     examples: cloze,
   }
   fs.writeFileSync(path.join(OUT, "next_word.json"), JSON.stringify(task, null, 1) + "\n")

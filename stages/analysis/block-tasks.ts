@@ -1,0 +1,195 @@
+/**
+ * One block of regress or classify, start to finish: read row group g of every score file,
+ * compute (blocks.ts), and encode the block's part as Parquet bytes. Plain async functions over
+ * structured-cloneable inputs and outputs, so the same code runs on the stage's own thread or on
+ * a worker thread (parallel.ts); the stage writes the bytes with ctx.writeFile and merges the
+ * counts in block order, so the output does not depend on where a block ran.
+ *
+ * Readers are cached per file for the life of the thread (footers are read once);
+ * `closeReaders` frees them.
+ */
+import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
+import type { XAxis } from "../../schemas/config.ts"
+import { classifyBlock, regressBlock } from "./blocks.ts"
+import { classesTable, regressionsTable } from "./parts.ts"
+import { type GroupSums, groupSums } from "./tallies.ts"
+import { SignificanceTest } from "./tdist.ts"
+
+const readers = new Map<string, Promise<RowGroupReader>>()
+
+const reader = (file: string): Promise<RowGroupReader> => {
+  let r = readers.get(file)
+  if (r === undefined) {
+    r = openRowGroups(file)
+    readers.set(file, r)
+    r.catch(() => readers.delete(file))
+  }
+  return r
+}
+
+/** Close every cached reader of this thread. */
+export const closeReaders = async (): Promise<void> => {
+  const all = [...readers.values()]
+  readers.clear()
+  for (const r of all) {
+    try {
+      ;(await r).close()
+    } catch {
+      // failed to open: nothing to close
+    }
+  }
+}
+
+/** The logprob column of row group g of each file: [files] arrays of [rows], nats. */
+export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number): Promise<Float32Array[]> => {
+  const out: Float32Array[] = []
+  for (const f of files) {
+    let v: unknown
+    try {
+      const t = await (await reader(f)).read(g, ["logprob"])
+      v = t.getChild("logprob")?.toArray()
+    } catch (e) {
+      throw new Error(`cannot read row group ${g} of ${f}: ${String((e as Error).message ?? e).split("\n")[0]}`)
+    }
+    if (!(v instanceof Float32Array)) throw new Error(`${f}: logprob is not a float32 column`)
+    out.push(v)
+  }
+  return out
+}
+
+/**
+ * Categories of tokens start…start+count−1 of a tokens.parquet, as codes into `names` (the
+ * names in order of first appearance in this range).
+ */
+export const readCategories = async (file: string, start: number, count: number): Promise<{ codes: Uint8Array; names: string[] }> => {
+  const r = await reader(file)
+  const codes = new Uint8Array(count)
+  const names: string[] = []
+  const codeOf = new Map<string, number>()
+  let groupStart = 0
+  for (let g = 0; g < r.rowGroupRows.length && groupStart < start + count; g++) {
+    const rows = r.rowGroupRows[g]
+    const from = Math.max(start, groupStart)
+    const to = Math.min(start + count, groupStart + rows)
+    if (from < to) {
+      const col = (await r.read(g, ["category"])).getChild("category")
+      if (col === null) throw new Error(`${file}: no category column`)
+      for (let t = from; t < to; t++) {
+        const name = String(col.get(t - groupStart))
+        let k = codeOf.get(name)
+        if (k === undefined) {
+          k = names.length
+          if (k > 255) throw new Error(`${file}: more than 256 token categories`)
+          names.push(name)
+          codeOf.set(name, k)
+        }
+        codes[t - start] = k
+      }
+    }
+    groupStart += rows
+  }
+  if (groupStart < start + count) throw new Error(`${file} has ${r.numRows} tokens, fewer than the score files' ${start + count}`)
+  return { codes, names }
+}
+
+export interface RegressTask {
+  /** [checkpoints] score files of one model and dataset, step order */
+  readonly files: ReadonlyArray<string>
+  readonly group: number
+  /** token_index of the block's first token */
+  readonly firstToken: number
+  readonly thresholds: ReadonlyArray<number>
+  /** [thresholds] window starts */
+  readonly starts: ReadonlyArray<number>
+  readonly axisNames: ReadonlyArray<XAxis>
+  /** [x-axes] arrays of [checkpoints] regressor values */
+  readonly axes: ReadonlyArray<Float64Array>
+}
+
+export interface RegressResult {
+  /** The block's part of regressions/, Parquet (one row group). */
+  readonly bytes: Uint8Array
+  readonly tokens: number
+}
+
+export const regressTask = async (task: RegressTask): Promise<RegressResult> => {
+  const lp = await readLogprobGroup(task.files, task.group)
+  const tokens = lp[0].length
+  const cols = regressBlock({ lp, tokens }, { starts: task.starts, axes: task.axes })
+  const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
+  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows) }), tokens }
+}
+
+export interface ClassifyTaskModel {
+  /** [checkpoints] score files, step order */
+  readonly files: ReadonlyArray<string>
+  readonly steps: ReadonlyArray<number>
+  /** [thresholds] window starts */
+  readonly starts: ReadonlyArray<number>
+}
+
+export interface ClassifyTask {
+  readonly models: ReadonlyArray<ClassifyTaskModel>
+  /** Index of the reference model in `models`. */
+  readonly ref: number
+  readonly group: number
+  readonly firstToken: number
+  readonly tokens: number
+  readonly thresholds: ReadonlyArray<number>
+  readonly alpha: number
+  readonly delta: number
+  readonly ddRise: number
+  readonly tokensFile: string
+}
+
+export interface ClassifyResult {
+  /** [models] the block's part of classes/, Parquet (one row group) */
+  readonly parts: Uint8Array[]
+  /** [models] [thresholds × tokens] class codes */
+  readonly cls: Uint8Array[]
+  /** [tokens] category codes into `categoryNames` */
+  readonly categories: Uint8Array
+  readonly categoryNames: string[]
+  /** [models] group sums over the reference model's classes */
+  readonly groups: GroupSums[]
+}
+
+const tests = new Map<number, SignificanceTest>()
+
+export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> => {
+  let test = tests.get(task.alpha)
+  if (test === undefined) {
+    test = new SignificanceTest(task.alpha)
+    tests.set(task.alpha, test)
+  }
+  const rules = { test, delta: task.delta, ddRise: task.ddRise }
+  const { codes, names } = await readCategories(task.tokensFile, task.firstToken, task.tokens)
+  const M = task.models.length
+  const parts: Uint8Array[] = new Array(M)
+  const cls: Uint8Array[] = new Array(M)
+  const groups: GroupSums[] = new Array(M)
+  // The reference model first: every model's group sums need its classes.
+  const order = [task.ref, ...task.models.keys()].filter((mi, k, all) => all.indexOf(mi) === k)
+  for (const mi of order) {
+    const m = task.models[mi]
+    const lp = await readLogprobGroup(m.files, task.group)
+    if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
+    const p = new Float64Array(m.steps.length * task.tokens)
+    const lnStep = Float64Array.from(m.steps, Math.log)
+    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, p)
+    const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
+    parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows) })
+    cls[mi] = cols.cls
+    groups[mi] = groupSums(cls[task.ref], p, task.tokens, task.thresholds.length, m.steps.length)
+  }
+  return { parts, cls, categories: codes, categoryNames: names, groups }
+}
+
+/** The tasks a worker thread runs (parallel.ts), by name. */
+export const tasks = {
+  regress: regressTask,
+  classify: classifyTask,
+  closeReaders: (_: undefined) => closeReaders(),
+} as const
+
+export type TaskName = keyof typeof tasks

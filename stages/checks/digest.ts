@@ -1,0 +1,137 @@
+/**
+ * Content digests of ONNX checkpoints for the identical-weights check.
+ *
+ * A checkpoint's digest is the sha256 of the lines
+ *     onnx <sha256 of the .onnx file>
+ *     <location> <sha256 of that external-data file>        (one per distinct location, sorted)
+ * where the locations are those named by the model's external-data tensors (`external_data`
+ * entries with key "location", relative to the model's folder). Two exports with the same graph
+ * file but different weight files (`model.onnx` + `model.onnx_data` in per-step folders) differ;
+ * the same bytes under two names are equal.
+ *
+ * File hashes are cached by absolute path + size + mtime in `<cacheDir>/checks/digests.json`, so
+ * each file is read once across runs; a file that changes gets a new size or mtime and is hashed
+ * again. Locations are read only when the header scan says the model has external data; the graph
+ * is then decoded (it holds no weights, so it is small).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { createHash } from "node:crypto"
+import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
+import { NotOnnx, decodeModel, readModelHeader, type IGraphProto, type ITensorProto } from "../score/onnx.ts"
+
+interface Entry {
+  readonly size: number
+  readonly mtimeMs: number
+  readonly sha256: string
+}
+
+const CHUNK = 4 << 20
+
+/** sha256 (hex) of a file, read in chunks. */
+export const sha256File = async (file: string): Promise<string> => {
+  const h = createHash("sha256")
+  const fd = await fs.promises.open(file, "r")
+  try {
+    const buf = Buffer.alloc(CHUNK)
+    for (;;) {
+      const { bytesRead } = await fd.read(buf, 0, CHUNK, null)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+    }
+  } finally {
+    await fd.close()
+  }
+  return h.digest("hex")
+}
+
+/** File hashes keyed by path + size + mtime, persisted as JSON. */
+export class DigestCache {
+  private readonly entries: Map<string, Entry>
+  private readonly used = new Map<string, Entry>()
+  private dirty = false
+  /** Files actually read and hashed by this cache object (not found in the cache). */
+  hashed = 0
+
+  constructor(readonly file: string) {
+    this.entries = new Map()
+    try {
+      const j = JSON.parse(fs.readFileSync(file, "utf8")) as { version?: number; files?: Record<string, Entry> }
+      if (j.version === 1 && j.files) for (const [k, v] of Object.entries(j.files)) this.entries.set(k, v)
+    } catch {
+      // no cache yet, or unreadable: start empty
+    }
+  }
+
+  async sha256(file: string): Promise<string> {
+    const abs = path.resolve(file)
+    const st = await fs.promises.stat(abs)
+    const old = this.entries.get(abs)
+    if (old && old.size === st.size && old.mtimeMs === st.mtimeMs) {
+      this.used.set(abs, old)
+      return old.sha256
+    }
+    const entry = { size: st.size, mtimeMs: st.mtimeMs, sha256: await sha256File(abs) }
+    this.hashed++
+    this.entries.set(abs, entry)
+    this.used.set(abs, entry)
+    this.dirty = true
+    return entry.sha256
+  }
+
+  /** Write the entries used by this run (old ones are dropped), if anything changed. */
+  save(): void {
+    if (!this.dirty && this.used.size === this.entries.size) return
+    writeFileAtomicSync(this.file, JSON.stringify({ version: 1, files: Object.fromEntries(this.used) }))
+  }
+}
+
+/** Locations of every external-data tensor in a graph and its subgraphs (If/Loop bodies), sorted, unique. */
+export const externalLocations = (graph: IGraphProto | null | undefined): string[] => {
+  const out = new Set<string>()
+  const tensor = (t: ITensorProto | null | undefined) => {
+    for (const e of t?.externalData ?? []) if (e.key === "location" && e.value) out.add(e.value)
+  }
+  const walk = (g: IGraphProto | null | undefined) => {
+    if (!g) return
+    g.initializer?.forEach(tensor)
+    for (const s of g.sparseInitializer ?? []) {
+      tensor(s.values)
+      tensor(s.indices)
+    }
+    for (const n of g.node ?? []) {
+      for (const a of n.attribute ?? []) {
+        tensor(a.t)
+        a.tensors?.forEach(tensor)
+        walk(a.g)
+        a.graphs?.forEach(walk)
+      }
+    }
+  }
+  walk(graph)
+  return [...out].sort()
+}
+
+/** External-data files of an ONNX model (absolute paths, with their locations); none when it keeps its weights inside. */
+export const externalDataFiles = (onnxFile: string): Array<{ location: string; file: string }> => {
+  let external: boolean
+  try {
+    external = readModelHeader(onnxFile).externalData
+  } catch (e) {
+    if (e instanceof NotOnnx) return [] // not ONNX: its bytes are all there is (the score stage says what is wrong)
+    throw e
+  }
+  if (!external) return []
+  const model = decodeModel(new Uint8Array(fs.readFileSync(onnxFile)))
+  const dir = path.dirname(path.resolve(onnxFile))
+  return externalLocations(model.graph).map((location) => ({ location, file: path.resolve(dir, location) }))
+}
+
+/** The content digest of a checkpoint (see the module comment). */
+export const checkpointDigest = async (onnxFile: string, cache: DigestCache): Promise<string> => {
+  const lines = [`onnx ${await cache.sha256(onnxFile)}`]
+  for (const { location, file } of externalDataFiles(onnxFile)) {
+    lines.push(`${location} ${await cache.sha256(file)}`)
+  }
+  return createHash("sha256").update(lines.join("\n")).digest("hex")
+}

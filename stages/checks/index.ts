@@ -1,0 +1,122 @@
+/**
+ * The checks stage: catches duplicated, misplaced and broken checkpoints before they poison the
+ * analysis, and writes `checkpoint_checks.parquet` (model, step, check, severity, detail,
+ * related_step). The rules and their thresholds (`analysis.checks`) are stated in ./rules.ts.
+ *
+ * One unit for the whole run (id `all`), after aggregate: it reads checkpoints.parquet (mean NLL
+ * per checkpoint and dataset), every score file (streamed one row group at a time) and every ONNX
+ * checkpoint with its external-data files (hashed once: ./digest.ts caches digests by path, size
+ * and mtime in the run's cache folder).
+ *
+ * What reads its output: the report (the table, flagged points on the perplexity figure), the CLI
+ * (`formatCheckWarnings`, ./table.ts) and, with `analysis.exclude_flagged`, the later stages
+ * (`flaggedFor` + `withoutFlagged`, ./flagged.ts).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect } from "effect"
+import type { Config } from "../../pipeline/config.ts"
+import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { checksPaths } from "../../schemas/checks-tables.ts"
+import { aggregateUnit, checkpointColumn, readCheckpoints, scoreUnit } from "../analysis/inputs.ts"
+import { DigestCache, checkpointDigest } from "./digest.ts"
+import { CHECKS_ID } from "./flagged.ts"
+import {
+  identicalPredictions,
+  identicalWeights,
+  mergeRows,
+  nonFiniteRow,
+  outOfOrderRows,
+  vocabSizeOf,
+  worseThanUniformRows,
+  type CheckRow,
+} from "./rules.ts"
+import { predictionCopies, scanModel } from "./scan.ts"
+import { checksTable, flaggedKeys } from "./table.ts"
+
+const fail = (message: string) => new UnitError({ message })
+const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0]
+
+const plan = (config: Config): UnitPlan[] => {
+  const n = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
+  return [
+    {
+      id: CHECKS_ID,
+      params: {
+        checks: config.analysis.checks,
+        models: config.models.map((m) => ({ name: m.name, checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: c.path })) })),
+        datasets: config.datasets.map((d) => d.name),
+      },
+      inputs: [
+        aggregateUnit,
+        ...config.models.flatMap((m) => m.checkpoints.flatMap((cp) => config.datasets.map((d) => scoreUnit(m.name, cp.step, d.name)))),
+      ],
+      files: [config.tokenizer, ...config.models.flatMap((m) => m.checkpoints.map((c) => c.path))],
+      weight: n * (1 + config.datasets.length),
+    },
+  ]
+}
+
+/** The vocabulary size from the run's tokenizer.json (undefined when it names no vocabulary). */
+const readVocabSize = (file: string) =>
+  Effect.try({
+    try: () => vocabSizeOf(JSON.parse(fs.readFileSync(file, "utf8"))),
+    catch: (e) => fail(`checks: cannot read the tokenizer ${file}: ${firstLine(e)}`),
+  })
+
+const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan, ctx: UnitContext) {
+  const config = ctx.config
+  const opts = config.analysis.checks
+  const datasets = config.datasets.map((d) => d.name)
+  const vocab = yield* readVocabSize(config.tokenizer)
+  if (vocab === undefined) yield* ctx.log(`checks: ${config.tokenizer} names no vocabulary; the perplexity-above-uniform check is skipped`)
+  const table = yield* readCheckpoints(ctx, "checks")
+  const cache = new DigestCache(path.join(ctx.cacheDir, "checks", "digests.json"))
+  ctx.progress.start(config.models.reduce((a, m) => a + m.checkpoints.length, 0) * (1 + datasets.length), "checkpoint files")
+
+  const rows: CheckRow[] = []
+  for (const model of config.models) {
+    const steps = model.checkpoints.map((c) => c.step)
+    const digests: Array<{ step: number; digest: string }> = []
+    for (const cp of model.checkpoints) {
+      const digest = yield* Effect.tryPromise({
+        try: () => checkpointDigest(cp.path, cache),
+        catch: (e) => fail(`checks: model ${model.name}, step ${cp.step}: cannot hash ${cp.path}: ${firstLine(e)}`),
+      })
+      digests.push({ step: cp.step, digest })
+      ctx.progress.advance(1)
+    }
+    const sameWeights = identicalWeights(model.name, digests)
+    rows.push(...sameWeights)
+
+    const scan = yield* scanModel(ctx, model, datasets)
+    const copies = yield* predictionCopies(model, datasets, scan, opts.prediction_tolerance)
+    rows.push(...identicalPredictions(model.name, copies, datasets, opts.prediction_tolerance, new Set(sameWeights.map((r) => r.step))))
+
+    for (const [d, dataset] of datasets.entries()) {
+      const bad = scan.nonFinite[d]
+      steps.forEach((s, c) => rows.push(...nonFiniteRow(model.name, s, dataset, bad[c], scan.tokens[d])))
+      const meanNll = yield* checkpointColumn(table, model, dataset, (r) => r.mean_nll, "checks")
+      if (vocab !== undefined) rows.push(...worseThanUniformRows(model.name, dataset, steps, meanNll, vocab, opts.uniform_after))
+      // A checkpoint with NaN/Inf log-probs has a mean over the finite ones only: not comparable.
+      const L = meanNll.map((l, c) => (bad[c] > 0 ? null : l))
+      rows.push(...outOfOrderRows(model.name, dataset, steps, L, opts.order_window, opts.order_margin))
+    }
+  }
+  yield* Effect.try({ try: () => cache.save(), catch: (e) => e }).pipe(
+    Effect.catchAll((e) => ctx.log(`checks: cannot save the digest cache ${cache.file}: ${firstLine(e)}`)),
+  )
+
+  const merged = mergeRows(rows, config.models.map((m) => m.name))
+  yield* ctx.writeParquet(checksPaths.checks, checksTable(merged))
+  if (merged.length > 0) yield* ctx.log(`checks: ${flaggedKeys(merged).size} checkpoint(s) flagged (${checksPaths.checks})`)
+})
+
+export const checksStage: Stage = {
+  name: "checks",
+  version: 1,
+  after: ["aggregate", "score"],
+  describe: "duplicated, misplaced and broken checkpoints (checkpoint_checks.parquet)",
+  plan,
+  run,
+}

@@ -1,0 +1,102 @@
+/**
+ * checkpoint_checks.parquet as rows, and what other parts of the pipeline do with them: the CLI's
+ * warning block and the set of flagged checkpoints that `analysis.exclude_flagged` drops. Pure.
+ */
+import * as arrow from "apache-arrow"
+import type { Model } from "../../pipeline/config.ts"
+import { CHECK_NAMES, checkpointChecksSchema, checksPaths, type CheckName, type Severity } from "../../schemas/checks-tables.ts"
+import type { CheckRow } from "./rules.ts"
+
+/** Rows → the Arrow table of checkpointChecksSchema (an empty table when there are none). */
+export const checksTable = (rows: ReadonlyArray<CheckRow>): arrow.Table => {
+  const b = <T extends arrow.DataType>(type: T) => arrow.makeBuilder({ type, nullValues: [null] })
+  const cols = {
+    model: b(new arrow.Utf8()),
+    step: b(new arrow.Int32()),
+    check: b(new arrow.Utf8()),
+    severity: b(new arrow.Utf8()),
+    detail: b(new arrow.Utf8()),
+    related_step: b(new arrow.Int32()),
+  }
+  for (const r of rows) {
+    cols.model.append(r.model)
+    cols.step.append(r.step)
+    cols.check.append(r.check)
+    cols.severity.append(r.severity)
+    cols.detail.append(r.detail)
+    cols.related_step.append(r.related_step)
+  }
+  const children = checkpointChecksSchema.fields.map((f) => cols[f.name as keyof typeof cols].finish().flush())
+  const data = arrow.makeData({ type: new arrow.Struct(checkpointChecksSchema.fields), length: rows.length, nullCount: 0, children })
+  return new arrow.Table(checkpointChecksSchema, [new arrow.RecordBatch(checkpointChecksSchema, data)])
+}
+
+/** The Arrow table read back → rows (unknown check names or severities are an error: a foreign file). */
+export const checkRowsOf = (table: arrow.Table): CheckRow[] =>
+  table.toArray().map((r) => {
+    const check = String(r.check) as CheckName
+    const severity = String(r.severity) as Severity
+    if (!CHECK_NAMES.includes(check)) throw new Error(`unknown check "${check}" in ${checksPaths.checks}`)
+    if (severity !== "error" && severity !== "warning") throw new Error(`unknown severity "${severity}" in ${checksPaths.checks}`)
+    return {
+      model: String(r.model),
+      step: Number(r.step),
+      check,
+      severity,
+      detail: String(r.detail),
+      related_step: r.related_step === null ? null : Number(r.related_step),
+    }
+  })
+
+/** The key of a checkpoint in a flagged set: `model/step`. */
+export const checkpointKey = (model: string, step: number): string => `${model}/${step}`
+
+/** Keys of the checkpoints with at least one row (of the given severities; default both). */
+export const flaggedKeys = (rows: ReadonlyArray<CheckRow>, severities: ReadonlyArray<Severity> = ["error", "warning"]): Set<string> =>
+  new Set(rows.filter((r) => severities.includes(r.severity)).map((r) => checkpointKey(r.model, r.step)))
+
+/** The model without its flagged checkpoints (same object when none is flagged). */
+export const withoutFlagged = (model: Model, flagged: ReadonlySet<string>): Model => {
+  const kept = model.checkpoints.filter((cp) => !flagged.has(checkpointKey(model.name, cp.step)))
+  return kept.length === model.checkpoints.length ? model : { ...model, checkpoints: kept }
+}
+
+const CHECK_LABEL: Readonly<Record<CheckName, string>> = {
+  identical_weights: "identical weights",
+  identical_predictions: "identical predictions",
+  out_of_order: "out of order",
+  broken: "broken",
+}
+
+/**
+ * The CLI's block after a run; [] when nothing was flagged. At most `limit` rows are listed.
+ *
+ *   checkpoint checks flagged 2 checkpoint(s) (1 error, 1 warning) — outputs/demo/checkpoint_checks.parquet:
+ *     error    model s, step 1000: identical weights: same ONNX content as step 5000 (sha256 3f2a…)
+ *     warning  model m, step 2000: out of order: valid: ppl 21.3 is more than 5.1% below each of …
+ *   set analysis.exclude_flagged: true to leave them out of the analysis
+ */
+export const formatCheckWarnings = (
+  rows: ReadonlyArray<CheckRow>,
+  options: { readonly file?: string; readonly excluded?: boolean; readonly limit?: number } = {},
+): string[] => {
+  if (rows.length === 0) return []
+  const limit = options.limit ?? 20
+  const n = flaggedKeys(rows).size
+  const errors = rows.filter((r) => r.severity === "error").length
+  const warnings = rows.length - errors
+  const counts = [errors ? `${errors} error${errors > 1 ? "s" : ""}` : "", warnings ? `${warnings} warning${warnings > 1 ? "s" : ""}` : ""]
+    .filter(Boolean)
+    .join(", ")
+  const lines = [`checkpoint checks flagged ${n} checkpoint(s) (${counts}) — ${options.file ?? checksPaths.checks}:`]
+  for (const r of rows.slice(0, limit)) {
+    lines.push(`  ${r.severity.padEnd(8)} model ${r.model}, step ${r.step}: ${CHECK_LABEL[r.check]}: ${r.detail}`)
+  }
+  if (rows.length > limit) lines.push(`  … and ${rows.length - limit} more`)
+  lines.push(
+    options.excluded
+      ? "  flagged checkpoints are left out of the analysis (analysis.exclude_flagged)"
+      : "  set analysis.exclude_flagged: true to leave them out of the analysis",
+  )
+  return lines
+}

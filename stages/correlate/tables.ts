@@ -1,0 +1,131 @@
+/**
+ * The correlate stage's rows and Arrow tables (pure: plain rows in, tables out).
+ *
+ * Correlations: for each task (config order), then MEAN_TASK, and for each x axis in X_AXES, the
+ * statistics of stats.ts over the run's (model, step) points, y = accuracy. MEAN_TASK's y is the
+ * mean accuracy over all tasks, at the points where every task has a row. x values:
+ *   log_valid_ppl  ln validation perplexity (checkpoints.parquet, dataset analysis.valid_dataset)
+ *   log_flops      ln(6 · params · step · tokens_per_step)
+ *   log_tokens     ln(step · tokens_per_step)
+ *   log_step       ln step
+ * Step 0 has ln step = ln tokens = ln FLOPs = −∞: it is dropped from those three rows (their
+ * n_points is one less per model that has step 0) and kept for log_valid_ppl.
+ */
+import * as arrow from "apache-arrow"
+import { MEAN_TASK, agreementSchema, correlationsSchema, taskMetricsSchema } from "../../schemas/downstream-tables.ts"
+import type { TaskMetrics } from "../downstream/metrics.ts"
+import type { MatchKind } from "./match.ts"
+import { correlationStats, type CorrelationStats } from "./stats.ts"
+
+export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
+export type CorrelationAxis = (typeof X_AXES)[number]
+
+export interface MetricRow extends TaskMetrics {
+  readonly model: string
+  readonly step: number
+  readonly task: string
+}
+
+export interface CorrelationRow extends CorrelationStats {
+  readonly task: string
+  readonly x_axis: CorrelationAxis
+}
+
+/**
+ * @param metrics  task metrics of every (model, step, task)
+ * @param tasks    task names in config order
+ * @param xOf      the x values of a (model, step)
+ */
+export const correlationRows = (
+  metrics: ReadonlyArray<MetricRow>,
+  tasks: ReadonlyArray<string>,
+  xOf: (model: string, step: number) => Record<CorrelationAxis, number>,
+): CorrelationRow[] => {
+  const models = [...new Set(metrics.map((m) => m.model))]
+  const series = (points: ReadonlyArray<{ model: string; step: number; y: number }>, task: string): CorrelationRow[] => {
+    const xs = points.map((p) => xOf(p.model, p.step))
+    const y = Float64Array.from(points, (p) => p.y)
+    const group = Int32Array.from(points, (p) => models.indexOf(p.model))
+    return X_AXES.map((axis) => ({ task, x_axis: axis, ...correlationStats(Float64Array.from(xs, (x) => x[axis]), y, group) }))
+  }
+  const out: CorrelationRow[] = []
+  for (const task of tasks) {
+    out.push(...series(metrics.filter((m) => m.task === task).map((m) => ({ model: m.model, step: m.step, y: m.accuracy })), task))
+  }
+  if (tasks.length > 0) {
+    const byPoint = new Map<string, { model: string; step: number; ys: number[] }>()
+    for (const m of metrics) {
+      const k = `${m.model}\u0000${m.step}`
+      const p = byPoint.get(k) ?? { model: m.model, step: m.step, ys: [] }
+      p.ys.push(m.accuracy)
+      byPoint.set(k, p)
+    }
+    const points = [...byPoint.values()]
+      .filter((p) => p.ys.length === tasks.length)
+      .map((p) => ({ model: p.model, step: p.step, y: p.ys.reduce((a, b) => a + b, 0) / p.ys.length }))
+    out.push(...series(points, MEAN_TASK))
+  }
+  return out
+}
+
+const nullable = (xs: ReadonlyArray<number | null>) => arrow.vectorFromArray(xs, new arrow.Float64())
+const f64 = (xs: ReadonlyArray<number>) => arrow.makeVector(Float64Array.from(xs))
+const i32 = (xs: ReadonlyArray<number>) => arrow.makeVector(Int32Array.from(xs))
+const utf8 = (xs: ReadonlyArray<string>) => arrow.vectorFromArray(xs, new arrow.Utf8())
+
+export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table =>
+  new arrow.Table(taskMetricsSchema, {
+    model: utf8(rows.map((r) => r.model)),
+    step: i32(rows.map((r) => r.step)),
+    task: utf8(rows.map((r) => r.task)),
+    n_examples: i32(rows.map((r) => r.n_examples)),
+    accuracy: f64(rows.map((r) => r.accuracy)),
+    accuracy_norm: f64(rows.map((r) => r.accuracy_norm)),
+    random_baseline: f64(rows.map((r) => r.random_baseline)),
+    correct_ppl: f64(rows.map((r) => r.correct_ppl)),
+    incorrect_ppl: f64(rows.map((r) => r.incorrect_ppl)),
+  })
+
+export const correlationsTable = (rows: ReadonlyArray<CorrelationRow>): arrow.Table =>
+  new arrow.Table(correlationsSchema, {
+    task: utf8(rows.map((r) => r.task)),
+    x_axis: utf8(rows.map((r) => r.x_axis)),
+    spearman: nullable(rows.map((r) => r.spearman)),
+    pearson: nullable(rows.map((r) => r.pearson)),
+    r2_pooled: nullable(rows.map((r) => r.r2_pooled)),
+    size_effect: nullable(rows.map((r) => r.size_effect)),
+    n_points: i32(rows.map((r) => r.n_points)),
+  })
+
+export interface AgreementRow {
+  readonly match: MatchKind
+  readonly dataset: string
+  readonly model_a: string
+  readonly step_a: number
+  readonly model_b: string
+  readonly step_b: number
+  readonly ppl_a: number
+  readonly ppl_b: number
+  readonly flops_a: number
+  readonly flops_b: number
+  readonly pearson: number | null
+  readonly spearman: number | null
+  readonly n_tokens: number
+}
+
+export const agreementTable = (rows: ReadonlyArray<AgreementRow>): arrow.Table =>
+  new arrow.Table(agreementSchema, {
+    match: utf8(rows.map((r) => r.match)),
+    dataset: utf8(rows.map((r) => r.dataset)),
+    model_a: utf8(rows.map((r) => r.model_a)),
+    step_a: i32(rows.map((r) => r.step_a)),
+    model_b: utf8(rows.map((r) => r.model_b)),
+    step_b: i32(rows.map((r) => r.step_b)),
+    ppl_a: f64(rows.map((r) => r.ppl_a)),
+    ppl_b: f64(rows.map((r) => r.ppl_b)),
+    flops_a: f64(rows.map((r) => r.flops_a)),
+    flops_b: f64(rows.map((r) => r.flops_b)),
+    pearson: nullable(rows.map((r) => r.pearson)),
+    spearman: nullable(rows.map((r) => r.spearman)),
+    n_tokens: i32(rows.map((r) => r.n_tokens)),
+  })

@@ -1,0 +1,187 @@
+/**
+ * The downstream stage: one unit per (model, checkpoint, task), id `model=M/step=S/task=T`. It
+ * parses the task file (tasks.ts), builds the k-shot prompts and one scoring request per option
+ * (prompts.ts: boundary, prepend, truncation), scores them with the score stage's engine (batched,
+ * longest first) and writes
+ *   downstream/model=M/step=S/task=T/options.parquet   (schemas/downstream-tables.ts)
+ * The task metrics (accuracy, …) of every checkpoint are computed from these tables by the correlate
+ * stage's whole-run unit, which writes task_metrics.parquet (metrics.ts): a unit of this stage
+ * cannot wait for the other units of the same stage.
+ *
+ * A bad task file fails each of its units with one line naming the file, the example and the
+ * field; with --keep-going the other tasks still run.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as arrow from "apache-arrow"
+import { Effect, Either } from "effect"
+import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
+import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { downstreamPaths, optionsSchema } from "../../schemas/downstream-tables.ts"
+import { withScorer } from "../score/engine.ts"
+import { encodeIds, loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "../tokenize/encode.ts"
+import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
+import { parseTask } from "./tasks.ts"
+
+/** A path as messages show it: relative to the working folder when inside it. */
+export const displayPath = (file: string): string => {
+  const rel = path.relative(process.cwd(), file)
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
+}
+
+const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
+const toUnitError = (e: unknown): UnitError => (e instanceof UnitError ? e : new UnitError({ message: firstLine(e) }))
+
+/** The unit id of a (model, step, task). */
+export const downstreamUnitId = (model: string, step: number, task: string): string => `model=${model}/step=${step}/task=${task}`
+
+/** Every (model, checkpoint, task) of the config, in unit order. */
+export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoint: Checkpoint; task: Task; id: string }> =>
+  config.models.flatMap((model) =>
+    model.checkpoints.flatMap((checkpoint) =>
+      config.tasks.map((task) => ({ model, checkpoint, task, id: downstreamUnitId(model.name, checkpoint.step, task.name) })),
+    ),
+  )
+
+export interface OptionRequests {
+  /** One request per option, examples in order, options in order within each. */
+  readonly requests: ReadonlyArray<OptionRequest & { readonly exampleId: number; readonly optionId: number; readonly isCorrect: boolean }>
+}
+
+/**
+ * Tokenize prompt + option of every option and build its request (no model involved).
+ * @throws UnitError naming the file, the example and the option when one cannot be scored
+ */
+export const buildRequests = async (
+  examples: ReadonlyArray<PromptedExample>,
+  tokenizer: LoadedTokenizer,
+  prepend: Int32Array,
+  contextLength: number,
+  file: string,
+): Promise<OptionRequests> => {
+  const texts: string[] = []
+  const at: Array<{ ex: PromptedExample; o: number; boundary: number }> = []
+  for (const ex of examples) {
+    const boundary = promptBoundary(ex.prompt)
+    ex.options.forEach((opt, o) => {
+      texts.push(ex.prompt + opt)
+      at.push({ ex, o, boundary })
+    })
+  }
+  const encoded = await tokenizer.encodeBatch(texts)
+  const requests = encoded.map((enc, i) => {
+    const { ex, o, boundary } = at[i]
+    const r = optionRequest(texts[i], boundary, enc, prepend, contextLength)
+    if (typeof r === "string") throw new UnitError({ message: `${file}: example ${ex.id}: option ${o} (${JSON.stringify(ex.options[o].slice(0, 40))}): ${r}` })
+    return { ...r, exampleId: ex.id, optionId: o, isCorrect: ex.correct.includes(o) }
+  })
+  return { requests }
+}
+
+/** The options table of scored requests; logprob[i] are the option's per-token log-probs (nats). */
+export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32Array>): arrow.Table => {
+  const n = r.requests.length
+  const sums = new Float64Array(n)
+  logprobs.forEach((lp, i) => {
+    let s = 0
+    for (const v of lp) s += v
+    sums[i] = s
+  })
+  return new arrow.Table(optionsSchema, {
+    example_id: arrow.makeVector(Int32Array.from(r.requests, (q) => q.exampleId)),
+    option_id: arrow.makeVector(Int32Array.from(r.requests, (q) => q.optionId)),
+    is_correct: arrow.vectorFromArray(r.requests.map((q) => q.isCorrect), new arrow.Bool()),
+    logprob_sum: arrow.makeVector(sums),
+    n_tokens: arrow.makeVector(Int32Array.from(r.requests, (q) => q.ids.length - q.firstTarget)),
+    n_chars: arrow.makeVector(Int32Array.from(r.requests, (q) => q.nChars)),
+  })
+}
+
+/** Tokenizers loaded in this process, by path, size and mtime (a run loads one for every unit otherwise). */
+const tokenizers = new Map<string, Promise<LoadedTokenizer>>()
+const tokenizerOf = (file: string): Promise<LoadedTokenizer> => {
+  let key = file
+  try {
+    const st = fs.statSync(file)
+    key = `${file}:${st.size}:${st.mtimeMs}`
+  } catch {
+    // loadTokenizer reports the missing file
+  }
+  let t = tokenizers.get(key)
+  if (t === undefined) {
+    t = loadTokenizer(file)
+    t.catch(() => tokenizers.delete(key))
+    tokenizers.set(key, t)
+  }
+  return t
+}
+
+const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitContext) {
+  const { config } = ctx
+  const target = downstreamUnits(config).find((u) => u.id === unit.id)
+  if (target === undefined) return yield* new UnitError({ message: `downstream: no model, checkpoint and task for unit ${unit.id}` })
+  const { model, checkpoint, task } = target
+  const file = displayPath(task.path)
+  const text = yield* Effect.try({
+    try: () => fs.readFileSync(task.path, "utf8"),
+    catch: (e) => new UnitError({ message: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})` }),
+  })
+  const parsed = parseTask(task.format, text, file, task.seed)
+  if (Either.isLeft(parsed)) return yield* parsed.left
+  const prompted = buildPrompts(parsed.right, { shots: task.shots, seed: task.seed, maxExamples: task.max_examples }, file)
+  if (Either.isLeft(prompted)) return yield* prompted.left
+  const tokenizer = yield* Effect.tryPromise({
+    try: () => tokenizerOf(config.tokenizer),
+    catch: (e) =>
+      new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e instanceof TokenizerLoadError ? e.message : firstLine(e)}` }),
+  })
+  const requests = yield* Effect.tryPromise({
+    try: async () => {
+      const prepend = config.prepend ? await encodeIds(tokenizer, config.prepend) : new Int32Array(0)
+      return buildRequests(prompted.right, tokenizer, prepend, config.context_length, file)
+    },
+    catch: toUnitError,
+  })
+  const reqs = requests.requests.map((q) => ({ ids: q.ids, firstTarget: q.firstTarget, id: `example ${q.exampleId} option ${q.optionId}` }))
+  ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
+  const results = yield* withScorer(
+    checkpoint.path,
+    {
+      batchSize: config.scoring.batch_size,
+      threads: config.scoring.threads,
+      executionProvider: config.scoring.execution_provider,
+      cacheDir: ctx.cacheDir,
+      label: `${model.name} step ${checkpoint.step}`,
+      log: (m) => Effect.runSync(ctx.log(m)),
+    },
+    (s) => s.scoreAll(reqs, (n) => ctx.progress.advance(n)),
+  )
+  yield* ctx.writeParquet(
+    downstreamPaths.options(model.name, checkpoint.step, task.name),
+    optionsTable(
+      requests,
+      results.map((r) => r.logprob),
+    ),
+  )
+})
+
+export const downstreamStage: Stage = {
+  name: "downstream",
+  version: 1,
+  after: [],
+  describe: "score every option of every multiple-choice task example on every checkpoint",
+  plan: (config) =>
+    downstreamUnits(config).map(({ model, checkpoint, task, id }) => ({
+      id,
+      params: {
+        model: model.name,
+        step: checkpoint.step,
+        task: { name: task.name, format: task.format, shots: task.shots, max_examples: task.max_examples ?? null, seed: task.seed },
+        context_length: config.context_length,
+        prepend: config.prepend ?? null,
+      },
+      inputs: [],
+      files: [checkpoint.path, task.path, config.tokenizer],
+    })),
+  run: (unit, ctx) => run(unit, ctx),
+}

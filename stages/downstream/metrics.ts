@@ -1,0 +1,92 @@
+/**
+ * Task metrics of one checkpoint from its options table (pure).
+ *
+ * Per example, with s(o) = logprob_sum of option o (nats) and C / W its correct / incorrect options:
+ *   hit        max_{o∈C} s(o) > max_{o∈W} s(o)                 (a tie is a miss; any correct option counts)
+ *   hit_norm   the same with s(o) / n_chars(o)                 (log-prob per character)
+ *   baseline   |C| / (|C| + |W|)                               (the hit rate of a uniform random guess)
+ * accuracy, accuracy_norm, random_baseline are the means over examples, in [0, 1].
+ * correct_ppl   = exp(−Σ_{o∈C} s(o) / Σ_{o∈C} n_tokens(o))    over every example's correct options
+ * incorrect_ppl = exp(−Σ_{o∈W} s(o) / Σ_{o∈W} n_tokens(o))
+ *
+ * Worked example: one example, options A (correct; s = −2, 2 tokens, 4 chars) and B (s = −3,
+ * 1 token, 2 chars): hit (−2 > −3); hit_norm (−2/4 = −0.5 > −3/2 = −1.5); baseline 0.5;
+ * correct_ppl = exp(2/2) = 2.718, incorrect_ppl = exp(3/1) = 20.09.
+ */
+
+/** The columns of an options table (schemas/downstream-tables.ts), one entry per option row. */
+export interface OptionColumns {
+  readonly exampleId: ArrayLike<number>
+  readonly isCorrect: ArrayLike<boolean>
+  /** nats */
+  readonly logprobSum: ArrayLike<number>
+  readonly nTokens: ArrayLike<number>
+  readonly nChars: ArrayLike<number>
+}
+
+export interface TaskMetrics {
+  readonly n_examples: number
+  readonly accuracy: number
+  readonly accuracy_norm: number
+  readonly random_baseline: number
+  readonly correct_ppl: number
+  readonly incorrect_ppl: number
+}
+
+interface Acc {
+  bestC: number
+  bestW: number
+  bestCNorm: number
+  bestWNorm: number
+  nC: number
+  n: number
+}
+
+/** Metrics over the examples present in `rows` (rows may come in any order). */
+export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
+  const byExample = new Map<number, Acc>()
+  let lpC = 0
+  let tokC = 0
+  let lpW = 0
+  let tokW = 0
+  for (let r = 0; r < rows.exampleId.length; r++) {
+    const id = rows.exampleId[r]
+    let a = byExample.get(id)
+    if (a === undefined) {
+      a = { bestC: -Infinity, bestW: -Infinity, bestCNorm: -Infinity, bestWNorm: -Infinity, nC: 0, n: 0 }
+      byExample.set(id, a)
+    }
+    const s = rows.logprobSum[r]
+    const norm = s / rows.nChars[r]
+    a.n++
+    if (rows.isCorrect[r]) {
+      a.nC++
+      a.bestC = Math.max(a.bestC, s)
+      a.bestCNorm = Math.max(a.bestCNorm, norm)
+      lpC += s
+      tokC += rows.nTokens[r]
+    } else {
+      a.bestW = Math.max(a.bestW, s)
+      a.bestWNorm = Math.max(a.bestWNorm, norm)
+      lpW += s
+      tokW += rows.nTokens[r]
+    }
+  }
+  let hits = 0
+  let hitsNorm = 0
+  let baseline = 0
+  for (const a of byExample.values()) {
+    if (a.bestC > a.bestW) hits++
+    if (a.bestCNorm > a.bestWNorm) hitsNorm++
+    baseline += a.nC / a.n
+  }
+  const n = byExample.size
+  return {
+    n_examples: n,
+    accuracy: hits / n,
+    accuracy_norm: hitsNorm / n,
+    random_baseline: baseline / n,
+    correct_ppl: Math.exp(-lpC / tokC),
+    incorrect_ppl: Math.exp(-lpW / tokW),
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * From parsed examples to scoring requests (pure): k-shot prompts, the prompt/option boundary, and
+ * the token window each option is scored in.
+ *
+ * k-shot prompts. Example i of a task gets k other examples of the same task as demonstrations:
+ *   prompt = prefix + (shot₁.prompt + shot₁.correct + sep) + … + (shot_k.prompt + shot_k.correct + sep) + example.prompt
+ * where `correct` is the shot's first correct option, `prefix` the BIG-bench task_prefix and `sep`
+ * the format's separator (tasks.ts: "" for bigbench, whose prefixes start with "\n"; "\n\n" for
+ * jsonl; "\n" for pairs, whose shots are other pairs' good sentences, one per line). The shots
+ * are drawn without replacement from all examples of the task except i — also those beyond
+ * `max_examples`, so an example's prompt does not change with `max_examples` — by rejection
+ * sampling with mulberry32 seeded from (task seed, i) (random.ts).
+ * `max_examples: N` scores the first N examples of the file.
+ *
+ * The boundary. The option's leading space belongs to the option, and so do the prompt's trailing
+ * spaces: the boundary is the prompt's length less its trailing spaces (newlines stay in the
+ * prompt). prompt + option is tokenized as ONE text (with character offsets), and the option's
+ * tokens are those whose character span ends after the boundary — every token that starts at or
+ * after it, plus a token that straddles it (it carries option characters, so it cannot be context).
+ * Worked example (GPT-2 tokens):
+ *   prompt "Q: 2+2?\nA:"  option " 4"   text "Q: 2+2?\nA: 4", boundary 10
+ *   tokens  "Q" ":" " 2" "+" "2" "?" "\n" "A" ":" | " 4"     " 4" spans [10, 12) → the option's token
+ *   prompt "Q: 2+2?\nA: " option "4"    (BIG-bench style) → the same text and boundary 10: the same
+ *   split, instead of a prompt ending in a lone " " token and an option "4" the model never sees.
+ *   prompt "The cat"      option "s"    "The" | " cats": " cats" [3, 8) straddles boundary 7 and is the
+ *   option's token, scored given "The"; its n_chars is 5.
+ * n_chars counts the characters of the text the option's scored tokens cover (here " 4": 2).
+ *
+ * Context. `prepend` (the config's, e.g. a BOS token "</s>") is put in front of every text, as the
+ * score stage does for documents, and is never scored. An empty prompt (format `pairs`) with no
+ * prepend leaves nothing to condition the first token on: the first token of the text becomes the
+ * context and every later token is scored — for both sentences of a pair, so a pair is compared on
+ * the same footing (n_chars then starts at the second token).
+ *
+ * Length. A text longer than context_length tokens loses prompt tokens from the left (after
+ * `prepend`, which stays); the option is always kept whole. An option that does not fit in
+ * context_length − 1 tokens is an error.
+ */
+import { Either } from "effect"
+import { UnitError } from "../../pipeline/stage.ts"
+import { STREAM, mulberry32, streamSeed } from "./random.ts"
+import type { ParsedTask, TaskExample } from "./tasks.ts"
+
+export interface PromptOptions {
+  readonly shots: number
+  readonly seed: number
+  readonly maxExamples?: number
+}
+
+/** An example with its full prompt (prefix and shots included). */
+export interface PromptedExample extends TaskExample {
+  /** Ids of the examples shown as shots, in prompt order. */
+  readonly shots: ReadonlyArray<number>
+}
+
+/**
+ * `k` distinct indices of 0…n−1 other than `i`, drawn in order by rejection with
+ * mulberry32(streamSeed(seed, shots, i)). Requires k ≤ n − 1.
+ */
+export const shotIndices = (n: number, i: number, k: number, seed: number): number[] => {
+  const next = mulberry32(streamSeed(seed, STREAM.shots, i))
+  const out: number[] = []
+  const taken = new Set<number>([i])
+  while (out.length < k) {
+    const j = Math.floor(next() * n)
+    if (taken.has(j)) continue
+    taken.add(j)
+    out.push(j)
+  }
+  return out
+}
+
+/**
+ * The first `maxExamples` examples with their k-shot prompts.
+ * @returns a UnitError when the task has too few examples for k shots
+ */
+export const buildPrompts = (task: ParsedTask, o: PromptOptions, file: string): Either.Either<PromptedExample[], UnitError> => {
+  const all = task.examples
+  if (o.shots > 0 && all.length < o.shots + 1) {
+    return Either.left(
+      new UnitError({ message: `${file}: shots: ${o.shots} needs at least ${o.shots + 1} examples, the file has ${all.length}` }),
+    )
+  }
+  const scored = all.slice(0, o.maxExamples ?? all.length)
+  return Either.right(
+    scored.map((ex, i) => {
+      const shots = o.shots > 0 ? shotIndices(all.length, i, o.shots, o.seed) : []
+      const demos = shots.map((j) => all[j].prompt + all[j].options[all[j].correct[0]] + task.shotSeparator).join("")
+      return { ...ex, prompt: task.prefix + demos + ex.prompt, shots }
+    }),
+  )
+}
+
+/** Where the option starts in prompt + option: the prompt's length less its trailing spaces. */
+export const promptBoundary = (prompt: string): number => {
+  let b = prompt.length
+  while (b > 0 && prompt.charCodeAt(b - 1) === 32) b--
+  return b
+}
+
+/** A text tokenized with UTF-16 character spans (as stages/tokenize/encode.ts returns it). */
+export interface Tokenized {
+  /** [tokens] token ids */
+  readonly ids: Int32Array
+  /** [tokens] start offsets, UTF-16 code units */
+  readonly charStarts: Int32Array
+  /** [tokens] end offsets (exclusive), UTF-16 code units */
+  readonly charEnds: Int32Array
+}
+
+/** One option's scoring request: score ids[firstTarget…] given ids[<firstTarget]. */
+export interface OptionRequest {
+  /** [context + option tokens] token ids, at most context_length */
+  readonly ids: Int32Array
+  /** ≥ 1: ids before it are context */
+  readonly firstTarget: number
+  /** characters of the text covered by the scored tokens */
+  readonly nChars: number
+}
+
+/**
+ * The request that scores the option of `text` = prompt + option (see the module comment).
+ * @param text      prompt + option
+ * @param boundary  promptBoundary(prompt)
+ * @param enc       the tokens of `text`
+ * @param prepend   token ids put in front as context (may be empty)
+ * @returns the request, or a one-line reason why the option cannot be scored
+ */
+export const optionRequest = (
+  text: string,
+  boundary: number,
+  enc: Tokenized,
+  prepend: Int32Array,
+  contextLength: number,
+): OptionRequest | string => {
+  const n = enc.ids.length
+  let k = 0
+  while (k < n && enc.charEnds[k] <= boundary) k++
+  if (k === n) return "the option has no token (the tokenizer dropped its text)"
+  const promptIds = enc.ids.subarray(0, k)
+  let optIds = enc.ids.subarray(k)
+  let nChars = text.length - enc.charStarts[k]
+  let context: Int32Array
+  if (prepend.length + promptIds.length === 0) {
+    if (optIds.length < 2) return "the text is a single token and has no context to be scored in (set `prepend`, e.g. to a BOS token)"
+    context = optIds.subarray(0, 1)
+    optIds = optIds.subarray(1)
+    nChars = text.length - enc.charStarts[k + 1]
+  } else context = concat(prepend, promptIds)
+  if (context.length + optIds.length > contextLength) {
+    if (optIds.length > contextLength - 1) {
+      return `the option is ${optIds.length} tokens, more than context_length − 1 = ${contextLength - 1}`
+    }
+    const keep = contextLength - optIds.length
+    context =
+      prepend.length < keep && context.length > prepend.length
+        ? concat(prepend, context.subarray(context.length - (keep - prepend.length)))
+        : context.subarray(context.length - keep)
+  }
+  return { ids: concat(context, optIds), firstTarget: context.length, nChars }
+}
+
+const concat = (a: Int32Array, b: Int32Array): Int32Array => {
+  const out = new Int32Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
+  return out
+}

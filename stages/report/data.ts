@@ -1,0 +1,128 @@
+/**
+ * Plain rows out of the run's Arrow tables, and the small helpers every figure shares: sizes in
+ * order, labels, thinning long series. No I/O, no Effect.
+ */
+import type * as arrow from "apache-arrow"
+
+export type Cell = string | number | boolean | null
+export type Row = Record<string, Cell>
+
+/** The tables the report reads, by file name under the run folder; absent when a run did not write one. */
+export interface ReportTables {
+  readonly checkpoints?: arrow.Table
+  readonly class_summary?: arrow.Table
+  readonly class_transitions?: arrow.Table
+  readonly class_categories?: arrow.Table
+  readonly group_trajectories?: arrow.Table
+  readonly task_metrics?: arrow.Table
+  readonly correlations?: arrow.Table
+  readonly agreement?: arrow.Table
+  readonly checkpoint_checks?: arrow.Table
+}
+export type TableName = keyof ReportTables
+
+/** Relative path of each table under the run folder. */
+export const tableFiles: Record<TableName, string> = {
+  checkpoints: "checkpoints.parquet",
+  class_summary: "class_summary.parquet",
+  class_transitions: "class_transitions.parquet",
+  class_categories: "class_categories.parquet",
+  group_trajectories: "group_trajectories.parquet",
+  task_metrics: "task_metrics.parquet",
+  correlations: "correlations.parquet",
+  agreement: "agreement.parquet",
+  checkpoint_checks: "checkpoint_checks.parquet",
+}
+
+/** What the report knows from the config: the sizes in order and the analysis choices. */
+export interface ReportOptions {
+  readonly run: string
+  /** Smallest first; `params` in parameters. */
+  readonly models: ReadonlyArray<{ readonly name: string; readonly params: number }>
+  readonly validDataset: string
+  readonly referenceModel: string
+  readonly referenceThreshold: number
+  /** `analysis.exclude_flagged`: later stages dropped the checkpoints the checks stage flagged. */
+  readonly excludeFlagged: boolean
+}
+
+const toCell = (v: unknown): Cell => {
+  if (v === null || v === undefined) return null
+  if (typeof v === "bigint") return Number(v)
+  if (typeof v === "number") return Number.isNaN(v) ? null : v
+  if (typeof v === "string" || typeof v === "boolean") return v
+  return String(v)
+}
+
+/** Columns of `columns` the table lacks (extra columns are fine). */
+export const missingColumns = (table: arrow.Table, columns: ReadonlyArray<string>): string[] =>
+  columns.filter((c) => table.schema.fields.every((f) => f.name !== c))
+
+/**
+ * The rows of `table` restricted to `columns` (which must exist), as plain objects: Int64 → number,
+ * NaN → null. `keep` filters rows before the other columns are read.
+ */
+export const rowsOf = (table: arrow.Table, columns: ReadonlyArray<string>, keep?: (get: (c: string) => Cell) => boolean): Row[] => {
+  const vectors = new Map(columns.map((c) => [c, table.getChild(c)]))
+  const out: Row[] = []
+  for (let i = 0; i < table.numRows; i++) {
+    const get = (c: string): Cell => toCell(vectors.get(c)?.get(i))
+    if (keep && !keep(get)) continue
+    const row: Row = {}
+    for (const c of columns) row[c] = get(c)
+    out.push(row)
+  }
+  return out
+}
+
+export const num = (v: Cell): number => (typeof v === "number" ? v : Number.NaN)
+export const str = (v: Cell): string => (v === null ? "" : String(v))
+export const sameFraction = (a: number, b: number): boolean => Math.abs(a - b) < 1e-9
+
+/** "95k", "1.3M", "6.9B" */
+export const fmtCount = (n: number): string => {
+  if (!Number.isFinite(n)) return "?"
+  const units: Array<[number, string]> = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "k"]]
+  for (const [u, s] of units) if (Math.abs(n) >= u) return `${+(n / u).toPrecision(n / u >= 100 ? 3 : 2)}${s}`
+  return String(n)
+}
+
+/** Size label used as the colour legend of every figure: "s (95k)". */
+export const sizeLabel = (name: string, params: number | undefined): string =>
+  params === undefined ? name : `${name} (${fmtCount(params)})`
+
+/**
+ * The sizes present in `names`, smallest first: config order by params, then any model a table
+ * names that the config does not (an older run), in the order first seen.
+ */
+export const sizeOrder = (options: ReportOptions, names: Iterable<string>): Array<{ name: string; label: string }> => {
+  const present = new Set(names)
+  const known = options.models.filter((m) => present.has(m.name)).map((m) => ({ name: m.name, label: sizeLabel(m.name, m.params) }))
+  const extra = [...present].filter((n) => !options.models.some((m) => m.name === n)).map((n) => ({ name: n, label: n }))
+  return [...known, ...extra]
+}
+
+/**
+ * Keep at most `max` of `rows` (already sorted along the series), evenly spaced by index, always
+ * keeping the first and last and any row `pin` selects. Figures stay small on suites with
+ * hundreds of checkpoints per size.
+ */
+export const thin = <T>(rows: ReadonlyArray<T>, max: number, pin: (r: T) => boolean = () => false): T[] => {
+  if (rows.length <= max) return [...rows]
+  const stride = (rows.length - 1) / (max - 1)
+  const keep = new Set<number>()
+  for (let k = 0; k < max; k++) keep.add(Math.round(k * stride))
+  return rows.filter((r, i) => keep.has(i) || pin(r))
+}
+
+/** Group rows by a key, keeping first-seen order. */
+export const groupBy = <T>(rows: ReadonlyArray<T>, key: (r: T) => string): Map<string, T[]> => {
+  const m = new Map<string, T[]>()
+  for (const r of rows) {
+    const k = key(r)
+    const g = m.get(k)
+    if (g) g.push(r)
+    else m.set(k, [r])
+  }
+  return m
+}

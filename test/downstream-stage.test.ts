@@ -1,0 +1,453 @@
+/**
+ * The downstream and correlate stages end to end through the real runner: task files in all three
+ * formats, scored by fixture ONNX models (test/fixtures/onnx.ts) whose log-probs are computed here
+ * independently (float64 forward pass over the same weights, token ids from the `tokenizers`
+ * library encoding prompt and option separately); then task metrics, correlations and agreement
+ * over planted validation perplexities and score files.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { DuckDBInstance } from "@duckdb/node-api"
+import * as arrow from "apache-arrow"
+import { Effect, Either } from "effect"
+import { Tokenizer } from "tokenizers"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { loadConfig } from "../pipeline/config.ts"
+import type { Sink } from "../pipeline/progress.ts"
+import { runPipeline, type RunOptions } from "../pipeline/runner.ts"
+import { readParquetFile, writeParquetFile } from "../pipeline/store.ts"
+import { checkpointsSchema } from "../schemas/analysis-tables.ts"
+import { MEAN_TASK } from "../schemas/downstream-tables.ts"
+import { scoresSchema, tablePaths } from "../schemas/tables.ts"
+import { aggregateStage } from "../stages/aggregate.ts"
+import { correlateStage } from "../stages/correlate/index.ts"
+import { downstreamStage } from "../stages/downstream/index.ts"
+import { scoreStage } from "../stages/score/index.ts"
+import { tokenizeStage } from "../stages/tokenize/index.ts"
+import { linearLogits, linearModel, linearWeights, referenceScores, saveModel, type LinearWeights } from "./fixtures/onnx.ts"
+import { TEST_EOS, TEST_VOCAB_SIZE, writeTestTokenizer } from "./fixtures/tokenizer.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-downstream-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+const quiet = (): Sink & { text: () => string } => {
+  const out: string[] = []
+  return { isTTY: false, write: (s) => void out.push(s), text: () => out.join("") }
+}
+const run = async (cfg: string, opts: Partial<RunOptions>) => {
+  const sink = quiet()
+  const config = await Effect.runPromise(loadConfig(cfg))
+  const result = await Effect.runPromise(Effect.either(runPipeline(config, { stages: [downstreamStage], sink, ...opts })))
+  return { result, config, log: sink.text() }
+}
+
+const lines = (...xs: unknown[]) => xs.map((x) => JSON.stringify(x)).join("\n") + "\n"
+
+// -- The tasks -----------------------------------------------------------------------------------
+
+/** The k-shot task of test/downstream-tasks.test.ts; its prompts (seed 7, 2 shots) are pinned there. */
+const QA = lines(
+  { prompt: "Q: 1+1?\nA:", choices: [" 2", " 3"], answer: 0 },
+  { prompt: "Q: 2+2?\nA:", choices: [" 4", " 5"], answer: 0 },
+  { prompt: "Q: 3+3?\nA:", choices: [" 5", " 6"], answer: 1 },
+  { prompt: "Q: 4+4?\nA:", choices: [" 8", " 9"], answer: 0 },
+)
+const QA_PROMPTS = [
+  "Q: 3+3?\nA: 6\n\nQ: 4+4?\nA: 8\n\nQ: 1+1?\nA:",
+  "Q: 1+1?\nA: 2\n\nQ: 3+3?\nA: 6\n\nQ: 2+2?\nA:",
+  "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:", // max_examples: 3 stops here
+]
+const BB = JSON.stringify({
+  append_choices_to_input: false,
+  examples: [
+    { input: "the cat", target_scores: { sat: 1, and: 0, "of the": 0 } },
+    { input: "in the", target_scores: { hat: 1, mat: 1, bat: 0 } },
+    { input: "a dog", target_scores: { ran: 0, barked: 1 } },
+  ],
+})
+const PAIRS = lines(
+  { sentence_good: "the cat sat.", sentence_bad: "the cat sit.", note: "x" },
+  { sentence_good: "dogs run.", sentence_bad: "dogs runs." },
+  { sentence_good: "a man and a dog.", sentence_bad: "a man and an dog." },
+)
+
+/** Each task as the test understands it: prompt (with shots), options, correct set. */
+interface Expected {
+  readonly prompt: string
+  readonly options: string[]
+  readonly correct: number[]
+}
+const EXPECTED: Record<string, Expected[]> = {
+  qa: QA_PROMPTS.map((prompt, i) => ({ prompt, options: [[" 2", " 3"], [" 4", " 5"], [" 5", " 6"]][i], correct: [[0], [0], [1]][i] })),
+  bb: [
+    { prompt: "\nQ: the cat\nA: ", options: ["sat", "and", "of the"], correct: [0] },
+    { prompt: "\nQ: in the\nA: ", options: ["hat", "mat", "bat"], correct: [0, 1] },
+    { prompt: "\nQ: a dog\nA: ", options: ["ran", "barked"], correct: [1] },
+  ],
+  mp: [
+    { prompt: "", options: ["the cat sat.", "the cat sit."], correct: [0] },
+    { prompt: "", options: ["dogs run.", "dogs runs."], correct: [0] },
+    { prompt: "", options: ["a man and a dog.", "a man and an dog."], correct: [0] },
+  ],
+}
+
+// -- The run -------------------------------------------------------------------------------------
+
+const MODELS = [
+  { name: "s", params: 1000, tps: 10, steps: [0, 5, 20] },
+  { name: "l", params: 8000, tps: 20, steps: [0, 5, 20] },
+]
+const CONTEXT = 24
+const weights = new Map<string, LinearWeights>()
+
+const writeRun = (dir: string, extra: { prepend?: boolean; tasks?: string[]; models?: typeof MODELS } = {}): string => {
+  fs.mkdirSync(dir, { recursive: true })
+  writeTestTokenizer(dir)
+  fs.writeFileSync(path.join(dir, "valid.txt"), "the cat sat on the mat.\n")
+  fs.writeFileSync(path.join(dir, "qa.jsonl"), QA)
+  fs.writeFileSync(path.join(dir, "bb.json"), BB)
+  fs.writeFileSync(path.join(dir, "mp.jsonl"), PAIRS)
+  const models = extra.models ?? MODELS
+  models.forEach((m, mi) =>
+    m.steps.forEach((step, si) => {
+      const w = linearWeights({ vocab: TEST_VOCAB_SIZE, dim: 4, seed: 100 + 10 * mi + si })
+      weights.set(`${m.name}@${step}`, w)
+      saveModel(linearModel(w), path.join(dir, m.name), `step-${step}.onnx`)
+    }),
+  )
+  const yaml = [
+    "run: r",
+    "output: out",
+    "tokenizer: tokenizer.json",
+    `context_length: ${CONTEXT}`,
+    ...(extra.prepend ? [`prepend: "${TEST_EOS}"`] : []),
+    "scoring: { threads: 1, batch_size: 4 }",
+    "models:",
+    ...models.map((m) => `  - { name: ${m.name}, params: ${m.params}, tokens_per_step: ${m.tps}, checkpoints: \"${m.name}/step-{step}.onnx\" }`),
+    "datasets:",
+    "  - { name: valid, format: text, path: valid.txt }",
+    "tasks:",
+    ...(extra.tasks ?? [
+      "  - { name: qa, format: jsonl, path: qa.jsonl, shots: 2, seed: 7, max_examples: 3 }",
+      "  - { name: bb, format: bigbench, path: bb.json }",
+      "  - { name: mp, format: pairs, path: mp.jsonl }",
+    ]),
+    "",
+  ].join("\n")
+  const file = path.join(dir, "run.yaml")
+  fs.writeFileSync(file, yaml)
+  return file
+}
+
+// -- Independent expectations ---------------------------------------------------------------------
+
+let tokenizer: Tokenizer
+const encode = async (text: string) => {
+  if (text === "") return { ids: [] as number[], offsets: [] as number[][] }
+  const e = await tokenizer.encode(text, null, { addSpecialTokens: false })
+  return { ids: e.getIds(), offsets: e.getOffsets() }
+}
+
+interface ExpectedOption {
+  readonly example: number
+  readonly option: number
+  readonly correct: boolean
+  readonly sum: number
+  readonly nTokens: number
+  readonly nChars: number
+}
+
+/**
+ * Expected rows of one options table: the prompt without its trailing spaces and the option with
+ * them are encoded SEPARATELY (the texts split at a pre-tokenizer boundary, checked against the
+ * joint encoding), the context cut from the left to fit CONTEXT, log-probs from the reference pass.
+ */
+const expectedOptions = async (w: LinearWeights, task: string, prepend: number[]): Promise<ExpectedOption[]> => {
+  const out: ExpectedOption[] = []
+  for (const [ei, ex] of EXPECTED[task].entries()) {
+    for (const [oi, opt] of ex.options.entries()) {
+      const head = ex.prompt.replace(/ +$/, "")
+      const tail = ex.prompt.slice(head.length) + opt
+      const p = await encode(head)
+      const o = await encode(tail)
+      expect((await encode(ex.prompt + opt)).ids).toEqual([...p.ids, ...o.ids])
+      let context = [...prepend, ...p.ids]
+      let scored = o.ids
+      let nChars = tail.length
+      if (context.length === 0) {
+        context = scored.slice(0, 1)
+        scored = scored.slice(1)
+        nChars = tail.length - o.offsets[1][0]
+      }
+      if (context.length + scored.length > CONTEXT) context = context.slice(context.length - (CONTEXT - scored.length))
+      const ids = Int32Array.from([...context, ...scored])
+      const lp = referenceScores(linearLogits(w, ids), w.vocab, ids, context.length).logprob
+      out.push({ example: ei, option: oi, correct: ex.correct.includes(oi), sum: lp.reduce((a, b) => a + b, 0), nTokens: scored.length, nChars })
+    }
+  }
+  return out
+}
+
+/** Metrics computed the plain way, for comparison with task_metrics.parquet. */
+const plainMetrics = (rows: ExpectedOption[]) => {
+  const examples = [...new Set(rows.map((r) => r.example))]
+  const hit = (score: (r: ExpectedOption) => number) =>
+    examples.filter((e) => {
+      const rs = rows.filter((r) => r.example === e)
+      return Math.max(...rs.filter((r) => r.correct).map(score)) > Math.max(...rs.filter((r) => !r.correct).map(score))
+    }).length / examples.length
+  const ppl = (c: boolean) => {
+    const rs = rows.filter((r) => r.correct === c)
+    return Math.exp(-rs.reduce((a, r) => a + r.sum, 0) / rs.reduce((a, r) => a + r.nTokens, 0))
+  }
+  const baseline = examples.reduce((a, e) => a + rows.filter((r) => r.example === e && r.correct).length / rows.filter((r) => r.example === e).length, 0) / examples.length
+  return { n_examples: examples.length, accuracy: hit((r) => r.sum), accuracy_norm: hit((r) => r.sum / r.nChars), random_baseline: baseline, correct_ppl: ppl(true), incorrect_ppl: ppl(false) }
+}
+
+const readOptions = (runDir: string, model: string, step: number, task: string) => {
+  const t = readParquetFile(path.join(runDir, `downstream/model=${model}/step=${step}/task=${task}/options.parquet`))
+  return t.toArray().map((r) => r.toJSON() as { example_id: number; option_id: number; is_correct: boolean; logprob_sum: number; n_tokens: number; n_chars: number })
+}
+
+beforeAll(() => {
+  writeTestTokenizer(tmp)
+  tokenizer = Tokenizer.fromFile(path.join(tmp, "tokenizer.json"))
+})
+
+describe("downstream: options scored by fixture models", () => {
+  const dir = path.join(tmp, "main")
+  let runDir = ""
+
+  it("one unit per model × step × task; option log-probs, token and character counts match the independent computation", async () => {
+    const cfg = writeRun(dir)
+    const { result, config } = await run(cfg, {})
+    runDir = config.runDir
+    expect(Either.isRight(result)).toBe(true)
+    if (Either.isLeft(result)) return
+    expect(result.right.outcomes.map((o) => o.id)).toEqual(
+      MODELS.flatMap((m) => m.steps.flatMap((s) => ["qa", "bb", "mp"].map((t) => `model=${m.name}/step=${s}/task=${t}`))),
+    )
+    let gaps = Infinity
+    for (const m of MODELS) {
+      for (const step of m.steps) {
+        for (const task of ["qa", "bb", "mp"]) {
+          const want = await expectedOptions(weights.get(`${m.name}@${step}`)!, task, [])
+          const got = readOptions(runDir, m.name, step, task)
+          expect(got.map((r) => [r.example_id, r.option_id, r.is_correct, r.n_tokens, r.n_chars])).toEqual(
+            want.map((r) => [r.example, r.option, r.correct, r.nTokens, r.nChars]),
+          )
+          got.forEach((r, i) => expect(Math.abs(r.logprob_sum - want[i].sum)).toBeLessThan(1e-4))
+          for (const e of new Set(want.map((r) => r.example))) {
+            const s = want.filter((r) => r.example === e).map((r) => r.sum)
+            for (const a of s) for (const b of s) if (a !== b) gaps = Math.min(gaps, Math.abs(a - b))
+          }
+        }
+      }
+    }
+    // No two options are so close that float32 noise could flip a comparison below.
+    expect(gaps).toBeGreaterThan(1e-3)
+  })
+
+  it("the k-shot prompt was cut from the left to fit context_length; short options are whole", async () => {
+    // " 2" (2 tokens) after a 2-shot prompt of > 22 tokens: exactly CONTEXT tokens were scored in.
+    const p = await encode(QA_PROMPTS[0])
+    expect(p.ids.length).toBeGreaterThan(CONTEXT)
+    expect(readOptions(runDir, "s", 0, "qa")[0]).toMatchObject({ n_tokens: 2, n_chars: 2 })
+  })
+
+  it("DuckDB reads the options tables as one Hive-partitioned dataset", async () => {
+    const db = await DuckDBInstance.create(":memory:")
+    const conn = await db.connect()
+    try {
+      const glob = path.join(runDir, "downstream/**/*.parquet").replaceAll("'", "''")
+      const rows = (
+        await conn.runAndReadAll(
+          `SELECT model, CAST(step AS INTEGER) AS step, task, count(*)::INTEGER AS n, sum(is_correct::INTEGER)::INTEGER AS c FROM read_parquet('${glob}', hive_partitioning = true) GROUP BY ALL ORDER BY model, step, task`,
+        )
+      ).getRowObjectsJS()
+      expect(rows).toHaveLength(18)
+      // qa: 3 examples × 2 options, bb: 3 + 3 + 2 options, mp: 3 pairs
+      expect(rows.filter((r) => r.model === "s" && r.step === 5)).toEqual([
+        { model: "s", step: 5, task: "bb", n: 8, c: 4 },
+        { model: "s", step: 5, task: "mp", n: 6, c: 3 },
+        { model: "s", step: 5, task: "qa", n: 6, c: 3 },
+      ])
+    } finally {
+      conn.closeSync()
+      db.closeSync()
+    }
+  })
+
+  it("a re-run does no work", async () => {
+    const { result } = await run(path.join(dir, "run.yaml"), {})
+    expect(Either.isRight(result) && result.right.count("ran")).toBe(0)
+  })
+
+  it("correlate without the aggregate stage's checkpoints.parquet fails, naming the file", async () => {
+    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, correlateStage] })
+    expect(Either.isLeft(result) && result.left.message).toMatch(/correlate\/all: \S*checkpoints\.parquet is missing \(written by the aggregate stage\)/)
+  })
+
+  it("correlate: task metrics, correlations and agreement from options, planted perplexities and score files", async () => {
+    // Planted validation perplexities (falling with step, the larger model lower) and score files.
+    const ppl: Record<string, number> = { "s@0": 280, "s@5": 120, "s@20": 60, "l@0": 281, "l@5": 70, "l@20": 30 }
+    const rows = MODELS.flatMap((m) =>
+      m.steps.map((step) => ({ model: m.name, step, tokens: step * m.tps, flops: 6 * m.params * step * m.tps, params: m.params, ppl: ppl[`${m.name}@${step}`] })),
+    )
+    writeParquetFile(
+      path.join(runDir, "checkpoints.parquet"),
+      new arrow.Table(checkpointsSchema, {
+        model: arrow.vectorFromArray(rows.map((r) => r.model), new arrow.Utf8()),
+        step: arrow.makeVector(Int32Array.from(rows, (r) => r.step)),
+        tokens_seen: arrow.makeVector(Float64Array.from(rows, (r) => r.tokens)),
+        flops: arrow.makeVector(Float64Array.from(rows, (r) => r.flops)),
+        params: arrow.makeVector(Float64Array.from(rows, (r) => r.params)),
+        dataset: arrow.vectorFromArray(rows.map(() => "valid"), new arrow.Utf8()),
+        n_tokens: arrow.makeVector(Int32Array.from(rows, () => 10)),
+        mean_nll: arrow.vectorFromArray(rows.map((r) => Math.log(r.ppl)), new arrow.Float64()),
+        ppl: arrow.vectorFromArray(rows.map((r) => r.ppl), new arrow.Float64()),
+      }),
+    )
+    // Per-token log-probs: s@5 (ppl 120) is nearest to l@5 (70) on a log scale (|ln 120/70| = 0.54
+    // < |ln 281/120| = 0.85); those two get the arrays of tools/reference/correlate_stats.py
+    // (LP_A, LP_B), whose scipy correlations are known.
+    const LP_A = [-1.0, -2.5, -0.25, -4.0, -2.5, -3.0, -0.5, -6.0, -1.0, -2.0]
+    const LP_B = [-1.25, -2.0, -0.5, -3.5, -3.0, -3.0, -0.25, -5.0, -1.5, -1.75]
+    const lp: Record<string, number[]> = {
+      "s@0": LP_A.map((x, i) => x - 0.25 * (i % 3)),
+      "s@5": LP_A,
+      "s@20": LP_A.map((x) => x / 2),
+      "l@0": LP_B.map((x, i) => x + 0.5 * (i % 2)),
+      "l@5": LP_B,
+      "l@20": LP_B.map((x) => x * 0.75),
+    }
+    for (const r of rows) {
+      const v = lp[`${r.model}@${r.step}`]
+      writeParquetFile(
+        path.join(runDir, tablePaths.scores(r.model, r.step, "valid")),
+        new arrow.Table(scoresSchema(false), {
+          token_index: arrow.makeVector(Int32Array.from(v, (_, i) => i)),
+          token_id: arrow.makeVector(Int32Array.from(v, () => 5)),
+          logprob: arrow.makeVector(Float32Array.from(v)),
+        }),
+      )
+    }
+    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, correlateStage] })
+    if (Either.isLeft(result)) throw new Error(result.left.message)
+    expect(result.right.outcomes.filter((o) => o.outcome === "ran").map((o) => `${o.stage}/${o.id}`)).toEqual(["correlate/all"])
+
+    // task_metrics.parquet against metrics computed the plain way from the independent option sums.
+    const tm = readParquetFile(path.join(runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
+    expect(tm).toHaveLength(18)
+    for (const r of tm) {
+      const want = plainMetrics(await expectedOptions(weights.get(`${r.model}@${r.step}`)!, r.task as string, []))
+      expect(r.n_examples).toBe(want.n_examples)
+      expect(r.accuracy).toBe(want.accuracy)
+      expect(r.accuracy_norm).toBe(want.accuracy_norm)
+      expect(r.random_baseline).toBeCloseTo(want.random_baseline, 12)
+      expect(Math.abs(Math.log(r.correct_ppl as number) - Math.log(want.correct_ppl))).toBeLessThan(1e-5)
+      expect(Math.abs(Math.log(r.incorrect_ppl as number) - Math.log(want.incorrect_ppl))).toBeLessThan(1e-5)
+    }
+    expect(tm.find((r) => r.task === "bb")!.random_baseline).toBeCloseTo((1 / 3 + 2 / 3 + 1 / 2) / 3, 12)
+    expect(tm.find((r) => r.task === "mp")!.random_baseline).toBe(0.5)
+
+    // correlations.parquet: 3 tasks + the mean, 4 axes; step 0 left out of the log axes.
+    const cr = readParquetFile(path.join(runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
+    expect(cr.map((r) => `${r.task}/${r.x_axis}/${r.n_points}`)).toEqual(
+      ["qa", "bb", "mp", MEAN_TASK].flatMap((t) => [`${t}/log_valid_ppl/6`, `${t}/log_flops/4`, `${t}/log_tokens/4`, `${t}/log_step/4`]),
+    )
+
+    // agreement.parquet: one size pair, each small checkpoint matched once per kind.
+    const ag = readParquetFile(path.join(runDir, "agreement.parquet")).toArray().map((r) => r.toJSON())
+    expect(ag.map((r) => `${r.match} ${r.model_a}@${r.step_a} ${r.model_b}@${r.step_b}`)).toEqual([
+      "ppl s@0 l@0",
+      "ppl s@5 l@5",
+      "ppl s@20 l@5", // |ln 60/70| = 0.15 < |ln 60/30| = 0.69
+      "flops s@0 l@0",
+      "flops s@5 l@5", // 6·1000·50 = 3e5: l@5 has 6·8000·100 = 4.8e6 (ratio 16), l@20 1.92e7, l@0 none
+      "flops s@20 l@5", // 1.2e6 vs 4.8e6 (ratio 4) and 1.92e7 (ratio 16)
+    ])
+    const pair = ag.find((r) => r.match === "ppl" && r.step_a === 5)!
+    // scipy (tools/reference/correlate_stats.py): pearsonr and spearmanr of LP_A and LP_B
+    expect(pair.pearson).toBeCloseTo(0.9719810426916159, 9)
+    expect(pair.spearman).toBeCloseTo(0.975539729830124, 9)
+    expect(pair).toMatchObject({ dataset: "valid", ppl_a: 120, ppl_b: 70, flops_a: 3e5, flops_b: 4.8e6, n_tokens: 10 })
+    // s@20 is LP_A / 2: a positive rescaling of LP_A, so its correlations with l@5 are the same.
+    const scaled = ag.find((r) => r.match === "ppl" && r.step_a === 20)!
+    expect(scaled.pearson).toBeCloseTo(0.9719810426916159, 9)
+    expect(scaled.spearman).toBeCloseTo(0.975539729830124, 9)
+  })
+})
+
+describe("downstream: context, errors", () => {
+  it("with prepend, every token of a pair's sentences is scored after it", async () => {
+    const dir = path.join(tmp, "prepend")
+    const models = [{ name: "s", params: 1000, tps: 10, steps: [3] }]
+    const cfg = writeRun(dir, { prepend: true, models, tasks: ["  - { name: mp, format: pairs, path: mp.jsonl }"] })
+    const { result, config } = await run(cfg, {})
+    expect(Either.isRight(result)).toBe(true)
+    const eos = (await tokenizer.encode(TEST_EOS, null, { addSpecialTokens: false })).getIds()
+    expect(eos).toHaveLength(1)
+    const want = await expectedOptions(weights.get("s@3")!, "mp", eos)
+    const got = readOptions(config.runDir, "s", 3, "mp")
+    expect(got.map((r) => [r.n_tokens, r.n_chars])).toEqual(want.map((r) => [r.nTokens, r.nChars]))
+    expect(got.map((r) => r.n_chars)).toEqual(EXPECTED.mp.flatMap((e) => e.options.map((o) => o.length)))
+    got.forEach((r, i) => expect(Math.abs(r.logprob_sum - want[i].sum)).toBeLessThan(1e-4))
+  })
+
+  it("a bad task file fails its units with one line naming file, example and field; --keep-going runs the other tasks", async () => {
+    const dir = path.join(tmp, "bad")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "broken.jsonl"), lines({ prompt: "Q", choices: [" a", " b"], answer: 0 }, { prompt: "Q", choices: [" a", ""], answer: 0 }))
+    const models = [{ name: "s", params: 1000, tps: 10, steps: [1] }]
+    const cfg = writeRun(dir, {
+      models,
+      tasks: ["  - { name: broken, format: jsonl, path: broken.jsonl }", "  - { name: bb, format: bigbench, path: bb.json }"],
+    })
+    const { result, config } = await run(cfg, { keepGoing: true })
+    expect(Either.isLeft(result)).toBe(true)
+    if (Either.isRight(result)) return
+    const line = result.left.message.split("\n").find((l) => l.includes("task=broken"))!
+    expect(line.trim()).toMatch(/^downstream\/model=s\/step=1\/task=broken: \S*broken\.jsonl: example 1 \(line 2\): choices\[1\]: empty option$/)
+    expect(fs.existsSync(path.join(config.runDir, "downstream/model=s/step=1/task=bb/options.parquet"))).toBe(true)
+  })
+})
+
+describe("the whole chain: tokenize → score → aggregate, downstream → correlate", () => {
+  it("agreement pairs are the nearest by perplexity / FLOPs, with the correlation of the score files' log-probs", async () => {
+    const dir = path.join(tmp, "chain")
+    const cfg = writeRun(dir)
+    fs.writeFileSync(path.join(dir, "valid.txt"), "the cat sat on the mat and the dog ran in the park. a man and a dog sat in the hat.\n")
+    const { result, config } = await run(cfg, { stages: [tokenizeStage, scoreStage, aggregateStage, downstreamStage, correlateStage] })
+    if (Either.isLeft(result)) throw new Error(result.left.message)
+    const ck = readParquetFile(path.join(config.runDir, "checkpoints.parquet")).toArray().map((r) => r.toJSON())
+    const ppl = new Map(ck.map((r) => [`${r.model}@${r.step}`, r.ppl as number]))
+    const lp = (m: string, step: number) => Array.from(readParquetFile(path.join(config.runDir, tablePaths.scores(m, step, "valid"))).getChild("logprob")!.toArray() as Float32Array)
+    const plainPearson = (x: number[], y: number[]) => {
+      const mx = x.reduce((a, b) => a + b, 0) / x.length
+      const my = y.reduce((a, b) => a + b, 0) / y.length
+      const c = x.reduce((a, _, i) => a + (x[i] - mx) * (y[i] - my), 0)
+      return c / Math.sqrt(x.reduce((a, v) => a + (v - mx) ** 2, 0) * y.reduce((a, v) => a + (v - my) ** 2, 0))
+    }
+    const ag = readParquetFile(path.join(config.runDir, "agreement.parquet")).toArray().map((r) => r.toJSON())
+    expect(ag).toHaveLength(2 * 3)
+    for (const r of ag) {
+      const [s, l] = [MODELS[0], MODELS[1]]
+      expect([r.model_a, r.model_b]).toEqual(["s", "l"])
+      // brute force: the l checkpoint nearest on a log scale (step 0 FLOPs: only 0 matches 0)
+      const value = (m: typeof s, step: number) => (r.match === "ppl" ? ppl.get(`${m.name}@${step}`)! : 6 * m.params * m.tps * step)
+      const dist = (u: number, v: number) => (u === v ? 0 : u > 0 && v > 0 ? Math.abs(Math.log(u / v)) : Infinity)
+      const best = [...l.steps].sort((p, q) => dist(value(s, r.step_a), value(l, p)) - dist(value(s, r.step_a), value(l, q)) || p - q)[0]
+      expect(r.step_b).toBe(best)
+      expect(r.ppl_a).toBe(ppl.get(`s@${r.step_a}`))
+      expect(r.ppl_b).toBe(ppl.get(`l@${r.step_b}`))
+      const a = lp("s", r.step_a)
+      const b = lp("l", r.step_b)
+      expect(r.n_tokens).toBe(a.length)
+      expect(r.pearson).toBeCloseTo(plainPearson(a, b), 10)
+    }
+    const cr = readParquetFile(path.join(config.runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
+    expect(cr).toHaveLength(4 * 4)
+  })
+})

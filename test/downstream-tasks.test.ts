@@ -1,0 +1,301 @@
+/**
+ * The downstream stage's pure core: task formats, errors, k-shot prompts, the prompt/option
+ * boundary and the task metrics.
+ */
+import { Either } from "effect"
+import { describe, expect, it } from "vitest"
+import type { UnitError } from "../pipeline/stage.ts"
+import { taskMetrics } from "../stages/downstream/metrics.ts"
+import { buildPrompts, optionRequest, promptBoundary, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
+import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
+
+const parse = (format: TaskFormat, text: string, seed = 7): ParsedTask => {
+  const r = parseTask(format, text, "t/task", seed)
+  if (Either.isLeft(r)) throw new Error(`unexpected: ${r.left.message}`)
+  return r.right
+}
+const parseError = (format: TaskFormat, text: string): string => {
+  const r = parseTask(format, text, "t/task", 7)
+  if (Either.isRight(r)) throw new Error("expected an error")
+  return (r.left as UnitError).message
+}
+const lines = (...xs: unknown[]) => xs.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join("\n")
+
+describe("task formats", () => {
+  it("bigbench: prefixes as given, options in file order, every maximal score is correct", () => {
+    const t = parse(
+      "bigbench",
+      JSON.stringify({
+        task_prefix: "P",
+        example_input_prefix: "In: ",
+        example_output_prefix: "\nOut:",
+        append_choices_to_input: false,
+        examples: [
+          { input: "x", target_scores: { a: 0, b: 1, c: 0.5 } },
+          { input: "y", target_scores: { d: 1, e: 1, f: 0 }, comment: "ignored" },
+        ],
+      }),
+    )
+    expect(t.prefix).toBe("P")
+    expect(t.shotSeparator).toBe("")
+    expect(t.examples).toEqual([
+      { id: 0, prompt: "In: x\nOut:", options: ["a", "b", "c"], correct: [1] },
+      { id: 1, prompt: "In: y\nOut:", options: ["d", "e", "f"], correct: [0, 1] },
+    ])
+  })
+
+  it("bigbench defaults: \\nQ: , \\nA: , choices appended after \\n  choice: in a seeded order", () => {
+    const t = parse("bigbench", JSON.stringify({ examples: [{ input: "1+1", target_scores: { "2": 1, "3": 0, "11": 0 } }] }))
+    expect(t.prefix).toBe("")
+    // The order of the choices comes from tools/reference/downstream_prompts.py (seed 7, example 0).
+    expect(t.examples[0].prompt).toBe("\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: ")
+    expect(t.examples[0].options).toEqual(["2", "3", "11"]) // JSON key order: integer-like keys ascending
+  })
+
+  it("pairs: the two whole sentences after an empty prompt, good first; other fields and blank lines ignored", () => {
+    const t = parse(
+      "pairs",
+      lines({ sentence_good: "The dog runs.", sentence_bad: "The dog run.", phenomenon: "agr" }, "", { sentence_bad: "Dogs runs.", sentence_good: "Dogs run." }, ""),
+    )
+    expect(t.shotSeparator).toBe("\n")
+    expect(t.examples).toEqual([
+      { id: 0, prompt: "", options: ["The dog runs.", "The dog run."], correct: [0] },
+      { id: 1, prompt: "", options: ["Dogs run.", "Dogs runs."], correct: [0] },
+    ])
+  })
+
+  it("jsonl: prompt, choices, answer (an index or a list of them)", () => {
+    const t = parse("jsonl", lines({ prompt: "Q", choices: [" a", " b", " c"], answer: 2 }, { prompt: "", choices: ["x", "y", "z"], answer: [2, 0] }))
+    expect(t.shotSeparator).toBe("\n\n")
+    expect(t.examples).toEqual([
+      { id: 0, prompt: "Q", options: [" a", " b", " c"], correct: [2] },
+      { id: 1, prompt: "", options: ["x", "y", "z"], correct: [0, 2] },
+    ])
+  })
+})
+
+describe("task file errors: one line naming the file, the example and the field", () => {
+  const cases: Array<[string, TaskFormat, string, string]> = [
+    ["bigbench: not JSON", "bigbench", '{"examples": [', "t/task: not valid JSON ("],
+    ["bigbench: no examples list", "bigbench", '{"examples": 3}', "t/task: examples: expected a list of examples"],
+    [
+      "bigbench: no correct option",
+      "bigbench",
+      JSON.stringify({ examples: [{ input: "a", target_scores: { x: 1, y: 0 } }, { input: "b", target_scores: { x: 0, y: 0 } }] }),
+      "t/task: example 1: target_scores: every option has the same score, so none is correct",
+    ],
+    [
+      "bigbench: generative example",
+      "bigbench",
+      JSON.stringify({ examples: [{ input: "a", target: "b" }] }),
+      "t/task: example 0: target_scores: missing (only multiple-choice examples can be scored)",
+    ],
+    [
+      "bigbench: empty option",
+      "bigbench",
+      JSON.stringify({ examples: [{ input: "a", target_scores: { x: 1, " ": 0 } }] }),
+      't/task: example 0: target_scores[" "]: empty option (only whitespace: " ")',
+    ],
+    ["bigbench: input missing", "bigbench", JSON.stringify({ examples: [{ target_scores: { x: 1, y: 0 } }] }), "t/task: example 0: input: missing (expected a string)"],
+    ["jsonl: bad line", "jsonl", lines({ prompt: "p", choices: ["a", "b"], answer: 0 }, "", "{oops"), "t/task: line 3: not valid JSON ("],
+    [
+      "jsonl: answer out of range",
+      "jsonl",
+      lines({ prompt: "p", choices: ["a", "b"], answer: 0 }, { prompt: "p", choices: ["a", "b"], answer: 2 }),
+      "t/task: example 1 (line 2): answer: expected an index 0…1 (or a list of them), got 2",
+    ],
+    [
+      "jsonl: empty option",
+      "jsonl",
+      lines({ prompt: "p", choices: ["a", ""], answer: 0 }),
+      "t/task: example 0 (line 1): choices[1]: empty option",
+    ],
+    [
+      "jsonl: duplicate options",
+      "jsonl",
+      lines("", { prompt: "p", choices: [" a", " b", " a"], answer: 1 }),
+      't/task: example 0 (line 2): choices: option " a" appears twice (choices[0] and choices[2])',
+    ],
+    ["jsonl: one option", "jsonl", lines({ prompt: "p", choices: ["a"], answer: 0 }), "t/task: example 0 (line 1): choices: needs at least two options, got 1"],
+    [
+      "jsonl: every option correct",
+      "jsonl",
+      lines({ prompt: "p", choices: ["a", "b"], answer: [0, 1] }),
+      "t/task: example 0 (line 1): choices: every option is correct, so none is wrong",
+    ],
+    [
+      "pairs: duplicate options",
+      "pairs",
+      lines({ sentence_good: "A b.", sentence_bad: "A b." }),
+      "t/task: example 0 (line 1): sentence_bad: same text as sentence_good",
+    ],
+    ["pairs: empty option", "pairs", lines({ sentence_good: "A b.", sentence_bad: "" }), "t/task: example 0 (line 1): sentence_bad: empty option"],
+    ["pairs: missing field", "pairs", lines({ sentence_good: "A b." }), "t/task: example 0 (line 1): sentence_bad: missing (expected a string)"],
+    ["empty file", "pairs", "\n\n", "t/task: no examples"],
+  ]
+  for (const [name, format, text, message] of cases) {
+    it(name, () => {
+      const m = parseError(format, text)
+      expect(m.split("\n")).toHaveLength(1)
+      if (message.endsWith("(")) expect(m.startsWith(message)).toBe(true)
+      else expect(m).toBe(message)
+    })
+  }
+})
+
+describe("k-shot prompts", () => {
+  // Expected prompts from tools/reference/downstream_prompts.py, a Python re-implementation of the
+  // documented algorithm (mulberry32, stream seeds, rejection sampling, Fisher–Yates), run once.
+  const JSONL = lines(
+    { prompt: "Q: 1+1?\nA:", choices: [" 2", " 3"], answer: 0 },
+    { prompt: "Q: 2+2?\nA:", choices: [" 4", " 5"], answer: 0 },
+    { prompt: "Q: 3+3?\nA:", choices: [" 5", " 6"], answer: 1 },
+    { prompt: "Q: 4+4?\nA:", choices: [" 8", " 9"], answer: 0 },
+  )
+  const BIGBENCH = JSON.stringify({
+    task_prefix: "Sums.",
+    examples: [
+      { input: "1+1", target_scores: { "2": 1, "3": 0, "11": 0 } },
+      { input: "2+3", target_scores: { "5": 1, "6": 0, "23": 0 } },
+      { input: "4+4", target_scores: { "44": 0, "8": 1, "9": 0 } },
+    ],
+  })
+  const prompts = (format: TaskFormat, text: string, shots: number, maxExamples?: number) => {
+    const r = buildPrompts(parse(format, text), { shots, seed: 7, maxExamples }, "t/task")
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    return r.right
+  }
+
+  it("jsonl, 2 shots, seed 7: exact text", () => {
+    const p = prompts("jsonl", JSONL, 2)
+    expect(p.map((e) => e.shots)).toEqual([[2, 3], [0, 2], [3, 1], [2, 0]])
+    expect(p.map((e) => e.prompt)).toEqual([
+      "Q: 3+3?\nA: 6\n\nQ: 4+4?\nA: 8\n\nQ: 1+1?\nA:",
+      "Q: 1+1?\nA: 2\n\nQ: 3+3?\nA: 6\n\nQ: 2+2?\nA:",
+      "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:",
+      "Q: 3+3?\nA: 6\n\nQ: 1+1?\nA: 2\n\nQ: 4+4?\nA:",
+    ])
+    expect(p[2].options).toEqual([" 5", " 6"])
+    expect(p[2].correct).toEqual([1])
+  })
+
+  it("bigbench, 1 shot, seed 7: task prefix once, shots with their best target, choices shuffled", () => {
+    expect(prompts("bigbench", BIGBENCH, 1).map((e) => e.prompt)).toEqual([
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: ",
+      "Sums.\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: 2\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: ",
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: ",
+    ])
+  })
+
+  it("max_examples keeps the first N and does not change their prompts; 0 shots is the bare prompt", () => {
+    const all = prompts("jsonl", JSONL, 2)
+    const two = prompts("jsonl", JSONL, 2, 2)
+    expect(two).toEqual(all.slice(0, 2))
+    expect(prompts("jsonl", JSONL, 0).map((e) => e.prompt)).toEqual(["Q: 1+1?\nA:", "Q: 2+2?\nA:", "Q: 3+3?\nA:", "Q: 4+4?\nA:"])
+  })
+
+  it("shots are distinct, never the example itself, and depend on the seed", () => {
+    for (let i = 0; i < 50; i++) {
+      const s = shotIndices(50, i, 5, 1234)
+      expect(new Set(s).size).toBe(5)
+      expect(s).not.toContain(i)
+      expect(s.every((j) => j >= 0 && j < 50)).toBe(true)
+    }
+    expect(shotIndices(50, 3, 5, 1)).not.toEqual(shotIndices(50, 3, 5, 2))
+    expect(shotIndices(50, 3, 5, 1)).toEqual(shotIndices(50, 3, 5, 1))
+  })
+
+  it("too few examples for k shots is an error", () => {
+    const r = buildPrompts(parse("jsonl", JSONL), { shots: 4, seed: 7 }, "t/task")
+    expect(Either.isLeft(r) && r.left.message).toBe("t/task: shots: 4 needs at least 5 examples, the file has 4")
+  })
+})
+
+describe("the prompt/option boundary and the scoring window", () => {
+  /** Tokens given as [id, start, end]. */
+  const tok = (...ts: Array<[number, number, number]>): Tokenized => ({
+    ids: Int32Array.from(ts, (t) => t[0]),
+    charStarts: Int32Array.from(ts, (t) => t[1]),
+    charEnds: Int32Array.from(ts, (t) => t[2]),
+  })
+  const none = new Int32Array(0)
+  // "Q: 2+2?\nA: 4" as GPT-2 tokenizes it: Q : ␣2 + 2 ? \n A : ␣4
+  const text = "Q: 2+2?\nA: 4"
+  const enc = tok([48, 0, 1], [25, 1, 2], [362, 2, 4], [10, 4, 5], [17, 5, 6], [30, 6, 7], [198, 7, 8], [32, 8, 9], [25, 9, 10], [604, 10, 12])
+
+  it("the option's leading space belongs to the option, wherever the file put it", () => {
+    expect(promptBoundary("Q: 2+2?\nA:")).toBe(10)
+    expect(promptBoundary("Q: 2+2?\nA: ")).toBe(10)
+    expect(promptBoundary("x\n ")).toBe(2)
+    expect(promptBoundary("x \n")).toBe(3)
+    for (const prompt of ["Q: 2+2?\nA:", "Q: 2+2?\nA: "]) {
+      expect(optionRequest(text, promptBoundary(prompt), enc, none, 64)).toEqual({
+        ids: Int32Array.of(48, 25, 362, 10, 17, 30, 198, 32, 25, 604),
+        firstTarget: 9,
+        nChars: 2,
+      })
+    }
+  })
+
+  it("a token straddling the boundary is the option's", () => {
+    // "The cat" + "s" → The | ␣cats
+    const r = optionRequest("The cats", 7, tok([464, 0, 3], [11875, 3, 8]), none, 64)
+    expect(r).toEqual({ ids: Int32Array.of(464, 11875), firstTarget: 1, nChars: 5 })
+  })
+
+  it("prepend is context; an empty prompt without it makes the first token context", () => {
+    const sentence = tok([464, 0, 3], [3290, 3, 7], [4539, 7, 12], [13, 12, 13]) // "The dog runs."
+    expect(optionRequest("The dog runs.", 0, sentence, Int32Array.of(2), 64)).toEqual({
+      ids: Int32Array.of(2, 464, 3290, 4539, 13),
+      firstTarget: 1,
+      nChars: 13,
+    })
+    expect(optionRequest("The dog runs.", 0, sentence, none, 64)).toEqual({ ids: Int32Array.of(464, 3290, 4539, 13), firstTarget: 1, nChars: 10 })
+    expect(optionRequest("Hi", 0, tok([17250, 0, 2]), none, 64)).toMatch(/single token .*\(set `prepend`/)
+  })
+
+  it("too long: the prompt loses tokens from the left (after prepend), the option stays whole", () => {
+    expect(optionRequest(text, 10, enc, none, 4)).toEqual({ ids: Int32Array.of(198, 32, 25, 604), firstTarget: 3, nChars: 2 })
+    expect(optionRequest(text, 10, enc, Int32Array.of(2), 4)).toEqual({ ids: Int32Array.of(2, 32, 25, 604), firstTarget: 3, nChars: 2 })
+    // The option " 2+2?\nA: 4" (boundary 2) is 8 tokens: it needs context_length ≥ 9.
+    expect(optionRequest(text, 2, enc, none, 8)).toBe("the option is 8 tokens, more than context_length − 1 = 7")
+    expect(optionRequest(text, 2, enc, none, 9)).toEqual({ ids: Int32Array.of(25, 362, 10, 17, 30, 198, 32, 25, 604), firstTarget: 1, nChars: 10 })
+  })
+})
+
+describe("task metrics", () => {
+  const rows = (xs: Array<[number, boolean, number, number, number]>) => ({
+    exampleId: xs.map((x) => x[0]),
+    isCorrect: xs.map((x) => x[1]),
+    logprobSum: xs.map((x) => x[2]),
+    nTokens: xs.map((x) => x[3]),
+    nChars: xs.map((x) => x[4]),
+  })
+
+  it("the worked example of metrics.ts", () => {
+    const m = taskMetrics(rows([[0, true, -2, 2, 4], [0, false, -3, 1, 2]]))
+    expect(m).toEqual({ n_examples: 1, accuracy: 1, accuracy_norm: 1, random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
+  })
+
+  it("ties are misses, any correct option counts, per-character normalisation can flip a hit, rows in any order", () => {
+    const m = taskMetrics(
+      rows([
+        [1, false, -6, 3, 3], // example 1: correct −4 / 8 chars = −0.5 beats −6 / 3 = −2 per char … and −4 > −6: hit, hit_norm
+        [0, true, -5, 2, 10], // example 0: tie −5 vs −5: miss; per char −0.5 vs −1: hit_norm
+        [0, false, -5, 1, 5],
+        [1, true, -4, 2, 8],
+        [2, true, -9, 3, 9], // example 2: two correct; best −1 > −2: hit; per char −1/2 = −0.5 vs −2/1 = −2: hit_norm
+        [2, false, -2, 1, 1],
+        [2, true, -1, 1, 2],
+        [3, true, -3, 1, 3], // example 3: −3 < −2: miss; per char −1 vs −0.2: miss
+        [3, false, -2, 1, 10],
+      ]),
+    )
+    expect(m.n_examples).toBe(4)
+    expect(m.accuracy).toBe(2 / 4)
+    expect(m.accuracy_norm).toBe(3 / 4)
+    expect(m.random_baseline).toBeCloseTo((1 / 2 + 1 / 2 + 2 / 3 + 1 / 2) / 4, 15)
+    expect(m.correct_ppl).toBeCloseTo(Math.exp((5 + 4 + 9 + 1 + 3) / (2 + 2 + 3 + 1 + 1)), 12)
+    expect(m.incorrect_ppl).toBeCloseTo(Math.exp((6 + 5 + 2 + 2) / (3 + 1 + 1 + 1)), 12)
+  })
+})

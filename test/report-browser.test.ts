@@ -1,0 +1,189 @@
+/**
+ * The report as a user sees it: fixture runs (every table; some tables missing) go through the
+ * real runner the way `trajectories report` runs it (only + force report), and the page is opened
+ * in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core, no network).
+ *
+ * Chromium is a test dependency that .ci/run installs: when it is missing these tests FAIL.
+ * A full-page screenshot of the complete run is left at <run>/report/screenshot.png (the test
+ * prints its path), for a human to look at.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+import { Effect, Either } from "effect"
+import { type BrowserContext, chromium, type Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Config, parseConfig } from "../pipeline/config.ts"
+import { readManifest } from "../pipeline/manifest.ts"
+import { quietSink } from "../pipeline/progress.ts"
+import { runPipeline } from "../pipeline/runner.ts"
+import { REPORT_PATH, reportStage } from "../stages/report/index.ts"
+import { helveticaWidth } from "../stages/report/text-width.ts"
+import { type FixtureTable, fixtureConfigYaml, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
+
+const CHROMIUM = "/usr/bin/chromium"
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-report-"))
+afterAll(() => {
+  if (!process.env.KEEP_REPORT_TEST) fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+const fixtureConfig = (run: string): Config => {
+  const c = parseConfig(path.join(tmp, "run.yaml"), fixtureConfigYaml(run), { checkPaths: false })
+  if (Either.isLeft(c)) throw new Error(c.left.message)
+  return c.right
+}
+
+/** Write the fixture tables and build the report exactly as `trajectories report` does. */
+const buildRun = async (run: string, only?: ReadonlyArray<FixtureTable>): Promise<Config> => {
+  const config = fixtureConfig(run)
+  writeFixtureRun(config.runDir, only)
+  const summary = await Effect.runPromise(runPipeline(config, { stages: [reportStage], only: ["report"], force: ["report"], sink: quietSink }))
+  expect(summary.outcomes.map((o) => `${o.stage}/${o.id}:${o.outcome}`)).toEqual(["report/report:ran"])
+  return config
+}
+
+interface PageProblems {
+  readonly errors: string[]
+  readonly external: string[]
+}
+
+/** Open a report page, recording console errors, page errors, failed and non-file requests. */
+const open = async (context: BrowserContext, file: string): Promise<{ page: Page; problems: PageProblems }> => {
+  const page = await context.newPage()
+  const problems: PageProblems = { errors: [], external: [] }
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") problems.errors.push(`console ${m.type()}: ${m.text()}`)
+  })
+  page.on("pageerror", (e) => problems.errors.push(`page error: ${e.message}`))
+  page.on("requestfailed", (r) => problems.errors.push(`request failed: ${r.url()}`))
+  page.on("request", (r) => {
+    if (!r.url().startsWith("file:")) problems.external.push(r.url())
+  })
+  await page.goto(pathToFileURL(file).href, { waitUntil: "load" })
+  return { page, problems }
+}
+
+/** Every `.parquet` link resolves to a file; every in-page `#` link to an element. */
+const checkLinks = async (page: Page, reportDir: string): Promise<string[]> => {
+  const hrefs: string[] = await page.locator("a[href]").evaluateAll((as) => as.map((a) => a.getAttribute("href") ?? ""))
+  const parquet = hrefs.filter((h) => h.endsWith(".parquet"))
+  for (const h of parquet) {
+    expect(h.startsWith("../"), h).toBe(true)
+    expect(fs.existsSync(path.resolve(reportDir, decodeURIComponent(h))), `broken link ${h}`).toBe(true)
+  }
+  for (const h of hrefs.filter((x) => x.startsWith("#"))) expect(await page.locator(h).count(), h).toBe(1)
+  return parquet
+}
+
+const duplicateIds = (page: Page): Promise<number> =>
+  page.evaluate("(() => { const ids = [...document.querySelectorAll('[id]')].map((e) => e.id); return ids.length - new Set(ids).size })()") as Promise<number>
+
+let context: BrowserContext | undefined
+let full: Config
+let partial: Config
+
+beforeAll(async () => {
+  full = await buildRun("full")
+  partial = await buildRun("partial", ["checkpoints", "task_metrics", "correlations"])
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium; .ci/run does this)`)
+  }
+  context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, "profile-")), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+      "--no-first-run",
+    ],
+  })
+})
+afterAll(async () => {
+  await context?.close()
+})
+
+describe("report in headless Chromium", () => {
+  it("a complete run: 8 figures as SVG with axes and marks, captions, working links, no errors, a screenshot", async () => {
+    const file = path.join(full.runDir, REPORT_PATH)
+    const bytes = fs.statSync(file).size
+    console.log(`report page: ${(bytes / 1024).toFixed(0)} KB (${file})`)
+    expect(bytes).toBeLessThan(3 * 1024 * 1024)
+    const m = readManifest(full.runDir, full.run)
+    expect(m._tag === "ok" && m.manifest.units["report/report"]?.files.map((x) => x.path)).toEqual([REPORT_PATH])
+
+    const { page, problems } = await open(context!, file)
+    const figures = page.locator("section.fig")
+    expect(await figures.count()).toBe(8)
+    for (let i = 0; i < 8; i++) {
+      const f = figures.nth(i)
+      const id = (await f.getAttribute("id")) ?? `figure ${i + 1}`
+      expect(await f.locator(":scope > figure > .chart > svg").count(), id).toBe(1)
+      const box = await f.locator("svg").boundingBox()
+      expect(box!.width, id).toBeGreaterThan(300)
+      expect(box!.height, id).toBeGreaterThan(100)
+      expect(await f.locator("svg g.role-axis").count(), id).toBeGreaterThanOrEqual(2)
+      expect(await f.locator("svg g.role-mark path").count(), id).toBeGreaterThan(3)
+      const caption = (await f.locator("figcaption").textContent()) ?? ""
+      expect(caption.length, id).toBeGreaterThan(40)
+      expect(caption, id).toMatch(/Source: .*\.parquet/)
+      expect(await f.locator(".note").filter({ hasText: "Left out" }).count(), id).toBe(0)
+    }
+    // Figure 1 rings the two flagged checkpoints; the checks are listed below.
+    expect(await page.locator("#checks table tbody tr").count()).toBe(2)
+    // Task names are text, not markup.
+    expect(await page.locator("hard").count()).toBe(0)
+    expect(await page.locator("#fig-correlations svg").textContent()).toContain(ODD_TASK)
+    expect(await page.locator("#summary table").first().locator("tbody tr").count()).toBe(3)
+
+    const links = await checkLinks(page, path.dirname(file))
+    expect(new Set(links).size).toBe(9) // every table of the fixture is linked
+    expect(await duplicateIds(page)).toBe(0)
+
+    // The text widths used to lay out the SVGs match what the browser draws (within 3%).
+    const measured = (await page.evaluate(
+      "(() => { const c = document.createElement('canvas').getContext('2d'); c.font = '12px Helvetica, Arial, sans-serif'; return c.measureText('validation perplexity (reversed)').width })()",
+    )) as number
+    expect(Math.abs(measured / helveticaWidth("validation perplexity (reversed)", 12) - 1)).toBeLessThan(0.03)
+
+    const shot = path.join(full.runDir, "report", "screenshot.png")
+    await page.screenshot({ path: shot, fullPage: true })
+    expect(fs.statSync(shot).size).toBeGreaterThan(50_000)
+    console.log(`report screenshot: ${shot}`)
+    expect(problems).toEqual({ errors: [], external: [] })
+    await page.close()
+  })
+
+  it("a run missing tables still builds: figures left out with notes, no broken links", async () => {
+    const file = path.join(partial.runDir, REPORT_PATH)
+    const { page, problems } = await open(context!, file)
+    expect(await page.locator("section.fig").count()).toBe(8)
+    const drawn = await page.locator("section.fig:not(.missing)").evaluateAll((fs) => fs.map((f) => f.id))
+    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-correlations"])
+    const missing = page.locator("section.fig.missing")
+    expect(await missing.count()).toBe(5)
+    for (let i = 0; i < 5; i++) {
+      const f = missing.nth(i)
+      expect(await f.locator("svg").count()).toBe(0)
+      expect(await f.locator(".note").first().textContent()).toMatch(/^Left out: \S+\.parquet is missing \(written by the \w+ stage\)$/)
+      expect(((await f.locator("p.caption").textContent()) ?? "").length).toBeGreaterThan(20)
+    }
+    expect(await page.locator("#checks").count()).toBe(0)
+    for (const id of ["fig-validation-ppl", "fig-downstream", "fig-correlations"]) {
+      expect(await page.locator(`#${id} svg g.role-axis`).count(), id).toBeGreaterThanOrEqual(2)
+    }
+    expect(await page.locator("#fig-validation-ppl svg g.role-mark path").count()).toBeGreaterThan(3)
+    const links = await checkLinks(page, path.dirname(file))
+    expect([...new Set(links)].sort()).toEqual(["../checkpoints.parquet", "../correlations.parquet", "../task_metrics.parquet"])
+    expect(await duplicateIds(page)).toBe(0)
+    await page.screenshot({ path: path.join(partial.runDir, "report", "screenshot.png"), fullPage: true })
+    expect(problems).toEqual({ errors: [], external: [] })
+    await page.close()
+  })
+})

@@ -1,0 +1,218 @@
+/**
+ * The report's pure parts: options from the config, figure specs from fixture tables (all present,
+ * some missing, odd ones), SVG rendering of a spec, id prefixing, escaping and text widths.
+ * The page in a real browser is tested in report-browser.test.ts.
+ */
+import type * as arrow from "apache-arrow"
+import { Either } from "effect"
+import { describe, expect, it } from "vitest"
+import { parseConfig } from "../pipeline/config.ts"
+import { type ReportOptions, type ReportTables, sizeOrder, thin } from "../stages/report/data.ts"
+import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts"
+import { reportOptions } from "../stages/report/index.ts"
+import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
+import type { Figure } from "../stages/report/spec.ts"
+import { helveticaWidth } from "../stages/report/text-width.ts"
+import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK } from "./fixtures/report-run.ts"
+
+const configFrom = (yaml: string) => {
+  const c = parseConfig("/tmp/report-test/run.yaml", yaml, { checkPaths: false })
+  if (Either.isLeft(c)) throw new Error(c.left.message)
+  return c.right
+}
+const options: ReportOptions = reportOptions(configFrom(fixtureConfigYaml("fx")))
+const all = fixtureTables()
+
+/** Every value of `key` anywhere inside a JSON-like value. */
+const findAll = (v: unknown, key: string): unknown[] => {
+  if (v === null || typeof v !== "object") return []
+  if (Array.isArray(v)) return v.flatMap((x) => findAll(x, key))
+  return Object.entries(v).flatMap(([k, x]) => [...(k === key ? [x] : []), ...findAll(x, key)])
+}
+const byId = (figs: Figure[], id: string) => figs.find((f) => f.id === id)!
+
+describe("report options", () => {
+  it("defaults: second-smallest size, threshold 0.1, first dataset; sizes ordered by params", () => {
+    expect(options.referenceModel).toBe("m")
+    expect(options.referenceThreshold).toBe(0.1)
+    expect(options.validDataset).toBe("brown")
+    expect(options.models.map((m) => m.name)).toEqual(["s", "m", "l"])
+  })
+
+  it("follows the config: reference size, threshold, dataset; smallest threshold when 0.1 is not configured", () => {
+    const base = fixtureConfigYaml("fx")
+    const o = reportOptions(configFrom(`${base}analysis: { reference_model: l, reference_threshold: 0.3, valid_dataset: press }\n`))
+    expect([o.referenceModel, o.referenceThreshold, o.validDataset]).toEqual(["l", 0.3, "press"])
+    expect(reportOptions(configFrom(`${base}analysis: { thresholds: [0.4, 0.2] }\n`)).referenceThreshold).toBe(0.2)
+    // One size: it is its own reference.
+    const one = base.replace(/\n {2}- \{ name: m,.*\n {2}- \{ name: l,.*\n/, "\n")
+    expect(reportOptions(configFrom(one)).referenceModel).toBe("s")
+  })
+})
+
+describe("figures", () => {
+  const figs = buildFigures(all, options)
+
+  it("draws all 8 figures from a complete run, each with a caption and its Parquet sources", () => {
+    expect(figs).toHaveLength(8)
+    for (const f of figs) {
+      expect(f.spec, f.id).toBeDefined()
+      expect(f.caption.length, f.id).toBeGreaterThan(30)
+      expect(f.caption, f.id).not.toContain("\n")
+      expect(f.sources.length).toBeGreaterThan(0)
+      for (const s of f.sources) expect(s).toMatch(/^[a-z_]+\.parquet$/)
+    }
+    expect(figs.map((f) => f.title.match(/^(\d)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8"])
+  })
+
+  it("figure 1: log axes, sizes in order, flagged checkpoints ringed, step 0 left out with a note", () => {
+    const f = byId(figs, "fig-validation-ppl")
+    const scales = findAll(f.spec, "scale") as Array<{ type?: string }>
+    expect(scales.filter((s) => s.type === "log").length).toBeGreaterThanOrEqual(6) // x and y of 3 panels (× 2 layers)
+    const domain = (findAll(f.spec, "domain") as string[][])[0]
+    expect(domain).toEqual(["s (95k)", "m (290k)", "l (1.1M)"])
+    const values = (findAll(f.spec, "values")[0] as Array<{ flagged: boolean; size: string; step: number }>)
+    expect(values.filter((v) => v.flagged).map((v) => `${v.size}@${v.step}`).sort()).toEqual(["m (290k)@200", "s (95k)@8"])
+    expect(f.caption).toContain("Red rings")
+    expect(f.notes.join(" ")).toContain("step 0")
+    // Only the validation dataset (brown: final ppl 190 for s, not press's 247).
+    const finalS = Math.min(...values.filter((v) => v.size.startsWith("s ")).map((v) => (v as unknown as { ppl: number }).ppl))
+    expect(finalS).toBeGreaterThan(190)
+    expect(finalS).toBeLessThan(200)
+  })
+
+  it("figure 3: the configured reference size and threshold, x reversed on a log scale", () => {
+    const f = byId(figs, "fig-group-trajectories")
+    expect(f.caption).toContain("tokens that m puts in each class at threshold 10%")
+    const x = (findAll(f.spec, "x") as Array<{ field?: string; scale?: { reverse?: boolean; type?: string } }>).find((e) => e.field === "valid_ppl")!
+    expect(x.scale).toMatchObject({ type: "log", reverse: true })
+    const values = findAll(f.spec, "values")[0] as Array<{ class: string }>
+    expect(new Set(values.map((v) => v.class))).toEqual(new Set(["stagnated", "upward", "downward"]))
+  })
+
+  it("figure 5: each size against the next larger one, and the smallest against the largest; rows sum to 1", () => {
+    const f = byId(figs, "fig-transitions")
+    const values = findAll(f.spec, "values")[0] as Array<{ pair: string; class_from: string; share: number }>
+    expect([...new Set(values.map((v) => v.pair))]).toEqual(["s (95k) → m (290k)", "m (290k) → l (1.1M)", "s (95k) → l (1.1M)"])
+    const sum = values.filter((v) => v.pair.startsWith("s (95k) → m") && v.class_from === "upward").reduce((a, v) => a + v.share, 0)
+    expect(sum).toBeCloseTo(1, 12)
+  })
+
+  it("figure 7: the mean over tasks first, the best pooled R² marked in the table", () => {
+    const f = byId(figs, "fig-correlations")
+    expect(f.table?.rows.map((r) => r[0])).toEqual(["ln valid ppl", "ln FLOPs", "ln tokens", "ln step"])
+    expect([...(f.table?.strong ?? [])]).toEqual([0])
+    const sort = (findAll(f.spec, "y") as Array<{ field?: string; sort?: string[] }>).find((y) => y.field === "task")!.sort!
+    expect(sort[0]).toBe("mean over tasks")
+    expect(sort).toContain(ODD_TASK)
+  })
+
+  it("leaves out figures whose tables are missing, with a note naming the file and the stage", () => {
+    const some: ReportTables = { checkpoints: all.checkpoints, task_metrics: all.task_metrics }
+    const figs2 = buildFigures(some, options)
+    const drawn = figs2.filter((f) => f.spec).map((f) => f.id)
+    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream"])
+    expect(byId(figs2, "fig-class-shares").notes).toEqual(["class_summary.parquet is missing (written by the classify stage)"])
+    expect(byId(figs2, "fig-agreement").notes[0]).toContain("agreement.parquet is missing")
+    // Without checkpoints, figure 6 falls back to steps only.
+    const onlyTasks = buildFigures({ task_metrics: all.task_metrics }, options)
+    const f6 = byId(onlyTasks, "fig-downstream")
+    expect(f6.spec).toBeDefined()
+    expect(f6.notes.join(" ")).toContain("against steps only")
+    expect(buildFigures({}, options).every((f) => !f.spec && f.notes.length === 1)).toBe(true)
+  })
+
+  it("a table lacking a column, an empty table, another dataset: notes, not errors", () => {
+    const noPpl = makeTable({ model: { type: "str", values: ["s"] }, step: { type: "i32", values: [1] } })
+    expect(byId(buildFigures({ checkpoints: noPpl }, options), "fig-validation-ppl").notes[0]).toMatch(/^checkpoints\.parquet lacks columns tokens_seen, flops, dataset, ppl$/)
+    const empty = all.checkpoints.slice(0, 0)
+    expect(byId(buildFigures({ checkpoints: empty }, options), "fig-validation-ppl").notes[0]).toContain("no rows")
+    const other = byId(buildFigures(all, { ...options, validDataset: "wiki" }), "fig-class-shares")
+    expect(other.spec).toBeDefined()
+    expect(other.notes[0]).toBe('class_summary.parquet has no rows for dataset "wiki"; showing "brown"')
+    const ref = byId(buildFigures(all, { ...options, referenceModel: "l", referenceThreshold: 0.5 }), "fig-group-trajectories")
+    expect(ref.notes).toEqual(['no group trajectories for reference size "l"; showing "s"', "group_trajectories.parquet has no rows at threshold 0.5; showing 0.1"])
+  })
+
+  it("thins long series to a bounded number of points, keeping the ends and pinned rows", () => {
+    const xs = Array.from({ length: 1000 }, (_, i) => i)
+    const t = thin(xs, 50, (x) => x === 333)
+    expect(t.length).toBeLessThanOrEqual(51)
+    expect(t[0]).toBe(0)
+    expect(t[t.length - 1]).toBe(999)
+    expect(t).toContain(333)
+    expect(thin(xs.slice(0, 10), 50)).toHaveLength(10)
+    // A suite with 1,000 checkpoints per size still draws at most MAX_POINTS_PER_SERIES per size.
+    const big = makeTable({
+      model: { type: "str", values: xs.map(() => "s") },
+      step: { type: "i32", values: xs.map((x) => x + 1) },
+      tokens_seen: { type: "f64", values: xs.map((x) => (x + 1) * 10) },
+      flops: { type: "f64", values: xs.map((x) => (x + 1) * 1e6) },
+      dataset: { type: "str", values: xs.map(() => "brown") },
+      ppl: { type: "f64", values: xs.map((x) => 1000 / (x + 1)) },
+    }) as arrow.Table
+    const f = byId(buildFigures({ checkpoints: big }, options), "fig-validation-ppl")
+    expect((findAll(f.spec, "values")[0] as unknown[]).length).toBeLessThanOrEqual(MAX_POINTS_PER_SERIES)
+  })
+
+  it("orders sizes by the config's params, then sizes only the tables know", () => {
+    expect(sizeOrder(options, ["l", "zz", "s"]).map((s) => s.label)).toEqual(["s (95k)", "l (1.1M)", "zz"])
+  })
+})
+
+describe("rendering", () => {
+  it("renders a figure to SVG with axes and no Vega warnings", async () => {
+    const f = buildFigures(all, options)[0]
+    const r = await renderSvg(f.spec!, f.id)
+    expect(r.warnings).toEqual([])
+    expect(r.svg.startsWith("<svg")).toBe(true)
+    expect(r.svg).toContain("role-axis")
+    expect(r.svg).toContain("validation perplexity")
+  })
+
+  it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {
+    const r = await buildReportHtml(all, options, new Set(["checkpoints.parquet", "correlations.parquet"]))
+    expect(r.warnings).toEqual([])
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(8)
+    expect(r.html).not.toContain("<hard>")
+    expect(r.html).toContain("q&amp;a &lt;hard&gt;")
+    expect(r.html).not.toMatch(/<script/i)
+    expect(r.html).not.toMatch(/https?:\/\/(?!www\.w3\.org\/)/) // no external resources (SVG namespaces aside)
+    expect(r.html).toContain('<a href="../checkpoints.parquet">')
+    expect(r.html).toContain("class_summary.parquet (missing)") // not linked when it does not exist
+    expect(r.html).toContain("<code>analysis.exclude_flagged</code> is off")
+    expect(r.html.length).toBeLessThan(3_000_000)
+    const ids = [...r.html.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1])
+    expect(new Set(ids).size).toBe(ids.length)
+  })
+
+  it("a suite-sized run (8 sizes × 154 checkpoints, 74 tasks) still gives a page of a few MB at most", async () => {
+    const shape = largeShape()
+    const big = fixtureTables(shape)
+    const o = reportOptions(configFrom(fixtureConfigYaml("big", shape)))
+    const t0 = performance.now()
+    const r = await buildReportHtml(big, o, new Set())
+    const seconds = (performance.now() - t0) / 1000
+    console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
+    expect(r.warnings).toEqual([])
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(8)
+    expect(r.html.length).toBeLessThan(3_000_000)
+  })
+
+  it("prefixes SVG ids and their references", () => {
+    const svg = '<svg><clipPath id="clip1"><rect/></clipPath><g clip-path="url(#clip1)" fill="url(#other)"></g><use href="#clip1"/></svg>'
+    expect(prefixIds(svg, "f")).toBe('<svg><clipPath id="f-clip1"><rect/></clipPath><g clip-path="url(#f-clip1)" fill="url(#other)"></g><use href="#f-clip1"/></svg>')
+  })
+
+  it("escapes text and links files relative to report/", () => {
+    expect(escapeHtml(`a<b>&"c'`)).toBe("a&lt;b&gt;&amp;&quot;c&#39;")
+    expect(runLink("checkpoints.parquet")).toBe("../checkpoints.parquet")
+    expect(runLink("sequences/noise.parquet")).toBe("../sequences/noise.parquet")
+  })
+
+  it("measures Helvetica text from its glyph widths (the browser test compares with a real canvas)", () => {
+    // v a l i d a t i o n = 4224, space 278, p e r p l e x i t y = 4279 → 8781/1000 em × 12 px
+    expect(helveticaWidth("validation perplexity", 12)).toBeCloseTo(105.372, 9)
+    expect(helveticaWidth("", 12)).toBe(0)
+  })
+})
