@@ -3,6 +3,7 @@
  */
 import type { Stage, StageName } from "../pipeline/stage.ts"
 import { aggregateStage } from "./aggregate.ts"
+import { excludingFlagged } from "./checks/flagged.ts"
 import { checksStage } from "./checks/index.ts"
 import { classifyStage } from "./classify.ts"
 import { correlateStage } from "./correlate/index.ts"
@@ -17,10 +18,11 @@ export const allStages: ReadonlyArray<Stage> = [
   scoreStage,
   aggregateStage,
   checksStage,
-  regressStage,
-  classifyStage,
+  // These drop checkpoints flagged by `checks` when analysis.exclude_flagged is set.
+  excludingFlagged(regressStage),
+  excludingFlagged(classifyStage),
   downstreamStage,
-  correlateStage,
+  excludingFlagged(correlateStage),
   reportStage,
 ]
 

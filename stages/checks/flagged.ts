@@ -11,11 +11,11 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
-import { UnitError, type UnitContext, type UnitRef } from "../../pipeline/stage.ts"
+import { UnitError, type Stage, type UnitContext, type UnitRef } from "../../pipeline/stage.ts"
 import { readParquetFile } from "../../pipeline/store.ts"
 import { checksPaths, type Severity } from "../../schemas/checks-tables.ts"
 import type { CheckRow } from "./rules.ts"
-import { checkRowsOf, flaggedKeys, formatCheckWarnings } from "./table.ts"
+import { checkpointKey, checkRowsOf, flaggedKeys, formatCheckWarnings, withoutFlagged } from "./table.ts"
 
 /** The checks stage has one unit for the whole run. */
 export const CHECKS_ID = "all"
@@ -53,3 +53,31 @@ export const checkWarnings = (runDir: string, options: { readonly excluded?: boo
   if (!fs.existsSync(file)) return []
   return formatCheckWarnings(readCheckRows(file), { file, ...options })
 }
+
+/**
+ * `stage`, honouring `analysis.exclude_flagged`: when it is set, every unit also reads the checks
+ * unit (so it re-runs when the checks change) and runs against a config whose models have lost
+ * their flagged checkpoints; the unit logs which checkpoints it dropped. When it is not set, the
+ * stage is unchanged (same keys, same behaviour).
+ */
+export const excludingFlagged = (stage: Stage): Stage => ({
+  ...stage,
+  after: [...stage.after, "checks"],
+  plan: (config) =>
+    stage.plan(config).map((u) =>
+      config.analysis.exclude_flagged
+        ? { ...u, params: { ...(u.params as object), exclude_flagged: true }, inputs: [...u.inputs, checksUnit] }
+        : u,
+    ),
+  run: (unit, ctx) =>
+    Effect.gen(function* () {
+      const flagged = yield* flaggedFor(ctx)
+      if (flagged.size === 0) return yield* stage.run(unit, ctx)
+      const models = ctx.config.models.map((m) => withoutFlagged(m, flagged))
+      const dropped = ctx.config.models.flatMap((m) =>
+        m.checkpoints.filter((c) => flagged.has(checkpointKey(m.name, c.step))).map((c) => `${m.name}@${c.step}`),
+      )
+      if (dropped.length) yield* ctx.log(`${stage.name} ${unit.id}: analysis.exclude_flagged drops ${dropped.join(", ")}`)
+      return yield* stage.run(unit, { ...ctx, config: { ...ctx.config, models } })
+    }),
+})

