@@ -325,7 +325,7 @@ describe("errors: one line each", () => {
   it("the CUDA provider missing from this onnxruntime-node build says how to get it", async () => {
     const f = saveModel(linearModel(lw), tmp, "linear.onnx")
     const bin = path.dirname(path.join(path.dirname(require.resolve("onnxruntime-node")), "..", "bin", "napi-v6", "linux", "x64", "x"))
-    // npm installs the provider only without onnxruntime-node-install=skip (this project's .npmrc skips it).
+    // The CUDA provider files are not installed by default (this project's .npmrc sets ignore-scripts).
     if (!fs.existsSync(path.join(bin, "libonnxruntime_providers_cuda.so"))) {
       expect(await failure(f, reqs, { executionProvider: "cuda" })).toMatch(/execution provider "cuda" is not available .*execution_provider: cpu$/)
     }

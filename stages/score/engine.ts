@@ -22,9 +22,10 @@
  * 0, batch dimension = rows, fixed dimensions as declared, element type as declared) and
  * use_cache_branch (false). Any other input is an error.
  *
- * GPU: `executionProvider: "cuda"` needs onnxruntime-node's CUDA provider, which npm installs on
- * Linux x64 only when the package is installed without `onnxruntime-node-install=skip` (it downloads
- * the CUDA 12 provider libraries), plus CUDA 12 and cuDNN 9 on the library path.
+ * GPU: `executionProvider: "cuda"` needs onnxruntime-node's CUDA provider, which this
+ * project's `.npmrc` (ignore-scripts) does not install: run
+ * `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false` (it downloads
+ * the CUDA 12 provider libraries), and put CUDA 12 and cuDNN 9 on the library path.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -166,7 +167,7 @@ const createSession = async (src: string | Uint8Array, options: ort.InferenceSes
     const msg = firstLine(e)
     if (/Cuda|CUDA/.test(msg) && options.executionProviders?.includes("cuda")) {
       throw new Fail(
-        `${label}: execution provider "cuda" is not available (${msg}); install onnxruntime-node on Linux x64 without onnxruntime-node-install=skip and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`,
+        `${label}: execution provider "cuda" is not available (${msg}); run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false" and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`,
       )
     }
     throw e
