@@ -15,6 +15,9 @@ import { classesTable, regressionsTable } from "./parts.ts"
 import { type GroupSums, groupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 
+/** Columns with few distinct values; the rest (slopes, p-values, token indexes) are written plain. */
+const REPETITIVE = ["threshold", "x_axis", "class", "double_descent"]
+
 const readers = new Map<string, Promise<RowGroupReader>>()
 
 const reader = (file: string): Promise<RowGroupReader> => {
@@ -117,7 +120,7 @@ export const regressTask = async (task: RegressTask): Promise<RegressResult> => 
   const tokens = lp[0].length
   const cols = regressBlock({ lp, tokens }, { starts: task.starts, axes: task.axes })
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
-  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows) }), tokens }
+  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), dictionaryColumns: REPETITIVE }), tokens }
 }
 
 export interface ClassifyTaskModel {
@@ -178,7 +181,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const lnStep = Float64Array.from(m.steps, Math.log)
     const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, p)
     const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
-    parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows) })
+    parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), dictionaryColumns: REPETITIVE })
     cls[mi] = cols.cls
     groups[mi] = groupSums(cls[task.ref], p, task.tokens, task.thresholds.length, m.steps.length)
   }
