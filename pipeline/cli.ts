@@ -46,11 +46,11 @@ const configArg = Args.file({ name: "config.yaml", exists: "either" }).pipe(
 
 const only = Options.text("only").pipe(
   Options.repeated,
-  Options.withDescription("run only this stage (repeatable); its upstream units must already be done"),
+  Options.withDescription(`run only this stage (repeatable; one of ${stageList()}); its upstream units must already be done`),
 )
 const force = Options.text("force").pipe(
   Options.repeated,
-  Options.withDescription("re-run every unit of this stage even if up to date, and everything that depends on it (repeatable)"),
+  Options.withDescription(`re-run every unit of this stage even if up to date, and everything that depends on it (repeatable; one of ${stageList()})`),
 )
 const keepGoing = Options.boolean("keep-going").pipe(
   Options.withAlias("k"),
