@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { globSync } from "tinyglobby"
 import * as YAML from "yaml"
-import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring } from "../schemas/config.ts"
+import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring, type Sequences } from "../schemas/config.ts"
 import { ConfigError } from "./errors.ts"
 
 export interface Checkpoint {
@@ -65,6 +65,8 @@ export interface Config {
   readonly tasks: ReadonlyArray<Task>
   readonly analysis: Analysis
   readonly scoring: Scoring & { readonly threads: number }
+  /** The sequences stage's settings; absent when the config has no `sequences` section. */
+  readonly sequences?: Sequences
 }
 
 export interface LoadOptions {
@@ -285,6 +287,16 @@ export const parseConfig = (
       throw errAt(loc, ["analysis", "reference_model"], `no model named "${a.reference_model}"`)
     }
 
+    const sq = c.sequences
+    if (sq !== undefined) {
+      for (const field of ["small", "large"] as const) {
+        const name = sq[field]
+        if (name !== undefined && !models.some((m) => m.name === name)) throw errAt(loc, ["sequences", field], `no model named "${name}"`)
+      }
+      const ds = sq.prompts_from?.dataset
+      if (ds !== undefined && !datasets.some((d) => d.name === ds)) throw errAt(loc, ["sequences", "prompts_from", "dataset"], `no dataset named "${ds}"`)
+    }
+
     const outputRoot = abs(c.output)
     return Either.right({
       file: absFile,
@@ -300,6 +312,7 @@ export const parseConfig = (
       tasks,
       analysis: a,
       scoring: { ...c.scoring, threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()) },
+      ...(sq !== undefined ? { sequences: sq } : {}),
     })
   } catch (e) {
     if (e instanceof ConfigError) return Either.left(e)

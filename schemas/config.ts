@@ -123,6 +123,50 @@ export const Scoring = Schema.Struct({
 })
 export type Scoring = typeof Scoring.Type
 
+/** Prompts drawn from a dataset's windows (seeded): the first `prompt_tokens` tokens of `n_prompts` windows. */
+export const PromptsFrom = Schema.Struct({
+  dataset: Name,
+  n_prompts: Schema.optionalWith(PositiveInt, { default: () => 10 }),
+  prompt_tokens: Schema.optionalWith(PositiveInt, { default: () => 8 }),
+})
+export type PromptsFrom = typeof PromptsFrom.Type
+
+/**
+ * The sequences stage (runs only when this section is present): joint decoding between a small and
+ * a large checkpoint, q = max(λs·ps + λl·pl, 0) renormalised, and perplexity trajectories of the
+ * generations and of noisy validation windows.
+ */
+export const Sequences = Schema.Struct({
+  /** Small model s (default: the smallest by params). */
+  small: Schema.optional(Name),
+  /** Large model l (default: the largest by params). */
+  large: Schema.optional(Name),
+  /** Checkpoint step of both models (default: the last checkpoint of each). */
+  step: Schema.optional(NonNegativeInt),
+  /** (λs, λl) pairs; one generation group each. */
+  lambdas: Schema.optionalWith(Schema.Array(Schema.Tuple(Schema.Number, Schema.Number)).pipe(Schema.minItems(1)), {
+    default: () => [[1, -1], [1, 0], [0, 1], [-1, 1]] as const,
+  }),
+  decoding: Schema.optionalWith(Schema.Literal("greedy", "nucleus"), { default: () => "nucleus" as const }),
+  /** Nucleus mass p: sample within the smallest set of ids whose probabilities reach it. */
+  top_p: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1)), { default: () => 0.9 }),
+  max_new_tokens: Schema.optionalWith(PositiveInt, { default: () => 50 }),
+  seed: Schema.optionalWith(Schema.Int, { default: () => 1234 }),
+  /** Prompts as text (the config's `prepend` goes before each). */
+  prompts: Schema.optional(Schema.Array(Schema.String).pipe(Schema.minItems(1))),
+  /** Or prompts drawn from a dataset (default when neither is given: 10 prompts of 8 tokens from the validation dataset). */
+  prompts_from: Schema.optional(PromptsFrom),
+  /** Token-substitution rates of the noisy validation windows (0 = the original windows). */
+  noise_rates: Schema.optionalWith(Schema.Array(Schema.Number.pipe(Schema.greaterThanOrEqualTo(0), Schema.lessThanOrEqualTo(1))), {
+    default: () => [0, 0.1, 0.3],
+  }),
+  /** Also score the windows with their words shuffled. */
+  shuffle: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Validation windows perturbed (seeded choice). */
+  noise_windows: Schema.optionalWith(PositiveInt, { default: () => 50 }),
+})
+export type Sequences = typeof Sequences.Type
+
 export const Config = Schema.Struct({
   /** Run name: outputs go to `<output>/<run>/`. */
   run: Name,
@@ -138,6 +182,8 @@ export const Config = Schema.Struct({
   tasks: Schema.optionalWith(Schema.Array(Task), { default: () => [] }),
   analysis: Schema.optionalWith(Analysis, { default: () => Schema.decodeSync(Analysis)({}) }),
   scoring: Schema.optionalWith(Scoring, { default: () => Schema.decodeSync(Scoring)({}) }),
+  /** Joint decoding and noisy inputs (the sequences stage); absent: the stage does nothing. */
+  sequences: Schema.optional(Sequences),
 })
 export type ConfigInput = typeof Config.Encoded
 export type ConfigDoc = typeof Config.Type

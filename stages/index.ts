@@ -11,6 +11,7 @@ import { downstreamStage } from "./downstream/index.ts"
 import { regressStage } from "./regress.ts"
 import { reportStage } from "./report/index.ts"
 import { scoreStage } from "./score/index.ts"
+import { sequencesStage } from "./sequences/index.ts"
 import { tokenizeStage } from "./tokenize/index.ts"
 
 export const allStages: ReadonlyArray<Stage> = [
@@ -23,6 +24,7 @@ export const allStages: ReadonlyArray<Stage> = [
   excludingFlagged(classifyStage),
   downstreamStage,
   excludingFlagged(correlateStage),
+  sequencesStage,
   reportStage,
 ]
 

@@ -1,0 +1,459 @@
+/**
+ * The sequences stage: which sequences small models prefer over large ones, and how noisy text is
+ * scored across sizes. Runs only when the config has a `sequences` section (settings.ts).
+ *
+ * Units:
+ *   lambda=S_L  (one per configured (λs, λl) pair) — joint decoding between the small and the large
+ *               checkpoint (generate.ts, decode.ts), then every generated sequence scored by every
+ *               checkpoint of every model through the score engine →
+ *                 sequences/lambda=S_L/generations.parquet, sequences/lambda=S_L/trajectories.parquet
+ *   noise       perturbed copies of validation windows (noise.ts) scored by every checkpoint →
+ *                 sequences/noise.parquet
+ * The issue names `sequences/generations.parquet`; each λ group is its own unit, so its files sit
+ * in a Hive partition `lambda=S_L/` (DuckDB: read_parquet('sequences/lambda=*' || '/generations.parquet')).
+ * Tables: schemas/sequences-tables.ts.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as arrow from "apache-arrow"
+import { Effect } from "effect"
+import type { Config } from "../../pipeline/config.ts"
+import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { readParquetFile } from "../../pipeline/store.ts"
+import { analysisPaths } from "../../schemas/analysis-tables.ts"
+import { generationsSchema, lambdaId, noiseSchema, sequencesPaths, trajectoriesSchema } from "../../schemas/sequences-tables.ts"
+import { tablePaths } from "../../schemas/tables.ts"
+import { aggregateUnit, tokenizeUnit } from "../analysis/inputs.ts"
+import { f64OrNull, i32, tableOf, utf8, type Column } from "../analysis/columns.ts"
+import { mulberry32, shuffled, streamSeed } from "../downstream/random.ts"
+import { withScorer, type ScoreRequest } from "../score/engine.ts"
+import { encodeIds, loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "../tokenize/encode.ts"
+import { generateJoint, openNextToken, type NextToken } from "./generate.ts"
+import { pplOf, shuffleWords, substitute } from "./noise.ts"
+import { resolveSequences, sequencesSection, type ResolvedSequences } from "./settings.ts"
+
+/** Independent random streams of this stage (downstream/random.ts streamSeed purposes). */
+const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
+
+export const NOISE_ID = "noise"
+
+const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
+const toUnitError = (e: unknown): UnitError => (e instanceof UnitError ? e : new UnitError({ message: firstLine(e) }))
+const fail = (message: string) => new UnitError({ message })
+
+/** The distinct λ pairs of the section, in config order. */
+const lambdaPairs = (pairs: ReadonlyArray<readonly [number, number]>): Array<readonly [number, number]> => {
+  const seen = new Set<string>()
+  return pairs.filter(([s, l]) => {
+    const k = lambdaId(s, l)
+    return seen.has(k) ? false : (seen.add(k), true)
+  })
+}
+
+const plan = (config: Config): UnitPlan[] => {
+  const section = sequencesSection(config)
+  if (section === undefined) return []
+  const r = resolveSequences(config, section)
+  const validDataset = config.analysis.valid_dataset ?? config.datasets[0].name
+  const allCheckpoints = config.models.flatMap((m) => m.checkpoints.map((c) => c.path))
+  const models = config.models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) }))
+  const common = {
+    tokenizer: config.tokenizer,
+    context_length: config.context_length,
+    prepend: config.prepend ?? null,
+    models,
+    batch_size: config.scoring.batch_size,
+  }
+  const resolved = typeof r === "string" ? { error: r } : { small: [r.small.model.name, r.small.checkpoint.step], large: [r.large.model.name, r.large.checkpoint.step] }
+  const promptInputs = typeof r !== "string" && "dataset" in r.prompts ? [tokenizeUnit(r.prompts.dataset)] : []
+  const generation = lambdaPairs(section.lambdas).map(([s, l]) => ({
+    id: lambdaId(s, l),
+    params: {
+      ...common,
+      resolved,
+      lambda: [s, l],
+      decoding: section.decoding,
+      top_p: section.top_p,
+      max_new_tokens: section.max_new_tokens,
+      seed: section.seed,
+      prompts: section.prompts ?? null,
+      prompts_from: typeof r !== "string" ? r.prompts : null,
+      valid_dataset: validDataset,
+    },
+    inputs: [...promptInputs, aggregateUnit],
+    files: [config.tokenizer, ...allCheckpoints],
+    weight: allCheckpoints.length + 2 * section.max_new_tokens,
+  }))
+  const noise: UnitPlan = {
+    id: NOISE_ID,
+    params: {
+      ...common,
+      valid_dataset: validDataset,
+      noise_rates: section.noise_rates,
+      shuffle: section.shuffle,
+      noise_windows: section.noise_windows,
+      seed: section.seed,
+    },
+    inputs: [tokenizeUnit(validDataset)],
+    files: [config.tokenizer, ...allCheckpoints],
+    weight: allCheckpoints.length,
+  }
+  return [...generation, noise]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+const tokenizers = new Map<string, Promise<LoadedTokenizer>>()
+const tokenizerOf = (file: string): Effect.Effect<LoadedTokenizer, UnitError> =>
+  Effect.tryPromise({
+    try: () => {
+      let t = tokenizers.get(file)
+      if (t === undefined) {
+        t = loadTokenizer(file)
+        t.catch(() => tokenizers.delete(file))
+        tokenizers.set(file, t)
+      }
+      return t
+    },
+    catch: (e) => fail(`tokenizer ${file}: ${e instanceof TokenizerLoadError ? e.message : firstLine(e)}`),
+  })
+
+interface WindowRow {
+  readonly ids: Int32Array
+  readonly firstTarget: number
+}
+
+/** The windows of a dataset, as the tokenize unit wrote them. */
+const readWindows = (ctx: UnitContext, dataset: string): Effect.Effect<WindowRow[], UnitError> =>
+  Effect.try({
+    try: () => {
+      const want = path.resolve(ctx.path(tablePaths.windows(dataset)))
+      const file = ctx.outputsOf(tokenizeUnit(dataset)).find((f) => path.resolve(f) === want) ?? want
+      if (!fs.existsSync(file)) throw new Error(`windows of dataset ${dataset} not found (${file}): run the tokenize stage`)
+      const t = readParquetFile(file, { columns: ["input_ids", "first_target"] })
+      const ids = t.getChild("input_ids")!
+      const ft = t.getChild("first_target")!
+      return Array.from({ length: t.numRows }, (_, i) => ({ ids: Int32Array.from(ids.get(i) as arrow.Vector<arrow.Int32>), firstTarget: Number(ft.get(i)) }))
+    },
+    catch: toUnitError,
+  })
+
+/** `k` indices of 0…n−1 chosen by a seeded shuffle, ascending. */
+const pick = (n: number, k: number, seed: number, purpose: number): number[] =>
+  shuffled(Array.from({ length: n }, (_, i) => i), mulberry32(streamSeed(seed, purpose, 0)))
+    .slice(0, k)
+    .sort((a, b) => a - b)
+
+/** Validation perplexity per "model@step" from checkpoints.parquet (empty when it is missing). */
+const validPpl = (ctx: UnitContext, dataset: string): Map<string, number | null> => {
+  const out = new Map<string, number | null>()
+  const want = path.resolve(ctx.path(analysisPaths.checkpoints))
+  const file = ctx.outputsOf(aggregateUnit).find((f) => path.resolve(f) === want) ?? want
+  if (!fs.existsSync(file)) return out
+  for (const row of readParquetFile(file).toArray()) {
+    const r = row.toJSON() as { model: string; step: number; dataset: string; ppl: number | null }
+    if (r.dataset === dataset) out.set(`${r.model}@${r.step}`, r.ppl === null ? null : Number(r.ppl))
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring with every checkpoint
+
+/**
+ * Score `reqs` with every checkpoint of every model; `row` gets each checkpoint's results.
+ * One session per checkpoint (withScorer), all requests in one batched scoreAll.
+ */
+const scoreEverywhere = (
+  ctx: UnitContext,
+  reqs: ReadonlyArray<ScoreRequest>,
+  row: (model: string, step: number, logprobs: ReadonlyArray<Float32Array>) => void,
+): Effect.Effect<void, UnitError> =>
+  Effect.gen(function* () {
+    const { config } = ctx
+    for (const model of config.models) {
+      for (const cp of model.checkpoints) {
+        const results = yield* withScorer(
+          cp.path,
+          {
+            batchSize: config.scoring.batch_size,
+            threads: config.scoring.threads,
+            executionProvider: config.scoring.execution_provider,
+            cacheDir: ctx.cacheDir,
+            label: `${model.name}@${cp.step}`,
+          },
+          (s) => s.scoreAll(reqs),
+        )
+        row(model.name, cp.step, results.map((r) => r.logprob))
+        ctx.progress.advance(1)
+      }
+    }
+  })
+
+/** ids cut to their last `L` tokens, the first target moved with them (≥ 1). */
+const fitContext = (ids: Int32Array, firstTarget: number, L: number): ScoreRequest => {
+  if (ids.length <= L) return { ids, firstTarget }
+  const cut = ids.length - L
+  return { ids: ids.subarray(cut), firstTarget: Math.max(1, firstTarget - cut) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation units
+
+interface Prompt {
+  readonly text: string
+  /** Prepend + prompt ids. */
+  readonly ids: Int32Array
+}
+
+const buildPrompts = (ctx: UnitContext, r: ResolvedSequences, tok: LoadedTokenizer, prepend: Int32Array): Effect.Effect<Prompt[], UnitError> =>
+  Effect.gen(function* () {
+    const p = r.prompts
+    if ("texts" in p) {
+      const enc = yield* Effect.tryPromise({ try: () => tok.encodeBatch(p.texts), catch: toUnitError })
+      return p.texts.map((text, i) => {
+        const ids = new Int32Array(prepend.length + enc[i].ids.length)
+        ids.set(prepend)
+        ids.set(enc[i].ids, prepend.length)
+        return { text, ids }
+      })
+    }
+    const windows = yield* readWindows(ctx, p.dataset)
+    const chosen = pick(windows.length, p.n, r.section.seed, STREAM.promptPick)
+    return yield* Effect.tryPromise({
+      try: () =>
+        Promise.all(
+          chosen.map(async (w) => {
+            const ids = windows[w].ids
+            const body = startsWith(ids, prepend) ? ids.subarray(prepend.length) : ids
+            const promptIds = body.subarray(0, p.tokens)
+            const all = new Int32Array(prepend.length + promptIds.length)
+            all.set(prepend)
+            all.set(promptIds, prepend.length)
+            return { text: await tok.tokenizer.decode(Array.from(promptIds), false), ids: all }
+          }),
+        ),
+      catch: toUnitError,
+    })
+  })
+
+const startsWith = (ids: Int32Array, prefix: Int32Array): boolean =>
+  prefix.length > 0 && ids.length >= prefix.length && prefix.every((v, i) => ids[i] === v)
+
+const listI32 = (arrays: ReadonlyArray<Int32Array>): Column => (type) => {
+  const offsets = new Int32Array(arrays.length + 1)
+  arrays.forEach((a, i) => (offsets[i + 1] = offsets[i] + a.length))
+  const values = new Int32Array(offsets[arrays.length])
+  arrays.forEach((a, i) => values.set(a, offsets[i]))
+  return arrow.makeData({
+    type: type as arrow.List<arrow.Int32>,
+    length: arrays.length,
+    nullCount: 0,
+    valueOffsets: offsets,
+    child: arrow.makeData({ type: new arrow.Int32(), length: values.length, data: values }),
+  })
+}
+
+/** Open the small and the large checkpoint (once when they are the same file), release both afterwards. */
+const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError> =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider }
+        const large = await openNextToken(r.large.checkpoint.path, { ...o, label: `${r.large.model.name}@${r.large.checkpoint.step}` })
+        if (r.small.checkpoint.path === r.large.checkpoint.path) return [large, large] as const
+        try {
+          return [await openNextToken(r.small.checkpoint.path, { ...o, label: `${r.small.model.name}@${r.small.checkpoint.step}` }), large] as const
+        } catch (e) {
+          await large.release()
+          throw e
+        }
+      },
+      catch: toUnitError,
+    }),
+    ([s, l]) => Effect.tryPromise({ try: () => use(s, l), catch: toUnitError }),
+    ([s, l]) => Effect.promise(() => Promise.all([s.release(), s === l ? undefined : l.release()]).catch(() => undefined)),
+  )
+
+const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =>
+  Effect.gen(function* () {
+    const { config } = ctx
+    const pair = lambdaPairs(r.section.lambdas).find(([s, l]) => lambdaId(s, l) === unit.id)
+    if (pair === undefined) return yield* fail(`sequences: no λ pair for unit ${unit.id}`)
+    const [lambdaS, lambdaL] = pair
+    const tok = yield* tokenizerOf(config.tokenizer)
+    const prepend = config.prepend ? yield* Effect.tryPromise({ try: () => encodeIds(tok, config.prepend!), catch: toUnitError }) : new Int32Array(0)
+    const prompts = yield* buildPrompts(ctx, r, tok, prepend)
+    if (prompts.some((p) => p.ids.length === 0)) return yield* fail("sequences: an empty prompt (and no prepend) has no next token")
+    const n = r.section.max_new_tokens
+    const nCheckpoints = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
+    ctx.progress.start(n + nCheckpoints, "steps")
+    const seeds = prompts.map((_, i) => streamSeed(r.section.seed, STREAM.sample, i))
+    const gen = yield* withPair(r, config, (s, l) =>
+      generateJoint(s, l, prompts.map((p) => p.ids), {
+        lambdaS,
+        lambdaL,
+        decoding: r.section.decoding,
+        topP: r.section.top_p,
+        maxNewTokens: n,
+        seeds,
+        contextLength: config.context_length,
+        onStep: () => ctx.progress.advance(1),
+      }),
+    )
+    if (gen.fallbacks > 0) {
+      yield* ctx.log(`sequences ${unit.id}: ${gen.fallbacks} of ${prompts.length * n} steps had no mass left after max(λs·ps + λl·pl, 0); they used the large model's distribution`)
+    }
+    const texts = yield* Effect.tryPromise({ try: () => tok.tokenizer.decodeBatch(gen.generated.map((g) => Array.from(g)), false), catch: toUnitError })
+    yield* ctx.writeParquet(
+      sequencesPaths.generations(lambdaS, lambdaL),
+      tableOf(generationsSchema, {
+        sequence_id: i32(Int32Array.from(prompts, (_, i) => i)),
+        prompt: utf8(prompts.map((p) => p.text)),
+        text: utf8(texts),
+        token_ids: listI32(gen.generated),
+        lambda_s: f64OrNull(prompts.map(() => lambdaS)),
+        lambda_l: f64OrNull(prompts.map(() => lambdaL)),
+        decoding: utf8(prompts.map(() => r.section.decoding)),
+        seed: i32(Int32Array.from(prompts, () => r.section.seed)),
+      }),
+    )
+
+    const reqs = prompts.map((p, i) => {
+      const ids = new Int32Array(p.ids.length + n)
+      ids.set(p.ids)
+      ids.set(gen.generated[i], p.ids.length)
+      return { ...fitContext(ids, p.ids.length, config.context_length), id: `sequence ${i}` }
+    })
+    const valid = validPpl(ctx, r.validDataset)
+    const rows = { sequence_id: [] as number[], model: [] as string[], step: [] as number[], valid_ppl: [] as Array<number | null>, ppl: [] as Array<number | null> }
+    yield* scoreEverywhere(ctx, reqs, (model, step, lps) =>
+      lps.forEach((lp, i) => {
+        rows.sequence_id.push(i)
+        rows.model.push(model)
+        rows.step.push(step)
+        rows.valid_ppl.push(valid.get(`${model}@${step}`) ?? null)
+        rows.ppl.push(pplOf([lp]).ppl)
+      }),
+    )
+    yield* ctx.writeParquet(
+      sequencesPaths.trajectories(lambdaS, lambdaL),
+      tableOf(trajectoriesSchema, {
+        sequence_id: i32(Int32Array.from(rows.sequence_id)),
+        model: utf8(rows.model),
+        step: i32(Int32Array.from(rows.step)),
+        valid_ppl: f64OrNull(rows.valid_ppl),
+        ppl: f64OrNull(rows.ppl),
+      }),
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Noise unit
+
+export interface NoiseGroup {
+  readonly kind: "substitute" | "shuffle"
+  readonly rate: number
+  readonly reqs: ReadonlyArray<ScoreRequest>
+}
+
+/**
+ * The perturbed request groups of the chosen windows: one "substitute" group per rate (positions
+ * after the prepend replaced at that rate, targets as in the window), and with `shuffle` two
+ * "shuffle" groups: rate 0 (the window's text decoded and re-encoded) and rate 1 (its words
+ * shuffled), both scored on every token after the prepend.
+ */
+export const noiseGroups = async (
+  windows: ReadonlyArray<WindowRow>,
+  o: { readonly rates: ReadonlyArray<number>; readonly shuffle: boolean; readonly seed: number; readonly vocab: number; readonly contextLength: number },
+  tok: LoadedTokenizer,
+  prepend: Int32Array,
+): Promise<NoiseGroup[]> => {
+  const from = (w: WindowRow) => (startsWith(w.ids, prepend) && w.firstTarget <= prepend.length ? prepend.length : 0)
+  const groups: NoiseGroup[] = [...new Set(o.rates)].map((rate) => ({
+    kind: "substitute",
+    rate,
+    reqs: windows.map((w, i) => ({
+      ids: substitute(w.ids, from(w), rate, o.vocab, mulberry32(streamSeed(o.seed, STREAM.substitute, i))),
+      firstTarget: w.firstTarget,
+      id: `window ${i}`,
+    })),
+  }))
+  if (o.shuffle) {
+    const bodies = await tok.tokenizer.decodeBatch(windows.map((w) => Array.from(w.ids.subarray(from(w)))), false)
+    for (const rate of [0, 1]) {
+      const texts = bodies.map((t, i) => (rate === 0 ? t : shuffleWords(t, mulberry32(streamSeed(o.seed, STREAM.shuffle, i)))))
+      const enc = await tok.encodeBatch(texts)
+      const reqs: ScoreRequest[] = []
+      enc.forEach((e, i) => {
+        const ids = new Int32Array(prepend.length + e.ids.length)
+        ids.set(prepend)
+        ids.set(e.ids, prepend.length)
+        const body = ids.subarray(0, o.contextLength)
+        if (body.length >= 2) reqs.push({ ids: body, firstTarget: Math.max(1, prepend.length), id: `window ${i}` })
+      })
+      groups.push({ kind: "shuffle", rate, reqs })
+    }
+  }
+  return groups
+}
+
+const runNoise = (ctx: UnitContext, r: ResolvedSequences) =>
+  Effect.gen(function* () {
+    const { config } = ctx
+    const tok = yield* tokenizerOf(config.tokenizer)
+    const prepend = config.prepend ? yield* Effect.tryPromise({ try: () => encodeIds(tok, config.prepend!), catch: toUnitError }) : new Int32Array(0)
+    const all = yield* readWindows(ctx, r.validDataset)
+    const windows = pick(all.length, r.section.noise_windows, r.section.seed, STREAM.windowPick).map((i) => all[i])
+    const groups = yield* Effect.tryPromise({
+      try: () =>
+        noiseGroups(windows, { rates: r.section.noise_rates, shuffle: r.section.shuffle, seed: r.section.seed, vocab: tok.vocabSize, contextLength: config.context_length }, tok, prepend),
+      catch: toUnitError,
+    })
+    ctx.progress.start(config.models.reduce((a, m) => a + m.checkpoints.length, 0), "checkpoints")
+    const reqs = groups.flatMap((g) => g.reqs)
+    const rows = { kind: [] as string[], rate: [] as number[], model: [] as string[], step: [] as number[], ppl: [] as Array<number | null>, n: [] as number[] }
+    yield* scoreEverywhere(ctx, reqs, (model, step, lps) => {
+      let at = 0
+      for (const g of groups) {
+        const { ppl, n } = pplOf(lps.slice(at, at + g.reqs.length))
+        at += g.reqs.length
+        rows.kind.push(g.kind)
+        rows.rate.push(g.rate)
+        rows.model.push(model)
+        rows.step.push(step)
+        rows.ppl.push(ppl)
+        rows.n.push(n)
+      }
+    })
+    yield* ctx.writeParquet(
+      sequencesPaths.noise,
+      tableOf(noiseSchema, {
+        kind: utf8(rows.kind),
+        rate: f64OrNull(rows.rate),
+        model: utf8(rows.model),
+        step: i32(Int32Array.from(rows.step)),
+        ppl: f64OrNull(rows.ppl),
+        n_tokens: i32(Int32Array.from(rows.n)),
+      }),
+    )
+  })
+
+const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan, ctx: UnitContext) {
+  const section = sequencesSection(ctx.config)
+  if (section === undefined) return yield* fail("sequences: the config has no sequences section")
+  const r = resolveSequences(ctx.config, section)
+  if (typeof r === "string") return yield* fail(r)
+  if (unit.id === NOISE_ID) return yield* runNoise(ctx, r)
+  return yield* runGeneration(unit, ctx, r)
+})
+
+export const sequencesStage: Stage = {
+  name: "sequences",
+  version: 1,
+  after: ["tokenize", "aggregate"],
+  describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint",
+  plan,
+  run: (unit, ctx) => run(unit, ctx),
+}
