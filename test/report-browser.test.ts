@@ -110,7 +110,7 @@ afterAll(async () => {
 })
 
 describe("report in headless Chromium", () => {
-  it("a complete run: 8 figures as SVG with axes and marks, captions, working links, no errors, a screenshot", async () => {
+  it("a complete run: 10 figures as SVG with axes and marks, captions, working links, no errors, a screenshot", async () => {
     const file = path.join(full.runDir, REPORT_PATH)
     const bytes = fs.statSync(file).size
     console.log(`report page: ${(bytes / 1024).toFixed(0)} KB (${file})`)
@@ -120,8 +120,8 @@ describe("report in headless Chromium", () => {
 
     const { page, problems } = await open(context!, file)
     const figures = page.locator("section.fig")
-    expect(await figures.count()).toBe(8)
-    for (let i = 0; i < 8; i++) {
+    expect(await figures.count()).toBe(10)
+    for (let i = 0; i < 10; i++) {
       const f = figures.nth(i)
       const id = (await f.getAttribute("id")) ?? `figure ${i + 1}`
       expect(await f.locator(":scope > figure > .chart > svg").count(), id).toBe(1)
@@ -143,7 +143,12 @@ describe("report in headless Chromium", () => {
     expect(await page.locator("#summary table").first().locator("tbody tr").count()).toBe(3)
 
     const links = await checkLinks(page, path.dirname(file))
-    expect(new Set(links).size).toBe(9) // every table of the fixture is linked
+    // Every table of the fixture is linked: 9 files, sequences/noise.parquet, and the 2 files of each of the 4 λ folders.
+    expect(new Set(links).size).toBe(18)
+    expect(links.map(decodeURIComponent)).toContain("../sequences/lambda=1_-1/trajectories.parquet")
+    const inventory = (await page.locator("#summary table.inventory").textContent()) ?? ""
+    expect(inventory).toContain("sequences/lambda=-1_1/generations.parquet")
+    expect(inventory).toContain("sequences/noise.parquet")
     expect(await duplicateIds(page)).toBe(0)
 
     // The text widths used to lay out the SVGs match what the browser draws (within 3%).
@@ -163,15 +168,15 @@ describe("report in headless Chromium", () => {
   it("a run missing tables still builds: figures left out with notes, no broken links", async () => {
     const file = path.join(partial.runDir, REPORT_PATH)
     const { page, problems } = await open(context!, file)
-    expect(await page.locator("section.fig").count()).toBe(8)
+    expect(await page.locator("section.fig").count()).toBe(10)
     const drawn = await page.locator("section.fig:not(.missing)").evaluateAll((fs) => fs.map((f) => f.id))
     expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-correlations"])
     const missing = page.locator("section.fig.missing")
-    expect(await missing.count()).toBe(5)
-    for (let i = 0; i < 5; i++) {
+    expect(await missing.count()).toBe(7)
+    for (let i = 0; i < 7; i++) {
       const f = missing.nth(i)
       expect(await f.locator("svg").count()).toBe(0)
-      expect(await f.locator(".note").first().textContent()).toMatch(/^Left out: \S+\.parquet is missing \(written by the \w+ stage\)$/)
+      expect(await f.locator(".note").first().textContent()).toMatch(/^Left out: \S+\.parquet is missing \(written by the \w+ stage(, which runs only when the config has a \w+ section)?\)$/)
       expect(((await f.locator("p.caption").textContent()) ?? "").length).toBeGreaterThan(20)
     }
     expect(await page.locator("#checks").count()).toBe(0)

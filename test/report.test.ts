@@ -3,17 +3,20 @@
  * some missing, odd ones), SVG rendering of a spec, id prefixing, escaping and text widths.
  * The page in a real browser is tested in report-browser.test.ts.
  */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import type * as arrow from "apache-arrow"
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseConfig } from "../pipeline/config.ts"
-import { type ReportOptions, type ReportTables, sizeOrder, thin } from "../stages/report/data.ts"
+import { parseLambdaGroup, type ReportOptions, type ReportTables, sizeOrder, sortLambdaGroups, tableSources, thin } from "../stages/report/data.ts"
 import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts"
-import { reportOptions } from "../stages/report/index.ts"
+import { readReportTables, reportOptions } from "../stages/report/index.ts"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import type { Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
-import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK } from "./fixtures/report-run.ts"
+import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
 
 const configFrom = (yaml: string) => {
   const c = parseConfig("/tmp/report-test/run.yaml", yaml, { checkPaths: false })
@@ -53,16 +56,55 @@ describe("report options", () => {
 describe("figures", () => {
   const figs = buildFigures(all, options)
 
-  it("draws all 8 figures from a complete run, each with a caption and its Parquet sources", () => {
-    expect(figs).toHaveLength(8)
+  it("draws all 10 figures from a complete run, each with a caption and its Parquet sources", () => {
+    expect(figs).toHaveLength(10)
     for (const f of figs) {
       expect(f.spec, f.id).toBeDefined()
       expect(f.caption.length, f.id).toBeGreaterThan(30)
       expect(f.caption, f.id).not.toContain("\n")
       expect(f.sources.length).toBeGreaterThan(0)
-      for (const s of f.sources) expect(s).toMatch(/^[a-z_]+\.parquet$/)
+      for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z_]+\.parquet$/)
     }
-    expect(figs.map((f) => f.title.match(/^(\d)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8"])
+    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+  })
+
+  it("figure 9: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
+    const f = byId(figs, "fig-generated")
+    expect(f.caption).toContain("q = max(λs·ps + λl·pl, 0)")
+    expect(f.caption).toContain("Decoding: nucleus.")
+    const x = (findAll(f.spec, "x") as Array<{ field?: string; scale?: { reverse?: boolean; type?: string } }>).find((e) => e.field === "valid_ppl")!
+    expect(x.scale).toMatchObject({ type: "log", reverse: true })
+    const y = (findAll(f.spec, "y") as Array<{ field?: string; scale?: { type?: string } }>).find((e) => e.field === "ppl")!
+    expect(y.scale).toMatchObject({ type: "log" })
+    const sort = (findAll(f.spec, "facet")[0] as { sort: string[] }).sort
+    expect(sort).toEqual(["λ = (1, −1): small − large", "λ = (1, 0): small alone", "λ = (0, 1): large alone", "λ = (−1, 1): large − small"])
+    const values = findAll(f.spec, "values")[0] as Array<{ lambda: string; size: string; step: number; ppl: number; valid_ppl: number }>
+    expect(new Set(values.map((v) => v.size))).toEqual(new Set(["s (95k)", "m (290k)", "l (1.1M)"]))
+    // The mean over the group's 5 sequences (factors 0.35 … 0.51, mean 0.43) at step 0, where the tilt is 0.
+    const first = values.find((v) => v.lambda.startsWith("λ = (1, 0)") && v.size === "l (1.1M)" && v.step === 0)!
+    expect(first.ppl / first.valid_ppl).toBeCloseTo(0.43, 10)
+    // s@8 has no validation perplexity in any group: not drawn, said in a note.
+    expect(values.some((v) => v.size === "s (95k)" && v.step === 8)).toBe(false)
+    expect(f.notes).toEqual(["4 checkpoint(s) without a validation perplexity (checkpoints.parquet) are not drawn"])
+    expect(f.sources.slice(0, 2)).toEqual(["sequences/lambda=1_-1/trajectories.parquet", "sequences/lambda=1_-1/generations.parquet"])
+    expect(f.sources).toContain("sequences/lambda=-1_1/generations.parquet")
+    expect(f.sources).toHaveLength(8)
+    expect(f.table?.rows.map((r) => r[1])).toEqual(["5", "5", "5", "5"])
+  })
+
+  it("figure 10: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
+    const f = byId(figs, "fig-noise")
+    const sorts = (findAll(f.spec, "facet") as Array<{ sort: string[] }>).map((x) => x.sort)
+    expect(sorts).toEqual([["original windows", "10% of tokens substituted", "30% of tokens substituted"], ["words in order (re-encoded)", "words shuffled"]])
+    expect(f.sources).toEqual(["sequences/noise.parquet", "checkpoints.parquet"])
+    const x = (findAll(f.spec, "x") as Array<{ field?: string; title?: string; scale?: { reverse?: boolean; type?: string } }>).find((e) => e.field === "x")!
+    expect(x.title).toBe("validation perplexity (reversed)")
+    expect(x.scale).toMatchObject({ type: "log", reverse: true })
+    expect(f.table?.rows).toHaveLength(5)
+    const noCk = byId(buildFigures({ noise: all.noise }, options), "fig-noise")
+    expect(noCk.spec).toBeDefined()
+    expect(noCk.notes[0]).toBe("checkpoints.parquet is missing (written by the aggregate stage): perplexity is drawn against training steps instead")
+    expect(noCk.caption).toContain("against training steps")
   })
 
   it("figure 1: log axes, sizes in order, flagged checkpoints ringed, step 0 left out with a note", () => {
@@ -120,6 +162,13 @@ describe("figures", () => {
     expect(f6.spec).toBeDefined()
     expect(f6.notes.join(" ")).toContain("against steps only")
     expect(buildFigures({}, options).every((f) => !f.spec && f.notes.length === 1)).toBe(true)
+    // The normal case: no sequences section, no sequences tables.
+    expect(byId(figs2, "fig-generated").notes).toEqual([
+      "sequences/lambda=*/trajectories.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)",
+    ])
+    expect(byId(figs2, "fig-noise").notes).toEqual([
+      "sequences/noise.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)",
+    ])
   })
 
   it("a table lacking a column, an empty table, another dataset: notes, not errors", () => {
@@ -155,6 +204,33 @@ describe("figures", () => {
     expect((findAll(f.spec, "values")[0] as unknown[]).length).toBeLessThanOrEqual(MAX_POINTS_PER_SERIES)
   })
 
+  it("reads the sequences tables from every λ folder into one table, in the stage's order", () => {
+    expect(parseLambdaGroup("lambda=1_-1")).toEqual([1, -1])
+    expect(parseLambdaGroup("lambda=0.5_0")).toEqual([0.5, 0])
+    expect(parseLambdaGroup("noise.parquet")).toBeUndefined()
+    expect(sortLambdaGroups(["lambda=-1_1", "lambda=0_1", "x", "lambda=1_0", "lambda=1_-1"])).toEqual(["lambda=1_-1", "lambda=1_0", "lambda=0_1", "lambda=-1_1"])
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "report-read-"))
+    try {
+      writeFixtureRun(dir, ["sequence_trajectories", "sequence_generations", "noise"])
+      fs.mkdirSync(path.join(dir, "sequences", "lambda=2_2")) // a folder without files is skipped
+      const { tables, problems } = readReportTables(dir)
+      expect(problems).toEqual([])
+      expect(Object.keys(tables).sort()).toEqual(["noise", "sequence_generations", "sequence_trajectories"])
+      expect(tables.sequence_trajectories!.numRows).toBe(all.sequence_trajectories!.numRows)
+      expect(tableSources(tables, "sequence_trajectories").map((t) => t.file)).toEqual([
+        "sequences/lambda=1_-1/trajectories.parquet",
+        "sequences/lambda=1_0/trajectories.parquet",
+        "sequences/lambda=0_1/trajectories.parquet",
+        "sequences/lambda=-1_1/trajectories.parquet",
+      ])
+      const lambdas = tables.sequence_trajectories!.getChild("lambda_l")!
+      expect(lambdas.get(0)).toBe(-1)
+      expect(tableSources(tables, "noise")).toEqual([{ file: "sequences/noise.parquet", rows: all.noise!.numRows }])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("orders sizes by the config's params, then sizes only the tables know", () => {
     expect(sizeOrder(options, ["l", "zz", "s"]).map((s) => s.label)).toEqual(["s (95k)", "l (1.1M)", "zz"])
   })
@@ -173,7 +249,7 @@ describe("rendering", () => {
   it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {
     const r = await buildReportHtml(all, options, new Set(["checkpoints.parquet", "correlations.parquet"]))
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(8)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(10)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
     expect(r.html).not.toMatch(/<script/i)
@@ -195,7 +271,7 @@ describe("rendering", () => {
     const seconds = (performance.now() - t0) / 1000
     console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(8)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(10)
     expect(r.html.length).toBeLessThan(3_000_000)
   })
 

@@ -2,7 +2,7 @@
  * Plain rows out of the run's Arrow tables, and the small helpers every figure shares: sizes in
  * order, labels, thinning long series. No I/O, no Effect.
  */
-import type * as arrow from "apache-arrow"
+import * as arrow from "apache-arrow"
 
 export type Cell = string | number | boolean | null
 export type Row = Record<string, Cell>
@@ -18,6 +18,13 @@ export interface ReportTables {
   readonly correlations?: arrow.Table
   readonly agreement?: arrow.Table
   readonly checkpoint_checks?: arrow.Table
+  /**
+   * The sequences stage's per-λ-group tables, every group's file in one table (groupedTable) with
+   * `group` ("lambda=1_-1", the folder) and `lambda_s`, `lambda_l` columns.
+   */
+  readonly sequence_generations?: arrow.Table
+  readonly sequence_trajectories?: arrow.Table
+  readonly noise?: arrow.Table
 }
 export type TableName = keyof ReportTables
 
@@ -32,6 +39,70 @@ export const tableFiles: Record<TableName, string> = {
   correlations: "correlations.parquet",
   agreement: "agreement.parquet",
   checkpoint_checks: "checkpoint_checks.parquet",
+  sequence_generations: "sequences/lambda=*/generations.parquet",
+  sequence_trajectories: "sequences/lambda=*/trajectories.parquet",
+  noise: "sequences/noise.parquet",
+}
+
+/** Tables spread over Hive partitions (`lambda=*` folders): the path has one `*` in a folder name. */
+export const isGrouped = (file: string): boolean => file.includes("*")
+
+/** The column naming each row's partition folder in a grouped table. */
+export const GROUP_COLUMN = "group"
+
+/** "lambda=1_-1" → [1, −1]; undefined for any other folder name. */
+export const parseLambdaGroup = (folder: string): readonly [number, number] | undefined => {
+  const m = /^lambda=([^_]+)_([^_]+)$/.exec(folder)
+  if (!m) return undefined
+  const s = Number(m[1])
+  const l = Number(m[2])
+  return Number.isFinite(s) && Number.isFinite(l) ? [s, l] : undefined
+}
+
+/** λ folders in the stage's default order: λs descending, then λl ascending ((1,−1), (1,0), (0,1), (−1,1)). */
+export const sortLambdaGroups = (folders: ReadonlyArray<string>): string[] =>
+  folders
+    .flatMap((f) => {
+      const l = parseLambdaGroup(f)
+      return l ? [{ f, l }] : []
+    })
+    .sort((a, b) => b.l[0] - a.l[0] || a.l[1] - b.l[1])
+    .map((x) => x.f)
+
+/**
+ * One table out of the per-group files of a grouped table (same schema each, as the stage writes
+ * them), with `group` and, where a file lacks them, `lambda_s` and `lambda_l` from the folder name.
+ */
+export const groupedTable = (parts: ReadonlyArray<{ readonly group: string; readonly table: arrow.Table }>): arrow.Table | undefined => {
+  const tagged = parts.map(({ group, table }) => {
+    const n = table.numRows
+    const [s, l] = parseLambdaGroup(group) ?? [Number.NaN, Number.NaN]
+    const extra: Record<string, arrow.Vector> = { [GROUP_COLUMN]: arrow.vectorFromArray(Array.from({ length: n }, () => group), new arrow.Utf8()) }
+    const has = (c: string) => table.schema.fields.some((f) => f.name === c)
+    if (!has("lambda_s")) extra.lambda_s = arrow.vectorFromArray(Array.from({ length: n }, () => s), new arrow.Float64())
+    if (!has("lambda_l")) extra.lambda_l = arrow.vectorFromArray(Array.from({ length: n }, () => l), new arrow.Float64())
+    return table.assign(new arrow.Table(extra))
+  })
+  if (tagged.length === 0) return undefined
+  return tagged[0].concat(...tagged.slice(1))
+}
+
+/**
+ * The files a present table was read from, relative to the run folder: the table's file, or one
+ * per group of a grouped table (with its row count).
+ */
+export const tableSources = (tables: ReportTables, name: TableName): Array<{ file: string; rows: number }> => {
+  const t = tables[name]
+  if (!t) return []
+  const file = tableFiles[name]
+  if (!isGrouped(file)) return [{ file, rows: t.numRows }]
+  const counts = new Map<string, number>()
+  const groups = t.getChild(GROUP_COLUMN)
+  for (let i = 0; i < t.numRows; i++) {
+    const g = String(groups?.get(i))
+    counts.set(g, (counts.get(g) ?? 0) + 1)
+  }
+  return [...counts].map(([g, rows]) => ({ file: file.replace("*", g.replace(/^lambda=/, "")), rows }))
 }
 
 /** What the report knows from the config: the sizes in order and the analysis choices. */

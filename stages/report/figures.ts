@@ -1,13 +1,15 @@
 /**
  * The report's figures 1–5 (validation perplexity and the token classes) as Vega-Lite specs, built
  * from the run's tables. Pure: Arrow tables in, specs out; the data is filtered, aggregated and
- * thinned here so the rendered page stays small. Figures 6–8 are in figures-downstream.ts.
+ * thinned here so the rendered page stays small. Figures 6–8 are in figures-downstream.ts,
+ * 9–10 in figures-sequences.ts.
  *
  * Every figure function returns a Figure; when its table is missing or lacks a column, the figure
  * comes back without a spec and with a note saying why, never an error.
  */
 import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
+import { generatedFigure, noiseFigure } from "./figures-sequences.ts"
 import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 export { MAX_POINTS_PER_SERIES }
@@ -326,4 +328,6 @@ export const buildFigures = (tables: ReportTables, options: ReportOptions): Figu
   downstreamFigure(tables, options),
   correlationFigure(tables, options),
   agreementFigure(tables, options),
+  generatedFigure(tables, options),
+  noiseFigure(tables, options),
 ]

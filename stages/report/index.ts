@@ -15,7 +15,17 @@ import { Effect } from "effect"
 import { modelsBySize, type Config } from "../../pipeline/config.ts"
 import { type Stage, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
 import { readParquetFile } from "../../pipeline/store.ts"
-import { sameFraction, tableFiles, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
+import {
+  groupedTable,
+  isGrouped,
+  sameFraction,
+  sortLambdaGroups,
+  tableFiles,
+  tableSources,
+  type ReportOptions,
+  type ReportTables,
+  type TableName,
+} from "./data.ts"
 import { buildReportHtml } from "./render.ts"
 
 export const REPORT_PATH = "report/index.html"
@@ -36,20 +46,50 @@ export const reportOptions = (config: Config): ReportOptions => {
   }
 }
 
+/** The `lambda=*` folders that hold `file` (a grouped table's path), in the stage's order. */
+const groupFolders = (runDir: string, file: string): string[] => {
+  const [parent, rest] = file.split("/lambda=*/")
+  const dir = path.join(runDir, parent)
+  if (!fs.existsSync(dir)) return []
+  const folders = fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)
+  return sortLambdaGroups(folders).filter((g) => fs.existsSync(path.join(dir, g, rest)))
+}
+
 /**
- * Read every table the report knows that exists under `runDir`. A file that cannot be read is left
- * out like a missing one, and named in `problems`.
+ * Read every table the report knows that exists under `runDir`; a grouped table (one file per λ
+ * folder) is read from every folder into one table. A file that cannot be read is left out like a
+ * missing one, and named in `problems`.
  */
 export const readReportTables = (runDir: string): { tables: ReportTables; problems: string[] } => {
   const tables: { [K in TableName]?: arrow.Table } = {}
   const problems: string[] = []
+  const cannot = (file: string, e: unknown) =>
+    problems.push(`report: cannot read ${file} (${(e as Error).message.split("\n")[0]}); its figures are left out`)
   for (const [name, file] of Object.entries(tableFiles) as Array<[TableName, string]>) {
+    if (isGrouped(file)) {
+      const parts: Array<{ group: string; table: arrow.Table }> = []
+      for (const group of groupFolders(runDir, file)) {
+        const rel = file.replace("lambda=*", group)
+        try {
+          parts.push({ group, table: readParquetFile(path.join(runDir, rel)) })
+        } catch (e) {
+          cannot(rel, e)
+        }
+      }
+      try {
+        const t = groupedTable(parts)
+        if (t) tables[name] = t
+      } catch (e) {
+        cannot(file, e)
+      }
+      continue
+    }
     const abs = path.join(runDir, file)
     if (!fs.existsSync(abs)) continue
     try {
       tables[name] = readParquetFile(abs)
     } catch (e) {
-      problems.push(`report: cannot read ${file} (${(e as Error).message.split("\n")[0]}); its figures are left out`)
+      cannot(file, e)
     }
   }
   return { tables, problems }
@@ -59,7 +99,7 @@ const run = Effect.fn("stage.report")(function* (_unit: UnitPlan, ctx: UnitConte
   const options = reportOptions(ctx.config)
   const { tables, problems } = readReportTables(ctx.runDir)
   for (const p of problems) yield* ctx.log(p)
-  const existing = new Set(Object.entries(tableFiles).filter(([k]) => tables[k as TableName] !== undefined).map(([, f]) => f))
+  const existing = new Set((Object.keys(tableFiles) as TableName[]).flatMap((k) => tableSources(tables, k).map((s) => s.file)))
   const built = yield* Effect.tryPromise({
     try: () => buildReportHtml(tables, options, existing),
     catch: (e) => new UnitError({ message: `report: ${(e as Error).message.split("\n")[0]}` }),

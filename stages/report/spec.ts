@@ -45,6 +45,9 @@ const writer: Record<TableName, string> = {
   correlations: "correlate",
   agreement: "correlate",
   checkpoint_checks: "checks",
+  sequence_generations: "sequences",
+  sequence_trajectories: "sequences",
+  noise: "sequences",
 }
 
 /**

@@ -2,7 +2,7 @@
  * The report's text tables: a summary of the sizes, the tables the run has, and the checkpoint
  * checks. Pure.
  */
-import { fmtCount, groupBy, num, sizeOrder, str, tableFiles, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
+import { fmtCount, groupBy, num, sizeOrder, str, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { chooseDataset } from "./figures.ts"
 import { fmt, need, type TextTable } from "./spec.ts"
 
@@ -43,9 +43,15 @@ export const sizeSummary = (tables: ReportTables, options: ReportOptions): TextT
   }
 }
 
-/** The tables the report reads: file name, and row count when present. */
+/**
+ * The tables the report reads: file name, and row count when present; a grouped table present in
+ * the run is listed once per λ folder.
+ */
 export const tableInventory = (tables: ReportTables): Array<{ file: string; rows: number | undefined }> =>
-  (Object.keys(tableFiles) as TableName[]).map((k) => ({ file: tableFiles[k], rows: tables[k]?.numRows }))
+  (Object.keys(tableFiles) as TableName[]).flatMap((k): Array<{ file: string; rows: number | undefined }> => {
+    const found = tableSources(tables, k)
+    return found.length ? found : [{ file: tableFiles[k], rows: undefined }]
+  })
 
 /** The checks stage's findings, errors first; undefined when the run has no checks table. */
 export const checksTable = (tables: ReportTables): { table: TextTable; total: number } | undefined => {
