@@ -60,6 +60,15 @@ export const scoresSchema = (entropy: boolean) =>
     ...(entropy ? [f("entropy", new arrow.Float32())] : []),
   ])
 
+/**
+ * How score files are encoded (store.ts WriteOptions, with the row group size added): a dictionary
+ * for token_id only, and the float columns plain without compression. Log-probs are nearly all
+ * distinct: a dictionary makes them bigger (dictionary page plus 17-bit indexes) and ~10x slower
+ * to decode, and zstd saves only ~6% of their bytes at ~4x the decoding time, while regress and
+ * classify decode every score file once each (measured: docs/decisions.md).
+ */
+export const scoresWriteOptions = (rowGroupSize: number) => ({ rowGroupSize, dictionaryColumns: ["token_id"], rawColumns: ["logprob", "entropy"] })
+
 /** Relative paths of the per-unit files (Hive-style partitions). */
 export const tablePaths = {
   tokens: (dataset: string) => `tokens/dataset=${dataset}/tokens.parquet`,

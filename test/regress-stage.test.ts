@@ -111,7 +111,8 @@ describe("regress equals statsmodels through the stage", () => {
       const expected = ols(nll.slice(i0), p.slice(i0).map((v) => v / p[i0]))
       const r = rows.find((x) => x.token_index === t)!
       expect(r.x_axis).toBe("log_valid_ppl")
-      expect(r.slope).toBe(expected.slope)
+      // the stage's one-pass suffix sums (SuffixFits) against the two-pass fit: equal to ~1e-15
+      expect(rel(r.slope as number, expected.slope!)).toBeLessThan(1e-12)
       expect(rel(r.p_value as number, expected.pValue!)).toBeLessThan(1e-12)
     }
   })

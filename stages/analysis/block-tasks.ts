@@ -12,11 +12,23 @@ import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipelin
 import type { XAxis } from "../../schemas/config.ts"
 import { classifyBlock, regressBlock } from "./blocks.ts"
 import { classesTable, regressionsTable } from "./parts.ts"
-import { type GroupSums, groupSums } from "./tallies.ts"
+import { CLASSES } from "./classes.ts"
+import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 
-/** Columns with few distinct values; the rest (slopes, p-values, token indexes) are written plain. */
-const REPETITIVE = ["threshold", "x_axis", "class", "double_descent"]
+/**
+ * Encoding of the per-token parts: dictionaries only for the Arrow dictionary columns (a
+ * threshold column of 7 values compresses as well under zstd alone), the float columns of
+ * distinct values uncompressed, token_index delta-encoded with statistics (the only column worth
+ * them; store.ts WriteOptions).
+ */
+const REGRESSION_PART = {
+  dictionaryColumns: ["x_axis"],
+  rawColumns: ["slope", "intercept", "r2", "p_value"],
+  statisticsColumns: ["token_index"],
+  deltaColumns: ["token_index"],
+} as const
+const CLASS_PART = { dictionaryColumns: ["class"], statisticsColumns: ["token_index"], deltaColumns: ["token_index"] } as const
 
 const readers = new Map<string, Promise<RowGroupReader>>()
 
@@ -49,8 +61,9 @@ export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number):
   for (const f of files) {
     let v: unknown
     try {
-      const t = await (await reader(f)).read(g, ["logprob"])
-      v = t.getChild("logprob")?.toArray()
+      const r = await reader(f)
+      // Straight from the decoder; the Arrow table is the fallback (nulls, other types).
+      v = (await r.readFloat32(g, "logprob")) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
     } catch (e) {
       throw new Error(`cannot read row group ${g} of ${f}: ${String((e as Error).message ?? e).split("\n")[0]}`)
     }
@@ -120,7 +133,7 @@ export const regressTask = async (task: RegressTask): Promise<RegressResult> => 
   const tokens = lp[0].length
   const cols = regressBlock({ lp, tokens }, { starts: task.starts, axes: task.axes })
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
-  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), dictionaryColumns: REPETITIVE }), tokens }
+  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART }), tokens }
 }
 
 export interface ClassifyTaskModel {
@@ -177,13 +190,17 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const m = task.models[mi]
     const lp = await readLogprobGroup(m.files, task.group)
     if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
-    const p = new Float64Array(m.steps.length * task.tokens)
     const lnStep = Float64Array.from(m.steps, Math.log)
-    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, p)
+    // Group sums over the reference model's classes, accumulated by the kernel (the reference
+    // model runs first, so its classes are known for the others).
+    const size = task.thresholds.length * CLASSES.length * m.steps.length
+    const g: GroupSums = { sum: new Float64Array(size), missing: new Float64Array(size) }
+    const target = mi === task.ref ? g : { ...g, refCls: cls[task.ref] }
+    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, undefined, target)
     const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
-    parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), dictionaryColumns: REPETITIVE })
+    parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...CLASS_PART })
     cls[mi] = cols.cls
-    groups[mi] = groupSums(cls[task.ref], p, task.tokens, task.thresholds.length, m.steps.length)
+    groups[mi] = g
   }
   return { parts, cls, categories: codes, categoryNames: names, groups }
 }

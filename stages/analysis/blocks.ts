@@ -10,8 +10,8 @@
  *   regressBlock  row r = (τ·A + a)·B + i   for threshold τ, x-axis a, token i
  *   classifyBlock row r = τ·B + i
  */
-import { type ClassRules, StepWindows, Trajectory, classOf, doubleDescentPeak } from "./classes.ts"
-import { emptyFit, fitShared, prepareX, type SharedX } from "./ols.ts"
+import { CLASSES, type ClassRules, StepWindows, Trajectory, classOf, doubleDescentPeak } from "./classes.ts"
+import { SuffixFits, emptyFit } from "./ols.ts"
 import { fastTwoSidedP } from "./tdist.ts"
 
 /** B tokens × C checkpoints of one model. */
@@ -60,26 +60,24 @@ export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec): Regress
     valid: new Uint8Array(rows),
   }
   const p = new Float64Array(C)
-  const y = new Float64Array(C)
   const fit = emptyFit()
-  const shared: SharedX[] = []
-  for (const i0 of spec.starts) for (const x of spec.axes) shared.push(prepareX(x, i0, C - i0))
+  const fits = new SuffixFits(C, spec.starts, spec.axes)
+  const lp = block.lp
+  const { n, valid, slope, intercept, r2, pValue } = out
   for (let i = 0; i < B; i++) {
-    for (let c = 0; c < C; c++) p[c] = Math.exp(-block.lp[c][i])
+    for (let c = 0; c < C; c++) p[c] = Math.exp(-lp[c][i])
+    fits.load(p)
     for (let k = 0; k < T; k++) {
-      const i0 = spec.starts[k]
-      const base = p[i0]
-      for (let c = i0; c < C; c++) y[c] = p[c] / base
       for (let a = 0; a < A; a++) {
-        fitShared(shared[k * A + a], y, i0, fit)
+        fits.fit(k, a, fit)
         const r = (k * A + a) * B + i
-        out.n[r] = fit.n
+        n[r] = fit.n
         if (!fit.ok) continue
-        out.valid[r] = 1
-        out.slope[r] = fit.slope
-        out.intercept[r] = fit.intercept
-        out.r2[r] = fit.r2
-        out.pValue[r] = fastTwoSidedP(fit.t, fit.n - 2)
+        valid[r] = 1
+        slope[r] = fit.slope
+        intercept[r] = fit.intercept
+        r2[r] = fit.r2
+        pValue[r] = fastTwoSidedP(fit.t, fit.n - 2)
       }
     }
   }
@@ -95,6 +93,20 @@ export interface ClassifySpec {
   readonly rules: ClassRules
 }
 
+const K = CLASSES.length
+
+/**
+ * Where classifyBlock accumulates group sums: [threshold][class][checkpoint] Σ p over the tokens
+ * of each class of the reference model (non-finite p left out and counted in `missing`), zeroed
+ * by the caller.
+ */
+export interface GroupTarget {
+  /** [thresholds × tokens] the reference model's classes; undefined: this model is the reference. */
+  readonly refCls?: Uint8Array
+  readonly sum: Float64Array
+  readonly missing: Float64Array
+}
+
 /** A block's classes, [thresholds × tokens] each (row τ·B + i). */
 export interface ClassColumns {
   /** CLASS_CODE values. */
@@ -105,34 +117,46 @@ export interface ClassColumns {
 
 /**
  * Class and double-descent peak of every token at every threshold (classes.ts has the rules).
- * The class regression is the log_step regression of regressBlock (same function, same inputs,
+ * The class regression is the log_step regression of regressBlock (same SuffixFits, same inputs,
  * so the same slope and t to the bit).
  * @param p optional [checkpoints × tokens] output: the per-token perplexities the kernel computed,
  *          c-major (p[c·B + i]), for the group trajectories
+ * @param groups optional: accumulate the block's group sums here while each token's perplexities
+ *          are at hand (the same sums, in the same order, as tallies.ts `groupSums` over `p`)
  */
-export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, p?: Float64Array): ClassColumns => {
+export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, p?: Float64Array, groups?: GroupTarget): ClassColumns => {
   const B = block.tokens
   const C = block.lp.length
   const T = spec.starts.length
   const out: ClassColumns = { cls: new Uint8Array(T * B), peak: new Int16Array(T * B) }
   const traj = new Trajectory(C)
-  const y = new Float64Array(C)
   const fit = emptyFit()
   const ddFit = emptyFit()
-  const shared = spec.starts.map((i0) => prepareX(spec.lnStep, i0, C - i0))
+  const fits = new SuffixFits(C, spec.starts, [spec.lnStep])
   const windows = new StepWindows(spec.lnStep)
   for (let i = 0; i < B; i++) {
     traj.fill(block.lp, i)
     const pt = traj.p
     if (p !== undefined) for (let c = 0; c < C; c++) p[c * B + i] = pt[c]
+    fits.load(pt)
     for (let k = 0; k < T; k++) {
       const i0 = spec.starts[k]
-      const base = pt[i0]
-      for (let c = i0; c < C; c++) y[c] = pt[c] / base
-      fitShared(shared[k], y, i0, fit)
+      fits.fit(k, 0, fit)
       const r = k * B + i
-      out.cls[r] = classOf(fit, traj, i0, spec.rules)
+      out.cls[r] = classOf(fit, traj, i0, spec.rules, fits.sumSquares(k))
       out.peak[r] = doubleDescentPeak(traj, windows, i0, spec.rules, ddFit)
+    }
+    if (groups !== undefined) {
+      const refCls = groups.refCls ?? out.cls
+      const { sum, missing } = groups
+      for (let k = 0; k < T; k++) {
+        const o = (k * K + refCls[k * B + i]) * C
+        for (let c = 0; c < C; c++) {
+          const v = pt[c]
+          if (v - v === 0) sum[o + c] += v
+          else missing[o + c]++
+        }
+      }
     }
   }
   return out

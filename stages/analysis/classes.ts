@@ -83,16 +83,23 @@ export class Trajectory {
       p[c] = Math.exp(l)
       if (l - l !== 0 || p[c] === Infinity) this.lastBad = c
     }
+    // One backward pass: suffix sums, the moving average and its running argmax (first on ties).
+    let sl = 0
+    let sp = 0
+    let peak = C - 2
     sufL[C] = 0
     sufP[C] = 0
     for (let c = C - 1; c >= 0; c--) {
-      sufL[c] = sufL[c + 1] + L[c]
-      sufP[c] = sufP[c + 1] + p[c]
-    }
-    for (let c = 1; c < C - 1; c++) smooth[c] = (L[c - 1] + L[c] + L[c + 1]) / 3
-    if (C >= 3) {
-      peakFrom[C - 2] = C - 2
-      for (let c = C - 3; c >= 1; c--) peakFrom[c] = smooth[c] >= smooth[peakFrom[c + 1]] ? c : peakFrom[c + 1]
+      sl += L[c]
+      sp += p[c]
+      sufL[c] = sl
+      sufP[c] = sp
+      if (c >= 1 && c < C - 1) {
+        const s = (L[c - 1] + L[c] + L[c + 1]) / 3
+        smooth[c] = s
+        if (s >= smooth[peak]) peak = c
+        peakFrom[c] = peak
+      }
     }
   }
 }
@@ -104,8 +111,12 @@ export const trajectoryOf = (L: ArrayLike<number>): Trajectory => {
   return t
 }
 
-/** The stagnation rule over the window i0…C−1 of a trajectory. */
-export const isStagnated = (t: Trajectory, i0: number, delta: number): boolean => {
+/**
+ * The stagnation rule over the window i0…C−1 of a trajectory.
+ * @param sumSquares optional Σ(p_c − p̄)² over the window when every p in it is finite (from
+ *        SuffixFits.sumSquares, which the kernels have at hand); otherwise it is summed here
+ */
+export const isStagnated = (t: Trajectory, i0: number, delta: number, sumSquares = Number.NaN): boolean => {
   const { p, L, C } = t
   const end = C
   const first = p[i0]
@@ -132,6 +143,7 @@ export const isStagnated = (t: Trajectory, i0: number, delta: number): boolean =
   }
   const g = Math.exp(sumL / n)
   if (!(Math.abs(g / first - 1) < delta) || !(Math.abs(g / last - 1) < delta)) return false
+  if (t.lastBad < i0 && sumSquares === sumSquares) return sumSquares / n < g
   const mean = sumP / n
   let ss = 0
   for (let c = i0; c < end; c++) {
@@ -144,13 +156,14 @@ export const isStagnated = (t: Trajectory, i0: number, delta: number): boolean =
 
 /**
  * Class code (CLASS_CODE) of one token at one threshold.
- * @param fit the OLS of p_c/p_i0 on ln step over the window (fitShared/fitLine), already computed
+ * @param fit the OLS of p_c/p_i0 on ln step over the window (SuffixFits/fitLine), already computed
+ * @param sumSquares optional, see isStagnated
  */
-export const classOf = (fit: LineFit, t: Trajectory, i0: number, rules: ClassRules): number => {
+export const classOf = (fit: LineFit, t: Trajectory, i0: number, rules: ClassRules, sumSquares = Number.NaN): number => {
   if (fit.ok && fit.slope !== 0 && rules.test.significant(fit.t, fit.n - 2)) {
     return fit.slope > 0 ? CLASS_CODE.upward : CLASS_CODE.downward
   }
-  return isStagnated(t, i0, rules.delta) ? CLASS_CODE.stagnated : CLASS_CODE.other
+  return isStagnated(t, i0, rules.delta, sumSquares) ? CLASS_CODE.stagnated : CLASS_CODE.other
 }
 
 /**

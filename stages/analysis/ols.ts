@@ -227,6 +227,51 @@ export const fitShared = (sx: SharedX, y: Float64Array, yOff: number, out: LineF
   return finishFit(out, len, b, ybar - b * sx.xbar, sx.sxx, sst, ssr)
 }
 
+/**
+ * fitShared(sx, y, off, out) after y[off + j] = p[off + j] / base for j = 0…len−1 (which this
+ * also writes): the ratio and the first pass's sums in one loop, the same operations in the same
+ * order, so the same bits as filling y first and calling fitShared.
+ * @param p per-token perplexities; p[off…off+len−1] is read
+ * @param y scratch output, y[off…off+len−1] is written
+ */
+export const fitRatio = (sx: SharedX, p: Float64Array, base: number, y: Float64Array, off: number, out: LineFit): LineFit => {
+  const len = sx.len
+  let sy = 0
+  let ymin = Infinity
+  let ymax = -Infinity
+  let finite = true
+  for (let j = 0; j < len; j++) {
+    const v = p[off + j] / base
+    y[off + j] = v
+    if (v - v !== 0) finite = false
+    sy += v
+    if (v < ymin) ymin = v
+    if (v > ymax) ymax = v
+  }
+  if (!finite || !sx.allFinite || len < 3) return fitLine(sx.x, sx.off, y, off, len, out)
+  out.n = len
+  const ybar = sy / len
+  if (ymin === ymax || sx.constant) return flatFit(out, ymin === ymax ? ymin : ybar)
+  const dx = sx.dx
+  let sxy = 0
+  let sst = 0
+  for (let j = 0; j < len; j++) {
+    const d = y[off + j] - ybar
+    sxy += dx[j] * d
+    sst += d * d
+  }
+  const b = sxy / sx.sxx
+  let ssr = sst - b * sxy
+  if (ssr < RESIDUAL_RECOMPUTE * sst) {
+    ssr = 0
+    for (let j = 0; j < len; j++) {
+      const e = y[off + j] - ybar - b * dx[j]
+      ssr += e * e
+    }
+  }
+  return finishFit(out, len, b, ybar - b * sx.xbar, sx.sxx, sst, ssr)
+}
+
 /** Two-sided p-value of a fit's slope (fast table; equal to @stdlib's to ~1e-13 relative). NaN when !ok. */
 export const fitPValue = (fit: LineFit): number => (fit.ok ? fastTwoSidedP(fit.t, fit.n - 2) : Number.NaN)
 
@@ -250,4 +295,164 @@ export const ols = (x: ArrayLike<number>, y: ArrayLike<number>): Ols => {
   const f = fitLine(x, 0, y, 0, x.length, emptyFit())
   if (!f.ok) return { n: f.n, slope: null, intercept: null, r2: null, pValue: null }
   return { n: f.n, slope: f.slope, intercept: f.intercept, r2: f.r2, pValue: twoSidedP(f.t, f.n - 2) }
+}
+
+/**
+ * Every threshold's fit of one token from one backward pass: the windows of the thresholds are
+ * suffixes i0…C−1 of the same trajectory, so with
+ *   K = p_{C−1},  d_c = p_c − K,  x'_c = x_c − x_{C−1}
+ * the suffix sums Σd, Σd², Σx'd (one pass over the C checkpoints per token) give each window's
+ *   SST_p = Σd² − (Σd)²/n,   Sxy_p = Σx'd − x̄'·Σd,   b_p = Sxy_p / Sxx,   SSR_p = SST_p − b_p·Sxy_p
+ * in O(1), and the fit of y = p / p_i0 follows by scaling: slope = b_p / p_i0, ȳ = (Σd/n + K) / p_i0,
+ * r² = 1 − SSR_p / SST_p, and t = b_p / √(SSR_p / (n−2) / Sxx) (t and r² do not depend on the scale).
+ * Shifting by K (a value inside every window) and by x_{C−1} keeps the cancellation in SST_p and
+ * Sxy_p to a small factor of the window's own spread, so values agree with the two-pass fitLine to
+ * ~1e-11 relative. Windows where that is not enough, or where the shortcut does not apply, take
+ * the two-pass path (fitRatio): a non-finite p or x in the window, p_i0 ≤ 0, fewer than 3 points,
+ * SST_p ≤ 0, near-perfect fits (SSR_p < 0.01·SST_p, as in fitLine), and windows whose spread of p
+ * is under 1e-4 of its level (tokens predicted with p ≈ 1 at every checkpoint), where the rounding
+ * of y = p/p_i0 that statsmodels (and fitLine) regress would otherwise differ from the exact
+ * ratios by more than 1e-10 relative.
+ */
+/** SuffixFits takes the two-pass path when (max p − min p) < this · max p over the window. */
+const SPREAD_EXACT = 1e-4
+
+export class SuffixFits {
+  readonly C: number
+  readonly T: number
+  readonly A: number
+  /** [T] window starts */
+  private readonly starts: Int32Array
+  /** [T·A] the two-pass x side of each window (row k·A + a) */
+  private readonly shared: SharedX[]
+  /** [A] x − x_{C−1} */
+  private readonly xs: Float64Array[]
+  /** [T·A] mean of x − x_{C−1} over each window */
+  private readonly xbarS: Float64Array
+  /** thresholds by start, latest start first (the order the backward pass meets them) */
+  private readonly order: Int32Array
+  private readonly minStart: number
+  // Per token (load):
+  private p: Float64Array
+  private K = 0
+  private readonly sD: Float64Array
+  private readonly sDD: Float64Array
+  private readonly sXD: Float64Array
+  private readonly dMin: Float64Array
+  private readonly dMax: Float64Array
+  private readonly finite: Uint8Array
+  private readonly acc: Float64Array
+  private readonly y: Float64Array
+
+  /**
+   * @param starts [thresholds] window start index i0 of each threshold
+   * @param axes [x-axes] arrays of [C] regressor values
+   */
+  constructor(C: number, starts: ReadonlyArray<number>, axes: ReadonlyArray<Float64Array>) {
+    this.C = C
+    this.T = starts.length
+    this.A = axes.length
+    this.starts = Int32Array.from(starts)
+    this.shared = []
+    for (const i0 of starts) for (const x of axes) this.shared.push(prepareX(x, i0, C - i0))
+    this.xs = axes.map((x) => Float64Array.from(x, (v) => v - x[C - 1]))
+    this.xbarS = new Float64Array(this.T * this.A)
+    for (let k = 0; k < this.T; k++) {
+      for (let a = 0; a < this.A; a++) {
+        let s = 0
+        for (let c = this.starts[k]; c < C; c++) s += this.xs[a][c]
+        this.xbarS[k * this.A + a] = s / (C - this.starts[k])
+      }
+    }
+    this.order = Int32Array.from([...this.starts.keys()].sort((a, b) => this.starts[b] - this.starts[a]))
+    this.minStart = this.T > 0 ? Math.min(...starts) : C
+    this.p = new Float64Array(C)
+    this.sD = new Float64Array(this.T)
+    this.sDD = new Float64Array(this.T)
+    this.sXD = new Float64Array(this.T * this.A)
+    this.dMin = new Float64Array(this.T)
+    this.dMax = new Float64Array(this.T)
+    this.finite = new Uint8Array(this.T)
+    this.acc = new Float64Array(this.A)
+    this.y = new Float64Array(C)
+  }
+
+  /** Take one token's perplexities p[0…C−1] (kept by reference until the next load). */
+  load(p: Float64Array): void {
+    this.p = p
+    const { C, A, xs, order, starts, acc, sD, sDD, sXD, dMin, dMax, finite } = this
+    const K = p[C - 1]
+    this.K = K
+    let sd = 0
+    let sdd = 0
+    let mn = Infinity
+    let mx = -Infinity
+    let fin = K - K === 0
+    acc.fill(0)
+    let o = 0
+    for (let c = C - 1; c >= this.minStart; c--) {
+      const d = p[c] - K
+      if (d - d !== 0) fin = false
+      sd += d
+      sdd += d * d
+      if (d < mn) mn = d
+      if (d > mx) mx = d
+      for (let a = 0; a < A; a++) acc[a] += xs[a][c] * d
+      while (o < order.length && starts[order[o]] === c) {
+        const k = order[o++]
+        sD[k] = sd
+        sDD[k] = sdd
+        dMin[k] = mn
+        dMax[k] = mx
+        finite[k] = fin ? 1 : 0
+        for (let a = 0; a < A; a++) sXD[k * A + a] = acc[a]
+      }
+    }
+  }
+
+  /**
+   * The fit of window k on x-axis a, for the loaded token: fitLine's answer over
+   * x_a[i0…C−1] and p[i0…C−1] / p[i0] (see the class comment for how close).
+   */
+  fit(k: number, a: number, out: LineFit): LineFit {
+    const A = this.A
+    const sx = this.shared[k * A + a]
+    const i0 = this.starts[k]
+    const p = this.p
+    const base = p[i0]
+    const n = sx.len
+    if (this.finite[k] === 0 || !sx.allFinite || n < 3 || !(base > 0)) return fitRatio(sx, p, base, this.y, i0, out)
+    out.n = n
+    // every p of the window equal: y ≡ 1
+    if (this.dMin[k] === this.dMax[k]) return flatFit(out, 1)
+    const sd = this.sD[k]
+    const mean = sd / n
+    if (sx.constant) return flatFit(out, (mean + this.K) / base)
+    const sst = this.sDD[k] - sd * mean
+    const sxy = this.sXD[k * A + a] - this.xbarS[k * A + a] * sd
+    const b = sxy / sx.sxx
+    const ssr = sst - b * sxy
+    if (!(sst > 0) || !(ssr >= RESIDUAL_RECOMPUTE * sst)) return fitRatio(sx, p, base, this.y, i0, out)
+    // A window whose p spread is tiny against its level: the rounding of y = p/p_i0 itself (what
+    // statsmodels regresses) is then a visible part of the spread, so fit those rounded values.
+    if (this.dMax[k] - this.dMin[k] < SPREAD_EXACT * (this.K + this.dMax[k])) return fitRatio(sx, p, base, this.y, i0, out)
+    const slope = b / base
+    out.ok = true
+    out.slope = slope
+    out.intercept = (mean + this.K) / base - slope * sx.xbar
+    out.r2 = 1 - ssr / sst
+    out.t = b / Math.sqrt(ssr / (n - 2) / sx.sxx)
+    return out
+  }
+
+  /**
+   * Σ(p_c − p̄)² over window k of the loaded token when every p in it is finite (the stagnation
+   * rule's variance), else NaN.
+   */
+  sumSquares(k: number): number {
+    if (this.finite[k] === 0) return Number.NaN
+    const n = this.C - this.starts[k]
+    const sst = this.sDD[k] - (this.sD[k] * this.sD[k]) / n
+    return sst > 0 ? sst : 0
+  }
 }

@@ -113,17 +113,13 @@ export class PValueTable {
   }
 }
 
-/** One PValueTable per ν, built on first use and kept for the process (≈100 kB each). */
-const tables = new Map<number, PValueTable>()
+/** One PValueTable per ν (tables[ν]), built on first use and kept for the process (≈100 kB each). */
+const tables: Array<PValueTable | undefined> = []
 
 /** Fast two-sided p-value (PValueTable for integer ν; `twoSidedP` otherwise). */
 export const fastTwoSidedP = (t: number, df: number): number => {
-  let tab = tables.get(df)
-  if (tab === undefined) {
-    if (!Number.isInteger(df) || df < 1) return twoSidedP(t, df)
-    tab = new PValueTable(df)
-    tables.set(df, tab)
-  }
+  if (!Number.isInteger(df) || df < 1) return twoSidedP(t, df)
+  const tab = (tables[df] ??= new PValueTable(df))
   return tab.p(t)
 }
 

@@ -16,7 +16,7 @@
 import { Effect } from "effect"
 import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
-import { tablePaths } from "../../schemas/tables.ts"
+import { scoresWriteOptions, tablePaths } from "../../schemas/tables.ts"
 import { withScorer, type Scorer } from "./engine.ts"
 import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
 
@@ -127,7 +127,7 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext
           return scoresTable(out.tokenId, out.logprob, out.entropy)
         }),
       )
-      yield* ctx.writeParquet(tablePaths.scores(model, step, dataset), table, { rowGroupSize: scoring.row_group_size })
+      yield* ctx.writeParquet(tablePaths.scores(model, step, dataset), table, scoresWriteOptions(scoring.row_group_size))
     }),
   )
 })

@@ -1,0 +1,214 @@
+/**
+ * The regress/classify kernels' fast paths against the plain definitions they replace: each must
+ * give the same bits, so the tests compare with Object.is, not a tolerance.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as arrow from "apache-arrow"
+import { afterAll, describe, expect, it } from "vitest"
+import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
+import { classifyBlock } from "../stages/analysis/blocks.ts"
+import { CLASSES } from "../stages/analysis/classes.ts"
+import { SuffixFits, emptyFit, fitLine, fitRatio, fitShared, prepareX } from "../stages/analysis/ols.ts"
+import { groupSums } from "../stages/analysis/tallies.ts"
+import { SignificanceTest } from "../stages/analysis/tdist.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fastpaths-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+/** A small deterministic generator (LCG), independent of the code under test. */
+const lcg = (seed: number) => () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
+  return seed / 2 ** 32
+}
+
+describe("fitRatio", () => {
+  const x = Float64Array.from({ length: 20 }, (_, c) => Math.log((c + 1) * 250))
+  const cases: Array<[string, number[]]> = [
+    ["noisy", Array.from({ length: 20 }, (_, c) => 30 + 5 * Math.sin(c) + c)],
+    ["constant", Array.from({ length: 20 }, () => 7)],
+    ["with NaN", Array.from({ length: 20 }, (_, c) => (c === 13 ? Number.NaN : 10 + c))],
+    ["with Infinity", Array.from({ length: 20 }, (_, c) => (c === 4 ? Infinity : 10 - c / 4))],
+    ["perfect line", Array.from({ length: 20 }, (_, c) => 2 + 3 * x[c])],
+  ]
+  for (const [name, values] of cases) {
+    it(`equals y = p / p_i0 then fitShared, bit for bit (${name})`, () => {
+      const p = Float64Array.from(values)
+      for (const i0 of [0, 3, 17]) {
+        const sx = prepareX(x, i0, 20 - i0)
+        const y1 = new Float64Array(20)
+        for (let c = i0; c < 20; c++) y1[c] = p[c] / p[i0]
+        const a = { ...fitShared(sx, y1, i0, emptyFit()) }
+        const y2 = new Float64Array(20)
+        const b = { ...fitRatio(sx, p, p[i0], y2, i0, emptyFit()) }
+        expect(Object.entries(b).every(([k, v]) => Object.is(v, a[k as keyof typeof a]))).toBe(true)
+        expect(y2).toEqual(y1)
+      }
+    })
+  }
+})
+
+describe("SuffixFits", () => {
+  const C = 24
+  const lnStep = Float64Array.from({ length: C }, (_, c) => Math.log((c + 1) * 500))
+  const flops = Float64Array.from(lnStep, (v) => v + Math.log(6 * 1e7 * 2048))
+  const withNaN = Float64Array.from(lnStep, (v, c) => (c === 20 ? Number.NaN : v))
+  // unsorted, with a repeated start and the shortest window (3 points)
+  const starts = [9, 2, 0, 15, 9, 21]
+  const axes = [lnStep, flops, withNaN]
+  const relErr = (a: number, b: number) => (a === b ? 0 : Math.abs(a - b) / Math.max(Math.abs(b), 1e-300))
+
+  /** fitLine on y = p / p_i0 over the window: the two-pass definition. */
+  const reference = (x: Float64Array, p: Float64Array, i0: number) => {
+    const y = Float64Array.from(p.subarray(i0), (v) => v / p[i0])
+    return { ...fitLine(x, i0, y, 0, C - i0, emptyFit()) }
+  }
+
+  const trajectories = (() => {
+    const next = lcg(11)
+    const out: Array<[string, Float64Array]> = []
+    for (let j = 0; j < 200; j++) {
+      const slope = [0.4, -0.4, 0.02, 0][j % 4]
+      const noise = [0.3, 0.01, 1e-4, 1e-6][j % 4 === 3 ? 3 : j % 3]
+      out.push([`random ${j}`, Float64Array.from({ length: C }, (_, c) => Math.exp(3 + slope * lnStep[c] * 0.2 + noise * (next() - 0.5)))])
+    }
+    out.push(["constant", Float64Array.from({ length: C }, () => 20)])
+    out.push(["constant tail", Float64Array.from({ length: C }, (_, c) => (c < 10 ? 30 - c : 7))])
+    out.push(["perfect line", Float64Array.from({ length: C }, (_, c) => 5 + 2 * lnStep[c])])
+    out.push(["NaN inside", Float64Array.from({ length: C }, (_, c) => (c === 12 ? Number.NaN : 10 + c))])
+    out.push(["Infinity at the end", Float64Array.from({ length: C }, (_, c) => (c === C - 1 ? Infinity : 10 + c))])
+    out.push(["huge level, tiny spread", Float64Array.from({ length: C }, (_, c) => 1e6 * (1 + 1e-9 * Math.sin(c)))])
+    return out
+  })()
+
+  // The two-pass fit regresses the rounded ratios y = p / p_i0 (as statsmodels does); the suffix
+  // sums work on p − p_{C−1}, which is exact. The two differ by ~1e-16 / (relative spread of p),
+  // so windows with a spread under 1e-4 take the two-pass path (the same bits); above it they
+  // agree to 1e-11 (near-perfect fits lose a little more in SSR than the 1e-13 of typical ones).
+  const tolerance = (p: Float64Array, i0: number) => {
+    const w = Array.from(p.subarray(i0)).filter(Number.isFinite)
+    const spread = (Math.max(...w) - Math.min(...w)) / Math.max(...w)
+    return spread < 1e-4 ? 0 : 1e-11
+  }
+
+  it("agrees with the two-pass fit on every window and axis (n and ok exactly)", () => {
+    const fits = new SuffixFits(C, starts, axes)
+    const fit = emptyFit()
+    let worst = 0
+    for (const [name, p] of trajectories) {
+      fits.load(p)
+      for (const [k, i0] of starts.entries()) {
+        for (const [a, x] of axes.entries()) {
+          const want = reference(x, p, i0)
+          const got = { ...fits.fit(k, a, fit) }
+          const where = `${name}, start ${i0}, axis ${a}`
+          const tol = tolerance(p, i0)
+          expect([got.ok, got.n], where).toEqual([want.ok, want.n])
+          if (!want.ok) continue
+          for (const key of ["slope", "intercept", "r2", "t"] as const) {
+            const e = Number.isFinite(want[key]) ? relErr(got[key], want[key]) : got[key] === want[key] ? 0 : Infinity
+            // slopes that are pure rounding noise (|t| < 1e-6) have no relative digits to keep
+            if (key === "slope" && Math.abs(want.t) < 1e-6) continue
+            const err = key === "r2" ? Math.min(e, Math.abs(got.r2 - want.r2)) : e
+            if (tol === 1e-11) worst = Math.max(worst, err)
+            if (!(err <= tol)) throw new Error(`${where} ${key}: ${got[key]} vs ${want[key]}`)
+          }
+        }
+      }
+    }
+    expect(worst).toBeLessThan(1e-11)
+  })
+
+  it("sumSquares is Σ(p − p̄)² over the window, NaN when the window has a non-finite p", () => {
+    const fits = new SuffixFits(C, starts, [lnStep])
+    for (const [name, p] of trajectories) {
+      fits.load(p)
+      for (const [k, i0] of starts.entries()) {
+        const w = Array.from(p.subarray(i0))
+        if (!w.every(Number.isFinite)) {
+          expect(fits.sumSquares(k), name).toBeNaN()
+          continue
+        }
+        const mean = w.reduce((s, v) => s + v, 0) / w.length
+        const ss = w.reduce((s, v) => s + (v - mean) ** 2, 0)
+        expect(Math.abs(fits.sumSquares(k) - ss), `${name}, start ${i0}`).toBeLessThanOrEqual(1e-12 * Math.max(ss, mean * mean * 1e-3))
+      }
+    }
+  })
+})
+
+describe("classifyBlock group sums", () => {
+  it("equal groupSums over the perplexities the kernel returns, for the reference model and another", () => {
+    const next = lcg(7)
+    const C = 9
+    const B = 200
+    const lnStep = Float64Array.from({ length: C }, (_, c) => Math.log((c + 1) * 100))
+    // rising, falling and flat tokens with noise; a few non-finite log-probs
+    const lp = Array.from({ length: C }, (_, c) =>
+      Float32Array.from({ length: B }, (_, i) => {
+        if (i === 11 && c === 5) return Number.NaN
+        if (i === 12 && c === 2) return -Infinity
+        const trend = [0.3, -0.3, 0][i % 3] * Math.log(c + 1)
+        return -(3 + trend + 0.2 * next())
+      }),
+    )
+    const other = lp.map((col) => col.map((v) => v * 1.1))
+    const spec = { starts: [0, 2, 5], lnStep, rules: { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 } }
+    const size = spec.starts.length * CLASSES.length * C
+    const target = { sum: new Float64Array(size), missing: new Float64Array(size) }
+    const p = new Float64Array(C * B)
+    const ref = classifyBlock({ lp, tokens: B }, spec, p, target)
+    const want = groupSums(ref.cls, p, B, spec.starts.length, C)
+    expect(target.sum).toEqual(want.sum)
+    expect(target.missing).toEqual(want.missing)
+    expect(want.missing.reduce((a, b) => a + b, 0)).toBe(2 * spec.starts.length)
+
+    const target2 = { refCls: ref.cls, sum: new Float64Array(size), missing: new Float64Array(size) }
+    const p2 = new Float64Array(C * B)
+    classifyBlock({ lp: other, tokens: B }, spec, p2, target2)
+    const want2 = groupSums(ref.cls, p2, B, spec.starts.length, C)
+    expect(target2.sum).toEqual(want2.sum)
+    expect(target2.missing).toEqual(want2.missing)
+  })
+})
+
+describe("RowGroupReader.readFloat32", () => {
+  it("returns what read() returns, per row group, for a float32 column", async () => {
+    const next = lcg(3)
+    const n = 10_000
+    const t = arrow.tableFromArrays({
+      token_index: Int32Array.from({ length: n }, (_, i) => i),
+      logprob: Float32Array.from({ length: n }, () => -10 * next()),
+    })
+    const f = path.join(dir, "scores.parquet")
+    fs.writeFileSync(f, encodeParquet(t, { rowGroupSize: 4096 }))
+    const r = await openRowGroups(f)
+    try {
+      expect(r.rowGroupRows).toEqual([4096, 4096, 1808])
+      for (let g = 0; g < 3; g++) {
+        const fast = await r.readFloat32(g, "logprob")
+        const slow = (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
+        expect(fast).toBeInstanceOf(Float32Array)
+        expect(fast).toEqual(slow)
+        expect(fast?.[0]).toBe(t.getChild("logprob")?.get(g * 4096))
+      }
+      // not float32: the caller falls back to read()
+      expect(await r.readFloat32(0, "token_index")).toBeUndefined()
+    } finally {
+      r.close()
+    }
+  })
+
+  it("is undefined for a column with nulls", async () => {
+    const v = arrow.vectorFromArray([1.5, null, -2], new arrow.Float32())
+    const f = path.join(dir, "nulls.parquet")
+    fs.writeFileSync(f, encodeParquet(new arrow.Table({ logprob: v })))
+    const r = await openRowGroups(f)
+    try {
+      expect(await r.readFloat32(0, "logprob")).toBeUndefined()
+    } finally {
+      r.close()
+    }
+  })
+})
