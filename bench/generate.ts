@@ -3,11 +3,13 @@
  *
  * Tokens generated per second by the sequences stage's joint decoding (stages/sequences/generate.ts)
  * on a GPT-shaped ONNX model of ~1M parameters (vocab 2048, context 128, 4 layers, dim 128; random
- * weights, test/fixtures/onnx-gpt.ts), used as both the small and the large model, λ = (1, −1)
- * (both models run every step), nucleus top-p 0.9. The fixture has no KV cache, so every step
- * re-runs the whole prefix: the cost grows with the prefix (O(n²) positions for n new tokens).
- * Figures: one prompt at a time, and all prompts batched together (one session run per step).
- * "kv_cache": false — the KV-cache path is not implemented. Last line: one JSON object.
+ * weights, test/fixtures/onnx-gpt.ts) exported with a KV cache (Optimum's past_key_values /
+ * present signature), used as both the small and the large model, λ = (1, −1) (both models run
+ * every step), nucleus top-p 0.9. The same file is opened twice: through its cache (the prompt
+ * run once, then one position per step), and with `kvCache: false`, which feeds an empty past
+ * and re-runs the whole prefix each step (O(n²) positions for n new tokens). Figures per mode:
+ * one prompt at a time, and all prompts batched together (one session run per step). The two
+ * modes draw the same tokens (checked here). Last line: one JSON object.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -29,26 +31,37 @@ const say = (s: string) => console.log(`[bench:generate] ${s}`)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traj-bench-gen-"))
 try {
   const w = gptWeights()
-  const file = saveModel(gptModel(w), dir, "gpt.onnx")
+  const file = saveModel(gptModel(w, { kvCache: true }), dir, "gpt-kv.onnx")
   const r = rng(3)
   const prompts = Array.from({ length: nPrompts }, () => Int32Array.from({ length: promptTokens }, () => Math.floor(r() * w.vocab)))
-  const m = await openNextToken(file, { threads })
   const opts = { lambdaS: 1, lambdaL: -1, decoding: "nucleus" as const, topP: 0.9, maxNewTokens: maxNew, contextLength: w.context }
-  const time = async (ps: Int32Array[]): Promise<number> => {
-    const t0 = performance.now()
-    await generateJoint(m, m, ps, { ...opts, seeds: ps.map((_, i) => i) })
-    return (performance.now() - t0) / 1000
+  const figures: Record<string, number> = {}
+  const drawn: Record<string, string> = {}
+  for (const kvCache of [false, true]) {
+    const mode = kvCache ? "kv_cache" : "no_cache"
+    const m = await openNextToken(file, { threads, kvCache })
+    if (m.kvCache !== kvCache) throw new Error(`${file}: expected kvCache ${kvCache}, got ${m.kvCache}`)
+    const time = async (ps: Int32Array[]): Promise<number> => {
+      const t0 = performance.now()
+      const out = await generateJoint(m, m, ps, { ...opts, seeds: ps.map((_, i) => i) })
+      if (ps.length === nPrompts) drawn[mode] = JSON.stringify(out.generated.map((g) => [...g]))
+      return (performance.now() - t0) / 1000
+    }
+    await time(prompts.slice(0, 1)) // warm-up
+    let single = 0
+    let batched = 0
+    for (let k = 0; k < rounds; k++) {
+      for (const p of prompts) single += await time([p])
+      batched += await time(prompts)
+      const done = nPrompts * maxNew * (k + 1)
+      say(`${mode} round ${k + 1}/${rounds}: single ${(done / single).toFixed(1)} tok/s, batched ${(done / batched).toFixed(1)} tok/s`)
+    }
+    await m.release()
+    const tokens = rounds * nPrompts * maxNew
+    figures[`${mode}_single_tokens_per_s`] = Math.round((tokens / single) * 10) / 10
+    figures[`${mode}_batched_tokens_per_s`] = Math.round((tokens / batched) * 10) / 10
   }
-  await time(prompts.slice(0, 1)) // warm-up
-  let single = 0
-  let batched = 0
-  for (let k = 0; k < rounds; k++) {
-    for (const p of prompts) single += await time([p])
-    batched += await time(prompts)
-    say(`round ${k + 1}/${rounds}: single ${((nPrompts * maxNew * (k + 1)) / single).toFixed(1)} tok/s, batched ${((nPrompts * maxNew * (k + 1)) / batched).toFixed(1)} tok/s`)
-  }
-  await m.release()
-  const tokens = rounds * nPrompts * maxNew
+  if (drawn.kv_cache !== drawn.no_cache) throw new Error("the cached and re-run paths drew different tokens")
   console.log(
     JSON.stringify({
       bench: "generate",
@@ -62,10 +75,10 @@ try {
       max_new_tokens: maxNew,
       rounds,
       models_per_step: 2,
-      kv_cache: false,
-      no_cache_single_tokens_per_s: Math.round((tokens / single) * 10) / 10,
-      no_cache_batched_tokens_per_s: Math.round((tokens / batched) * 10) / 10,
-      kv_cache_tokens_per_s: null,
+      same_tokens_both_modes: true,
+      ...figures,
+      kv_speedup_single: Math.round((figures.kv_cache_single_tokens_per_s / figures.no_cache_single_tokens_per_s) * 100) / 100,
+      kv_speedup_batched: Math.round((figures.kv_cache_batched_tokens_per_s / figures.no_cache_batched_tokens_per_s) * 100) / 100,
     }),
   )
 } finally {

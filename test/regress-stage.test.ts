@@ -9,6 +9,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { DuckDBInstance } from "@duckdb/node-api"
 import { afterAll, describe, expect, it } from "vitest"
 import { aggregateStage } from "../stages/aggregate.ts"
 import { ols } from "../stages/analysis/ols.ts"
@@ -96,6 +97,28 @@ describe("regress equals statsmodels through the stage", () => {
         const e = rel(r[k] as number, v)
         if (!(e <= 1e-9)) throw new Error(`${NAMES[r.token_index as number]} ${r.threshold} ${r.x_axis} ${k}: ${r[k]} vs statsmodels ${v} (${e.toExponential(2)})`)
       }
+    }
+  })
+
+  it("DuckDB reads the score files and the regressions parts as written (plain floats, delta token_index)", async () => {
+    const { config, outputs } = await plantedRun("duck", { analysis: { thresholds: [0.1, 0.7], x_axes: ["log_step"] } })
+    expect(await runPlanted(regressStage, config, outputs)).toBeUndefined()
+    const db = await DuckDBInstance.create(":memory:")
+    const conn = await db.connect()
+    const q = (glob: string, sql: string) =>
+      conn.runAndReadAll(sql.replace("FILES", `read_parquet('${path.join(config.runDir, glob).replaceAll("'", "''")}', hive_partitioning = true)`))
+    try {
+      const scores = (await q("scores/**/*.parquet", "SELECT CAST(step AS INTEGER) AS step, token_index, logprob FROM FILES ORDER BY step, token_index")).getRowObjects()
+      expect(scores).toHaveLength(3 * STEPS.length)
+      for (const r of scores) {
+        const c = STEPS.indexOf(Number(r.step))
+        expect(r.logprob).toBe(Math.fround(PLANTED[NAMES[Number(r.token_index)]][c]))
+      }
+      const duck = (await q("regressions/**/*.parquet", "SELECT threshold, token_index, slope, p_value, n FROM FILES ORDER BY threshold, token_index")).getRowObjects()
+      const ours = readRows(config.runDir, "regressions/model=m/dataset=d").sort((a, b) => (a.threshold as number) - (b.threshold as number) || (a.token_index as number) - (b.token_index as number))
+      expect(duck.map((r) => [r.threshold, r.token_index, r.slope, r.p_value, r.n])).toEqual(ours.map((r) => [r.threshold, r.token_index, r.slope, r.p_value, r.n]))
+    } finally {
+      conn.closeSync()
     }
   })
 

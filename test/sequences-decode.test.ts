@@ -132,6 +132,64 @@ describe("joint generation", () => {
   })
 })
 
+describe("KV cache", () => {
+  const gw = gptWeights({ vocab: 40, context: 12, layers: 2, dim: 16, heads: 2, seed: 9 })
+  const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let m = 0
+    for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+    return m
+  }
+
+  it("an export with past_key_values/present is stepped through its cache, equal to re-running the prefix", async () => {
+    const plain = await openNextToken(saveModel(gptModel(gw), tmp, "plain.onnx"), { threads: 1 })
+    const kvFile = saveModel(gptModel(gw, { kvCache: true }), tmp, "kv.onnx")
+    const cached = await openNextToken(kvFile, { threads: 1 })
+    const rerun = await openNextToken(kvFile, { threads: 1, kvCache: false })
+    try {
+      expect([plain.kvCache, cached.kvCache, rerun.kvCache]).toEqual([false, true, false])
+      expect(cached.begin).toBeDefined()
+      // rows of two lengths (two cache groups), 9 steps past a context of 12 (re-prefill)
+      const prompts = [Int32Array.of(3, 9, 1), Int32Array.of(7, 7, 2, 30, 5), Int32Array.of(0, 1, 2)]
+      const seqs = prompts.map((p) => Array.from(p))
+      const stepper = await cached.begin!(prompts, gw.context)
+      let got = stepper.first
+      for (let k = 0; k < 9; k++) {
+        const cut = seqs.map((q) => Int32Array.from(q.slice(-gw.context)))
+        // the plain graph on the whole prefix, and the KV graph fed an empty past: the same distributions
+        const want = await plain.next(cut)
+        const viaEmptyPast = await rerun.next(cut)
+        for (const r of want.keys()) {
+          expect(maxDiff(got[r], want[r]), `step ${k} row ${r}`).toBeLessThan(1e-5)
+          expect(maxDiff(viaEmptyPast[r], want[r])).toBeLessThan(1e-6)
+        }
+        const ids = Int32Array.from(got, (q) => argmax(q))
+        seqs.forEach((q, r) => q.push(ids[r]))
+        got = await stepper.append(ids)
+      }
+    } finally {
+      await Promise.all([plain.release(), cached.release(), rerun.release()])
+    }
+  })
+
+  it("joint nucleus decoding with the cache draws the same tokens as without it", async () => {
+    const kvFile = saveModel(gptModel(gw, { kvCache: true }), tmp, "kv2.onnx")
+    const small = await openNextToken(saveModel(gptModel(gptWeights({ ...gw, seed: 10 }), { kvCache: true }), tmp, "kv-s.onnx"), { threads: 1 })
+    const large = await openNextToken(kvFile, { threads: 1 })
+    const smallRe = await openNextToken(path.join(tmp, "kv-s.onnx"), { threads: 1, kvCache: false })
+    const largeRe = await openNextToken(kvFile, { threads: 1, kvCache: false })
+    try {
+      const prompts = [Int32Array.of(5, 6), Int32Array.of(1, 2, 3, 4), Int32Array.of(9, 8)]
+      const o = { lambdaS: -1, lambdaL: 1, decoding: "nucleus" as const, topP: 0.9, maxNewTokens: 15, seeds: [1, 2, 3], contextLength: gw.context }
+      const withCache = await generateJoint(small, large, prompts, o)
+      const without = await generateJoint(smallRe, largeRe, prompts, o)
+      expect(withCache.generated.map((g) => [...g])).toEqual(without.generated.map((g) => [...g]))
+      expect(withCache.fallbacks).toBe(without.fallbacks)
+    } finally {
+      await Promise.all([small.release(), large.release(), smallRe.release(), largeRe.release()])
+    }
+  })
+})
+
 describe("noise", () => {
   it("rate 0 is the original; rate 1 replaces every position from `from` on; reproducible", () => {
     const ids = Int32Array.from({ length: 50 }, (_, i) => i % 7)
