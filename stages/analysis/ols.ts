@@ -204,6 +204,15 @@ export const fitShared = (sx: SharedX, y: Float64Array, yOff: number, out: LineF
     if (v < ymin) ymin = v
     if (v > ymax) ymax = v
   }
+  return centeredFit(sx, y, yOff, sy, ymin, ymax, out)
+}
+
+/**
+ * The second pass of fitShared over finite values: given Σy, min and max of the window, the
+ * centred sums, the slope and (for near-perfect fits) the explicit residuals.
+ */
+const centeredFit = (sx: SharedX, y: Float64Array, yOff: number, sy: number, ymin: number, ymax: number, out: LineFit): LineFit => {
+  const len = sx.len
   out.n = len
   const ybar = sy / len
   if (ymin === ymax || sx.constant) return flatFit(out, ymin === ymax ? ymin : ybar)
@@ -249,27 +258,7 @@ export const fitRatio = (sx: SharedX, p: Float64Array, base: number, y: Float64A
     if (v > ymax) ymax = v
   }
   if (!finite || !sx.allFinite || len < 3) return fitLine(sx.x, sx.off, y, off, len, out)
-  out.n = len
-  const ybar = sy / len
-  if (ymin === ymax || sx.constant) return flatFit(out, ymin === ymax ? ymin : ybar)
-  const dx = sx.dx
-  let sxy = 0
-  let sst = 0
-  for (let j = 0; j < len; j++) {
-    const d = y[off + j] - ybar
-    sxy += dx[j] * d
-    sst += d * d
-  }
-  const b = sxy / sx.sxx
-  let ssr = sst - b * sxy
-  if (ssr < RESIDUAL_RECOMPUTE * sst) {
-    ssr = 0
-    for (let j = 0; j < len; j++) {
-      const e = y[off + j] - ybar - b * dx[j]
-      ssr += e * e
-    }
-  }
-  return finishFit(out, len, b, ybar - b * sx.xbar, sx.sxx, sst, ssr)
+  return centeredFit(sx, y, off, sy, ymin, ymax, out)
 }
 
 /** Two-sided p-value of a fit's slope (fast table; equal to @stdlib's to ~1e-13 relative). NaN when !ok. */
