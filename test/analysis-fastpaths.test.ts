@@ -8,6 +8,7 @@ import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import { afterAll, describe, expect, it } from "vitest"
 import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
+import { closeReaders, readCategories } from "../stages/analysis/block-tasks.ts"
 import { classifyBlock } from "../stages/analysis/blocks.ts"
 import { CLASSES } from "../stages/analysis/classes.ts"
 import { SuffixFits, emptyFit, fitLine, fitRatio, fitShared, prepareX } from "../stages/analysis/ols.ts"
@@ -209,6 +210,39 @@ describe("RowGroupReader.readFloat32", () => {
       expect(await r.readFloat32(0, "logprob")).toBeUndefined()
     } finally {
       r.close()
+    }
+  })
+})
+
+describe("readCategories", () => {
+  const names = ["content", "function", "ponctuación", "piece", "number", ""]
+  const cats = Array.from({ length: 1000 }, (_, i) => names[(i * 7 + (i >> 5)) % names.length])
+  /** Codes by first appearance within start…start+count−1, from the strings themselves. */
+  const expected = (source: ReadonlyArray<string>, start: number, count: number) => {
+    const order: string[] = []
+    const codes = source.slice(start, start + count).map((c) => (order.includes(c) ? order.indexOf(c) : order.push(c) - 1))
+    return { codes, names: order }
+  }
+
+  it("codes and names by first appearance, across row groups, for plain UTF-8 and nullable columns", async () => {
+    const plain = path.join(dir, "tokens-plain.parquet")
+    fs.writeFileSync(plain, encodeParquet(arrow.tableFromArrays({ category: cats }), { rowGroupSize: 128 }))
+    const nullable = path.join(dir, "tokens-nullable.parquet")
+    const withNull = cats.map((c, i) => (i === 999 ? null : c))
+    fs.writeFileSync(nullable, encodeParquet(new arrow.Table({ category: arrow.vectorFromArray(withNull, new arrow.Utf8()) }), { rowGroupSize: 128 }))
+    try {
+      for (const [start, count] of [[0, 1000], [100, 300], [127, 2], [500, 1]]) {
+        for (const [file, source] of [[plain, cats], [nullable, withNull.map(String)]] as const) {
+          const got = await readCategories(file, start, count)
+          const want = expected(source, start, count)
+          expect({ codes: [...got.codes], names: got.names }, `${file} ${start}+${count}`).toEqual(want)
+        }
+      }
+      // the null row is read as the string "null", as before
+      expect((await readCategories(nullable, 999, 1)).names).toEqual(["null"])
+      await expect(readCategories(plain, 990, 20)).rejects.toThrow(/fewer than/)
+    } finally {
+      closeReaders()
     }
   })
 })

@@ -8,6 +8,7 @@
  * Readers are cached per file for the life of the thread (footers are read once);
  * `closeReaders` frees them.
  */
+import * as arrow from "apache-arrow"
 import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
 import type { XAxis } from "../../schemas/config.ts"
 import { classifyBlock, regressBlock } from "./blocks.ts"
@@ -74,6 +75,50 @@ export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number):
 }
 
 /**
+ * codes[at + i] = add(string i) for rows lo…hi−1 of a Utf8 chunk without nulls, decoding each
+ * distinct string once: rows are matched by their bytes against the strings seen so far (a
+ * dataset has a handful of categories), instead of a TextDecoder call per row.
+ */
+const utf8Codes = (
+  data: arrow.Data<arrow.Utf8>,
+  lo: number,
+  hi: number,
+  add: (name: string) => number,
+  codes: Uint8Array,
+  at: number,
+): void => {
+  const offsets = data.valueOffsets
+  const bytes = data.values
+  const seen: Array<{ bytes: Uint8Array; code: number }> = []
+  const decoder = new TextDecoder()
+  for (let i = lo; i < hi; i++) {
+    const a = offsets[data.offset + i]
+    const b = offsets[data.offset + i + 1]
+    let code = -1
+    for (const s of seen) {
+      if (s.bytes.length !== b - a) continue
+      let same = true
+      for (let j = 0; j < s.bytes.length; j++) {
+        if (s.bytes[j] !== bytes[a + j]) {
+          same = false
+          break
+        }
+      }
+      if (same) {
+        code = s.code
+        break
+      }
+    }
+    if (code < 0) {
+      const own = bytes.slice(a, b)
+      code = add(decoder.decode(own))
+      seen.push({ bytes: own, code })
+    }
+    codes[at + i] = code
+  }
+}
+
+/**
  * Categories of tokens start…start+count−1 of a tokens.parquet, as codes into `names` (the
  * names in order of first appearance in this range).
  */
@@ -90,8 +135,7 @@ export const readCategories = async (file: string, start: number, count: number)
     if (from < to) {
       const col = (await r.read(g, ["category"])).getChild("category")
       if (col === null) throw new Error(`${file}: no category column`)
-      for (let t = from; t < to; t++) {
-        const name = String(col.get(t - groupStart))
+      const add = (name: string): number => {
         let k = codeOf.get(name)
         if (k === undefined) {
           k = names.length
@@ -99,7 +143,17 @@ export const readCategories = async (file: string, start: number, count: number)
           names.push(name)
           codeOf.set(name, k)
         }
-        codes[t - start] = k
+        return k
+      }
+      let row = 0 // row of the row group where the current Arrow chunk starts
+      for (const data of col.data) {
+        const lo = Math.max(from - groupStart, row)
+        const hi = Math.min(to - groupStart, row + data.length)
+        if (lo < hi) {
+          if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) utf8Codes(data as arrow.Data<arrow.Utf8>, lo - row, hi - row, add, codes, groupStart + row - start)
+          else for (let i = lo; i < hi; i++) codes[groupStart + i - start] = add(String(col.get(i)))
+        }
+        row += data.length
       }
     }
     groupStart += rows
