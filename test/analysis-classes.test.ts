@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest"
 import { classifyBlock } from "../stages/analysis/blocks.ts"
 import { CLASSES, CLASS_CODE, StepWindows, classOf, doubleDescentPeak, isStagnated, trajectoryOf } from "../stages/analysis/classes.ts"
 import { emptyFit, fitLine } from "../stages/analysis/ols.ts"
-import { ClassTallies, groupSums } from "../stages/analysis/tallies.ts"
+import { ClassTallies } from "../stages/analysis/tallies.ts"
+import { groupSums } from "./fixtures/analysis.ts"
 import { SignificanceTest } from "../stages/analysis/tdist.ts"
 
 const rules = { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 }

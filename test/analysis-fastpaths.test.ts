@@ -1,6 +1,6 @@
 /**
- * The regress/classify kernels' fast paths against the plain definitions they replace: each must
- * give the same bits, so the tests compare with Object.is, not a tolerance.
+ * The regress/classify kernels' fast paths against the plain definitions they replace: to the bit
+ * where a path promises the same bits, to a stated tolerance for the suffix-sum fits.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -11,8 +11,8 @@ import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
 import { closeReaders, readCategories } from "../stages/analysis/block-tasks.ts"
 import { classifyBlock } from "../stages/analysis/blocks.ts"
 import { CLASSES } from "../stages/analysis/classes.ts"
-import { SuffixFits, emptyFit, fitLine, fitRatio, fitShared, prepareX } from "../stages/analysis/ols.ts"
-import { groupSums } from "../stages/analysis/tallies.ts"
+import { SuffixFits, emptyFit, fitLine } from "../stages/analysis/ols.ts"
+import { groupSums } from "./fixtures/analysis.ts"
 import { SignificanceTest } from "../stages/analysis/tdist.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fastpaths-"))
@@ -23,32 +23,6 @@ const lcg = (seed: number) => () => {
   seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
   return seed / 2 ** 32
 }
-
-describe("fitRatio", () => {
-  const x = Float64Array.from({ length: 20 }, (_, c) => Math.log((c + 1) * 250))
-  const cases: Array<[string, number[]]> = [
-    ["noisy", Array.from({ length: 20 }, (_, c) => 30 + 5 * Math.sin(c) + c)],
-    ["constant", Array.from({ length: 20 }, () => 7)],
-    ["with NaN", Array.from({ length: 20 }, (_, c) => (c === 13 ? Number.NaN : 10 + c))],
-    ["with Infinity", Array.from({ length: 20 }, (_, c) => (c === 4 ? Infinity : 10 - c / 4))],
-    ["perfect line", Array.from({ length: 20 }, (_, c) => 2 + 3 * x[c])],
-  ]
-  for (const [name, values] of cases) {
-    it(`equals y = p / p_i0 then fitShared, bit for bit (${name})`, () => {
-      const p = Float64Array.from(values)
-      for (const i0 of [0, 3, 17]) {
-        const sx = prepareX(x, i0, 20 - i0)
-        const y1 = new Float64Array(20)
-        for (let c = i0; c < 20; c++) y1[c] = p[c] / p[i0]
-        const a = { ...fitShared(sx, y1, i0, emptyFit()) }
-        const y2 = new Float64Array(20)
-        const b = { ...fitRatio(sx, p, p[i0], y2, i0, emptyFit()) }
-        expect(Object.entries(b).every(([k, v]) => Object.is(v, a[k as keyof typeof a]))).toBe(true)
-        expect(y2).toEqual(y1)
-      }
-    })
-  }
-})
 
 describe("SuffixFits", () => {
   const C = 24
@@ -140,7 +114,7 @@ describe("SuffixFits", () => {
 })
 
 describe("classifyBlock group sums", () => {
-  it("equal groupSums over the perplexities the kernel returns, for the reference model and another", () => {
+  it("equal the sums over p = exp(−logprob) by definition, for the reference model and another", () => {
     const next = lcg(7)
     const C = 9
     const B = 200
@@ -158,16 +132,22 @@ describe("classifyBlock group sums", () => {
     const spec = { starts: [0, 2, 5], lnStep, rules: { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 } }
     const size = spec.starts.length * CLASSES.length * C
     const target = { sum: new Float64Array(size), missing: new Float64Array(size) }
-    const p = new Float64Array(C * B)
-    const ref = classifyBlock({ lp, tokens: B }, spec, p, target)
+    /** [checkpoints × tokens] p = exp(−logprob), c-major, as the definition's input */
+    const perplexities = (x: Float32Array[]) => {
+      const out = new Float64Array(C * B)
+      for (let c = 0; c < C; c++) for (let i = 0; i < B; i++) out[c * B + i] = Math.exp(-x[c][i])
+      return out
+    }
+    const p = perplexities(lp)
+    const ref = classifyBlock({ lp, tokens: B }, spec, target)
     const want = groupSums(ref.cls, p, B, spec.starts.length, C)
     expect(target.sum).toEqual(want.sum)
     expect(target.missing).toEqual(want.missing)
     expect(want.missing.reduce((a, b) => a + b, 0)).toBe(2 * spec.starts.length)
 
     const target2 = { refCls: ref.cls, sum: new Float64Array(size), missing: new Float64Array(size) }
-    const p2 = new Float64Array(C * B)
-    classifyBlock({ lp: other, tokens: B }, spec, p2, target2)
+    const p2 = perplexities(other)
+    classifyBlock({ lp: other, tokens: B }, spec, target2)
     const want2 = groupSums(ref.cls, p2, B, spec.starts.length, C)
     expect(target2.sum).toEqual(want2.sum)
     expect(target2.missing).toEqual(want2.missing)

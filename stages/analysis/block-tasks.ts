@@ -250,7 +250,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const size = task.thresholds.length * CLASSES.length * m.steps.length
     const g: GroupSums = { sum: new Float64Array(size), missing: new Float64Array(size) }
     const target = mi === task.ref ? g : { ...g, refCls: cls[task.ref] }
-    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, undefined, target)
+    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, target)
     const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
     parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...CLASS_PART })
     cls[mi] = cols.cls

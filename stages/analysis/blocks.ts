@@ -119,12 +119,10 @@ export interface ClassColumns {
  * Class and double-descent peak of every token at every threshold (classes.ts has the rules).
  * The class regression is the log_step regression of regressBlock (same SuffixFits, same inputs,
  * so the same slope and t to the bit).
- * @param p optional [checkpoints × tokens] output: the per-token perplexities the kernel computed,
- *          c-major (p[c·B + i]), for the group trajectories
  * @param groups optional: accumulate the block's group sums here while each token's perplexities
- *          are at hand (the same sums, in the same order, as tallies.ts `groupSums` over `p`)
+ *          are at hand (for each threshold, class and checkpoint, tokens added in block order)
  */
-export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, p?: Float64Array, groups?: GroupTarget): ClassColumns => {
+export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, groups?: GroupTarget): ClassColumns => {
   const B = block.tokens
   const C = block.lp.length
   const T = spec.starts.length
@@ -137,7 +135,6 @@ export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, p?: Fl
   for (let i = 0; i < B; i++) {
     traj.fill(block.lp, i)
     const pt = traj.p
-    if (p !== undefined) for (let c = 0; c < C; c++) p[c * B + i] = pt[c]
     fits.load(pt)
     for (let k = 0; k < T; k++) {
       const i0 = spec.starts[k]

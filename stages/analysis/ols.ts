@@ -204,15 +204,6 @@ export const fitShared = (sx: SharedX, y: Float64Array, yOff: number, out: LineF
     if (v < ymin) ymin = v
     if (v > ymax) ymax = v
   }
-  return centeredFit(sx, y, yOff, sy, ymin, ymax, out)
-}
-
-/**
- * The second pass of fitShared over finite values: given Σy, min and max of the window, the
- * centred sums, the slope and (for near-perfect fits) the explicit residuals.
- */
-const centeredFit = (sx: SharedX, y: Float64Array, yOff: number, sy: number, ymin: number, ymax: number, out: LineFit): LineFit => {
-  const len = sx.len
   out.n = len
   const ybar = sy / len
   if (ymin === ymax || sx.constant) return flatFit(out, ymin === ymax ? ymin : ybar)
@@ -234,31 +225,6 @@ const centeredFit = (sx: SharedX, y: Float64Array, yOff: number, sy: number, ymi
     }
   }
   return finishFit(out, len, b, ybar - b * sx.xbar, sx.sxx, sst, ssr)
-}
-
-/**
- * fitShared(sx, y, off, out) after y[off + j] = p[off + j] / base for j = 0…len−1 (which this
- * also writes): the ratio and the first pass's sums in one loop, the same operations in the same
- * order, so the same bits as filling y first and calling fitShared.
- * @param p per-token perplexities; p[off…off+len−1] is read
- * @param y scratch output, y[off…off+len−1] is written
- */
-export const fitRatio = (sx: SharedX, p: Float64Array, base: number, y: Float64Array, off: number, out: LineFit): LineFit => {
-  const len = sx.len
-  let sy = 0
-  let ymin = Infinity
-  let ymax = -Infinity
-  let finite = true
-  for (let j = 0; j < len; j++) {
-    const v = p[off + j] / base
-    y[off + j] = v
-    if (v - v !== 0) finite = false
-    sy += v
-    if (v < ymin) ymin = v
-    if (v > ymax) ymax = v
-  }
-  if (!finite || !sx.allFinite || len < 3) return fitLine(sx.x, sx.off, y, off, len, out)
-  return centeredFit(sx, y, off, sy, ymin, ymax, out)
 }
 
 /** Two-sided p-value of a fit's slope (fast table; equal to @stdlib's to ~1e-13 relative). NaN when !ok. */
@@ -286,6 +252,9 @@ export const ols = (x: ArrayLike<number>, y: ArrayLike<number>): Ols => {
   return { n: f.n, slope: f.slope, intercept: f.intercept, r2: f.r2, pValue: twoSidedP(f.t, f.n - 2) }
 }
 
+/** SuffixFits takes the two-pass path when (max p − min p) < this · max p over the window. */
+const SPREAD_EXACT = 1e-4
+
 /**
  * Every threshold's fit of one token from one backward pass: the windows of the thresholds are
  * suffixes i0…C−1 of the same trajectory, so with
@@ -297,15 +266,12 @@ export const ols = (x: ArrayLike<number>, y: ArrayLike<number>): Ols => {
  * Shifting by K (a value inside every window) and by x_{C−1} keeps the cancellation in SST_p and
  * Sxy_p to a small factor of the window's own spread, so values agree with the two-pass fitLine to
  * ~1e-11 relative. Windows where that is not enough, or where the shortcut does not apply, take
- * the two-pass path (fitRatio): a non-finite p or x in the window, p_i0 ≤ 0, fewer than 3 points,
- * SST_p ≤ 0, near-perfect fits (SSR_p < 0.01·SST_p, as in fitLine), and windows whose spread of p
+ * the two-pass path (y = p/p_i0, then fitShared): a non-finite p or x in the window, p_i0 ≤ 0,
+ * fewer than 3 points, SST_p ≤ 0, near-perfect fits (SSR_p < 0.01·SST_p, as in fitLine), and windows whose spread of p
  * is under 1e-4 of its level (tokens predicted with p ≈ 1 at every checkpoint), where the rounding
  * of y = p/p_i0 that statsmodels (and fitLine) regress would otherwise differ from the exact
  * ratios by more than 1e-10 relative.
  */
-/** SuffixFits takes the two-pass path when (max p − min p) < this · max p over the window. */
-const SPREAD_EXACT = 1e-4
-
 export class SuffixFits {
   readonly C: number
   readonly T: number
@@ -410,7 +376,7 @@ export class SuffixFits {
     const p = this.p
     const base = p[i0]
     const n = sx.len
-    if (this.finite[k] === 0 || !sx.allFinite || n < 3 || !(base > 0)) return fitRatio(sx, p, base, this.y, i0, out)
+    if (this.finite[k] === 0 || !sx.allFinite || n < 3 || !(base > 0)) return this.twoPass(sx, i0, out)
     out.n = n
     // every p of the window equal: y ≡ 1
     if (this.dMin[k] === this.dMax[k]) return flatFit(out, 1)
@@ -421,10 +387,10 @@ export class SuffixFits {
     const sxy = this.sXD[k * A + a] - this.xbarS[k * A + a] * sd
     const b = sxy / sx.sxx
     const ssr = sst - b * sxy
-    if (!(sst > 0) || !(ssr >= RESIDUAL_RECOMPUTE * sst)) return fitRatio(sx, p, base, this.y, i0, out)
+    if (!(sst > 0) || !(ssr >= RESIDUAL_RECOMPUTE * sst)) return this.twoPass(sx, i0, out)
     // A window whose p spread is tiny against its level: the rounding of y = p/p_i0 itself (what
     // statsmodels regresses) is then a visible part of the spread, so fit those rounded values.
-    if (this.dMax[k] - this.dMin[k] < SPREAD_EXACT * (this.K + this.dMax[k])) return fitRatio(sx, p, base, this.y, i0, out)
+    if (this.dMax[k] - this.dMin[k] < SPREAD_EXACT * (this.K + this.dMax[k])) return this.twoPass(sx, i0, out)
     const slope = b / base
     out.ok = true
     out.slope = slope
@@ -432,6 +398,13 @@ export class SuffixFits {
     out.r2 = 1 - ssr / sst
     out.t = b / Math.sqrt(ssr / (n - 2) / sx.sxx)
     return out
+  }
+
+  /** The two-pass fit of y = p/p_i0 over the window: what fitLine gives, to the bit. */
+  private twoPass(sx: SharedX, i0: number, out: LineFit): LineFit {
+    const { p, y, C } = this
+    for (let c = i0; c < C; c++) y[c] = p[c] / p[i0]
+    return fitShared(sx, y, i0, out)
   }
 
   /**

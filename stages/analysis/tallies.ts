@@ -29,37 +29,6 @@ export interface GroupSums {
   readonly missing: Float64Array
 }
 
-/**
- * Group sums of one model's block.
- * @param refCls [thresholds × tokens] the reference model's class codes for the same tokens
- * @param p [checkpoints × tokens] per-token perplexities of the model, c-major (p[c·B + i])
- */
-export const groupSums = (refCls: Uint8Array, p: Float64Array, tokens: number, thresholds: number, checkpoints: number): GroupSums => {
-  const C = checkpoints
-  const sum = new Float64Array(thresholds * K * C)
-  const missing = new Float64Array(thresholds * K * C)
-  const acc = new Float64Array(K)
-  const miss = new Float64Array(K)
-  for (let k = 0; k < thresholds; k++) {
-    const cls = refCls.subarray(k * tokens, (k + 1) * tokens)
-    for (let c = 0; c < C; c++) {
-      acc.fill(0)
-      miss.fill(0)
-      const o = c * tokens
-      for (let i = 0; i < tokens; i++) {
-        const v = p[o + i]
-        if (v - v === 0) acc[cls[i]] += v
-        else miss[cls[i]]++
-      }
-      for (let q = 0; q < K; q++) {
-        sum[(k * K + q) * C + c] = acc[q]
-        missing[(k * K + q) * C + c] = miss[q]
-      }
-    }
-  }
-  return { sum, missing }
-}
-
 export class ClassTallies {
   readonly models: ReadonlyArray<TallyModel>
   readonly thresholds: ReadonlyArray<number>
@@ -140,7 +109,7 @@ export class ClassTallies {
     }
   }
 
-  /** Add one block's group sums of one model (from `groupSums`). */
+  /** Add one block's group sums of one model (accumulated by blocks.ts `classifyBlock`). */
   addGroupSums(model: number, sums: GroupSums): void {
     const sum = this.groupSum[model]
     const missing = this.groupMissing[model]
