@@ -89,27 +89,11 @@ const cachePairs = (session: ort.InferenceSession): Array<readonly [past: string
  */
 const cachedBegin = (
   session: ort.InferenceSession,
+  feeders: ReadonlyArray<readonly [string, Feeder]>,
   pairs: ReadonlyArray<readonly [string, string]>,
   label: string,
 ): ((prompts: ReadonlyArray<Int32Array>, contextLength: number) => Promise<Stepper>) => {
-  const meta = new Map(session.inputMetadata.map((m) => [m.name, m]))
-  const typeOf = (name: string) => {
-    const m = meta.get(name)
-    return m?.isTensor ? m.type : "int64"
-  }
-  const emptyPast = (name: string, rows: number): ort.Tensor => {
-    const m = meta.get(name)
-    if (!m?.isTensor) throw new Error(`${label}: input "${name}" is not a tensor`)
-    const data = emptyOf(m.type)
-    if (!data || m.shape.length === 0) throw new Error(`${label}: input "${name}" cannot be fed an empty past`)
-    return new ort.Tensor(m.type as "float32", data, m.shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? rows : 0)))
-  }
   const outputs = ["logits", ...pairs.map(([, present]) => present)]
-  for (const name of session.inputNames) {
-    if (!["input_ids", "attention_mask", "position_ids", "use_cache_branch"].includes(name) && !pairs.some(([past]) => past === name)) {
-      throw new Error(`${label}: input "${name}" cannot be fed (input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)`)
-    }
-  }
 
   interface Group {
     readonly rows: number[]
@@ -123,28 +107,14 @@ const cachedBegin = (
   const run = async (g: Group, ids: Int32Array, cols: number): Promise<Float64Array[]> => {
     const rows = g.rows.length
     const past = g.past === undefined ? 0 : g.cached
-    const feeds: Record<string, ort.Tensor> = {}
-    for (const name of session.inputNames) {
-      if (name === "input_ids") feeds[name] = intTensor(typeOf(name), ids, [rows, cols])
-      else if (name === "attention_mask") feeds[name] = intTensor(typeOf(name), new Int32Array(rows * (past + cols)).fill(1), [rows, past + cols])
-      else if (name === "position_ids") {
-        const pos = new Int32Array(rows * cols)
-        for (let k = 0; k < pos.length; k++) pos[k] = past + (k % cols)
-        feeds[name] = intTensor(typeOf(name), pos, [rows, cols])
-      } else if (name === "use_cache_branch") {
-        const m = meta.get(name)
-        const dims = m?.isTensor ? m.shape.map((d) => (typeof d === "number" && d >= 0 ? d : 1)) : [1]
-        feeds[name] = new ort.Tensor("bool", new Uint8Array(dims.reduce((a, d) => a * d, 1)).fill(past > 0 ? 1 : 0), dims)
-      }
-    }
-    for (const [pastName, present] of pairs) feeds[pastName] = g.past?.[present] ?? emptyPast(pastName, rows)
+    const feed = { ids, mask: new Int32Array(rows * (past + cols)).fill(1), rows, cols, past }
+    const feeds: Record<string, ort.Tensor> = Object.fromEntries(feeders.map(([n, f]) => [n, f(feed)]))
+    // the past inputs get the last run's present.* instead of the feeders' empty past
+    if (g.past) for (const [pastName, present] of pairs) feeds[pastName] = g.past[present]
     const out = await session.run(feeds, outputs)
     g.past = Object.fromEntries(pairs.map(([, present]) => [present, out[present]]))
     g.cached = past + cols
-    const t = out.logits
-    const data = t.type === "float16" ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array)
-    const vocab = t.dims[2]
-    return g.rows.map((_, r) => softmax(data.subarray((r * cols + cols - 1) * vocab, (r * cols + cols) * vocab)))
+    return lastDistributions(out.logits, cols, new Array<number>(rows).fill(cols))
   }
 
   /** Run the group's last `contextLength` tokens from an empty past. */
@@ -183,7 +153,22 @@ const cachedBegin = (
   }
 }
 
-type Feeder = (ids: Int32Array, mask: Int32Array, rows: number, cols: number) => ort.Tensor
+/** One session run: ids [rows × cols] after a cache of `past` positions (0: none), mask [rows × (past + cols)]. */
+interface Feed {
+  readonly ids: Int32Array
+  readonly mask: Int32Array
+  readonly rows: number
+  readonly cols: number
+  readonly past: number
+}
+type Feeder = (f: Feed) => ort.Tensor
+
+/** Each row's next-token distribution: softmax of the logits ([rows, cols, vocab]) at position lengths[r] − 1. */
+const lastDistributions = (t: ort.Tensor, cols: number, lengths: ReadonlyArray<number>): Float64Array[] => {
+  const data = t.type === "float16" ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array)
+  const vocab = t.dims[2]
+  return lengths.map((len, r) => softmax(data.subarray((r * cols + len - 1) * vocab, (r * cols + len) * vocab)))
+}
 
 const intTensor = (type: string, data: Int32Array, dims: number[]): ort.Tensor =>
   type === "int64"
@@ -198,23 +183,24 @@ const emptyOf = (type: string): ort.Tensor.DataType | undefined =>
 const feederFor = (m: ort.InferenceSession.ValueMetadata, label: string): Feeder => {
   if (!m.isTensor) throw new Error(`${label}: input "${m.name}" is not a tensor`)
   const { name, type, shape } = m
-  if (name === "input_ids") return (ids, _m, r, c) => intTensor(type, ids, [r, c])
-  if (name === "attention_mask") return (_i, mask, r, c) => intTensor(type, mask, [r, c])
+  if (name === "input_ids") return (f) => intTensor(type, f.ids, [f.rows, f.cols])
+  if (name === "attention_mask") return (f) => intTensor(type, f.mask, [f.rows, f.past + f.cols])
   if (name === "position_ids") {
-    return (_i, _m, r, c) => {
-      const pos = new Int32Array(r * c)
-      for (let k = 0; k < pos.length; k++) pos[k] = k % c
-      return intTensor(type, pos, [r, c])
+    return (f) => {
+      const pos = new Int32Array(f.rows * f.cols)
+      for (let k = 0; k < pos.length; k++) pos[k] = f.past + (k % f.cols)
+      return intTensor(type, pos, [f.rows, f.cols])
     }
   }
   if (name.startsWith("past_key_values") || name.startsWith("past.")) {
     const data = emptyOf(type)
     if (!data || shape.length === 0) throw new Error(`${label}: input "${name}" cannot be fed an empty past`)
-    return (_i, _m, r) => new ort.Tensor(type as "float32", data, shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? r : 0)))
+    return (f) => new ort.Tensor(type as "float32", data, shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? f.rows : 0)))
   }
   if (name === "use_cache_branch") {
+    // false with an empty past, true when the past is the cache of earlier runs
     const dims = shape.map((d) => (typeof d === "number" && d >= 0 ? d : 1))
-    return () => new ort.Tensor("bool", new Uint8Array(dims.reduce((a, d) => a * d, 1)), dims)
+    return (f) => new ort.Tensor("bool", new Uint8Array(dims.reduce((a, d) => a * d, 1)).fill(f.past > 0 ? 1 : 0), dims)
   }
   throw new Error(`${label}: input "${name}" cannot be fed (input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)`)
 }
@@ -243,15 +229,13 @@ export const openNextToken = async (modelPath: string, o: OpenOptions = {}): Pro
         ids.set(p, r * cols)
         mask.fill(1, r * cols, r * cols + p.length)
       })
-      const out = await session.run(Object.fromEntries(feeders.map(([n, f]) => [n, f(ids, mask, rows, cols)])), ["logits"])
-      const t = out.logits
-      const data = t.type === "float16" ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array)
-      const vocab = t.dims[2]
-      return prefixes.map((p, r) => softmax(data.subarray((r * cols + p.length - 1) * vocab, (r * cols + p.length) * vocab)))
+      const feed = { ids, mask, rows, cols, past: 0 }
+      const out = await session.run(Object.fromEntries(feeders.map(([n, f]) => [n, f(feed)])), ["logits"])
+      return lastDistributions(out.logits, cols, prefixes.map((p) => p.length))
     }
     const pairs = o.kvCache === false ? undefined : cachePairs(session)
     if (pairs === undefined) return { next, release: () => session.release(), label, kvCache: false }
-    return { next, begin: cachedBegin(session, pairs, label), kvCache: true, release: () => session.release(), label }
+    return { next, begin: cachedBegin(session, feeders, pairs, label), kvCache: true, release: () => session.release(), label }
   } catch (e) {
     await session.release().catch(() => undefined)
     throw e
