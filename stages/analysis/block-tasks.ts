@@ -13,7 +13,7 @@ import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipelin
 import type { XAxis } from "../../schemas/config.ts"
 import { classifyBlock, regressBlock } from "./blocks.ts"
 import { classesTable, regressionsTable } from "./parts.ts"
-import { CLASSES } from "./classes.ts"
+import { CLASSES, type ClassRules } from "./classes.ts"
 import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 
@@ -185,6 +185,7 @@ export interface RegressResult {
 export const regressTask = async (task: RegressTask): Promise<RegressResult> => {
   const lp = await readLogprobGroup(task.files, task.group)
   const tokens = lp[0].length
+  warmRegress(lp.length, task.starts, task.axes)
   const cols = regressBlock({ lp, tokens }, { starts: task.starts, axes: task.axes })
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
   return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART }), tokens }
@@ -245,6 +246,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const lp = await readLogprobGroup(m.files, task.group)
     if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
     const lnStep = Float64Array.from(m.steps, Math.log)
+    warmClassify(m.files.length, m.starts, lnStep, rules)
     // Group sums over the reference model's classes, accumulated by the kernel (the reference
     // model runs first, so its classes are known for the others).
     const size = task.thresholds.length * CLASSES.length * m.steps.length
@@ -258,6 +260,64 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
   }
   return { parts, cls, categories: codes, categoryNames: names, groups }
 }
+
+/**
+ * Trajectories that take every branch of the kernels: rising, falling, constant, a NaN, an
+ * infinite perplexity, a near-perfect line, a spread of 1e-7 around p = 1, and a rise then fall.
+ * @returns [C] arrays of [48] log-probs
+ */
+const warmupBlock = (C: number): Float32Array[] => {
+  const B = 48
+  const lp = Array.from({ length: C }, () => new Float32Array(B))
+  for (let i = 0; i < B; i++) {
+    const kind = i % 8
+    for (let c = 0; c < C; c++) {
+      const x = Math.log(c + 1)
+      const noise = 0.05 * Math.sin(7 * i + 3 * c)
+      const L =
+        kind === 0 ? 2 + 0.3 * x + noise :
+        kind === 1 ? 4 - 0.3 * x + noise :
+        kind === 2 ? 3 :
+        kind === 3 ? (c === C >> 1 ? Number.NaN : 3 + noise) :
+        kind === 4 ? (c === C - 2 ? Number.POSITIVE_INFINITY : 3 + noise) :
+        kind === 5 ? Math.log(2 + 0.5 * x + 1e-9 * c) :
+        kind === 6 ? 1e-7 * Math.sin(c) :
+        2 + 2 * Math.max(0, 1 - Math.abs(c - C / 2) / (C / 4)) + noise
+      lp[c][i] = -L
+    }
+  }
+  return lp
+}
+
+const warmed = new Set<string>()
+
+/**
+ * Run a kernel once on warmupBlock before its first real block, so that V8 has type feedback
+ * for every branch when it optimizes the kernel. Without it, the first real blocks optimize the
+ * kernel on the common path only, and each rare branch met later deoptimizes it and sends the
+ * (large, inlined) function back to the optimizing compiler: measured ~2–3 s of compiler threads
+ * per 1M-token bench run, on a 2-core machine where they take CPU from the workers.
+ */
+const warm = (key: string, run: () => void): void => {
+  if (warmed.has(key)) return
+  warmed.add(key)
+  run()
+}
+
+const warmRegress = (C: number, starts: ReadonlyArray<number>, axes: ReadonlyArray<Float64Array>): void =>
+  warm(`regress ${C} ${starts.join(",")} ${axes.length}`, () => {
+    const lp = warmupBlock(C)
+    regressBlock({ lp, tokens: lp[0].length }, { starts, axes })
+  })
+
+const warmClassify = (C: number, starts: ReadonlyArray<number>, lnStep: Float64Array, rules: ClassRules): void =>
+  warm(`classify ${C} ${starts.join(",")}`, () => {
+    const lp = warmupBlock(C)
+    const T = starts.length
+    const size = T * CLASSES.length * C
+    const ref = classifyBlock({ lp, tokens: lp[0].length }, { starts, lnStep, rules }, { sum: new Float64Array(size), missing: new Float64Array(size) })
+    classifyBlock({ lp, tokens: lp[0].length }, { starts, lnStep, rules }, { refCls: ref.cls, sum: new Float64Array(size), missing: new Float64Array(size) })
+  })
 
 /** The tasks a worker thread runs (parallel.ts), by name. */
 export const tasks = {

@@ -11,6 +11,7 @@
  *   classifyBlock row r = τ·B + i
  */
 import { CLASSES, type ClassRules, StepWindows, Trajectory, classOf, doubleDescentPeak } from "./classes.ts"
+import { exp } from "./exp.ts"
 import { SuffixFits, emptyFit } from "./ols.ts"
 import { fastTwoSidedP } from "./tdist.ts"
 
@@ -65,7 +66,7 @@ export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec): Regress
   const lp = block.lp
   const { n, valid, slope, intercept, r2, pValue } = out
   for (let i = 0; i < B; i++) {
-    for (let c = 0; c < C; c++) p[c] = Math.exp(-lp[c][i])
+    for (let c = 0; c < C; c++) p[c] = exp(-lp[c][i])
     fits.load(p)
     for (let k = 0; k < T; k++) {
       for (let a = 0; a < A; a++) {
@@ -107,6 +108,61 @@ export interface GroupTarget {
   readonly missing: Float64Array
 }
 
+/**
+ * Group sums by class tuple: a token's perplexities go into one bucket per distinct tuple of its
+ * reference classes over the thresholds (C additions a token instead of T·C), and `flush` adds
+ * each bucket into the T (threshold, class) sums it stands for. A block has a few hundred
+ * distinct tuples at most in practice (classes change little from one threshold to the next).
+ * Only for tokens whose every p is finite; the caller adds the others value by value.
+ */
+class ClassTupleSums {
+  private readonly slotOf = new Map<number, number>()
+  private codes: number[] = []
+  private sums: Float64Array
+  constructor(
+    private readonly T: number,
+    private readonly B: number,
+    private readonly C: number,
+  ) {
+    this.sums = new Float64Array(64 * C)
+  }
+
+  /** Add token i's p[0…C−1] to the bucket of its classes cls[k·B + i], k = 0…T−1. */
+  add(cls: Uint8Array, i: number, p: Float64Array): void {
+    const { T, B, C } = this
+    let code = 0
+    for (let k = T - 1; k >= 0; k--) code = code * K + cls[k * B + i]
+    let slot = this.slotOf.get(code)
+    if (slot === undefined) {
+      slot = this.codes.length
+      this.slotOf.set(code, slot)
+      this.codes.push(code)
+      if ((slot + 1) * C > this.sums.length) {
+        const grown = new Float64Array(this.sums.length * 2)
+        grown.set(this.sums)
+        this.sums = grown
+      }
+    }
+    const sums = this.sums
+    const o = slot * C
+    for (let c = 0; c < C; c++) sums[o + c] += p[c]
+  }
+
+  /** Add every bucket to sum[(k·K + class)·C + c], buckets in order of first appearance. */
+  flush(sum: Float64Array): void {
+    const { T, C, sums } = this
+    for (let s = 0; s < this.codes.length; s++) {
+      let code = this.codes[s]
+      for (let k = 0; k < T; k++) {
+        const q = code % K
+        code = (code - q) / K
+        const o = (k * K + q) * C
+        for (let c = 0; c < C; c++) sum[o + c] += sums[s * C + c]
+      }
+    }
+  }
+}
+
 /** A block's classes, [thresholds × tokens] each (row τ·B + i). */
 export interface ClassColumns {
   /** CLASS_CODE values. */
@@ -120,7 +176,8 @@ export interface ClassColumns {
  * The class regression is the log_step regression of regressBlock (same SuffixFits, same inputs,
  * so the same slope and t to the bit).
  * @param groups optional: accumulate the block's group sums here while each token's perplexities
- *          are at hand (for each threshold, class and checkpoint, tokens added in block order)
+ *          are at hand (summed by class tuple, see ClassTupleSums; the order of additions depends
+ *          only on the block, so the sums are the same on any thread)
  */
 export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, groups?: GroupTarget): ClassColumns => {
   const B = block.tokens
@@ -132,6 +189,8 @@ export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, groups
   const ddFit = emptyFit()
   const fits = new SuffixFits(C, spec.starts, [spec.lnStep])
   const windows = new StepWindows(spec.lnStep)
+  // tuple codes are base-4 numbers of T digits: exact up to 26 thresholds
+  const buckets = T <= 26 ? new ClassTupleSums(T, B, C) : undefined
   for (let i = 0; i < B; i++) {
     traj.fill(block.lp, i)
     const pt = traj.p
@@ -145,16 +204,21 @@ export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, groups
     }
     if (groups !== undefined) {
       const refCls = groups.refCls ?? out.cls
-      const { sum, missing } = groups
-      for (let k = 0; k < T; k++) {
-        const o = (k * K + refCls[k * B + i]) * C
-        for (let c = 0; c < C; c++) {
-          const v = pt[c]
-          if (v - v === 0) sum[o + c] += v
-          else missing[o + c]++
+      if (traj.lastBad < 0 && buckets !== undefined) buckets.add(refCls, i, pt)
+      else {
+        // a non-finite p: added value by value, counted in `missing`
+        const { sum, missing } = groups
+        for (let k = 0; k < T; k++) {
+          const o = (k * K + refCls[k * B + i]) * C
+          for (let c = 0; c < C; c++) {
+            const v = pt[c]
+            if (v - v === 0) sum[o + c] += v
+            else missing[o + c]++
+          }
         }
       }
     }
   }
+  if (groups !== undefined) buckets?.flush(groups.sum)
   return out
 }

@@ -19,6 +19,7 @@
  * Worked example (δ = 0.05): p = 100, 103, 98, 101, 99 → g = 100.19, g/p_i0 − 1 = 0.0019,
  * g/p_C − 1 = 0.0120, Var = 2.96 < g, slope not significant → stagnated.
  */
+import { exp } from "./exp.ts"
 import { type LineFit, type SharedX, fitShared, prepareX } from "./ols.ts"
 import type { SignificanceTest } from "./tdist.ts"
 
@@ -59,6 +60,14 @@ export class Trajectory {
   readonly sufP: Float64Array
   /** Largest c with a non-finite L_c, −1 when none. */
   lastBad = -1
+  /**
+   * [C] doubleDescentPeak's verdict on the fall after a peak at c (1 significant, −1 not, 0 not
+   * yet fitted): it depends on the peak only, not on the threshold, so the thresholds that share
+   * a peak fit it once. Valid for `fallRules` and `fallSteps`; cleared by `fill`.
+   */
+  readonly fall: Int8Array
+  fallRules: ClassRules | undefined
+  fallSteps: StepWindows | undefined
 
   constructor(C: number) {
     this.C = C
@@ -68,6 +77,7 @@ export class Trajectory {
     this.peakFrom = new Int32Array(C)
     this.sufL = new Float64Array(C + 1)
     this.sufP = new Float64Array(C + 1)
+    this.fall = new Int8Array(C)
   }
 
   /**
@@ -77,10 +87,11 @@ export class Trajectory {
   fill(lp: ReadonlyArray<Float32Array>, i: number): void {
     const { C, p, L, smooth, peakFrom, sufL, sufP } = this
     this.lastBad = -1
+    this.fall.fill(0)
     for (let c = 0; c < C; c++) {
       const l = -lp[c][i]
       L[c] = l
-      p[c] = Math.exp(l)
+      p[c] = exp(l)
       if (l - l !== 0 || p[c] === Infinity) this.lastBad = c
     }
     // One backward pass: suffix sums, the moving average and its running argmax (first on ties).
@@ -141,7 +152,7 @@ export const isStagnated = (t: Trajectory, i0: number, delta: number, sumSquares
       sumP += v
     }
   }
-  const g = Math.exp(sumL / n)
+  const g = exp(sumL / n)
   if (!(Math.abs(g / first - 1) < delta) || !(Math.abs(g / last - 1) < delta)) return false
   if (t.lastBad < i0 && sumSquares === sumSquares) return sumSquares / n < g
   const mean = sumP / n
@@ -207,11 +218,27 @@ export const doubleDescentPeak = (t: Trajectory, steps: StepWindows, i0: number,
     best = L[last]
   }
   if (k - i0 < 2 || last - k < 2) return -1
-  const rise = Math.log1p(rules.ddRise)
-  if (!(best - L[i0] > rise) || !(best - L[last] > rise)) return -1
+  if (rules.ddRise !== riseOf) {
+    riseOf = rules.ddRise
+    riseLog = Math.log1p(riseOf)
+  }
+  if (!(best - L[i0] > riseLog) || !(best - L[last] > riseLog)) return -1
+  // The fall k…C−1 first: it does not depend on i0, so it is fitted once per token and peak.
+  if (t.fallRules !== rules || t.fallSteps !== steps) {
+    t.fall.fill(0)
+    t.fallRules = rules
+    t.fallSteps = steps
+  }
+  if (t.fall[k] === 0) {
+    fitShared(steps.get(k, end - k), L, k, fit)
+    t.fall[k] = fit.ok && fit.slope < 0 && rules.test.significant(fit.t, fit.n - 2) ? 1 : -1
+  }
+  if (t.fall[k] < 0) return -1
   fitShared(steps.get(i0, k - i0 + 1), L, i0, fit)
   if (!fit.ok || !(fit.slope > 0) || !rules.test.significant(fit.t, fit.n - 2)) return -1
-  fitShared(steps.get(k, end - k), L, k, fit)
-  if (!fit.ok || !(fit.slope < 0) || !rules.test.significant(fit.t, fit.n - 2)) return -1
   return k
 }
+
+/** ln(1 + dd_rise) of the last dd_rise seen (one run has one). */
+let riseOf = Number.NaN
+let riseLog = Number.NaN

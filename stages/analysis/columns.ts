@@ -11,9 +11,17 @@ import * as arrow from "apache-arrow"
 /** A column before it knows its Arrow type: built by tableOf from the schema's field. */
 export type Column = (type: arrow.DataType) => arrow.Data
 
-/** Validity bitmap (LSB first) of `valid` (1 = present), or undefined when all are present. */
-const bitmap = (valid: Uint8Array | undefined, length: number): { nullBitmap?: Uint8Array; nullCount: number } => {
-  if (valid === undefined) return { nullCount: 0 }
+/** An Arrow validity bitmap and its null count (see `validity`). */
+export interface Validity {
+  readonly nullBitmap?: Uint8Array
+  readonly nullCount: number
+}
+
+/**
+ * The validity bitmap (LSB first) of `valid` (1 = present), without one when all are present.
+ * Columns sharing one `valid` array (a block's slope, intercept, r², p-value) can share one.
+ */
+export const validity = (valid: Uint8Array, length = valid.length): Validity => {
   const bits = new Uint8Array((length + 7) >> 3)
   let nulls = 0
   for (let i = 0; i < length; i++) {
@@ -23,12 +31,15 @@ const bitmap = (valid: Uint8Array | undefined, length: number): { nullBitmap?: U
   return nulls === 0 ? { nullCount: 0 } : { nullBitmap: bits, nullCount: nulls }
 }
 
-/** Float64 column; rows where valid[i] = 0 are null. */
-export const f64 = (values: Float64Array, valid?: Uint8Array): Column => (type) =>
+const bitmap = (valid: Uint8Array | Validity | undefined, length: number): Validity =>
+  valid === undefined ? { nullCount: 0 } : valid instanceof Uint8Array ? validity(valid, length) : valid
+
+/** Float64 column; rows where valid[i] = 0 are null (or a precomputed `validity`). */
+export const f64 = (values: Float64Array, valid?: Uint8Array | Validity): Column => (type) =>
   arrow.makeData({ type: type as arrow.Float64, length: values.length, data: values, ...bitmap(valid, values.length) })
 
-/** Int32 column; rows where valid[i] = 0 are null. */
-export const i32 = (values: Int32Array, valid?: Uint8Array): Column => (type) =>
+/** Int32 column; rows where valid[i] = 0 are null (or a precomputed `validity`). */
+export const i32 = (values: Int32Array, valid?: Uint8Array | Validity): Column => (type) =>
   arrow.makeData({ type: type as arrow.Int32, length: values.length, data: values, ...bitmap(valid, values.length) })
 
 /** Boolean column from 0/1 bytes. */

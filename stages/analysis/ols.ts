@@ -284,8 +284,12 @@ export class SuffixFits {
   private readonly xs: Float64Array[]
   /** [T·A] mean of x − x_{C−1} over each window */
   private readonly xbarS: Float64Array
-  /** thresholds by start, latest start first (the order the backward pass meets them) */
-  private readonly order: Int32Array
+  /** [T·A] 1 / ((n − 2)·Sxx) of each window: t = b_p / √(SSR_p · tScale) */
+  private readonly tScale: Float64Array
+  /** [C] the first threshold whose window starts at checkpoint c, −1 when none */
+  private readonly firstAt: Int32Array
+  /** [T] the next threshold with the same start as threshold k, −1 when none */
+  private readonly nextAt: Int32Array
   private readonly minStart: number
   // Per token (load):
   private p: Float64Array
@@ -312,14 +316,24 @@ export class SuffixFits {
     for (const i0 of starts) for (const x of axes) this.shared.push(prepareX(x, i0, C - i0))
     this.xs = axes.map((x) => Float64Array.from(x, (v) => v - x[C - 1]))
     this.xbarS = new Float64Array(this.T * this.A)
+    this.tScale = new Float64Array(this.T * this.A)
     for (let k = 0; k < this.T; k++) {
       for (let a = 0; a < this.A; a++) {
         let s = 0
         for (let c = this.starts[k]; c < C; c++) s += this.xs[a][c]
         this.xbarS[k * this.A + a] = s / (C - this.starts[k])
+        const sx = this.shared[k * this.A + a]
+        this.tScale[k * this.A + a] = 1 / ((sx.len - 2) * sx.sxx)
       }
     }
-    this.order = Int32Array.from([...this.starts.keys()].sort((a, b) => this.starts[b] - this.starts[a]))
+    this.firstAt = new Int32Array(C).fill(-1)
+    this.nextAt = new Int32Array(this.T).fill(-1)
+    for (let k = this.T - 1; k >= 0; k--) {
+      const c = this.starts[k]
+      if (c < 0 || c >= C) continue
+      this.nextAt[k] = this.firstAt[c]
+      this.firstAt[c] = k
+    }
     this.minStart = this.T > 0 ? Math.min(...starts) : C
     this.p = new Float64Array(C)
     this.sD = new Float64Array(this.T)
@@ -335,7 +349,7 @@ export class SuffixFits {
   /** Take one token's perplexities p[0…C−1] (kept by reference until the next load). */
   load(p: Float64Array): void {
     this.p = p
-    const { C, A, xs, order, starts, acc, sD, sDD, sXD, dMin, dMax, finite } = this
+    const { C, A, firstAt, nextAt, sD, sDD, sXD, dMin, dMax, finite } = this
     const K = p[C - 1]
     this.K = K
     let sd = 0
@@ -343,8 +357,31 @@ export class SuffixFits {
     let mn = Infinity
     let mx = -Infinity
     let fin = K - K === 0
+    if (A === 1) {
+      // The common case (one x-axis), without the loop over axes.
+      const x = this.xs[0]
+      let sxd = 0
+      for (let c = C - 1; c >= this.minStart; c--) {
+        const d = p[c] - K
+        if (d - d !== 0) fin = false
+        sd += d
+        sdd += d * d
+        if (d < mn) mn = d
+        if (d > mx) mx = d
+        sxd += x[c] * d
+        for (let k = firstAt[c]; k >= 0; k = nextAt[k]) {
+          sD[k] = sd
+          sDD[k] = sdd
+          dMin[k] = mn
+          dMax[k] = mx
+          finite[k] = fin ? 1 : 0
+          sXD[k] = sxd
+        }
+      }
+      return
+    }
+    const { xs, acc } = this
     acc.fill(0)
-    let o = 0
     for (let c = C - 1; c >= this.minStart; c--) {
       const d = p[c] - K
       if (d - d !== 0) fin = false
@@ -353,8 +390,7 @@ export class SuffixFits {
       if (d < mn) mn = d
       if (d > mx) mx = d
       for (let a = 0; a < A; a++) acc[a] += xs[a][c] * d
-      while (o < order.length && starts[order[o]] === c) {
-        const k = order[o++]
+      for (let k = firstAt[c]; k >= 0; k = nextAt[k]) {
         sD[k] = sd
         sDD[k] = sdd
         dMin[k] = mn
@@ -396,7 +432,7 @@ export class SuffixFits {
     out.slope = slope
     out.intercept = (mean + this.K) / base - slope * sx.xbar
     out.r2 = 1 - ssr / sst
-    out.t = b / Math.sqrt(ssr / (n - 2) / sx.sxx)
+    out.t = b / Math.sqrt(ssr * this.tScale[k * A + a])
     return out
   }
 

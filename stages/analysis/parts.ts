@@ -6,7 +6,7 @@ import type { XAxis } from "../../schemas/config.ts"
 import { classesSchema, regressionsSchema } from "../../schemas/analysis-tables.ts"
 import type { ClassColumns, RegressColumns } from "./blocks.ts"
 import { CLASSES } from "./classes.ts"
-import { bool, dict, f64, i32, tableOf } from "./columns.ts"
+import { bool, dict, f64, i32, tableOf, validity } from "./columns.ts"
 
 /**
  * One block's regressions as a table in the regressions schema (rows threshold-major, then
@@ -32,14 +32,15 @@ export const regressionsTable = (
       for (let i = 0; i < tokens; i++) tokenIndex[o + i] = firstToken + i
     }
   }
+  const valid = validity(cols.valid)
   return tableOf(regressionsSchema(), {
     threshold: f64(threshold),
     x_axis: dict(axis, axes),
     token_index: i32(tokenIndex),
-    slope: f64(cols.slope, cols.valid),
-    intercept: f64(cols.intercept, cols.valid),
-    r2: f64(cols.r2, cols.valid),
-    p_value: f64(cols.pValue, cols.valid),
+    slope: f64(cols.slope, valid),
+    intercept: f64(cols.intercept, valid),
+    r2: f64(cols.r2, valid),
+    p_value: f64(cols.pValue, valid),
     n: i32(cols.n),
   })
 }

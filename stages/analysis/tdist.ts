@@ -18,6 +18,7 @@
  * `twoSidedP` itself. One table is built per ν on first use (4,097 @stdlib calls, ~6 ms).
  */
 import tcdf from "@stdlib/stats-base-dists-t-cdf"
+import { exp } from "./exp.ts"
 
 /**
  * Two-sided p-value of a t statistic with `df` degrees of freedom, from @stdlib's t CDF.
@@ -109,7 +110,7 @@ export class PValueTable {
     const c = this.coef
     const o = k * 6
     const qv = c[o] + s * (c[o + 1] + s * (c[o + 2] + s * (c[o + 3] + s * (c[o + 4] + s * c[o + 5]))))
-    return Math.exp(qv)
+    return exp(qv)
   }
 }
 
