@@ -23,7 +23,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { aggregateStage } from "../stages/aggregate.ts"
 import { classifyStage } from "../stages/classify.ts"
-import { parallelSettings } from "../stages/analysis/parallel.ts"
+import { bundledWorker, parallelSettings } from "../stages/analysis/parallel.ts"
 import { regressStage } from "../stages/regress.ts"
 import { type Outputs, plantScores, plantTokens, plantedConfig, readRows, runPlanted } from "./fixtures/analysis.ts"
 
@@ -229,19 +229,25 @@ describe("worker threads", () => {
         .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
         .sort()
     const runs: string[] = []
-    for (const minWork of [Infinity, 0]) {
+    // the stage's own thread; workers started from the esbuild bundle; workers started through tsx
+    for (const [name, minWork, bundle] of [["one", Infinity, true], ["bundled", 0, true], ["tsx", 0, false]] as const) {
       parallelSettings.minWork = minWork
+      parallelSettings.bundle = bundle
       try {
-        const run = await setup(`threads-${minWork}`, [{ name: "a", params: 1e6, shapes: A }, { name: "b", params: 4e6, shapes: B }], { reference_model: "a" }, 2)
+        const run = await setup(`threads-${name}`, [{ name: "a", params: 1e6, shapes: A }, { name: "b", params: 4e6, shapes: B }], { reference_model: "a" }, 2)
         for (const stage of [aggregateStage, regressStage, classifyStage]) expect(await runPlanted(stage, run.config, run.outputs)).toBeUndefined()
         runs.push(run.config.runDir)
       } finally {
         parallelSettings.minWork = 1 << 23
+        parallelSettings.bundle = true
       }
     }
-    const [one, two] = runs
-    expect(files(two)).toEqual(files(one))
+    const [one, ...others] = runs
+    expect((await bundledWorker())?.protocol).toBe("data:")
     expect(files(one).filter((f) => f.startsWith("regressions/") || f.startsWith("classes/"))).toHaveLength(2 * 2 * 3)
-    for (const f of files(one)) expect(fs.readFileSync(path.join(two, f)).equals(fs.readFileSync(path.join(one, f))), f).toBe(true)
+    for (const two of others) {
+      expect(files(two)).toEqual(files(one))
+      for (const f of files(one)) expect(fs.readFileSync(path.join(two, f)).equals(fs.readFileSync(path.join(one, f))), f).toBe(true)
+    }
   })
 })
