@@ -114,9 +114,10 @@ describe("regress equals statsmodels through the stage", () => {
         const c = STEPS.indexOf(Number(r.step))
         expect(r.logprob).toBe(Math.fround(PLANTED[NAMES[Number(r.token_index)]][c]))
       }
-      const duck = (await q("regressions/**/*.parquet", "SELECT threshold, token_index, slope, p_value, n FROM FILES ORDER BY threshold, token_index")).getRowObjects()
+      const duck = (await q("regressions/**/*.parquet", "SELECT threshold, x_axis, token_index, slope, p_value, n FROM FILES ORDER BY threshold, token_index")).getRowObjects()
       const ours = readRows(config.runDir, "regressions/model=m/dataset=d").sort((a, b) => (a.threshold as number) - (b.threshold as number) || (a.token_index as number) - (b.token_index as number))
-      expect(duck.map((r) => [r.threshold, r.token_index, r.slope, r.p_value, r.n])).toEqual(ours.map((r) => [r.threshold, r.token_index, r.slope, r.p_value, r.n]))
+      expect(duck.map((r) => [r.threshold, r.x_axis, r.token_index, r.slope, r.p_value, r.n])).toEqual(ours.map((r) => [r.threshold, "log_step", r.token_index, r.slope, r.p_value, r.n]))
+      expect(ours.every((r) => r.x_axis === "log_step")).toBe(true)
     } finally {
       conn.closeSync()
     }

@@ -11,20 +11,22 @@
 import * as arrow from "apache-arrow"
 import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
 import type { XAxis } from "../../schemas/config.ts"
-import { classifyBlock, regressBlock } from "./blocks.ts"
+import { type ClassColumns, type RegressColumns, classifyBlock, regressBlock, regressColumns } from "./blocks.ts"
 import { classesTable, regressionsTable } from "./parts.ts"
 import { CLASSES, type ClassRules } from "./classes.ts"
 import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 
 /**
- * Encoding of the per-token parts: dictionaries only for the Arrow dictionary columns (a
- * threshold column of 7 values compresses as well under zstd alone), the float columns of
- * distinct values uncompressed, token_index delta-encoded with statistics (the only column worth
- * them; store.ts WriteOptions).
+ * Encoding of the per-token parts (store.ts WriteOptions): the float columns of distinct values
+ * uncompressed, token_index delta-encoded with statistics (the only column worth them), every
+ * other column plain under zstd, except `class`, whose dictionary pages are 40x smaller than its
+ * plain strings. parquet-wasm hashes every value it dictionary-encodes (~60 ns a value); x_axis
+ * (one or a few long runs a part) is as small plain under zstd (+0.005%) and encodes 20 ms a
+ * 458,752-row part faster; threshold (7 values) likewise.
  */
 const REGRESSION_PART = {
-  dictionaryColumns: ["x_axis"],
+  dictionaryColumns: [],
   rawColumns: ["slope", "intercept", "r2", "p_value"],
   statisticsColumns: ["token_index"],
   deltaColumns: ["token_index"],
@@ -124,9 +126,7 @@ const utf8Codes = (
  */
 export const readCategories = async (file: string, start: number, count: number): Promise<{ codes: Uint8Array; names: string[] }> => {
   const r = await reader(file)
-  const codes = new Uint8Array(count)
-  const names: string[] = []
-  const codeOf = new Map<string, number>()
+  const out = new CategoryCodes(file, count)
   let groupStart = 0
   for (let g = 0; g < r.rowGroupRows.length && groupStart < start + count; g++) {
     const rows = r.rowGroupRows[g]
@@ -135,31 +135,53 @@ export const readCategories = async (file: string, start: number, count: number)
     if (from < to) {
       const col = (await r.read(g, ["category"])).getChild("category")
       if (col === null) throw new Error(`${file}: no category column`)
-      const add = (name: string): number => {
-        let k = codeOf.get(name)
-        if (k === undefined) {
-          k = names.length
-          if (k > 255) throw new Error(`${file}: more than 256 token categories`)
-          names.push(name)
-          codeOf.set(name, k)
-        }
-        return k
-      }
-      let row = 0 // row of the row group where the current Arrow chunk starts
-      for (const data of col.data) {
-        const lo = Math.max(from - groupStart, row)
-        const hi = Math.min(to - groupStart, row + data.length)
-        if (lo < hi) {
-          if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) utf8Codes(data as arrow.Data<arrow.Utf8>, lo - row, hi - row, add, codes, groupStart + row - start)
-          else for (let i = lo; i < hi; i++) codes[groupStart + i - start] = add(String(col.get(i)))
-        }
-        row += data.length
-      }
+      out.add(col, from - groupStart, to - groupStart, groupStart - start)
     }
     groupStart += rows
   }
   if (groupStart < start + count) throw new Error(`${file} has ${r.numRows} tokens, fewer than the score files' ${start + count}`)
-  return { codes, names }
+  return { codes: out.codes, names: out.names }
+}
+
+/** readCategories' codes and names, filled one row group's column at a time (no I/O). */
+class CategoryCodes {
+  readonly codes: Uint8Array
+  readonly names: string[] = []
+  private readonly codeOf = new Map<string, number>()
+  private readonly code = (name: string): number => {
+    let k = this.codeOf.get(name)
+    if (k === undefined) {
+      k = this.names.length
+      if (k > 255) throw new Error(`${this.file}: more than 256 token categories`)
+      this.names.push(name)
+      this.codeOf.set(name, k)
+    }
+    return k
+  }
+
+  constructor(
+    private readonly file: string,
+    count: number,
+  ) {
+    this.codes = new Uint8Array(count)
+  }
+
+  /** Rows lo…hi−1 of a row group's category column, whose row 0 is codes[at]. */
+  add(col: arrow.Vector, lo: number, hi: number, at: number): void {
+    let row = 0 // row of the row group where the current Arrow chunk starts
+    for (const data of col.data) {
+      const a = Math.max(lo, row)
+      const b = Math.min(hi, row + data.length)
+      if (a < b) {
+        if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) {
+          // in slices, like the kernels (regressBlock's `from`/`to`): a short function called
+          // often is optimized once; a long loop called once a block is recompiled every time
+          for (let i = a - row; i < b - row; i += SLICE) utf8Codes(data as arrow.Data<arrow.Utf8>, i, Math.min(b - row, i + SLICE), this.code, this.codes, at + row)
+        } else for (let i = a; i < b; i++) this.codes[at + i] = this.code(String(col.get(i)))
+      }
+      row += data.length
+    }
+  }
 }
 
 export interface RegressTask {
@@ -182,11 +204,23 @@ export interface RegressResult {
   readonly tokens: number
 }
 
+/** Tokens per kernel call (regressBlock's `from`/`to`). */
+const SLICE = 4096
+
+/** This thread's regression columns, reused from block to block. */
+let regressScratch: RegressColumns | undefined
+
 export const regressTask = async (task: RegressTask): Promise<RegressResult> => {
   const lp = await readLogprobGroup(task.files, task.group)
   const tokens = lp[0].length
   warmRegress(lp.length, task.starts, task.axes)
-  const cols = regressBlock({ lp, tokens }, { starts: task.starts, axes: task.axes })
+  const rows = task.starts.length * task.axes.length * tokens
+  if (regressScratch === undefined || regressScratch.n.length < rows) regressScratch = regressColumns(rows)
+  // the columns are encoded below, before any other task of this thread can run
+  const block = { lp, tokens }
+  const spec = { starts: task.starts, axes: task.axes }
+  const cols = regressBlock(block, spec, regressScratch, 0, Math.min(tokens, SLICE))
+  for (let from = SLICE; from < tokens; from += SLICE) regressBlock(block, spec, cols, from, Math.min(tokens, from + SLICE))
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
   return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART }), tokens }
 }
@@ -252,7 +286,10 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const size = task.thresholds.length * CLASSES.length * m.steps.length
     const g: GroupSums = { sum: new Float64Array(size), missing: new Float64Array(size) }
     const target = mi === task.ref ? g : { ...g, refCls: cls[task.ref] }
-    const cols = classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, target)
+    const cols: ClassColumns = { cls: new Uint8Array(m.starts.length * task.tokens), peak: new Int16Array(m.starts.length * task.tokens) }
+    for (let from = 0; from < task.tokens; from += SLICE) {
+      classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, target, cols, from, Math.min(task.tokens, from + SLICE))
+    }
     const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
     parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...CLASS_PART })
     cls[mi] = cols.cls

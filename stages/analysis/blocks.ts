@@ -42,30 +42,89 @@ export interface RegressColumns {
   readonly valid: Uint8Array
 }
 
+const sameNumbers = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false
+  return true
+}
+
+let lastFits: { starts: ReadonlyArray<number>; axes: ReadonlyArray<Float64Array>; fits: SuffixFits } | undefined
+
+/**
+ * The SuffixFits of (C, starts, axes), reused from the previous call when they are the same (the
+ * kernels are called on many slices of a block, and on block after block of one model).
+ */
+const suffixFitsFor = (C: number, starts: ReadonlyArray<number>, axes: ReadonlyArray<Float64Array>): SuffixFits => {
+  const last = lastFits
+  if (
+    last !== undefined &&
+    last.fits.C === C &&
+    sameNumbers(last.starts, starts) &&
+    last.axes.length === axes.length &&
+    last.axes.every((x, a) => sameNumbers(x, axes[a]))
+  ) {
+    return last.fits
+  }
+  // built on copies: the cache must not see later changes to the caller's arrays
+  const copies = axes.map((x) => Float64Array.from(x))
+  const fits = new SuffixFits(C, starts, copies)
+  lastFits = { starts: [...starts], axes: copies, fits }
+  return fits
+}
+
+let lastWindows: StepWindows | undefined
+
+/** The StepWindows of lnStep, reused from the previous call when it is the same. */
+const stepWindowsFor = (lnStep: Float64Array): StepWindows => {
+  if (lastWindows === undefined || !sameNumbers(lastWindows.lnStep, lnStep)) lastWindows = new StepWindows(Float64Array.from(lnStep))
+  return lastWindows
+}
+
+/** Columns for `rows` regressions, zeroed. */
+export const regressColumns = (rows: number): RegressColumns => ({
+  slope: new Float64Array(rows),
+  intercept: new Float64Array(rows),
+  r2: new Float64Array(rows),
+  pValue: new Float64Array(rows),
+  n: new Int32Array(rows),
+  valid: new Uint8Array(rows),
+})
+
 /**
  * OLS of y_c = p_c / p_i0 on each x-axis over c = i0…C−1, for every token, threshold and axis.
  * p-values come from the fast t table (tdist.ts), equal to @stdlib's to ~1e-13 relative.
+ * @param into optional columns of at least T·A·B rows to reuse (every row of tokens from…to−1
+ *        is written; the values of rows without a fit are 0); required when from…to is not the
+ *        whole block
+ * @param from, to the tokens to compute (default: all): the stage calls the kernel on slices of
+ *        a few thousand tokens, so that V8 optimizes it as a function called many times instead
+ *        of replacing a long-running loop on every call (on-stack replacement, recompiled per
+ *        block)
  */
-export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec): RegressColumns => {
+export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec, into?: RegressColumns, from = 0, to = block.tokens): RegressColumns => {
   const B = block.tokens
   const C = block.lp.length
   const T = spec.starts.length
   const A = spec.axes.length
   const rows = T * A * B
-  const out: RegressColumns = {
-    slope: new Float64Array(rows),
-    intercept: new Float64Array(rows),
-    r2: new Float64Array(rows),
-    pValue: new Float64Array(rows),
-    n: new Int32Array(rows),
-    valid: new Uint8Array(rows),
-  }
+  if ((from !== 0 || to !== B) && (into === undefined || into.n.length < rows)) throw new Error("regressBlock: a slice needs columns for the whole block")
+  const out: RegressColumns =
+    into === undefined || into.n.length < rows
+      ? regressColumns(rows)
+      : {
+          slope: into.slope.subarray(0, rows),
+          intercept: into.intercept.subarray(0, rows),
+          r2: into.r2.subarray(0, rows),
+          pValue: into.pValue.subarray(0, rows),
+          n: into.n.subarray(0, rows),
+          valid: into.valid.subarray(0, rows),
+        }
   const p = new Float64Array(C)
   const fit = emptyFit()
-  const fits = new SuffixFits(C, spec.starts, spec.axes)
+  const fits = suffixFitsFor(C, spec.starts, spec.axes)
   const lp = block.lp
   const { n, valid, slope, intercept, r2, pValue } = out
-  for (let i = 0; i < B; i++) {
+  for (let i = from; i < to; i++) {
     for (let c = 0; c < C; c++) p[c] = exp(-lp[c][i])
     fits.load(p)
     for (let k = 0; k < T; k++) {
@@ -73,7 +132,14 @@ export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec): Regress
         fits.fit(k, a, fit)
         const r = (k * A + a) * B + i
         n[r] = fit.n
-        if (!fit.ok) continue
+        if (!fit.ok) {
+          valid[r] = 0
+          slope[r] = 0
+          intercept[r] = 0
+          r2[r] = 0
+          pValue[r] = 0
+          continue
+        }
         valid[r] = 1
         slope[r] = fit.slope
         intercept[r] = fit.intercept
@@ -177,21 +243,31 @@ export interface ClassColumns {
  * so the same slope and t to the bit).
  * @param groups optional: accumulate the block's group sums here while each token's perplexities
  *          are at hand (summed by class tuple, see ClassTupleSums; the order of additions depends
- *          only on the block, so the sums are the same on any thread)
+ *          only on the block and the slices, so the sums are the same on any thread)
+ * @param into optional columns of T·B rows to write; required when from…to is not the whole block
+ * @param from, to the tokens to compute (default: all; see regressBlock)
  */
-export const classifyBlock = (block: TrajectoryBlock, spec: ClassifySpec, groups?: GroupTarget): ClassColumns => {
+export const classifyBlock = (
+  block: TrajectoryBlock,
+  spec: ClassifySpec,
+  groups?: GroupTarget,
+  into?: ClassColumns,
+  from = 0,
+  to = block.tokens,
+): ClassColumns => {
   const B = block.tokens
   const C = block.lp.length
   const T = spec.starts.length
-  const out: ClassColumns = { cls: new Uint8Array(T * B), peak: new Int16Array(T * B) }
+  if ((from !== 0 || to !== B) && (into === undefined || into.cls.length !== T * B)) throw new Error("classifyBlock: a slice needs columns for the whole block")
+  const out: ClassColumns = into ?? { cls: new Uint8Array(T * B), peak: new Int16Array(T * B) }
   const traj = new Trajectory(C)
   const fit = emptyFit()
   const ddFit = emptyFit()
-  const fits = new SuffixFits(C, spec.starts, [spec.lnStep])
-  const windows = new StepWindows(spec.lnStep)
+  const fits = suffixFitsFor(C, spec.starts, [spec.lnStep])
+  const windows = stepWindowsFor(spec.lnStep)
   // tuple codes are base-4 numbers of T digits: exact up to 26 thresholds
   const buckets = T <= 26 ? new ClassTupleSums(T, B, C) : undefined
-  for (let i = 0; i < B; i++) {
+  for (let i = from; i < to; i++) {
     traj.fill(block.lp, i)
     const pt = traj.p
     fits.load(pt)

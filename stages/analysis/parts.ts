@@ -9,6 +9,40 @@ import { CLASSES } from "./classes.ts"
 import { bool, dict, f64, i32, tableOf, validity } from "./columns.ts"
 
 /**
+ * Columns that are the same in every block of one shape (threshold, x_axis), built once per
+ * thread and shared, read-only, by the tables of all such blocks (never modified, never
+ * transferred: the tables are encoded where they are built).
+ */
+const constantColumns = new Map<string, { threshold: Float64Array; axis: Int8Array }>()
+
+const constantsOf = (thresholds: ReadonlyArray<number>, axes: number, tokens: number) => {
+  const key = `${thresholds.join(",")}/${axes}/${tokens}`
+  let c = constantColumns.get(key)
+  if (c === undefined) {
+    const rows = thresholds.length * axes * tokens
+    c = { threshold: new Float64Array(rows), axis: new Int8Array(rows) }
+    for (let k = 0; k < thresholds.length; k++) {
+      for (let a = 0; a < axes; a++) {
+        const o = (k * axes + a) * tokens
+        c.threshold.fill(thresholds[k], o, o + tokens)
+        c.axis.fill(a, o, o + tokens)
+      }
+    }
+    if (constantColumns.size > 16) constantColumns.clear()
+    constantColumns.set(key, c)
+  }
+  return c
+}
+
+/** token_index column: firstToken, firstToken + 1, … for each of `runs` runs of `tokens` rows. */
+const tokenIndexColumn = (runs: number, tokens: number, firstToken: number): Int32Array => {
+  const out = new Int32Array(runs * tokens)
+  for (let i = 0; i < tokens; i++) out[i] = firstToken + i
+  for (let r = 1; r < runs; r++) out.copyWithin(r * tokens, 0, tokens)
+  return out
+}
+
+/**
  * One block's regressions as a table in the regressions schema (rows threshold-major, then
  * x-axis, then token).
  * @param firstToken token_index of the block's first token
@@ -20,18 +54,8 @@ export const regressionsTable = (
   tokens: number,
   firstToken: number,
 ) => {
-  const rows = thresholds.length * axes.length * tokens
-  const threshold = new Float64Array(rows)
-  const axis = new Int8Array(rows)
-  const tokenIndex = new Int32Array(rows)
-  for (let k = 0; k < thresholds.length; k++) {
-    for (let a = 0; a < axes.length; a++) {
-      const o = (k * axes.length + a) * tokens
-      threshold.fill(thresholds[k], o, o + tokens)
-      axis.fill(a, o, o + tokens)
-      for (let i = 0; i < tokens; i++) tokenIndex[o + i] = firstToken + i
-    }
-  }
+  const { threshold, axis } = constantsOf(thresholds, axes.length, tokens)
+  const tokenIndex = tokenIndexColumn(thresholds.length * axes.length, tokens, firstToken)
   const valid = validity(cols.valid)
   return tableOf(regressionsSchema(), {
     threshold: f64(threshold),
@@ -43,6 +67,17 @@ export const regressionsTable = (
     p_value: f64(cols.pValue, valid),
     n: i32(cols.n),
   })
+}
+
+/** dd[r] = 1 and peakStep[r] = step of the peak where a double-descent peak is flagged, r = from…to−1. */
+const peaks = (peak: Int16Array, steps: Int32Array, dd: Uint8Array, peakStep: Int32Array, from: number, to: number): void => {
+  for (let r = from; r < to; r++) {
+    const k = peak[r]
+    if (k >= 0) {
+      dd[r] = 1
+      peakStep[r] = steps[k]
+    }
+  }
 }
 
 /**
@@ -58,21 +93,13 @@ export const classesTable = (
   firstToken: number,
 ) => {
   const rows = thresholds.length * tokens
-  const threshold = new Float64Array(rows)
-  const tokenIndex = new Int32Array(rows)
+  const { threshold } = constantsOf(thresholds, 1, tokens)
+  const tokenIndex = tokenIndexColumn(thresholds.length, tokens, firstToken)
   const dd = new Uint8Array(rows)
   const peakStep = new Int32Array(rows)
-  for (let k = 0; k < thresholds.length; k++) {
-    threshold.fill(thresholds[k], k * tokens, (k + 1) * tokens)
-    for (let i = 0; i < tokens; i++) tokenIndex[k * tokens + i] = firstToken + i
-  }
-  for (let r = 0; r < rows; r++) {
-    const peak = cols.peak[r]
-    if (peak >= 0) {
-      dd[r] = 1
-      peakStep[r] = steps[peak]
-    }
-  }
+  const stepOf = Int32Array.from(steps)
+  // in slices: a short function called often is optimized once by V8 (blocks.ts regressBlock)
+  for (let r = 0; r < rows; r += 4096) peaks(cols.peak, stepOf, dd, peakStep, r, Math.min(rows, r + 4096))
   return tableOf(classesSchema(), {
     threshold: f64(threshold),
     token_index: i32(tokenIndex),
