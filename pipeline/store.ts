@@ -108,8 +108,10 @@ export interface RowGroupReader {
    * The values of one float32 column of a row group, as `read(rowGroup, [column])` then
    * `getChild(column).toArray()` would give them, copied straight out of the decoder's memory
    * (no Arrow IPC round trip). undefined when the column is not float32 or has nulls.
+   * @param into optional: copied into this array when it has exactly the row group's length
+   *        (returned), instead of a new one
    */
-  readFloat32(rowGroup: number, column: string): Promise<Float32Array | undefined>
+  readFloat32(rowGroup: number, column: string, into?: Float32Array): Promise<Float32Array | undefined>
   close(): void
 }
 
@@ -126,10 +128,10 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
       const t = await file.read({ rowGroups: [rowGroup], columns })
       return arrow.tableFromIPC(t.intoIPCStream())
     },
-    readFloat32: async (rowGroup, column) => {
+    readFloat32: async (rowGroup, column, into) => {
       const t = await file.read({ rowGroups: [rowGroup], columns: [column] })
       try {
-        return float32Column(t)
+        return float32Column(t, into !== undefined && into.length === rowGroupRows[rowGroup] ? into : undefined)
       } finally {
         t.free()
       }
@@ -144,8 +146,9 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
  * int64 at 0…32, then pointers buffers @40, children @44; ArrowSchema = format @0, n_children
  * int64 @24, children @32). undefined when it is not one float32 column without nulls.
  */
-const float32Column = (t: WasmTable): Float32Array | undefined => {
+const float32Column = (t: WasmTable, into?: Float32Array): Float32Array | undefined => {
   const parts: Float32Array[] = []
+  let filled = 0 // values copied into `into`
   for (let b = 0; b < t.numBatches; b++) {
     const ffi = t.recordBatch(b)?.intoFFI()
     if (ffi === undefined) return undefined
@@ -162,12 +165,19 @@ const float32Column = (t: WasmTable): Float32Array | undefined => {
       const length = i64(child)
       if (i64(child + 8) !== 0 || i64(child + 24) !== 2) return undefined
       const data = ptr(ptr(child + 40) + 4) + i64(child + 16) * 4
-      const bytes = new Uint8Array(mem.buffer, data, length * 4).slice()
-      parts.push(new Float32Array(bytes.buffer))
+      if (into !== undefined && filled + length <= into.length) {
+        new Uint8Array(into.buffer, into.byteOffset + filled * 4, length * 4).set(new Uint8Array(mem.buffer, data, length * 4))
+        parts.push(into.subarray(filled, filled + length))
+        filled += length
+      } else {
+        const bytes = new Uint8Array(mem.buffer, data, length * 4).slice()
+        parts.push(new Float32Array(bytes.buffer))
+      }
     } finally {
       ffi.free()
     }
   }
+  if (into !== undefined && filled === into.length) return into
   if (parts.length === 1) return parts[0]
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
   let o = 0

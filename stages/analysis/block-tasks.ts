@@ -58,15 +58,18 @@ export const closeReaders = async (): Promise<void> => {
   }
 }
 
-/** The logprob column of row group g of each file: [files] arrays of [rows], nats. */
-export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number): Promise<Float32Array[]> => {
+/**
+ * The logprob column of row group g of each file: [files] arrays of [rows], nats.
+ * @param into optional arrays to read into, by file (from `spareArrays`); the result may be them
+ */
+export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number, into: ReadonlyArray<Float32Array> = []): Promise<Float32Array[]> => {
   const out: Float32Array[] = []
-  for (const f of files) {
+  for (const [j, f] of files.entries()) {
     let v: unknown
     try {
       const r = await reader(f)
       // Straight from the decoder; the Arrow table is the fallback (nulls, other types).
-      v = (await r.readFloat32(g, "logprob")) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
+      v = (await r.readFloat32(g, "logprob", into[j])) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
     } catch (e) {
       throw new Error(`cannot read row group ${g} of ${f}: ${String((e as Error).message ?? e).split("\n")[0]}`)
     }
@@ -204,6 +207,17 @@ export interface RegressResult {
   readonly tokens: number
 }
 
+/**
+ * Log-prob arrays of finished blocks, for the next block to read into (a block's 30 × 256 KiB
+ * would otherwise be allocated and collected again each time). A task takes a set and gives it
+ * back when its arrays are no longer used; tasks that run at once on one thread get their own.
+ */
+const spares: Float32Array[][] = []
+const spareArrays = (): Float32Array[] => spares.pop() ?? []
+const giveBack = (arrays: Float32Array[]): void => {
+  if (spares.length < 2) spares.push(arrays)
+}
+
 /** Tokens per kernel call (regressBlock's `from`/`to`). */
 const SLICE = 4096
 
@@ -211,7 +225,7 @@ const SLICE = 4096
 let regressScratch: RegressColumns | undefined
 
 export const regressTask = async (task: RegressTask): Promise<RegressResult> => {
-  const lp = await readLogprobGroup(task.files, task.group)
+  const lp = await readLogprobGroup(task.files, task.group, spareArrays())
   const tokens = lp[0].length
   warmRegress(lp.length, task.starts, task.axes)
   const rows = task.starts.length * task.axes.length * tokens
@@ -222,7 +236,9 @@ export const regressTask = async (task: RegressTask): Promise<RegressResult> => 
   const cols = regressBlock(block, spec, regressScratch, 0, Math.min(tokens, SLICE))
   for (let from = SLICE; from < tokens; from += SLICE) regressBlock(block, spec, cols, from, Math.min(tokens, from + SLICE))
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
-  return { bytes: encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART }), tokens }
+  const bytes = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART })
+  giveBack(lp)
+  return { bytes, tokens }
 }
 
 export interface ClassifyTaskModel {
@@ -275,9 +291,12 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
   const groups: GroupSums[] = new Array(M)
   // The reference model first: every model's group sums need its classes.
   const order = [task.ref, ...task.models.keys()].filter((mi, k, all) => all.indexOf(mi) === k)
+  const arrays = spareArrays()
   for (const mi of order) {
     const m = task.models[mi]
-    const lp = await readLogprobGroup(m.files, task.group)
+    // one model at a time: the previous model's log-probs are done with when the next is read
+    const lp = await readLogprobGroup(m.files, task.group, arrays)
+    lp.forEach((a, j) => (arrays[j] = a))
     if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
     const lnStep = Float64Array.from(m.steps, Math.log)
     warmClassify(m.files.length, m.starts, lnStep, rules)
@@ -295,6 +314,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     cls[mi] = cols.cls
     groups[mi] = g
   }
+  giveBack(arrays)
   return { parts, cls, categories: codes, categoryNames: names, groups }
 }
 
