@@ -219,6 +219,17 @@ describe("RowGroupReader.readFloat32", () => {
         expect(fast).toEqual(slow)
         expect(fast?.[0]).toBe(t.getChild("logprob")?.get(g * 4096))
       }
+      // into an array of the row group's length: that array, holding the same values
+      const into = new Float32Array(4096).fill(Number.NaN)
+      const again = await r.readFloat32(1, "logprob", into)
+      expect(again).toBe(into)
+      expect(into).toEqual((await r.read(1, ["logprob"])).getChild("logprob")?.toArray())
+      // an array of another length is left alone
+      const wrong = new Float32Array(100)
+      const fresh = await r.readFloat32(2, "logprob", wrong)
+      expect(fresh).not.toBe(wrong)
+      expect(fresh).toHaveLength(1808)
+      expect(wrong.every((v) => v === 0)).toBe(true)
       // not float32: the caller falls back to read()
       expect(await r.readFloat32(0, "token_index")).toBeUndefined()
     } finally {
