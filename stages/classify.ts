@@ -44,7 +44,7 @@ import {
   tokensFile,
   withAligned,
 } from "./analysis/inputs.ts"
-import { analysisThreads, mapBlocks } from "./analysis/parallel.ts"
+import { analysisThreads, mapBlocks, prepareWorkers } from "./analysis/parallel.ts"
 import { ClassTallies, MAX_CATEGORIES } from "./analysis/tallies.ts"
 import { thresholdStarts } from "./analysis/window.ts"
 
@@ -82,6 +82,7 @@ interface Summaries {
 
 const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
   Effect.gen(function* () {
+    prepareWorkers()
     const config = ctx.config
     const a = config.analysis
     const thresholds = a.thresholds

@@ -23,7 +23,7 @@ import type { XAxis } from "../schemas/config.ts"
 import { analysisPaths } from "../schemas/analysis-tables.ts"
 import type { RegressTask } from "./analysis/block-tasks.ts"
 import { aggregateUnit, checkpointColumn, readCheckpoints, scoreFiles, scoreUnit, withAligned } from "./analysis/inputs.ts"
-import { analysisThreads, mapBlocks } from "./analysis/parallel.ts"
+import { analysisThreads, mapBlocks, prepareWorkers } from "./analysis/parallel.ts"
 import { axisValues, thresholdStarts } from "./analysis/window.ts"
 
 interface RegressParams {
@@ -82,6 +82,7 @@ const axesOf = (ctx: UnitContext, model: Model, p: RegressParams, what: string) 
 
 const run = Effect.fn("stage.regress")(function* (unit: UnitPlan, ctx: UnitContext) {
   const p = unit.params as RegressParams
+  prepareWorkers()
   const model = ctx.config.models.find((m) => m.name === p.model)
   if (model === undefined) return yield* Effect.fail(new UnitError({ message: `regress: no model named ${p.model} in the config` }))
   const what = `model ${p.model}, dataset ${p.dataset}`

@@ -88,6 +88,14 @@ export const bundledWorker = async (): Promise<URL | null> => {
   return bundled
 }
 
+/**
+ * Start bundling the worker in the background (esbuild runs in its own process), so that a stage
+ * that will need workers finds the bundle ready once it has scanned its inputs.
+ */
+export const prepareWorkers = (): void => {
+  if (parallelSettings.bundle) void bundledWorker()
+}
+
 /** A fixed set of worker threads taking jobs from one queue. */
 class Pool {
   readonly size: number
