@@ -357,31 +357,12 @@ export class SuffixFits {
     let mn = Infinity
     let mx = -Infinity
     let fin = K - K === 0
-    if (A === 1) {
-      // The common case (one x-axis), without the loop over axes.
-      const x = this.xs[0]
-      let sxd = 0
-      for (let c = C - 1; c >= this.minStart; c--) {
-        const d = p[c] - K
-        if (d - d !== 0) fin = false
-        sd += d
-        sdd += d * d
-        if (d < mn) mn = d
-        if (d > mx) mx = d
-        sxd += x[c] * d
-        for (let k = firstAt[c]; k >= 0; k = nextAt[k]) {
-          sD[k] = sd
-          sDD[k] = sdd
-          dMin[k] = mn
-          dMax[k] = mx
-          finite[k] = fin ? 1 : 0
-          sXD[k] = sxd
-        }
-      }
-      return
-    }
+    // Axis 0 in a local (one x-axis is the common case: no loop over axes, no array of sums);
+    // the loops over further axes do nothing then.
     const { xs, acc } = this
     acc.fill(0)
+    const x0 = A > 0 ? xs[0] : p
+    let sxd0 = 0
     for (let c = C - 1; c >= this.minStart; c--) {
       const d = p[c] - K
       if (d - d !== 0) fin = false
@@ -389,14 +370,16 @@ export class SuffixFits {
       sdd += d * d
       if (d < mn) mn = d
       if (d > mx) mx = d
-      for (let a = 0; a < A; a++) acc[a] += xs[a][c] * d
+      sxd0 += x0[c] * d
+      for (let a = 1; a < A; a++) acc[a] += xs[a][c] * d
       for (let k = firstAt[c]; k >= 0; k = nextAt[k]) {
         sD[k] = sd
         sDD[k] = sdd
         dMin[k] = mn
         dMax[k] = mx
         finite[k] = fin ? 1 : 0
-        for (let a = 0; a < A; a++) sXD[k * A + a] = acc[a]
+        if (A > 0) sXD[k * A] = sxd0
+        for (let a = 1; a < A; a++) sXD[k * A + a] = acc[a]
       }
     }
   }
