@@ -15,7 +15,7 @@
  * (h/2)⁶/6! · max|q⁽⁶⁾| with h = 1/64; the tests check it against `twoSidedP` on a dense sweep of
  * t for ν = 1…200 at 1e-13 relative (about 10,000× tighter than the 1e-9 to which the project
  * agrees with statsmodels). Beyond the table's end (|t| ≥ 64, or where p < 1e-280) it calls
- * `twoSidedP` itself. One table is built per ν on first use (4,097 @stdlib calls, ~6 ms).
+ * `twoSidedP` itself. Intervals are built on first use (one @stdlib call per node).
  */
 import tcdf from "@stdlib/stats-base-dists-t-cdf"
 import { exp } from "./exp.ts"
@@ -54,63 +54,87 @@ const densityConstant = (df: number): number => {
 /** Fast two-sided p-values for one integer ν ≥ 1 (see the module comment for the method and its error). */
 export class PValueTable {
   readonly df: number
-  /** [intervals × 6] polynomial coefficients of q on each interval, in s = t·64 − k ∈ [0, 1]. */
+  /** The t density's constant K_ν. */
+  private readonly K: number
+  /** [nodes] q = ln p at t = k/64 and its derivatives; NaN until computed, q = −∞ past the floor. */
+  private readonly q: Float64Array
+  private readonly d1: Float64Array
+  private readonly d2: Float64Array
+  /**
+   * [intervals × 6] polynomial coefficients of q on each interval, in s = t·64 − k ∈ [0, 1]; NaN
+   * until the interval is first used, −∞ for an interval past the floor. The intervals are
+   * filled on first use: a run meets a few hundred of the 4,096 (|t| of real fits is mostly small),
+   * and building all of them costs ~4,000 @stdlib calls per ν, ~0.25 s of cold code per worker
+   * thread for a run's handful of ν.
+   */
   private readonly coef: Float64Array
-  /** |t| below which the table answers (a multiple of 1/64, ≤ 64). */
-  private readonly tEnd: number
 
   constructor(df: number) {
     if (!Number.isInteger(df) || df < 1) throw new Error(`PValueTable: df must be an integer ≥ 1 (got ${df})`)
     this.df = df
+    this.K = densityConstant(df)
     const nodes = T_MAX * PER_UNIT + 1
-    const h = 1 / PER_UNIT
-    const K = densityConstant(df)
-    const q = new Float64Array(nodes)
-    const d1 = new Float64Array(nodes)
-    const d2 = new Float64Array(nodes)
-    let last = nodes - 1
-    for (let k = 0; k < nodes; k++) {
-      const t = k * h
-      const p = twoSidedP(t, df)
-      if (!(p > P_FLOOR)) {
-        last = k - 1
-        break
-      }
-      const f = K * Math.pow(1 + (t * t) / df, -(df + 1) / 2)
-      const g = (-2 * f) / p
-      q[k] = Math.log(p)
-      d1[k] = g
-      d2[k] = (-g * (df + 1) * t) / (df + t * t) - g * g
-    }
-    const intervals = Math.max(0, last)
-    this.tEnd = intervals * h
-    this.coef = new Float64Array(intervals * 6)
-    for (let k = 0; k < intervals; k++) {
-      const f0 = q[k], f1 = q[k + 1]
-      const a1 = d1[k] * h, b1 = d1[k + 1] * h
-      const a2 = d2[k] * h * h, b2 = d2[k + 1] * h * h
-      const df01 = f1 - f0
-      const o = k * 6
-      this.coef[o] = f0
-      this.coef[o + 1] = a1
-      this.coef[o + 2] = a2 / 2
-      this.coef[o + 3] = 10 * df01 - 6 * a1 - 4 * b1 - 1.5 * a2 + 0.5 * b2
-      this.coef[o + 4] = -15 * df01 + 8 * a1 + 7 * b1 + 1.5 * a2 - b2
-      this.coef[o + 5] = 6 * df01 - 3 * a1 - 3 * b1 - 0.5 * a2 + 0.5 * b2
-    }
+    this.q = new Float64Array(nodes).fill(Number.NaN)
+    this.d1 = new Float64Array(nodes)
+    this.d2 = new Float64Array(nodes)
+    this.coef = new Float64Array((nodes - 1) * 6).fill(Number.NaN)
   }
 
   /** Two-sided p-value of `t` (same conventions as `twoSidedP`). */
   p(t: number): number {
     const a = Math.abs(t)
-    if (!(a < this.tEnd)) return twoSidedP(t, this.df)
+    if (!(a < T_MAX)) return twoSidedP(t, this.df)
     const u = a * PER_UNIT
     const k = Math.floor(u)
-    const s = u - k
-    const c = this.coef
     const o = k * 6
+    const c = this.coef
+    if (!(c[o] > -Infinity) && !this.prepare(k)) return twoSidedP(t, this.df)
+    const s = u - k
     const qv = c[o] + s * (c[o + 1] + s * (c[o + 2] + s * (c[o + 3] + s * (c[o + 4] + s * c[o + 5]))))
     return exp(qv)
+  }
+
+  /** q and its derivatives at node k (t = k/64), from @stdlib; q = −∞ where p ≤ P_FLOOR. */
+  private node(k: number): void {
+    const df = this.df
+    const t = k / PER_UNIT
+    const p = twoSidedP(t, df)
+    if (!(p > P_FLOOR)) {
+      this.q[k] = -Infinity
+      return
+    }
+    const f = this.K * Math.pow(1 + (t * t) / df, -(df + 1) / 2)
+    const g = (-2 * f) / p
+    this.q[k] = Math.log(p)
+    this.d1[k] = g
+    this.d2[k] = (-g * (df + 1) * t) / (df + t * t) - g * g
+  }
+
+  /** Fill interval k's coefficients; false when it lies past the floor (p is then computed directly). */
+  private prepare(k: number): boolean {
+    const o = k * 6
+    if (this.coef[o] === -Infinity) return false
+    const { q, d1, d2 } = this
+    if (q[k] !== q[k]) this.node(k)
+    if (q[k + 1] !== q[k + 1]) this.node(k + 1)
+    // p falls with |t|: past the first node under the floor, no interval is tabulated
+    if (q[k] === -Infinity || q[k + 1] === -Infinity) {
+      this.coef[o] = -Infinity
+      return false
+    }
+    const h = 1 / PER_UNIT
+    const f0 = q[k], f1 = q[k + 1]
+    const a1 = d1[k] * h, b1 = d1[k + 1] * h
+    const a2 = d2[k] * h * h, b2 = d2[k + 1] * h * h
+    const df01 = f1 - f0
+    const c = this.coef
+    c[o] = f0
+    c[o + 1] = a1
+    c[o + 2] = a2 / 2
+    c[o + 3] = 10 * df01 - 6 * a1 - 4 * b1 - 1.5 * a2 + 0.5 * b2
+    c[o + 4] = -15 * df01 + 8 * a1 + 7 * b1 + 1.5 * a2 - b2
+    c[o + 5] = 6 * df01 - 3 * a1 - 3 * b1 - 0.5 * a2 + 0.5 * b2
+    return true
   }
 }
 
