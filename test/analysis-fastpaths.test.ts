@@ -9,7 +9,7 @@ import * as arrow from "apache-arrow"
 import { afterAll, describe, expect, it } from "vitest"
 import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
 import { closeReaders, readCategories } from "../stages/analysis/block-tasks.ts"
-import { classifyBlock } from "../stages/analysis/blocks.ts"
+import { classifyBlock, regressBlock, regressColumns } from "../stages/analysis/blocks.ts"
 import { CLASSES } from "../stages/analysis/classes.ts"
 import { SuffixFits, emptyFit, fitLine } from "../stages/analysis/ols.ts"
 import { groupSums } from "./fixtures/analysis.ts"
@@ -196,6 +196,38 @@ describe("classifyBlock group sums", () => {
     const want2 = groupSums(ref.cls, p2, B, spec.starts.length, C)
     close(target2.sum, want2.sum)
     expect(target2.missing).toEqual(want2.missing)
+  })
+})
+
+describe("kernels on slices", () => {
+  it("regressBlock and classifyBlock give the same rows on slices of a block as on the whole block", () => {
+    const next = lcg(11)
+    const C = 12
+    const B = 1000
+    const lnStep = Float64Array.from({ length: C }, (_, c) => Math.log((c + 1) * 250))
+    const lp = Array.from({ length: C }, (_, c) =>
+      Float32Array.from({ length: B }, (_, i) => (i === 7 && c === 3 ? Number.NaN : -(2 + [0.2, -0.2, 0][i % 3] * Math.log(c + 1) + 0.3 * next()))),
+    )
+    const block = { lp, tokens: B }
+    const starts = [0, 3, 6, 9]
+    const whole = regressBlock(block, { starts, axes: [lnStep] })
+    const sliced = regressColumns(starts.length * B)
+    for (const [from, to] of [[0, 333], [333, 334], [334, 1000]]) regressBlock(block, { starts, axes: [lnStep] }, sliced, from, to)
+    expect(sliced).toEqual(whole)
+
+    const spec = { starts, lnStep, rules: { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 } }
+    const size = starts.length * CLASSES.length * C
+    const g1 = { sum: new Float64Array(size), missing: new Float64Array(size) }
+    const g2 = { sum: new Float64Array(size), missing: new Float64Array(size) }
+    const all = classifyBlock(block, spec, g1)
+    const cols = { cls: new Uint8Array(starts.length * B), peak: new Int16Array(starts.length * B) }
+    for (const [from, to] of [[0, 500], [500, 999], [999, 1000]]) classifyBlock(block, spec, g2, cols, from, to)
+    expect(cols.cls).toEqual(all.cls)
+    expect(cols.peak).toEqual(all.peak)
+    expect(g2.missing).toEqual(g1.missing)
+    for (let j = 0; j < size; j++) expect(Math.abs(g2.sum[j] - g1.sum[j])).toBeLessThanOrEqual(1e-13 * Math.abs(g1.sum[j]))
+    // a slice without columns for the whole block is refused
+    expect(() => regressBlock(block, { starts, axes: [lnStep] }, undefined, 0, 10)).toThrow(/slice/)
   })
 })
 
