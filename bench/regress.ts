@@ -6,7 +6,8 @@
  * are written to a temp folder by one child process (which also runs aggregate, untimed for the
  * target, and flushes the files to disk), then a second child process runs the regress and
  * classify stages' units on them and reports its time and peak RSS
- * (process.resourceUsage().maxRSS), so the figure is the two stages' own memory. Default thresholds (0.1…0.7) and x-axis (log_step).
+ * (process.resourceUsage().maxRSS), so the figure is the two stages' own memory. Default
+ * thresholds (0.1…0.7) and x-axis (log_step).
  *
  * One token-regression = one token at one threshold on one x-axis:
  *   token_regressions_per_s = N × thresholds × x_axes / (regress_s + classify_s)

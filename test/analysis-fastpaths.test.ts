@@ -153,21 +153,34 @@ describe("SuffixFits", () => {
   })
 })
 
+/**
+ * [C] arrays of [B] log-probs: rising, falling and flat tokens with noise; token 11 has a NaN at
+ * checkpoint 5 and token 12 a −∞ at checkpoint 2.
+ */
+const trendBlock = (C: number, B: number, seed: number): Float32Array[] => {
+  const next = lcg(seed)
+  return Array.from({ length: C }, (_, c) =>
+    Float32Array.from({ length: B }, (_, i) => {
+      if (i === 11 && c === 5) return Number.NaN
+      if (i === 12 && c === 2) return -Infinity
+      const trend = [0.3, -0.3, 0][i % 3] * Math.log(c + 1)
+      return -(3 + trend + 0.2 * next())
+    }),
+  )
+}
+
+/** Group sums equal to 1e-13 relative, element by element. */
+const closeSums = (got: Float64Array, expected: Float64Array) => {
+  expect(got.length).toBe(expected.length)
+  for (let j = 0; j < got.length; j++) expect(Math.abs(got[j] - expected[j])).toBeLessThanOrEqual(1e-13 * Math.abs(expected[j]))
+}
+
 describe("classifyBlock group sums", () => {
   it("equal the sums over p = exp(−logprob) by definition, for the reference model and another", () => {
-    const next = lcg(7)
     const C = 9
     const B = 200
     const lnStep = Float64Array.from({ length: C }, (_, c) => Math.log((c + 1) * 100))
-    // rising, falling and flat tokens with noise; a few non-finite log-probs
-    const lp = Array.from({ length: C }, (_, c) =>
-      Float32Array.from({ length: B }, (_, i) => {
-        if (i === 11 && c === 5) return Number.NaN
-        if (i === 12 && c === 2) return -Infinity
-        const trend = [0.3, -0.3, 0][i % 3] * Math.log(c + 1)
-        return -(3 + trend + 0.2 * next())
-      }),
-    )
+    const lp = trendBlock(C, B, 7)
     const other = lp.map((col) => col.map((v) => v * 1.1))
     const spec = { starts: [0, 2, 5], lnStep, rules: { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 } }
     const size = spec.starts.length * CLASSES.length * C
@@ -182,11 +195,7 @@ describe("classifyBlock group sums", () => {
     const ref = classifyBlock({ lp, tokens: B }, spec, target)
     const want = groupSums(ref.cls, p, B, spec.starts.length, C)
     // The kernel's exp is within 2 ulp of Math.exp and it adds by class tuple: equal to ~1e-15.
-    const close = (got: Float64Array, expected: Float64Array) => {
-      expect(got.length).toBe(expected.length)
-      for (let j = 0; j < got.length; j++) expect(Math.abs(got[j] - expected[j])).toBeLessThanOrEqual(1e-13 * Math.abs(expected[j]))
-    }
-    close(target.sum, want.sum)
+    closeSums(target.sum, want.sum)
     expect(target.missing).toEqual(want.missing)
     expect(want.missing.reduce((a, b) => a + b, 0)).toBe(2 * spec.starts.length)
 
@@ -194,20 +203,17 @@ describe("classifyBlock group sums", () => {
     const p2 = perplexities(other)
     classifyBlock({ lp: other, tokens: B }, spec, target2)
     const want2 = groupSums(ref.cls, p2, B, spec.starts.length, C)
-    close(target2.sum, want2.sum)
+    closeSums(target2.sum, want2.sum)
     expect(target2.missing).toEqual(want2.missing)
   })
 })
 
 describe("kernels on slices", () => {
   it("regressBlock and classifyBlock give the same rows on slices of a block as on the whole block", () => {
-    const next = lcg(11)
     const C = 12
     const B = 1000
     const lnStep = Float64Array.from({ length: C }, (_, c) => Math.log((c + 1) * 250))
-    const lp = Array.from({ length: C }, (_, c) =>
-      Float32Array.from({ length: B }, (_, i) => (i === 7 && c === 3 ? Number.NaN : -(2 + [0.2, -0.2, 0][i % 3] * Math.log(c + 1) + 0.3 * next()))),
-    )
+    const lp = trendBlock(C, B, 11)
     const block = { lp, tokens: B }
     const starts = [0, 3, 6, 9]
     const whole = regressBlock(block, { starts, axes: [lnStep] })
@@ -225,7 +231,7 @@ describe("kernels on slices", () => {
     expect(cols.cls).toEqual(all.cls)
     expect(cols.peak).toEqual(all.peak)
     expect(g2.missing).toEqual(g1.missing)
-    for (let j = 0; j < size; j++) expect(Math.abs(g2.sum[j] - g1.sum[j])).toBeLessThanOrEqual(1e-13 * Math.abs(g1.sum[j]))
+    closeSums(g2.sum, g1.sum)
     // a slice without columns for the whole block is refused
     expect(() => regressBlock(block, { starts, axes: [lnStep] }, undefined, 0, 10)).toThrow(/slice/)
   })

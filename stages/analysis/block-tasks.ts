@@ -11,7 +11,7 @@
 import * as arrow from "apache-arrow"
 import { encodeParquet, openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
 import type { XAxis } from "../../schemas/config.ts"
-import { type ClassColumns, type RegressColumns, classifyBlock, regressBlock, regressColumns } from "./blocks.ts"
+import { type ClassColumns, type RegressColumns, classifyBlock, forSlices, regressBlock, regressColumns, regressColumnsView } from "./blocks.ts"
 import { classesTable, regressionsTable } from "./parts.ts"
 import { CLASSES, type ClassRules } from "./classes.ts"
 import type { GroupSums } from "./tallies.ts"
@@ -177,9 +177,8 @@ class CategoryCodes {
       const b = Math.min(hi, row + data.length)
       if (a < b) {
         if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) {
-          // in slices, like the kernels (regressBlock's `from`/`to`): a short function called
-          // often is optimized once; a long loop called once a block is recompiled every time
-          for (let i = a - row; i < b - row; i += SLICE) utf8Codes(data as arrow.Data<arrow.Utf8>, i, Math.min(b - row, i + SLICE), this.code, this.codes, at + row)
+          // in slices, like the kernels (blocks.ts SLICE)
+          forSlices(a - row, b - row, (x, y) => utf8Codes(data as arrow.Data<arrow.Utf8>, x, y, this.code, this.codes, at + row))
         } else for (let i = a; i < b; i++) this.codes[at + i] = this.code(String(col.get(i)))
       }
       row += data.length
@@ -218,9 +217,6 @@ const giveBack = (arrays: Float32Array[]): void => {
   if (spares.length < 2) spares.push(arrays)
 }
 
-/** Tokens per kernel call (regressBlock's `from`/`to`). */
-const SLICE = 4096
-
 /** This thread's regression columns, reused from block to block. */
 let regressScratch: RegressColumns | undefined
 
@@ -231,10 +227,10 @@ export const regressTask = async (task: RegressTask): Promise<RegressResult> => 
   const rows = task.starts.length * task.axes.length * tokens
   if (regressScratch === undefined || regressScratch.n.length < rows) regressScratch = regressColumns(rows)
   // the columns are encoded below, before any other task of this thread can run
+  const cols = regressColumnsView(regressScratch, rows)
   const block = { lp, tokens }
   const spec = { starts: task.starts, axes: task.axes }
-  const cols = regressBlock(block, spec, regressScratch, 0, Math.min(tokens, SLICE))
-  for (let from = SLICE; from < tokens; from += SLICE) regressBlock(block, spec, cols, from, Math.min(tokens, from + SLICE))
+  forSlices(0, tokens, (a, b) => regressBlock(block, spec, cols, a, b))
   const table = regressionsTable(cols, task.thresholds, task.axisNames, tokens, task.firstToken)
   const bytes = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...REGRESSION_PART })
   giveBack(lp)
@@ -291,12 +287,12 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
   const groups: GroupSums[] = new Array(M)
   // The reference model first: every model's group sums need its classes.
   const order = [task.ref, ...task.models.keys()].filter((mi, k, all) => all.indexOf(mi) === k)
-  const arrays = spareArrays()
+  let arrays = spareArrays()
   for (const mi of order) {
     const m = task.models[mi]
     // one model at a time: the previous model's log-probs are done with when the next is read
     const lp = await readLogprobGroup(m.files, task.group, arrays)
-    lp.forEach((a, j) => (arrays[j] = a))
+    arrays = lp
     if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
     const lnStep = Float64Array.from(m.steps, Math.log)
     warmClassify(m.files.length, m.starts, lnStep, rules)
@@ -306,9 +302,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     const g: GroupSums = { sum: new Float64Array(size), missing: new Float64Array(size) }
     const target = mi === task.ref ? g : { ...g, refCls: cls[task.ref] }
     const cols: ClassColumns = { cls: new Uint8Array(m.starts.length * task.tokens), peak: new Int16Array(m.starts.length * task.tokens) }
-    for (let from = 0; from < task.tokens; from += SLICE) {
-      classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, target, cols, from, Math.min(task.tokens, from + SLICE))
-    }
+    forSlices(0, task.tokens, (a, b) => classifyBlock({ lp, tokens: task.tokens }, { starts: m.starts, lnStep, rules }, target, cols, a, b))
     const table = classesTable(cols, task.thresholds, m.steps, task.tokens, task.firstToken)
     parts[mi] = encodeParquet(table, { rowGroupSize: Math.max(1, table.numRows), ...CLASS_PART })
     cls[mi] = cols.cls

@@ -80,6 +80,18 @@ const stepWindowsFor = (lnStep: Float64Array): StepWindows => {
   return lastWindows
 }
 
+/**
+ * Tokens per kernel call. The stages call the kernels (and their other per-row loops) on slices
+ * of this many tokens, so that V8 optimizes them as functions called many times instead of
+ * replacing a long-running loop on every call (on-stack replacement, recompiled per block).
+ */
+const SLICE = 4096
+
+/** each(a, b) for the slices a…b−1 of from…to−1, SLICE rows at most, in order. */
+export const forSlices = (from: number, to: number, each: (a: number, b: number) => void): void => {
+  for (let a = from; a < to; a += SLICE) each(a, Math.min(to, a + SLICE))
+}
+
 /** Columns for `rows` regressions, zeroed. */
 export const regressColumns = (rows: number): RegressColumns => ({
   slope: new Float64Array(rows),
@@ -90,16 +102,23 @@ export const regressColumns = (rows: number): RegressColumns => ({
   valid: new Uint8Array(rows),
 })
 
+/** The first `rows` rows of columns with at least that many (views, no copy). */
+export const regressColumnsView = (cols: RegressColumns, rows: number): RegressColumns => ({
+  slope: cols.slope.subarray(0, rows),
+  intercept: cols.intercept.subarray(0, rows),
+  r2: cols.r2.subarray(0, rows),
+  pValue: cols.pValue.subarray(0, rows),
+  n: cols.n.subarray(0, rows),
+  valid: cols.valid.subarray(0, rows),
+})
+
 /**
  * OLS of y_c = p_c / p_i0 on each x-axis over c = i0…C−1, for every token, threshold and axis.
  * p-values come from the fast t table (tdist.ts), equal to @stdlib's to ~1e-13 relative.
  * @param into optional columns of at least T·A·B rows to reuse (every row of tokens from…to−1
  *        is written; the values of rows without a fit are 0); required when from…to is not the
  *        whole block
- * @param from, to the tokens to compute (default: all): the stage calls the kernel on slices of
- *        a few thousand tokens, so that V8 optimizes it as a function called many times instead
- *        of replacing a long-running loop on every call (on-stack replacement, recompiled per
- *        block)
+ * @param from, to the tokens to compute (default: all; the stage calls it on slices, see SLICE)
  */
 export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec, into?: RegressColumns, from = 0, to = block.tokens): RegressColumns => {
   const B = block.tokens
@@ -108,17 +127,7 @@ export const regressBlock = (block: TrajectoryBlock, spec: RegressSpec, into?: R
   const A = spec.axes.length
   const rows = T * A * B
   if ((from !== 0 || to !== B) && (into === undefined || into.n.length < rows)) throw new Error("regressBlock: a slice needs columns for the whole block")
-  const out: RegressColumns =
-    into === undefined || into.n.length < rows
-      ? regressColumns(rows)
-      : {
-          slope: into.slope.subarray(0, rows),
-          intercept: into.intercept.subarray(0, rows),
-          r2: into.r2.subarray(0, rows),
-          pValue: into.pValue.subarray(0, rows),
-          n: into.n.subarray(0, rows),
-          valid: into.valid.subarray(0, rows),
-        }
+  const out = into === undefined || into.n.length < rows ? regressColumns(rows) : regressColumnsView(into, rows)
   const p = new Float64Array(C)
   const fit = emptyFit()
   const fits = suffixFitsFor(C, spec.starts, spec.axes)

@@ -4,7 +4,7 @@
  */
 import type { XAxis } from "../../schemas/config.ts"
 import { classesSchema, regressionsSchema } from "../../schemas/analysis-tables.ts"
-import type { ClassColumns, RegressColumns } from "./blocks.ts"
+import { type ClassColumns, type RegressColumns, forSlices } from "./blocks.ts"
 import { CLASSES } from "./classes.ts"
 import { bool, dict, f64, i32, tableOf, validity } from "./columns.ts"
 
@@ -98,8 +98,8 @@ export const classesTable = (
   const dd = new Uint8Array(rows)
   const peakStep = new Int32Array(rows)
   const stepOf = Int32Array.from(steps)
-  // in slices: a short function called often is optimized once by V8 (blocks.ts regressBlock)
-  for (let r = 0; r < rows; r += 4096) peaks(cols.peak, stepOf, dd, peakStep, r, Math.min(rows, r + 4096))
+  // in slices, like the kernels (blocks.ts SLICE)
+  forSlices(0, rows, (a, b) => peaks(cols.peak, stepOf, dd, peakStep, a, b))
   return tableOf(classesSchema(), {
     threshold: f64(threshold),
     token_index: i32(tokenIndex),
