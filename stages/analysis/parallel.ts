@@ -112,7 +112,9 @@ class Pool {
     this.size = threads
     this.entry = entry
     for (let t = 0; t < threads; t++) {
-      const w = new Worker(entry)
+      // Not the process's execArgv: under tsx it loads tsx's preflight and loader into every
+      // worker (~0.3 s of start-up each), which neither entry needs (worker.mjs registers tsx).
+      const w = new Worker(entry, { execArgv: [] })
       w.unref()
       w.on("message", (msg: { id: number; result?: unknown; error?: string }) => {
         const job = this.busy.get(w)
