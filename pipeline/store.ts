@@ -5,6 +5,7 @@
  * same block of rows from many aligned files (score tables) without loading whole files.
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as arrow from "apache-arrow"
 import {
   Compression,
@@ -18,6 +19,7 @@ import {
   writeParquet,
 } from "parquet-wasm/node"
 import { writeFileAtomicSync } from "./atomic.ts"
+import { plainChunkValues } from "./plain-pages.ts"
 
 export interface WriteOptions {
   /** Rows per row group (default: 65,536). */
@@ -106,12 +108,16 @@ export interface RowGroupReader {
   read(rowGroup: number, columns?: string[]): Promise<arrow.Table>
   /**
    * The values of one float32 column of a row group, as `read(rowGroup, [column])` then
-   * `getChild(column).toArray()` would give them, copied straight out of the decoder's memory
-   * (no Arrow IPC round trip). undefined when the column is not float32 or has nulls.
+   * `getChild(column).toArray()` would give them. undefined when the column is not float32 or
+   * has nulls. An uncompressed PLAIN column without levels (the score files' logprob) is copied
+   * from the file's pages directly (plain-pages.ts), once its first row group read that way has
+   * matched parquet-wasm's decoding; any other is copied out of parquet-wasm's memory.
    * @param into optional: copied into this array when it has exactly the row group's length
    *        (returned), instead of a new one
    */
   readFloat32(rowGroup: number, column: string, into?: Float32Array): Promise<Float32Array | undefined>
+  /** Columns readFloat32 has tried to read directly, and whether it now does. */
+  readonly direct: ReadonlyMap<string, boolean>
   close(): void
 }
 
@@ -120,6 +126,17 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
   const meta = file.metadata()
   const groups = meta.rowGroups()
   const rowGroupRows = groups.map((g) => Number(g.numRows()))
+  const chunks = chunkLayout(groups)
+  /** Per column: whether its chunks are read directly (plain-pages.ts); undefined until tried. */
+  const direct = new Map<string, boolean>()
+  const viaWasm = async (rowGroup: number, column: string, into: Float32Array | undefined) => {
+    const t = await file.read({ rowGroups: [rowGroup], columns: [column] })
+    try {
+      return float32Column(t, into)
+    } finally {
+      t.free()
+    }
+  }
   return {
     path,
     numRows: rowGroupRows.reduce((a, b) => a + b, 0),
@@ -128,16 +145,75 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
       const t = await file.read({ rowGroups: [rowGroup], columns })
       return arrow.tableFromIPC(t.intoIPCStream())
     },
+    direct,
     readFloat32: async (rowGroup, column, into) => {
-      const t = await file.read({ rowGroups: [rowGroup], columns: [column] })
-      try {
-        return float32Column(t, into !== undefined && into.length === rowGroupRows[rowGroup] ? into : undefined)
-      } finally {
-        t.free()
+      const rows = rowGroupRows[rowGroup]
+      const target = into !== undefined && into.length === rows ? into : undefined
+      const chunk = chunks[rowGroup]?.get(column)
+      if (chunk !== undefined && direct.get(column) !== false) {
+        const trusted = direct.get(column) === true
+        // Until it has matched parquet-wasm's decoding once, the direct read goes to a probe array.
+        const out = trusted ? (target ?? new Float32Array(rows)) : new Float32Array(rows)
+        if (readPlainChunk(path, chunk, rows, out)) {
+          if (trusted) return out
+          const checked = await viaWasm(rowGroup, column, target)
+          const same = checked !== undefined && Buffer.from(checked.buffer, checked.byteOffset, checked.byteLength).equals(Buffer.from(out.buffer))
+          direct.set(column, same)
+          return checked
+        }
+        direct.set(column, false)
       }
+      return viaWasm(rowGroup, column, target)
     },
     close: () => file.free(),
   }
+}
+
+/** Where an uncompressed column chunk's bytes are in its file. */
+interface ChunkPlace {
+  readonly offset: number
+  readonly size: number
+}
+
+/**
+ * Byte ranges of the uncompressed column chunks of each row group, by column name. parquet-wasm
+ * does not expose a chunk's data page offset, so the chunks are taken to be laid out as
+ * arrow-rs writes them: one after another from byte 4, in row-group and column order. A file laid
+ * out otherwise fails the page checks of plain-pages.ts (or the first comparison with
+ * parquet-wasm) and is read through parquet-wasm. Empty on big-endian machines.
+ */
+const chunkLayout = (groups: ReturnType<ReturnType<ParquetFile["metadata"]>["rowGroups"]>): Array<Map<string, ChunkPlace>> => {
+  if (os.endianness() !== "LE") return []
+  let offset = 4
+  return groups.map((g) => {
+    const places = new Map<string, ChunkPlace>()
+    for (const c of g.columns()) {
+      const size = Number(c.compressedSize())
+      if (c.compression() === Compression.UNCOMPRESSED) places.set(c.columnPath().join("."), { offset, size })
+      offset += size
+    }
+    return places
+  })
+}
+
+let chunkScratch = new Uint8Array(0)
+
+/** readSync the chunk and copy its values into `out` when plainChunkValues takes its layout. */
+const readPlainChunk = (path: string, chunk: ChunkPlace, rows: number, out: Float32Array): boolean => {
+  if (chunkScratch.length < chunk.size) chunkScratch = new Uint8Array(chunk.size)
+  const bytes = chunkScratch.subarray(0, chunk.size)
+  const fd = fs.openSync(path, "r")
+  try {
+    let done = 0
+    while (done < bytes.length) {
+      const n = fs.readSync(fd, bytes, done, bytes.length - done, chunk.offset + done)
+      if (n === 0) return false
+      done += n
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return plainChunkValues(bytes, rows, new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
 }
 
 /**
