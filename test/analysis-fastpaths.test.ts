@@ -8,7 +8,7 @@ import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import { afterAll, describe, expect, it } from "vitest"
 import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
-import { closeReaders, readCategories } from "../stages/analysis/block-tasks.ts"
+import { CategoryCodes, closeReaders, readCategories } from "../stages/analysis/block-tasks.ts"
 import { classifyBlock, regressBlock, regressColumns } from "../stages/analysis/blocks.ts"
 import { CLASSES } from "../stages/analysis/classes.ts"
 import { SuffixFits, emptyFit, fitLine } from "../stages/analysis/ols.ts"
@@ -298,15 +298,18 @@ describe("readCategories", () => {
     return { codes, names: order }
   }
 
-  it("codes and names by first appearance, across row groups, for plain UTF-8 and nullable columns", async () => {
+  it("codes and names by first appearance, across row groups, for UTF-8, dictionary and nullable columns", async () => {
     const plain = path.join(dir, "tokens-plain.parquet")
-    fs.writeFileSync(plain, encodeParquet(arrow.tableFromArrays({ category: cats }), { rowGroupSize: 128 }))
+    const utf8Schema = new arrow.Schema([new arrow.Field("category", new arrow.Utf8(), false)])
+    fs.writeFileSync(plain, encodeParquet(new arrow.Table(utf8Schema, { category: arrow.vectorFromArray(cats, new arrow.Utf8()) } as never), { rowGroupSize: 128 }))
+    const dictionary = path.join(dir, "tokens-dictionary.parquet")
+    fs.writeFileSync(dictionary, encodeParquet(arrow.tableFromArrays({ category: cats }), { rowGroupSize: 128 }))
     const nullable = path.join(dir, "tokens-nullable.parquet")
     const withNull = cats.map((c, i) => (i === 999 ? null : c))
     fs.writeFileSync(nullable, encodeParquet(new arrow.Table({ category: arrow.vectorFromArray(withNull, new arrow.Utf8()) }), { rowGroupSize: 128 }))
     try {
       for (const [start, count] of [[0, 1000], [100, 300], [127, 2], [500, 1]]) {
-        for (const [file, source] of [[plain, cats], [nullable, withNull.map(String)]] as const) {
+        for (const [file, source] of [[plain, cats], [dictionary, cats], [nullable, withNull.map(String)]] as const) {
           const got = await readCategories(file, start, count)
           const want = expected(source, start, count)
           expect({ codes: [...got.codes], names: got.names }, `${file} ${start}+${count}`).toEqual(want)
@@ -315,8 +318,26 @@ describe("readCategories", () => {
       // the null row is read as the string "null", as before
       expect((await readCategories(nullable, 999, 1)).names).toEqual(["null"])
       await expect(readCategories(plain, 990, 20)).rejects.toThrow(/fewer than/)
+      // the three files really are read as the three kinds of Arrow column
+      const r = await openRowGroups(plain)
+      expect(String((await r.read(0, ["category"])).getChild("category")?.type)).toBe("Utf8")
+      r.close()
+      const d = await openRowGroups(dictionary)
+      expect(String((await d.read(0, ["category"])).getChild("category")?.type)).toMatch(/^Dictionary/)
+      d.close()
     } finally {
       closeReaders()
+    }
+  })
+
+  it("codes sliced Arrow chunks (buffers already sliced) of UTF-8 and dictionary columns", () => {
+    for (const type of [new arrow.Utf8(), new arrow.Dictionary(new arrow.Utf8(), new arrow.Int32())]) {
+      const whole = arrow.vectorFromArray(cats, type as arrow.DataType)
+      const sliced = whole.slice(300, 700) // one chunk whose Data has offset 300
+      expect(sliced.data[0].offset).toBe(300)
+      const out = new CategoryCodes("test", 400)
+      out.add(sliced, 0, 400, 0)
+      expect({ codes: [...out.codes], names: out.names }, String(type)).toEqual(expected(cats, 300, 400))
     }
   })
 })

@@ -92,13 +92,14 @@ const utf8Codes = (
   codes: Uint8Array,
   at: number,
 ): void => {
+  // (a sliced Data's buffers are sliced already: row i is offsets[i], not offsets[offset + i])
   const offsets = data.valueOffsets
   const bytes = data.values
   const seen: Array<{ bytes: Uint8Array; code: number }> = []
   const decoder = new TextDecoder()
   for (let i = lo; i < hi; i++) {
-    const a = offsets[data.offset + i]
-    const b = offsets[data.offset + i + 1]
+    const a = offsets[i]
+    const b = offsets[i + 1]
     let code = -1
     for (const s of seen) {
       if (s.bytes.length !== b - a) continue
@@ -147,7 +148,7 @@ export const readCategories = async (file: string, start: number, count: number)
 }
 
 /** readCategories' codes and names, filled one row group's column at a time (no I/O). */
-class CategoryCodes {
+export class CategoryCodes {
   readonly codes: Uint8Array
   readonly names: string[] = []
   private readonly codeOf = new Map<string, number>()
@@ -179,6 +180,18 @@ class CategoryCodes {
         if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) {
           // in slices, like the kernels (blocks.ts SLICE)
           forSlices(a - row, b - row, (x, y) => utf8Codes(data as arrow.Data<arrow.Utf8>, x, y, this.code, this.codes, at + row))
+        } else if (arrow.DataType.isDictionary(data.type) && data.type.indices.bitWidth <= 32 && data.nullCount === 0 && data.dictionary !== undefined) {
+          // (tokens tables written by other tools, e.g. pandas categoricals): each dictionary
+          // entry is coded when first met, so names keep their order of first appearance
+          const dictionary = data.dictionary
+          const keys = data.values as ArrayLike<number>
+          const coded = new Int16Array(dictionary.length).fill(-1)
+          for (let i = a - row; i < b - row; i++) {
+            const k = keys[i]
+            let c = coded[k]
+            if (c < 0) c = coded[k] = this.code(String(dictionary.get(k)))
+            this.codes[at + row + i] = c
+          }
         } else for (let i = a; i < b; i++) this.codes[at + i] = this.code(String(col.get(i)))
       }
       row += data.length
