@@ -109,9 +109,9 @@ export interface RowGroupReader {
   /**
    * The values of one float32 column of a row group, as `read(rowGroup, [column])` then
    * `getChild(column).toArray()` would give them. undefined when the column is not float32 or
-   * has nulls. An uncompressed PLAIN column without levels (the score files' logprob) is copied
-   * from the file's pages directly (plain-pages.ts), once its first row group read that way has
-   * matched parquet-wasm's decoding; any other is copied out of parquet-wasm's memory.
+   * has nulls. A non-nullable float32 column stored uncompressed in PLAIN pages (the score
+   * files' logprob) is copied from the file's pages directly (plain-pages.ts); any other is
+   * decoded by parquet-wasm and copied out of its memory.
    * @param into optional: copied into this array when it has exactly the row group's length
    *        (returned), instead of a new one
    */
@@ -151,22 +151,24 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
       const target = into !== undefined && into.length === rows ? into : undefined
       const chunk = chunks[rowGroup]?.get(column)
       if (chunk !== undefined && direct.get(column) !== false) {
-        const trusted = direct.get(column) === true
-        // Until it has matched parquet-wasm's decoding once, the direct read goes to a probe array.
-        const out = trusted ? (target ?? new Float32Array(rows)) : new Float32Array(rows)
-        if (readPlainChunk(path, chunk, rows, out)) {
-          if (trusted) return out
-          const checked = await viaWasm(rowGroup, column, target)
-          const same = checked !== undefined && Buffer.from(checked.buffer, checked.byteOffset, checked.byteLength).equals(Buffer.from(out.buffer))
-          direct.set(column, same)
-          return checked
+        if (!direct.has(column)) direct.set(column, requiredFloat32(file, column))
+        if (direct.get(column)) {
+          const out = target ?? new Float32Array(rows)
+          if (readPlainChunk(path, chunk, rows, out)) return out
+          direct.set(column, false)
         }
-        direct.set(column, false)
       }
       return viaWasm(rowGroup, column, target)
     },
     close: () => file.free(),
   }
+}
+
+/** The file's column is float32 without nulls (Parquet FLOAT, REQUIRED). */
+const requiredFloat32 = (file: ParquetFile, column: string): boolean => {
+  const schema = file.schema()
+  const field = arrow.tableFromIPC(schema.intoIPCStream()).schema.fields.find((f) => f.name === column)
+  return field !== undefined && arrow.DataType.isFloat(field.type) && field.type.precision === arrow.Precision.SINGLE && !field.nullable
 }
 
 /** Where an uncompressed column chunk's bytes are in its file. */
@@ -179,8 +181,9 @@ interface ChunkPlace {
  * Byte ranges of the uncompressed column chunks of each row group, by column name. parquet-wasm
  * does not expose a chunk's data page offset, so the chunks are taken to be laid out as
  * arrow-rs writes them: one after another from byte 4, in row-group and column order. A file laid
- * out otherwise fails the page checks of plain-pages.ts (or the first comparison with
- * parquet-wasm) and is read through parquet-wasm. Empty on big-endian machines.
+ * out otherwise fails the page checks of plain-pages.ts (page headers at the chunk's start whose
+ * values add up to the row group's rows and whose pages end exactly at the chunk's end) and is
+ * read through parquet-wasm. Empty on big-endian machines.
  */
 const chunkLayout = (groups: ReturnType<ReturnType<ParquetFile["metadata"]>["rowGroups"]>): Array<Map<string, ChunkPlace>> => {
   if (os.endianness() !== "LE") return []

@@ -144,7 +144,7 @@ describe("RowGroupReader.readFloat32, direct", () => {
       const got: Array<Float32Array | undefined> = []
       for (let g = 0; g < r.rowGroupRows.length; g++) {
         const slow = (await r.read(g, [column])).getChild(column)?.toArray()
-        // twice: the first read is checked against parquet-wasm, the second trusted
+        // twice: into a new array and into one given
         for (const into of [undefined, new Float32Array(r.rowGroupRows[g])]) {
           const fast = await r.readFloat32(g, column, into)
           if (slow instanceof Float32Array) expect(fast).toEqual(slow)
@@ -171,7 +171,7 @@ describe("RowGroupReader.readFloat32, direct", () => {
     expect(zstd.direct).toBeUndefined() // never tried: not an uncompressed chunk
     expect(zstd.got.every((v) => v instanceof Float32Array)).toBe(true)
     const ints = await check(write("ints.parquet", t, ["token_index"]), "token_index")
-    expect(ints.direct).toBe(false) // pages of 4-byte values, but not float32: parquet-wasm disagrees
+    expect(ints.direct).toBe(false) // pages of 4-byte values, but not float32
     expect(ints.got.every((v) => v === undefined)).toBe(true)
     const nullable = new arrow.Table({ logprob: arrow.makeVector({ type: new arrow.Float32(), data: logprob, nullCount: 0, length: n } as never) })
     const schema = new arrow.Schema([new arrow.Field("logprob", new arrow.Float32(), true)])
