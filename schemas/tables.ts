@@ -65,7 +65,9 @@ export const scoresSchema = (entropy: boolean) =>
  * for token_id only, and the float columns plain without compression. Log-probs are nearly all
  * distinct: a dictionary makes them bigger (dictionary page plus 17-bit indexes) and ~10x slower
  * to decode, and zstd saves only ~6% of their bytes at ~4x the decoding time, while regress and
- * classify decode every score file once each (measured: docs/decisions.md).
+ * classify decode every score file once each (measured: docs/decisions.md). Uncompressed PLAIN
+ * logprob pages are also what lets regress and classify copy them straight from the file
+ * (pipeline/plain-pages.ts) instead of decoding them.
  */
 export const scoresWriteOptions = (rowGroupSize: number) => ({ rowGroupSize, dictionaryColumns: ["token_id"], rawColumns: ["logprob", "entropy"] })
 
