@@ -16,7 +16,7 @@ import { type BrowserContext, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Config, parseConfig } from "../pipeline/config.ts"
 import { readManifest } from "../pipeline/manifest.ts"
-import { quietSink } from "../pipeline/progress.ts"
+import { quietSink, type Sink } from "../pipeline/progress.ts"
 import { runPipeline } from "../pipeline/runner.ts"
 import { REPORT_PATH, reportStage } from "../stages/report/index.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
@@ -35,10 +35,10 @@ const fixtureConfig = (run: string): Config => {
 }
 
 /** Write the fixture tables and build the report exactly as `trajectories report` does. */
-const buildRun = async (run: string, only?: ReadonlyArray<FixtureTable>): Promise<Config> => {
+const buildRun = async (run: string, only?: ReadonlyArray<FixtureTable>, sink: Sink = quietSink): Promise<Config> => {
   const config = fixtureConfig(run)
   writeFixtureRun(config.runDir, only)
-  const summary = await Effect.runPromise(runPipeline(config, { stages: [reportStage], only: ["report"], force: ["report"], sink: quietSink }))
+  const summary = await Effect.runPromise(runPipeline(config, { stages: [reportStage], only: ["report"], force: ["report"], sink }))
   expect(summary.outcomes.map((o) => `${o.stage}/${o.id}:${o.outcome}`)).toEqual(["report/report:ran"])
   return config
 }
@@ -82,10 +82,11 @@ const duplicateIds = (page: Page): Promise<number> =>
 let context: BrowserContext | undefined
 let full: Config
 let partial: Config
+const partialLog: string[] = []
 
 beforeAll(async () => {
   full = await buildRun("full")
-  partial = await buildRun("partial", ["checkpoints", "task_metrics", "correlations"])
+  partial = await buildRun("partial", ["checkpoints", "task_metrics", "correlations"], { isTTY: false, write: (s) => void partialLog.push(s) })
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium; .ci/run does this)`)
   }
@@ -179,6 +180,11 @@ describe("report in headless Chromium", () => {
       expect(await f.locator(".note").first().textContent()).toMatch(/^Left out: \S+\.parquet is missing \(written by the \w+ stage(, which runs only when the config has a \w+ section)?\)$/)
       expect(((await f.locator("p.caption").textContent()) ?? "").length).toBeGreaterThan(20)
     }
+    // the run's output names each figure left out and why, one line each
+    const leftOut = partialLog.join("").split("\n").filter((l) => l.startsWith("report: figure"))
+    expect(leftOut).toHaveLength(7)
+    for (const l of leftOut) expect(l).toMatch(/^report: figure "\d+\. [^"]+" left out: \S+\.parquet is missing \(written by the \w+ stage/)
+    expect(leftOut.some((l) => l.includes("which runs only when the config has a sequences section"))).toBe(true)
     expect(await page.locator("#checks").count()).toBe(0)
     for (const id of ["fig-validation-ppl", "fig-downstream", "fig-correlations"]) {
       expect(await page.locator(`#${id} svg g.role-axis`).count(), id).toBeGreaterThanOrEqual(2)
