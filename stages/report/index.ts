@@ -104,8 +104,7 @@ const run = Effect.fn("stage.report")(function* (_unit: UnitPlan, ctx: UnitConte
     try: () => buildReportHtml(tables, options, existing),
     catch: (e) => new UnitError({ message: `report: ${(e as Error).message.split("\n")[0]}` }),
   })
-  // one line per figure left out, with its reason (e.g. no sequences section in the config)
-  for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes[0] ?? "its tables are missing"}`)
+  for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)
   yield* ctx.writeFile(REPORT_PATH, built.html)
 })
 
