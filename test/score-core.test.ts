@@ -56,6 +56,14 @@ describe("TypeScript log-softmax (the fallback path)", () => {
     expect(Number.isNaN(f[7])).toBe(true)
   })
 
+  it("decodes float16 from any view of the bits: a Float16Array where the runtime has one (ORT's output on Node 24+)", () => {
+    const bits = Uint16Array.of(0x3c00, 0xc000, 0x7bff, 0x0001, 0x3555)
+    const want = [...halfToFloat(bits)]
+    expect([...halfToFloat(new Uint8Array(bits.buffer))]).toEqual(want)
+    const F16 = (globalThis as { Float16Array?: new (b: ArrayBufferLike) => ArrayBufferView }).Float16Array
+    if (F16) expect([...halfToFloat(new F16(bits.buffer))]).toEqual(want)
+  })
+
   it("finds the first non-finite value", () => {
     expect(firstNonFinite(Float32Array.of(0, -1, 2))).toBe(-1)
     expect(firstNonFinite(Float32Array.of(0, -Infinity, NaN))).toBe(1)

@@ -74,8 +74,13 @@ export const logSoftmaxTargets = (
   }
 }
 
-/** IEEE 754 half-precision bits → float32 values (ORT returns float16 tensors as Uint16Array). */
-export const halfToFloat = (h: Uint16Array): Float32Array => {
+/**
+ * IEEE 754 half-precision → float32 values. ORT returns a float16 tensor's data as a Uint16Array of
+ * the bits, or as a Float16Array where the runtime has one (Node 24+); either way the bytes are the
+ * halves, so any other view is read as those bytes.
+ */
+export const halfToFloat = (data: ArrayBufferView): Float32Array => {
+  const h = data instanceof Uint16Array ? data : new Uint16Array(data.buffer, data.byteOffset, data.byteLength >> 1)
   const out = new Float32Array(h.length)
   for (let i = 0; i < h.length; i++) {
     const x = h[i]

@@ -301,7 +301,7 @@ const runBatch = async (
     throw new Fail(`${label}: onnxruntime failed on a batch of ${b.rows} × ${b.cols} tokens: ${firstLine(e)}`)
   }
   const t = out.logits
-  const logits = s.graph !== "logits" ? undefined : t.type === "float16" ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array)
+  const logits = s.graph !== "logits" ? undefined : t.type === "float16" ? halfToFloat(t.data as ArrayBufferView) : (t.data as Float32Array)
   let tokens = 0
   batch.forEach((k, r) => {
     const { ids, firstTarget } = reqs[k]

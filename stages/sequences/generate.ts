@@ -165,7 +165,7 @@ type Feeder = (f: Feed) => ort.Tensor
 
 /** Each row's next-token distribution: softmax of the logits ([rows, cols, vocab]) at position lengths[r] − 1. */
 const lastDistributions = (t: ort.Tensor, cols: number, lengths: ReadonlyArray<number>): Float64Array[] => {
-  const data = t.type === "float16" ? halfToFloat(t.data as Uint16Array) : (t.data as Float32Array)
+  const data = t.type === "float16" ? halfToFloat(t.data as ArrayBufferView) : (t.data as Float32Array)
   const vocab = t.dims[2]
   return lengths.map((len, r) => softmax(data.subarray((r * cols + len - 1) * vocab, (r * cols + len) * vocab)))
 }
