@@ -9,8 +9,8 @@ import { Effect, Either } from "effect"
 import * as ort from "onnxruntime-node"
 import { createRequire } from "node:module"
 import { afterAll, describe, expect, it } from "vitest"
-import { OUT } from "../stages/score/rewrite.ts"
-import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../stages/score/engine.ts"
+import { OUT } from "../lib/onnx/head.ts"
+import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../lib/onnx/scorer.ts"
 import {
   gptModel,
   gptWeights,
@@ -39,11 +39,11 @@ const score = (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<Sc
     ),
   )
 
-/** The UnitError message of a failing open or scoreAll. */
+/** The OnnxError message of a failing open or scoreAll. */
 const failure = async (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<ScorerOptions> = {}): Promise<string> => {
   const r = await Effect.runPromise(Effect.either(withScorer(file, { ...base, ...opts }, (s) => s.scoreAll(reqs))))
   if (Either.isRight(r)) throw new Error("expected a failure")
-  expect(r.left._tag).toBe("UnitError")
+  expect(r.left._tag).toBe("OnnxError")
   expect(r.left.message).not.toContain("\n")
   return r.left.message
 }
