@@ -153,9 +153,9 @@ describe("fixture models vs independent log-probs (1e-5)", () => {
     await s.release()
   })
 
-  it("(c) Optimum merged-decoder signature: empty past (float32 and float16), use_cache_branch false", async () => {
+  it("(c) Optimum merged-decoder signature: empty past (float32, float16 and float64), use_cache_branch false", async () => {
     const reqs = mixed(mw.vocab)
-    for (const pastType of ["float32", "float16"] as const) {
+    for (const pastType of ["float32", "float16", "float64"] as const) {
       const f = saveModel(optimumModel(mw, { pastType, layers: 2, heads: 2, headDim: 3 }), tmp, `optimum-${pastType}.onnx`)
       const head = await score(f, reqs)
       expect(head.graph).toBe("rewritten")
