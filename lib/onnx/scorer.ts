@@ -29,7 +29,7 @@ import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches }
 import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
 import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
 import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
-import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError } from "./session.ts"
+import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, type SessionSettings } from "./session.ts"
 
 /** Score positions firstTarget…ids.length−1 of `ids` (firstTarget ≥ 1). */
 export interface ScoreRequest {
@@ -54,10 +54,8 @@ export interface Scorer {
   readonly graph: "rewritten" | "cached" | "logits"
 }
 
-export interface ScorerOptions {
-  /** Intra-op threads (default: the number of cores). */
-  readonly threads?: number
-  readonly executionProvider?: "cpu" | "cuda"
+/** Session settings (threads, execution provider: session.ts) and how to score. Stages build them with scorerOptions (options.ts). */
+export interface ScorerOptions extends SessionSettings {
   /** Sequences per session run (default 8). */
   readonly batchSize?: number
   /** Also compute entropies (default false). */

@@ -127,7 +127,8 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
   ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
   // Options need log-probs only; notices of the open (e.g. the TypeScript fallback) are logged once it is done.
   const notes: string[] = []
-  const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label: `${model.name} step ${checkpoint.step}`, log: (m) => notes.push(m), entropy: false })
+  const label = `${model.name} step ${checkpoint.step}`
+  const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label, log: (m) => notes.push(m), entropy: false })
   const onnx = yield* Onnx
   const results = yield* onnx
     .withScorer(checkpoint.path, options, (s) =>
