@@ -14,7 +14,8 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { generateJoint, openNextToken } from "../stages/sequences/generate.ts"
+import { openNextToken } from "../lib/onnx/next-token.ts"
+import { generateJoint } from "../stages/sequences/generate.ts"
 import { gptModel, gptParams, gptWeights, rng, saveModel } from "../test/fixtures/onnx.ts"
 
 const arg = (name: string, dflt: string): string => {

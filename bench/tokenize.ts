@@ -17,7 +17,7 @@ import { BPE, Tokenizer, byteLevelPreTokenizer } from "tokenizers"
 import type { Dataset } from "../pipeline/config.ts"
 import { writeParquetFile } from "../pipeline/store.ts"
 import { parseBrown } from "../stages/tokenize/brown.ts"
-import { loadTokenizer } from "../stages/tokenize/encode.ts"
+import { loadTokenizer } from "../lib/tokenizer-load.ts"
 import { tokenizeDataset } from "../stages/tokenize/index.ts"
 import { byteLevelBpeJson } from "../test/fixtures/tokenizer.ts"
 

@@ -9,8 +9,8 @@ import { Effect, Either } from "effect"
 import * as ort from "onnxruntime-node"
 import { createRequire } from "node:module"
 import { afterAll, describe, expect, it } from "vitest"
-import { OUT } from "../stages/score/rewrite.ts"
-import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../stages/score/engine.ts"
+import { OUT } from "../lib/onnx/head.ts"
+import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../lib/onnx/scorer.ts"
 import {
   gptModel,
   gptWeights,
@@ -39,11 +39,11 @@ const score = (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<Sc
     ),
   )
 
-/** The UnitError message of a failing open or scoreAll. */
+/** The OnnxError message of a failing open or scoreAll. */
 const failure = async (file: string, reqs: ReadonlyArray<ScoreRequest>, opts: Partial<ScorerOptions> = {}): Promise<string> => {
   const r = await Effect.runPromise(Effect.either(withScorer(file, { ...base, ...opts }, (s) => s.scoreAll(reqs))))
   if (Either.isRight(r)) throw new Error("expected a failure")
-  expect(r.left._tag).toBe("UnitError")
+  expect(r.left._tag).toBe("OnnxError")
   expect(r.left.message).not.toContain("\n")
   return r.left.message
 }
@@ -153,9 +153,9 @@ describe("fixture models vs independent log-probs (1e-5)", () => {
     await s.release()
   })
 
-  it("(c) Optimum merged-decoder signature: empty past (float32 and float16), use_cache_branch false", async () => {
+  it("(c) Optimum merged-decoder signature: empty past (float32, float16 and float64), use_cache_branch false", async () => {
     const reqs = mixed(mw.vocab)
-    for (const pastType of ["float32", "float16"] as const) {
+    for (const pastType of ["float32", "float16", "float64"] as const) {
       const f = saveModel(optimumModel(mw, { pastType, layers: 2, heads: 2, headDim: 3 }), tmp, `optimum-${pastType}.onnx`)
       const head = await score(f, reqs)
       expect(head.graph).toBe("rewritten")

@@ -11,7 +11,9 @@ import { UnitError } from "../pipeline/stage.ts"
 import { writeParquetFile } from "../pipeline/store.ts"
 import { parseBrown } from "../stages/tokenize/brown.ts"
 import { categorizeTokens, categoryOfTag, categoryOfText, normalizeTag, textWords } from "../stages/tokenize/categories.ts"
-import { loadTokenizer, toUtf16Offsets } from "../stages/tokenize/encode.ts"
+import { loadTokenizer, toUtf16Offsets } from "../lib/tokenizer-load.ts"
+import { Effect, Either } from "effect"
+import { makeTokenizers, TokenizerError } from "../lib/tokenizer.ts"
 import { commonFolder, parseJsonl, readDocuments } from "../stages/tokenize/formats.ts"
 import { TokenTablesBuilder } from "../stages/tokenize/tables.ts"
 import { documentWindows, predictedCount } from "../stages/tokenize/windows.ts"
@@ -201,6 +203,27 @@ describe("tokenizer offsets", () => {
       ends: Int32Array.from([1, 2, 4, 5]),
     })
     expect(toUtf16Offsets("abc", [[1, 3]], "codepoint")).toEqual({ starts: Int32Array.from([1]), ends: Int32Array.from([3]) })
+  })
+
+  it("the Tokenizers service loads a file once per (absolute path, size, mtime); a failed load is an error and not cached", async () => {
+    const file = writeTestTokenizer(path.join(tmp, "tok-cache"))
+    const t = makeTokenizers()
+    const a = await Effect.runPromise(t.load(file))
+    const rel = path.relative(process.cwd(), file)
+    expect(await Effect.runPromise(t.load(rel))).toBe(a) // same absolute path, same file
+    fs.utimesSync(file, new Date(), new Date(Date.now() + 5_000)) // the file changed: loaded again
+    const b = await Effect.runPromise(t.load(file))
+    expect(b).not.toBe(a)
+    expect(b.vocabSize).toBe(TEST_VOCAB_SIZE)
+    expect(await Effect.runPromise(makeTokenizers().load(file))).not.toBe(b) // each service has its own cache
+    const missing = path.join(tmp, "tok-missing", "tokenizer.json")
+    const r = await Effect.runPromise(Effect.either(t.load(missing)))
+    if (Either.isRight(r)) throw new Error("expected a failure")
+    expect(r.left).toBeInstanceOf(TokenizerError)
+    expect(r.left.reason).toBe("file not found")
+    expect(r.left.message).toBe(`tokenizer ${missing}: file not found`)
+    writeTestTokenizer(path.dirname(missing))
+    expect((await Effect.runPromise(t.load(missing))).vocabSize).toBe(TEST_VOCAB_SIZE)
   })
 
   it("encodes with the test tokenizer, with UTF-16 spans on non-ASCII text", async () => {

@@ -18,7 +18,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { NotOnnx, decodeModel, readModelHeader, type IGraphProto, type ITensorProto } from "../score/onnx.ts"
+import { NotOnnx, decodeModel, readModelHeader, type IGraphProto, type ITensorProto } from "../../lib/onnx/proto.ts"
 
 interface Entry {
   readonly size: number

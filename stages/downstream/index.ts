@@ -1,7 +1,7 @@
 /**
  * The downstream stage: one unit per (model, checkpoint, task), id `model=M/step=S/task=T`. It
  * parses the task file (tasks.ts), builds the k-shot prompts and one scoring request per option
- * (prompts.ts: boundary, prepend, truncation), scores them with the score stage's engine (batched,
+ * (prompts.ts: boundary, prepend, truncation), scores them through the Onnx service (lib/onnx: batched,
  * longest first) and writes
  *   downstream/model=M/step=S/task=T/options.parquet   (schemas/downstream-tables.ts)
  * The task metrics (accuracy, …) of every checkpoint are computed from these tables by the correlate
@@ -18,8 +18,9 @@ import { Effect, Either } from "effect"
 import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
 import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { downstreamPaths, optionsSchema } from "../../schemas/downstream-tables.ts"
-import { withScorer } from "../score/engine.ts"
-import { encodeIds, loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "../tokenize/encode.ts"
+import { Onnx, scorerOptions } from "../../lib/onnx/index.ts"
+import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
+import { provideServices } from "../services.ts"
 import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
 import { parseTask } from "./tasks.ts"
 
@@ -97,25 +98,6 @@ export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32A
   })
 }
 
-/** Tokenizers loaded in this process, by path, size and mtime (a run loads one for every unit otherwise). */
-const tokenizers = new Map<string, Promise<LoadedTokenizer>>()
-const tokenizerOf = (file: string): Promise<LoadedTokenizer> => {
-  let key = file
-  try {
-    const st = fs.statSync(file)
-    key = `${file}:${st.size}:${st.mtimeMs}`
-  } catch {
-    // loadTokenizer reports the missing file
-  }
-  let t = tokenizers.get(key)
-  if (t === undefined) {
-    t = loadTokenizer(file)
-    t.catch(() => tokenizers.delete(key))
-    tokenizers.set(key, t)
-  }
-  return t
-}
-
 const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitContext) {
   const { config } = ctx
   const target = downstreamUnits(config).find((u) => u.id === unit.id)
@@ -130,11 +112,10 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
   if (Either.isLeft(parsed)) return yield* parsed.left
   const prompted = buildPrompts(parsed.right, { shots: task.shots, seed: task.seed, maxExamples: task.max_examples }, file)
   if (Either.isLeft(prompted)) return yield* prompted.left
-  const tokenizer = yield* Effect.tryPromise({
-    try: () => tokenizerOf(config.tokenizer),
-    catch: (e) =>
-      new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e instanceof TokenizerLoadError ? e.message : firstLine(e)}` }),
-  })
+  const tokenizers = yield* Tokenizers
+  const tokenizer = yield* tokenizers
+    .load(config.tokenizer)
+    .pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e.reason}` })))
   const requests = yield* Effect.tryPromise({
     try: async () => {
       const prepend = config.prepend ? await encodeIds(tokenizer, config.prepend) : new Int32Array(0)
@@ -144,18 +125,19 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
   })
   const reqs = requests.requests.map((q) => ({ ids: q.ids, firstTarget: q.firstTarget, id: `example ${q.exampleId} option ${q.optionId}` }))
   ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
-  const results = yield* withScorer(
-    checkpoint.path,
-    {
-      batchSize: config.scoring.batch_size,
-      threads: config.scoring.threads,
-      executionProvider: config.scoring.execution_provider,
-      cacheDir: ctx.cacheDir,
-      label: `${model.name} step ${checkpoint.step}`,
-      log: (m) => Effect.runSync(ctx.log(m)),
-    },
-    (s) => s.scoreAll(reqs, (n) => ctx.progress.advance(n)),
-  )
+  // Options need log-probs only; notices of the open (e.g. the TypeScript fallback) are logged once it is done.
+  const notes: string[] = []
+  const label = `${model.name} step ${checkpoint.step}`
+  const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label, log: (m) => notes.push(m), entropy: false })
+  const onnx = yield* Onnx
+  const results = yield* onnx
+    .withScorer(checkpoint.path, options, (s) =>
+      Effect.zipRight(
+        Effect.forEach(notes, (m) => ctx.log(m)),
+        s.scoreAll(reqs, (n) => ctx.progress.advance(n)),
+      ),
+    )
+    .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message }))))
   yield* ctx.writeParquet(
     downstreamPaths.options(model.name, checkpoint.step, task.name),
     optionsTable(
@@ -183,5 +165,5 @@ export const downstreamStage: Stage = {
       inputs: [],
       files: [checkpoint.path, task.path, config.tokenizer],
     })),
-  run: (unit, ctx) => run(unit, ctx),
+  run: (unit, ctx) => provideServices(run(unit, ctx)),
 }

@@ -98,7 +98,7 @@ export const promptBoundary = (prompt: string): number => {
   return b
 }
 
-/** A text tokenized with UTF-16 character spans (as stages/tokenize/encode.ts returns it). */
+/** A text tokenized with UTF-16 character spans (as lib/tokenizer-load.ts returns it). */
 export interface Tokenized {
   /** [tokens] token ids */
   readonly ids: Int32Array

@@ -17,7 +17,8 @@ import { Effect } from "effect"
 import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
 import { scoresWriteOptions, tablePaths } from "../../schemas/tables.ts"
-import { withScorer, type Scorer } from "./engine.ts"
+import { Onnx, scorerOptions, type Scorer } from "../../lib/onnx/index.ts"
+import { provideServices } from "../services.ts"
 import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
 
 /** Windows per scoreAll call (sorted by length inside it). */
@@ -98,16 +99,9 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext
       const reader = yield* openWindows(windowsPath)
       const { tokens, maxId } = yield* survey(reader, dataset)
       const notes: string[] = []
-      const options = {
-        threads: scoring.threads,
-        executionProvider: scoring.execution_provider,
-        batchSize: scoring.batch_size,
-        entropy: scoring.entropy,
-        cacheDir: ctx.cacheDir,
-        label,
-        log: (m: string) => notes.push(m),
-      }
-      const table = yield* withScorer(checkpoint, options, (scorer) =>
+      const options = scorerOptions(scoring, { cacheDir: ctx.cacheDir, label, log: (m) => notes.push(m) })
+      const onnx = yield* Onnx
+      const table = yield* onnx.withScorer(checkpoint, options, (scorer) =>
         Effect.gen(function* () {
           yield* Effect.forEach(notes, (m) => ctx.log(m))
           if (scorer.vocabSize !== undefined && maxId >= scorer.vocabSize) {
@@ -126,7 +120,7 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext
           yield* scoreWindows(reader, scorer, ctx, out)
           return scoresTable(out.tokenId, out.logprob, out.entropy)
         }),
-      )
+      ).pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(fail(e.message))))
       yield* ctx.writeParquet(tablePaths.scores(model, step, dataset), table, scoresWriteOptions(scoring.row_group_size))
     }),
   )
@@ -150,5 +144,5 @@ export const scoreStage: Stage = {
         })),
       ),
     ),
-  run,
+  run: (unit, ctx) => provideServices(run(unit, ctx)),
 }

@@ -16,21 +16,8 @@ import { mulberry32 } from "../downstream/random.ts"
 
 export type Decoding = "greedy" | "nucleus"
 
-/** Softmax of `logits` [vocab] into probabilities [vocab] (float64, max-subtracted). */
-export const softmax = (logits: ArrayLike<number>): Float64Array => {
-  const n = logits.length
-  let max = -Infinity
-  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i]
-  const p = new Float64Array(n)
-  let sum = 0
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(logits[i] - max)
-    p[i] = e
-    sum += e
-  }
-  for (let i = 0; i < n; i++) p[i] /= sum
-  return p
-}
+// The softmax of next-token logits lives with the ONNX module (lib/onnx/batching.ts); re-exported for the decoder.
+export { softmax } from "../../lib/onnx/batching.ts"
 
 export interface Combined {
   /** [vocab] probabilities, sum 1. */

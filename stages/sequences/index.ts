@@ -5,7 +5,7 @@
  * Units:
  *   lambda=S_L  (one per configured (λs, λl) pair) — joint decoding between the small and the large
  *               checkpoint (generate.ts, decode.ts), then every generated sequence scored by every
- *               checkpoint of every model through the score engine →
+ *               checkpoint of every model through the Onnx service's scorer →
  *                 sequences/lambda=S_L/generations.parquet, sequences/lambda=S_L/trajectories.parquet
  *   noise       perturbed copies of validation windows (noise.ts) scored by every checkpoint →
  *                 sequences/noise.parquet
@@ -26,9 +26,10 @@ import { tablePaths } from "../../schemas/tables.ts"
 import { aggregateUnit, tokenizeUnit } from "../analysis/inputs.ts"
 import { f64OrNull, i32, tableOf, utf8, type Column } from "../analysis/columns.ts"
 import { mulberry32, shuffled, streamSeed } from "../downstream/random.ts"
-import { withScorer, type ScoreRequest } from "../score/engine.ts"
-import { encodeIds, loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "../tokenize/encode.ts"
-import { generateJoint, openNextToken, type NextToken } from "./generate.ts"
+import { Onnx, scorerOptions, type NextToken, type ScoreRequest } from "../../lib/onnx/index.ts"
+import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
+import { provideServices } from "../services.ts"
+import { generateJoint } from "./generate.ts"
 import { pplOf, shuffleWords, substitute } from "./noise.ts"
 import { resolveSequences, sequencesSection, type ResolvedSequences } from "./settings.ts"
 
@@ -104,20 +105,8 @@ const plan = (config: Config): UnitPlan[] => {
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-const tokenizers = new Map<string, Promise<LoadedTokenizer>>()
-const tokenizerOf = (file: string): Effect.Effect<LoadedTokenizer, UnitError> =>
-  Effect.tryPromise({
-    try: () => {
-      let t = tokenizers.get(file)
-      if (t === undefined) {
-        t = loadTokenizer(file)
-        t.catch(() => tokenizers.delete(file))
-        tokenizers.set(file, t)
-      }
-      return t
-    },
-    catch: (e) => fail(`tokenizer ${file}: ${e instanceof TokenizerLoadError ? e.message : firstLine(e)}`),
-  })
+const tokenizerOf = (file: string): Effect.Effect<LoadedTokenizer, UnitError, Tokenizers> =>
+  Effect.flatMap(Tokenizers, (t) => t.load(file)).pipe(Effect.mapError((e) => fail(`tokenizer ${file}: ${e.reason}`)))
 
 interface WindowRow {
   readonly ids: Int32Array
@@ -169,22 +158,17 @@ const scoreEverywhere = (
   ctx: UnitContext,
   reqs: ReadonlyArray<ScoreRequest>,
   row: (model: string, step: number, logprobs: ReadonlyArray<Float32Array>) => void,
-): Effect.Effect<void, UnitError> =>
+): Effect.Effect<void, UnitError, Onnx> =>
   Effect.gen(function* () {
     const { config } = ctx
+    const onnx = yield* Onnx
     for (const model of config.models) {
       for (const cp of model.checkpoints) {
-        const results = yield* withScorer(
-          cp.path,
-          {
-            batchSize: config.scoring.batch_size,
-            threads: config.scoring.threads,
-            executionProvider: config.scoring.execution_provider,
-            cacheDir: ctx.cacheDir,
-            label: `${model.name}@${cp.step}`,
-          },
-          (s) => s.scoreAll(reqs),
-        )
+        // Sequences need log-probs only.
+        const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label: `${model.name}@${cp.step}`, entropy: false })
+        const results = yield* onnx
+          .withScorer(cp.path, options, (s) => s.scoreAll(reqs))
+          .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(fail(e.message))))
         row(model.name, cp.step, results.map((r) => r.logprob))
         ctx.progress.advance(1)
       }
@@ -256,24 +240,19 @@ const listI32 = (arrays: ReadonlyArray<Int32Array>): Column => (type) => {
 }
 
 /** Open the small and the large checkpoint (once when they are the same file), release both afterwards. */
-const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError> =>
-  Effect.acquireUseRelease(
-    Effect.tryPromise({
-      try: async () => {
-        const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider }
-        const large = await openNextToken(r.large.checkpoint.path, { ...o, label: `${r.large.model.name}@${r.large.checkpoint.step}` })
-        if (r.small.checkpoint.path === r.large.checkpoint.path) return [large, large] as const
-        try {
-          return [await openNextToken(r.small.checkpoint.path, { ...o, label: `${r.small.model.name}@${r.small.checkpoint.step}` }), large] as const
-        } catch (e) {
-          await large.release()
-          throw e
-        }
-      },
-      catch: toUnitError,
+const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError, Onnx> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const onnx = yield* Onnx
+      const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider }
+      const open = (side: ResolvedSequences["large"]) =>
+        onnx
+          .openNextToken(side.checkpoint.path, { ...o, label: `${side.model.name}@${side.checkpoint.step}` })
+          .pipe(Effect.mapError((e) => fail(e.message)))
+      const large = yield* open(r.large)
+      const small = r.small.checkpoint.path === r.large.checkpoint.path ? large : yield* open(r.small)
+      return yield* Effect.tryPromise({ try: () => use(small, large), catch: toUnitError })
     }),
-    ([s, l]) => Effect.tryPromise({ try: () => use(s, l), catch: toUnitError }),
-    ([s, l]) => Effect.promise(() => Promise.all([s.release(), s === l ? undefined : l.release()]).catch(() => undefined)),
   )
 
 const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =>
@@ -455,5 +434,5 @@ export const sequencesStage: Stage = {
   after: ["tokenize", "aggregate"],
   describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint",
   plan,
-  run: (unit, ctx) => run(unit, ctx),
+  run: (unit, ctx) => provideServices(run(unit, ctx)),
 }

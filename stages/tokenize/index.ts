@@ -1,7 +1,7 @@
 /**
  * The tokenize stage: one unit per dataset (`dataset=<name>`). Reads the dataset's documents
- * (formats.ts), encodes them with the run's tokenizer.json (encode.ts), tags and categorises every
- * token (categories.ts), cuts documents into windows (windows.ts) and writes
+ * (formats.ts), encodes them with the run's tokenizer.json (the Tokenizers service, lib/tokenizer.ts),
+ * tags and categorises every token (categories.ts), cuts documents into windows (windows.ts) and writes
  *   tokens/dataset=D/tokens.parquet    one row per predicted token (token_index 0…N−1)
  *   windows/dataset=D/windows.parquet  one row per model input window
  * with the schemas of schemas/tables.ts.
@@ -18,7 +18,8 @@ import type { Config, Dataset } from "../../pipeline/config.ts"
 import { type Progress, type Stage, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
 import { tablePaths } from "../../schemas/tables.ts"
 import { categorizeTokens, textWords } from "./categories.ts"
-import { encodeIds, type Encoded, type LoadedTokenizer, loadTokenizer, TokenizerLoadError } from "./encode.ts"
+import { encodeIds, Tokenizers, type Encoded, type LoadedTokenizer } from "../../lib/tokenizer.ts"
+import { provideServices } from "../services.ts"
 import { displayPath, type Document, readDocuments } from "./formats.ts"
 import { TokenTablesBuilder } from "./tables.ts"
 
@@ -144,13 +145,10 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan, ctx: UnitCont
   const { config } = ctx
   const dataset = datasetOf(config, unit)
   if (dataset === undefined) return yield* new UnitError({ message: `tokenize: no dataset for unit ${unit.id}` })
-  const tokenizer = yield* Effect.tryPromise({
-    try: () => loadTokenizer(config.tokenizer),
-    catch: (e) =>
-      new UnitError({
-        message: `tokenizer ${displayPath(config.tokenizer)}: ${e instanceof TokenizerLoadError ? e.message : toUnitError(e).message}`,
-      }),
-  })
+  const tokenizers = yield* Tokenizers
+  const tokenizer = yield* tokenizers
+    .load(config.tokenizer)
+    .pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e.reason}` })))
   const result = yield* Effect.tryPromise({
     try: (signal) =>
       tokenizeDataset(
@@ -195,5 +193,5 @@ export const tokenizeStage: Stage = {
       inputs: [],
       files: [...d.files, config.tokenizer],
     })),
-  run: (unit, ctx) => run(unit, ctx),
+  run: (unit, ctx) => provideServices(run(unit, ctx)),
 }

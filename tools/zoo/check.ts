@@ -16,7 +16,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as ort from "onnxruntime-node"
 import { globSync } from "tinyglobby"
-import { loadTokenizer } from "../../stages/tokenize/encode.ts"
+import { loadTokenizer } from "../../lib/tokenizer-load.ts"
 import { tokenizeDataset } from "../../stages/tokenize/index.ts"
 import { CORPUS_DIR, GROUP_GLOBS, REPO_ROOT } from "./split.ts"
 

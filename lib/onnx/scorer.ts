@@ -1,41 +1,35 @@
 /**
- * The scoring engine: per-token log-probabilities of token sequences under one ONNX checkpoint.
- * The only module of the score stage that touches onnxruntime. Other stages (downstream tasks,
- * sequences) use it through `withScorer`:
+ * The scorer: per-token log-probabilities of token sequences under one ONNX checkpoint. Stages
+ * use it through the Onnx service (index.ts), whose `withScorer` is this module's:
  *
  *   withScorer("/zoo/s/step-100.onnx", { batchSize: 8, entropy: false, cacheDir }, (s) =>
  *     s.scoreAll([{ ids: Int32Array.of(5, 9, 2, 7), firstTarget: 2 }]))
  *   // → [{ logprob: Float32Array [2] }]: log p(2 | 5 9), log p(7 | 5 9 2), nats
  *
  * Opening a checkpoint: its header is read (readModelHeader), `input_ids` and `logits` must exist,
- * the scoring head is appended (rewrite.ts, cached on disk) and one session is created. When the
- * head cannot be appended the session runs the original graph and the log-softmax happens in
- * TypeScript, said once through `log`. The rewritten model keeps its weights in the checkpoint's
+ * the scoring head is appended (head.ts, cached on disk) and one session is created (session.ts).
+ * When the head cannot be appended the session runs the original graph and the log-softmax happens
+ * in TypeScript, said once through `log`. The rewritten model keeps its weights in the checkpoint's
  * folder: it is loaded from bytes with `session.model_external_initializers_file_folder_path` set
  * to that folder (ONNX Runtime refuses absolute or symlinked external-data locations).
  *
  * Batching: each scoreAll sorts its sequences longest first, runs batches of `batchSize` rows padded
- * on the right, and returns results in request order.
+ * on the right, and returns results in request order (batching.ts).
  *
- * Inputs are fed by name, from the session's metadata: input_ids, attention_mask (1 on tokens, 0 on
- * the right padding), position_ids (0…cols−1 per row), past_key_values.* (empty: the past dimension
- * 0, batch dimension = rows, fixed dimensions as declared, element type as declared) and
- * use_cache_branch (false). Any other input is an error.
- *
- * GPU: `executionProvider: "cuda"` needs onnxruntime-node's CUDA provider, which this
- * project's `.npmrc` (ignore-scripts) does not install: run
- * `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false` (it downloads
- * the CUDA 12 provider libraries), and put CUDA 12 and cuDNN 9 on the library path.
+ * Inputs are fed by name from the session's metadata, with an empty past (feeds.ts): input_ids,
+ * attention_mask (1 on tokens, 0 on the right padding), position_ids (0…cols−1 per row),
+ * past_key_values.* (past dimension 0, element type as declared) and use_cache_branch (false).
+ * Any other input is an error.
  */
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
-import * as ort from "onnxruntime-node"
-import { UnitError } from "../../pipeline/stage.ts"
-import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches, type PaddedBatch } from "./batching.ts"
-import { NotOnnx, readModelHeader, type ModelHeader } from "./onnx-file.ts"
-import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./rewrite.ts"
+import type * as ort from "onnxruntime-node"
+import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "./batching.ts"
+import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
+import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
+import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
+import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, type SessionSettings } from "./session.ts"
 
 /** Score positions firstTarget…ids.length−1 of `ids` (firstTarget ≥ 1). */
 export interface ScoreRequest {
@@ -53,17 +47,15 @@ export interface ScoreResult {
 
 export interface Scorer {
   /** Results in request order; `onTokens` gets the number of targets scored after each batch. */
-  readonly scoreAll: (reqs: ReadonlyArray<ScoreRequest>, onTokens?: (n: number) => void) => Effect.Effect<ReadonlyArray<ScoreResult>, UnitError>
+  readonly scoreAll: (reqs: ReadonlyArray<ScoreRequest>, onTokens?: (n: number) => void) => Effect.Effect<ReadonlyArray<ScoreResult>, OnnxError>
   /** Width of the logits (token ids must be below it). */
   readonly vocabSize: number | undefined
   /** How log-probs are computed: head appended now, head read from the cache, or logits read into TypeScript. */
   readonly graph: "rewritten" | "cached" | "logits"
 }
 
-export interface ScorerOptions {
-  /** Intra-op threads (default: the number of cores). */
-  readonly threads?: number
-  readonly executionProvider?: "cpu" | "cuda"
+/** Session settings (threads, execution provider: session.ts) and how to score. Stages build them with scorerOptions (options.ts). */
+export interface ScorerOptions extends SessionSettings {
   /** Sequences per session run (default 8). */
   readonly batchSize?: number
   /** Also compute entropies (default false). */
@@ -78,68 +70,8 @@ export interface ScorerOptions {
   readonly mode?: "auto" | "logits"
 }
 
-/** A failure already phrased for the user; becomes a UnitError at the Effect boundary. */
-class Fail extends Error {}
-
-const firstLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split("\n")[0].trim()
-
 /** How a request is named in messages: its string id as given, else "sequence <id or index>". */
 const nameOf = (r: ScoreRequest, index: number): string => (typeof r.id === "string" ? r.id : `sequence ${r.id ?? index}`)
-
-/** Our own failures carry their message; anything else (a file system error, say) gets the checkpoint's label. */
-const toUnitError = (label: string) => (e: unknown): UnitError =>
-  new UnitError({ message: e instanceof Fail ? e.message : `${label}: ${firstLine(e)}` })
-
-// ---------------------------------------------------------------------------------------------
-// Feeds
-
-type IntType = "int64" | "int32"
-
-/** How each model input is fed for a padded batch. */
-type Feed = (b: PaddedBatch) => ort.Tensor
-
-const intTensor = (type: IntType | "float32", data: Int32Array, dims: number[]): ort.Tensor =>
-  type === "int64"
-    ? new ort.Tensor("int64", BigInt64Array.from(data, (x) => BigInt(x)), dims)
-    : type === "int32"
-      ? new ort.Tensor("int32", data, dims)
-      : new ort.Tensor("float32", Float32Array.from(data), dims)
-
-const emptyData = (type: string): ort.Tensor.DataType | undefined =>
-  ({ float32: new Float32Array(0), float16: new Uint16Array(0), float64: new Float64Array(0), int64: new BigInt64Array(0), int32: new Int32Array(0) })[type]
-
-/** The feed for one declared input, or a message saying why it cannot be fed. */
-const feedFor = (m: ort.InferenceSession.ValueMetadata): Feed | string => {
-  if (!m.isTensor) return `input "${m.name}" is not a tensor`
-  const { name, type, shape } = m
-  const ints = (allowed: ReadonlyArray<string>): string | undefined =>
-    allowed.includes(type) ? undefined : `input "${name}" has type ${type}, expected ${allowed.join(" or ")}`
-  if (name === "input_ids") return ints(["int64", "int32"]) ?? ((b) => intTensor(type as IntType, b.ids, [b.rows, b.cols]))
-  if (name === "attention_mask") return ints(["int64", "int32", "float32"]) ?? ((b) => intTensor(type as IntType, b.mask, [b.rows, b.cols]))
-  if (name === "position_ids") {
-    return (
-      ints(["int64", "int32"]) ??
-      ((b) => {
-        const pos = new Int32Array(b.rows * b.cols)
-        for (let i = 0; i < pos.length; i++) pos[i] = i % b.cols
-        return intTensor(type as IntType, pos, [b.rows, b.cols])
-      })
-    )
-  }
-  if (name.startsWith("past_key_values") || name.startsWith("past.")) {
-    const data = emptyData(type)
-    if (!data) return `input "${name}" has type ${type}, which cannot be fed from JavaScript`
-    if (shape.length === 0) return `input "${name}" declares no shape, so an empty past cannot be built`
-    // Batch (first) dimension = rows; other symbolic dimensions (the past length) 0; fixed ones as declared.
-    return (b) => new ort.Tensor(type as "float32", data, shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? b.rows : 0)))
-  }
-  if (name === "use_cache_branch") {
-    if (type !== "bool") return `input "${name}" has type ${type}, expected bool`
-    const dims = shape.map((d) => (typeof d === "number" && d >= 0 ? d : 1))
-    return () => new ort.Tensor("bool", new Uint8Array(dims.reduce((a, d) => a * d, 1)), dims)
-  }
-  return `input "${name}" is not one the scorer can feed (input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)`
-}
 
 // ---------------------------------------------------------------------------------------------
 // Opening
@@ -147,31 +79,8 @@ const feedFor = (m: ort.InferenceSession.ValueMetadata): Feed | string => {
 interface Opened {
   readonly session: ort.InferenceSession
   readonly graph: Scorer["graph"]
-  readonly feeds: ReadonlyArray<readonly [string, Feed]>
+  readonly feeds: Feeds
   readonly vocab: number
-}
-
-const sessionOptions = (o: ScorerOptions): ort.InferenceSession.SessionOptions => ({
-  executionProviders: [o.executionProvider ?? "cpu"],
-  intraOpNumThreads: o.threads ?? Math.max(1, os.availableParallelism()),
-  interOpNumThreads: 1,
-  executionMode: "sequential",
-  graphOptimizationLevel: "all",
-  logSeverityLevel: 3,
-})
-
-const createSession = async (src: string | Uint8Array, options: ort.InferenceSession.SessionOptions, label: string) => {
-  try {
-    return typeof src === "string" ? await ort.InferenceSession.create(src, options) : await ort.InferenceSession.create(src, options)
-  } catch (e) {
-    const msg = firstLine(e)
-    if (/Cuda|CUDA/.test(msg) && options.executionProviders?.includes("cuda")) {
-      throw new Fail(
-        `${label}: execution provider "cuda" is not available (${msg}); run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false" and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`,
-      )
-    }
-    throw e
-  }
 }
 
 /** A session on the graph with the scoring head (cached on disk when a cacheDir is given), or why there is none. */
@@ -233,12 +142,8 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
     }
   }
   try {
-    const feeds: Array<readonly [string, Feed]> = []
-    for (const m of session.inputMetadata) {
-      const f = feedFor(m)
-      if (typeof f === "string") throw new Fail(`${label}: ${f}`)
-      feeds.push([m.name, f])
-    }
+    const feeds = feedsFor(session.inputMetadata)
+    if (typeof feeds === "string") throw new Fail(`${label}: ${feeds}`)
     const logitsMeta = session.outputMetadata.find((m) => m.name === "logits")
     const logitsType = logitsMeta?.isTensor ? logitsMeta.type : "float32"
     if (graph === "logits" && logitsType !== "float32" && logitsType !== "float16") {
@@ -257,7 +162,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
 const probeVocab = async (s: Opened): Promise<number> => {
   const b = padRight([Int32Array.of(0, 0)])
   const fetch = s.graph === "logits" ? "logits" : OUT.logitsShape
-  const r = await s.session.run(Object.fromEntries(s.feeds.map(([n, f]) => [n, f(b)])), [fetch])
+  const r = await s.session.run(feedAll(s.feeds, b), [fetch])
   return s.graph === "logits" ? r.logits.dims[2] : Number((r[OUT.logitsShape].data as BigInt64Array)[2])
 }
 
@@ -292,7 +197,7 @@ const runBatch = async (
   results: ScoreResult[],
 ): Promise<number> => {
   const b = padRight(batch.map((i) => reqs[i].ids))
-  const feeds = Object.fromEntries(s.feeds.map(([n, f]) => [n, f(b)]))
+  const feeds = feedAll(s.feeds, b)
   const fetches = s.graph === "logits" ? ["logits"] : entropy ? [OUT.logprob, OUT.entropy] : [OUT.logprob]
   let out: ort.InferenceSession.ReturnType
   try {
@@ -334,7 +239,7 @@ const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => ({
   graph: s.graph,
   scoreAll: (reqs, onTokens) =>
     Effect.gen(function* () {
-      yield* Effect.try({ try: () => checkRequests(reqs, s.vocab, label), catch: toUnitError(label) })
+      yield* Effect.try({ try: () => checkRequests(reqs, s.vocab, label), catch: toOnnxError(label) })
       const entropy = o.entropy ?? false
       const results: ScoreResult[] = reqs.map(() =>
         entropy ? { logprob: new Float32Array(0), entropy: new Float32Array(0) } : { logprob: new Float32Array(0) },
@@ -344,7 +249,7 @@ const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => ({
       for (const batch of planBatches(scored.map((i) => reqs[i].ids.length), Math.max(1, o.batchSize ?? 8))) {
         const n = yield* Effect.tryPromise({
           try: () => runBatch(s, reqs, batch.map((j) => scored[j]), entropy, label, results),
-          catch: toUnitError(label),
+          catch: toOnnxError(label),
         })
         onTokens?.(n)
       }
@@ -360,10 +265,10 @@ export const withScorer = <A, E, R>(
   modelPath: string,
   options: ScorerOptions,
   use: (s: Scorer) => Effect.Effect<A, E, R>,
-): Effect.Effect<A, E | UnitError, R> => {
+): Effect.Effect<A, E | OnnxError, R> => {
   const label = options.label ?? path.basename(modelPath)
   return Effect.acquireUseRelease(
-    Effect.tryPromise({ try: () => openScorer(modelPath, options, label), catch: toUnitError(label) }),
+    Effect.tryPromise({ try: () => openScorer(modelPath, options, label), catch: toOnnxError(label) }),
     (s) => use(makeScorer(s, options, label)),
     (s) => Effect.promise(() => s.session.release().catch(() => undefined)),
   )

@@ -1,6 +1,7 @@
 /**
  * Loading a tokenizer.json with Hugging Face `tokenizers` and encoding documents into token ids with
- * UTF-16 character spans. The only module of the stage that touches `tokenizers`.
+ * UTF-16 character spans: the implementation of the Tokenizers service (tokenizer.ts) and the only
+ * module that touches `tokenizers`.
  *
  * Offsets: the Node binding reports offsets in Unicode code points (Python's "char" offsets), not in
  * the UTF-16 code units JavaScript strings index by, and other builds report bytes. The unit is

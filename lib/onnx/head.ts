@@ -14,7 +14,7 @@
  * output } }` holding only the new pieces; the original outputs (logits, present.*) remain
  * declared — they are simply not fetched. The weights are not copied: before the head is appended,
  * every large inline weight becomes an external-data reference into the checkpoint file itself
- * (onnx-file.ts externalizeWeights), and weights already external keep their relative locations;
+ * (file.ts externalizeWeights), and weights already external keep their relative locations;
  * the session loads the rewritten bytes with the checkpoint's folder as its external-data folder.
  * A rewritten model is therefore a few kilobytes (plus the graph's nodes), whatever the weights.
  *
@@ -25,8 +25,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { DT, GraphBuilder, encodeModel, valueInfo } from "./onnx.ts"
-import { externalizeWeights, type ModelHeader, type TensorDecl } from "./onnx-file.ts"
+import { DT, GraphBuilder, encodeModel, valueInfo } from "./proto.ts"
+import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts"
 
 /** Bump when the appended head changes: cached graphs of older versions are not reused. */
 export const REWRITE_VERSION = 1

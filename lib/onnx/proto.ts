@@ -1,5 +1,5 @@
 /**
- * ONNX protobuf access: with onnx-file.ts, the only modules that touch `onnx-proto`.
+ * ONNX protobuf access: with file.ts, the only modules that touch `onnx-proto`.
  *
  * Small constructors for graph pieces (nodes, attributes, tensors, value infos) and a graph
  * builder, used by the rewrite and by the test fixtures that build whole models.
@@ -181,5 +181,5 @@ export class GraphBuilder {
   }
 }
 
-// The wire-level file readers live in onnx-file.ts; re-exported here for one import site.
-export { NotOnnx, externalizeWeights, int, readModelHeader, type ModelHeader, type TensorDecl } from "./onnx-file.ts"
+// The wire-level file readers live in file.ts; re-exported here for one import site.
+export { NotOnnx, externalizeWeights, int, readModelHeader, type ModelHeader, type TensorDecl } from "./file.ts"

@@ -1,6 +1,7 @@
 /**
- * The scorer's pure core: batch plans, right padding, and the TypeScript log-softmax used when a
- * graph cannot take the scoring head. No Effect, no onnxruntime.
+ * The ONNX module's pure core: batch plans, right padding, the TypeScript log-softmax used when a
+ * graph cannot take the scoring head, and the softmax of next-token logits. No Effect, no
+ * onnxruntime.
  *
  * Worked example (batch size 2): requests of lengths [5, 9, 3, 9] batch as [[1, 3], [0, 2]] —
  * longest first, so the first batch shows at once whether the largest shape fits in memory — and
@@ -97,4 +98,20 @@ export const halfToFloat = (data: ArrayBufferView): Float32Array => {
 export const firstNonFinite = (xs: Float32Array): number => {
   for (let i = 0; i < xs.length; i++) if (!Number.isFinite(xs[i])) return i
   return -1
+}
+
+/** Softmax of `logits` [vocab] into probabilities [vocab] (float64, max-subtracted). */
+export const softmax = (logits: ArrayLike<number>): Float64Array => {
+  const n = logits.length
+  let max = -Infinity
+  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i]
+  const p = new Float64Array(n)
+  let sum = 0
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp(logits[i] - max)
+    p[i] = e
+    sum += e
+  }
+  for (let i = 0; i < n; i++) p[i] /= sum
+  return p
 }

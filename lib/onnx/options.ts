@@ -1,0 +1,33 @@
+/**
+ * Scorer options from the config's `scoring` section: the one place that maps it onto
+ * ScorerOptions, for every stage that scores (score, downstream, sequences).
+ *
+ *   scorerOptions({ batch_size: 8, threads: 4, execution_provider: "cpu", entropy: true }, { cacheDir, label: "s step 100" })
+ *   // → { batchSize: 8, threads: 4, executionProvider: "cpu", entropy: true, cacheDir, label: "s step 100" }
+ */
+import type { Scoring } from "../../schemas/config.ts"
+import type { ScorerOptions } from "./scorer.ts"
+
+/** What the scorer reads of the `scoring` section (the decoded config's; threads resolved or not). */
+export type ScoringSection = Pick<Scoring, "batch_size" | "threads" | "execution_provider" | "entropy">
+
+export interface ScorerContext {
+  /** Folder for rewritten graphs (the run's cache folder). */
+  readonly cacheDir: string
+  /** Names the checkpoint in messages ("s step 100"). */
+  readonly label: string
+  /** Notices for the user; a plain callback (collect them and log after opening). */
+  readonly log?: (message: string) => void
+  /** Compute entropies; default `scoring.entropy`. Stages that keep only log-probs pass false. */
+  readonly entropy?: boolean
+}
+
+export const scorerOptions = (scoring: ScoringSection, c: ScorerContext): ScorerOptions => ({
+  batchSize: scoring.batch_size,
+  threads: scoring.threads,
+  executionProvider: scoring.execution_provider,
+  entropy: c.entropy ?? scoring.entropy,
+  cacheDir: c.cacheDir,
+  label: c.label,
+  ...(c.log !== undefined ? { log: c.log } : {}),
+})
