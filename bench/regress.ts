@@ -22,11 +22,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Config } from "../pipeline/config.ts"
-import { analysisPaths } from "../schemas/analysis-tables.ts"
-import { tablePaths } from "../schemas/tables.ts"
-import { aggregateStage } from "../stages/aggregate.ts"
-import { classifyStage } from "../stages/classify.ts"
-import { regressStage } from "../stages/regress.ts"
+import { checkpointsFile } from "../stages/aggregate/contract.ts"
+import { scoresFile } from "../stages/score/contract.ts"
+import { tokensFile } from "../stages/tokenize/contract.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
+import { classifyStage } from "../stages/classify/index.ts"
+import { regressStage } from "../stages/regress/index.ts"
 import { type Outputs, plantScores, plantTokens, plantedConfig, runPlanted } from "../test/fixtures/analysis.ts"
 
 const arg = (name: string, dflt: string): string => {
@@ -50,10 +51,10 @@ const configFor = (dir: string, checkpoints: number): Config =>
 const outputsFor = (config: Config): Outputs => {
   const o: Outputs = new Map()
   for (const cp of config.models[0].checkpoints) {
-    o.set(`score/model=m/step=${cp.step}/dataset=valid`, [path.join(config.runDir, tablePaths.scores("m", cp.step, "valid"))])
+    o.set(`score/model=m/step=${cp.step}/dataset=valid`, [path.join(config.runDir, scoresFile("m", cp.step, "valid").path)])
   }
-  o.set("tokenize/dataset=valid", [path.join(config.runDir, tablePaths.tokens("valid"))])
-  o.set("aggregate/all", [path.join(config.runDir, analysisPaths.checkpoints)])
+  o.set("tokenize/dataset=valid", [path.join(config.runDir, tokensFile("valid").path)])
+  o.set("aggregate/all", [path.join(config.runDir, checkpointsFile.path)])
   return o
 }
 

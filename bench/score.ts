@@ -18,9 +18,9 @@ import { fileURLToPath } from "node:url"
 import { Effect, Either } from "effect"
 import * as ort from "onnxruntime-node"
 import { parseConfig, type Config } from "../pipeline/config.ts"
-import type { UnitContext } from "../pipeline/stage.ts"
 import { writeParquetFile } from "../pipeline/store.ts"
-import { tablePaths } from "../schemas/tables.ts"
+import { tokenizeUnit, windowsFile } from "../stages/tokenize/contract.ts"
+import { plantedRun } from "../test/fixtures/planted.ts"
 import { withScorer } from "../lib/onnx/scorer.ts"
 import { scoreStage } from "../stages/score/index.ts"
 import { readModelHeader } from "../lib/onnx/file.ts"
@@ -72,26 +72,16 @@ scoring: { batch_size: ${BATCH}, threads: ${threads}, entropy: false }
   return { config: c.right, model }
 }
 
-/** A UnitContext writing under the config's run folder, reading the windows written by writeWindows. */
-const context = (config: Config): UnitContext => ({
-  config,
-  runDir: config.runDir,
-  cacheDir: path.join(config.runDir, ".cache"),
-  path: (rel) => path.join(config.runDir, rel),
-  writeParquet: (rel, table, options) => Effect.sync(() => void writeParquetFile(path.join(config.runDir, rel), table, options)),
-  writeFile: (rel, data) => Effect.sync(() => fs.writeFileSync(path.join(config.runDir, rel), data)),
-  outputsOf: () => [path.join(config.runDir, tablePaths.windows("rand"))],
-  progress: { start: () => undefined, advance: () => undefined },
-  log: (m) => Effect.sync(() => say(m)),
-})
-
 const writeWindows = (config: Config, rows: ReadonlyArray<WindowRow>) =>
-  writeParquetFile(path.join(config.runDir, tablePaths.windows("rand")), windowsTable(rows))
+  writeParquetFile(path.join(config.runDir, windowsFile("rand").path), windowsTable(rows))
 
+/** The stage's one unit through the real UnitContext, over the windows writeWindows left in the run folder. */
 const runStage = async (config: Config): Promise<void> => {
-  const unit = scoreStage.plan(config)[0]
-  const r = await Effect.runPromise(Effect.either(scoreStage.run(unit, context(config))))
-  if (Either.isLeft(r)) throw new Error(r.left.message)
+  const run = plantedRun(config)
+  await run.record(tokenizeUnit("rand"), [windowsFile("rand").path])
+  const r = await run.run(scoreStage, scoreStage.plan(config)[0])
+  for (const m of r.logs) say(m)
+  if (Either.isLeft(r.result)) throw new Error(r.result.left.message)
 }
 
 // ---------------------------------------------------------------------------------------------

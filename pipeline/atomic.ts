@@ -71,12 +71,24 @@ export const sweepStaleTemps = (root: string): string[] => {
   return removed
 }
 
+/**
+ * Is a process with this pid running? A zombie (killed, not yet reaped by its parent — seen
+ * here for ~1 s after a SIGKILL, while the machine's init gets to it) is not: it can hold no lock
+ * and write no file. On Linux the state is read from /proc/<pid>/stat.
+ */
 export const isAlive = (pid: number): boolean => {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
-    return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // "pid (comm) S …": the state follows the last ")" (comm may hold spaces and parentheses).
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    return state !== "Z" && state !== "X"
+  } catch {
+    return true // no /proc (not Linux): kill(pid, 0) is all there is
   }
 }

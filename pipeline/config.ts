@@ -13,7 +13,9 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import { globSync } from "tinyglobby"
 import * as YAML from "yaml"
 import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring, type Sequences } from "../schemas/config.ts"
-import { ConfigError } from "./errors.ts"
+
+export type { Analysis, Checks, DatasetFormat, Scoring, Sequences, XAxis } from "../schemas/config.ts"
+import { ConfigError, displayPath } from "./errors.ts"
 
 export interface Checkpoint {
   readonly step: number
@@ -48,6 +50,34 @@ export interface Task {
   readonly seed: number
 }
 
+/**
+ * `analysis` with every derived default resolved (here, and nowhere else):
+ *   valid_dataset        default: the first dataset
+ *   reference_model      default: the second-smallest model by params (the only one when there is one)
+ *   reference_threshold  default: the configured threshold equal to 0.1 (within 1e-9), else the smallest
+ */
+export interface ResolvedAnalysis extends Omit<Analysis, "valid_dataset" | "reference_model" | "reference_threshold"> {
+  readonly valid_dataset: string
+  readonly reference_model: string
+  readonly reference_threshold: number
+}
+
+/** The `sequences` section resolved against the models and datasets (defaults of schemas/config.ts applied). */
+export interface ResolvedSequences {
+  readonly section: Sequences
+  /** `sequences.small` (default: the smallest model) at `sequences.step` (default: its last checkpoint). */
+  readonly small: { readonly model: Model; readonly checkpoint: Checkpoint }
+  /** `sequences.large` (default: the largest model) at `sequences.step` (default: its last checkpoint). */
+  readonly large: { readonly model: Model; readonly checkpoint: Checkpoint }
+  /** = analysis.valid_dataset: its checkpoints.parquet perplexity is valid_ppl, and its windows are perturbed. */
+  readonly validDataset: string
+  /** Where prompts come from: texts, or a dataset's windows (default: 10 prompts of 8 tokens from the validation dataset). */
+  readonly prompts: { readonly texts: ReadonlyArray<string> } | { readonly dataset: string; readonly n: number; readonly tokens: number }
+}
+
+/** Two fractions are the same threshold (config values go through decimal text). */
+export const sameFraction = (a: number, b: number): boolean => Math.abs(a - b) < 1e-9
+
 export interface Config {
   /** Absolute path of the YAML file. */
   readonly file: string
@@ -63,10 +93,10 @@ export interface Config {
   readonly models: ReadonlyArray<Model>
   readonly datasets: ReadonlyArray<Dataset>
   readonly tasks: ReadonlyArray<Task>
-  readonly analysis: Analysis
+  readonly analysis: ResolvedAnalysis
   readonly scoring: Scoring & { readonly threads: number }
   /** The sequences stage's settings; absent when the config has no `sequences` section. */
-  readonly sequences?: Sequences
+  readonly sequences?: ResolvedSequences
 }
 
 export interface LoadOptions {
@@ -77,11 +107,6 @@ export interface LoadOptions {
 /** `["models", 1, "checkpoints"]` → `models[1].checkpoints` */
 export const formatDocPath = (p: ReadonlyArray<PropertyKey>): string =>
   p.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc === "" ? String(k) : `${acc}.${String(k)}`), "")
-
-const displayPath = (file: string): string => {
-  const rel = path.relative(process.cwd(), file)
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
-}
 
 /** Reduce Effect Schema's issues to one message per path; unions become "expected a or b". */
 const summarizeIssues = (
@@ -286,15 +311,33 @@ export const parseConfig = (
     if (a.reference_model !== undefined && !models.some((m) => m.name === a.reference_model)) {
       throw errAt(loc, ["analysis", "reference_model"], `no model named "${a.reference_model}"`)
     }
+    const bySize = [...models].sort((x, y) => x.params - y.params)
+    const analysis = resolveAnalysis(a, models, datasets)
 
+    let sequences: ResolvedSequences | undefined
     const sq = c.sequences
     if (sq !== undefined) {
-      for (const field of ["small", "large"] as const) {
+      const side = (field: "small" | "large", fallback: Model) => {
         const name = sq[field]
-        if (name !== undefined && !models.some((m) => m.name === name)) throw errAt(loc, ["sequences", field], `no model named "${name}"`)
+        const model = name === undefined ? fallback : models.find((m) => m.name === name)
+        if (model === undefined) throw errAt(loc, ["sequences", field], `no model named "${name}"`)
+        const cps = model.checkpoints
+        const checkpoint = sq.step === undefined ? cps[cps.length - 1] : cps.find((cp) => cp.step === sq.step)
+        if (checkpoint === undefined && cps.length > 0) throw errAt(loc, ["sequences", "step"], `model ${model.name} has no checkpoint at step ${sq.step}`)
+        // Only a config loaded without checking paths (example configs) has a pattern that matched no checkpoint.
+        return { model, checkpoint: checkpoint ?? { step: sq.step ?? 0, path: "" } }
       }
-      const ds = sq.prompts_from?.dataset
-      if (ds !== undefined && !datasets.some((d) => d.name === ds)) throw errAt(loc, ["sequences", "prompts_from", "dataset"], `no dataset named "${ds}"`)
+      const small = side("small", bySize[0])
+      const large = side("large", bySize[bySize.length - 1])
+      let prompts: ResolvedSequences["prompts"]
+      if (sq.prompts !== undefined) prompts = { texts: sq.prompts }
+      else {
+        const from = sq.prompts_from
+        const dataset = from?.dataset ?? analysis.valid_dataset
+        if (!datasets.some((d) => d.name === dataset)) throw errAt(loc, ["sequences", "prompts_from", "dataset"], `no dataset named "${dataset}"`)
+        prompts = { dataset, n: from?.n_prompts ?? 10, tokens: from?.prompt_tokens ?? 8 }
+      }
+      sequences = { section: sq, small, large, validDataset: analysis.valid_dataset, prompts }
     }
 
     const outputRoot = abs(c.output)
@@ -310,13 +353,28 @@ export const parseConfig = (
       models,
       datasets,
       tasks,
-      analysis: a,
+      analysis,
       scoring: { ...c.scoring, threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()) },
-      ...(sq !== undefined ? { sequences: sq } : {}),
+      ...(sequences !== undefined ? { sequences } : {}),
     })
   } catch (e) {
     if (e instanceof ConfigError) return Either.left(e)
     throw e
+  }
+}
+
+/** `analysis` with its derived defaults (see ResolvedAnalysis); names are checked by parseConfig. */
+export const resolveAnalysis = (
+  a: Analysis,
+  models: ReadonlyArray<Pick<Model, "name" | "params">>,
+  datasets: ReadonlyArray<Pick<Dataset, "name">>,
+): ResolvedAnalysis => {
+  const bySize = [...models].sort((x, y) => x.params - y.params)
+  return {
+    ...a,
+    valid_dataset: a.valid_dataset ?? datasets[0].name,
+    reference_model: a.reference_model ?? bySize[Math.min(1, bySize.length - 1)].name,
+    reference_threshold: a.reference_threshold ?? a.thresholds.find((t) => sameFraction(t, 0.1)) ?? Math.min(...a.thresholds),
   }
 }
 

@@ -1,8 +1,26 @@
 /**
- * User-facing errors of the engine. Each carries a one-line message; the CLI prints it and exits
- * with `exitCode` (2: bad config or arguments, 1: the run failed).
+ * User-facing errors. Each is a tagged value with context fields that build its one-line message;
+ * the CLI prints the message and exits with `exitCode` (2: bad config or arguments, 1: the run
+ * failed), and with `--verbose` also the chain of causes (`causeChain`).
+ *
+ *   new UnitError({ message: "cannot read row group 3", path: "scores/…/scores.parquet", cause: e })
+ *     .message  → "scores/…/scores.parquet: cannot read row group 3"
+ *   causeChain(err) → ["scores/…: cannot read row group 3", "RuntimeError: unreachable", …]
  */
+import * as path from "node:path"
 import { Data } from "effect"
+
+/** The first line of an error's message (or of its string form), trimmed. */
+export const firstLine = (e: unknown): string => {
+  const m = e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
+  return m.split("\n")[0].trim()
+}
+
+/** A path as messages show it: relative to the working folder when inside it. */
+export const displayPath = (file: string): string => {
+  const rel = path.relative(process.cwd(), file)
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
+}
 
 /** Bad config file or field, or bad command-line arguments: exit 2, nothing created on disk. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -14,6 +32,48 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
 /** The run could not start or finish (lock held, unwritable output folder, failed units): exit 1. */
 export class RunError extends Data.TaggedError("RunError")<{
   readonly message: string
+  /** Cause chains of the failures, one block per failed unit (printed with --verbose). */
+  readonly details?: ReadonlyArray<string>
 }> {
   get exitCode(): 1 { return 1 }
+}
+
+/**
+ * A unit's failure that the user can act on. `message` is what happened (one line); `path` (a
+ * file the unit read or wrote) is put in front of it when given; `cause` is the foreign error it
+ * came from, kept for --verbose and never printed in the one-line form.
+ */
+export class UnitError extends Data.TaggedError("UnitError")<{
+  readonly message: string
+  readonly path?: string
+  readonly cause?: unknown
+}> {
+  constructor(args: { readonly message: string; readonly path?: string; readonly cause?: unknown }) {
+    const line = args.message.split("\n")[0]
+    super({ ...args, message: args.path !== undefined && !line.includes(args.path) ? `${args.path}: ${line}` : line })
+  }
+}
+
+/**
+ * Any thrown value as a UnitError: a UnitError as it is, anything else with its first line as the
+ * message (after `context`, when given) and itself as the cause.
+ */
+export const toUnitError = (e: unknown, context?: string): UnitError =>
+  e instanceof UnitError
+    ? e
+    : new UnitError({ message: context !== undefined ? `${context}: ${firstLine(e)}` : firstLine(e), cause: e })
+
+/** Lines of an error and its causes, outermost first; stacks of foreign errors included. */
+export const causeChain = (e: unknown): string[] => {
+  const out: string[] = []
+  const seen = new Set<unknown>()
+  let cur: unknown = e
+  while (cur !== undefined && cur !== null && !seen.has(cur)) {
+    seen.add(cur)
+    if (cur instanceof UnitError || cur instanceof RunError || cur instanceof ConfigError) out.push(`${cur._tag}: ${cur.message}`)
+    else if (cur instanceof Error) out.push(cur.stack ?? `${cur.name}: ${cur.message}`)
+    else out.push(String(cur))
+    cur = (cur as { cause?: unknown }).cause
+  }
+  return out
 }

@@ -1,15 +1,21 @@
 /**
  * Unit keys and file fingerprints.
  *
- * A unit's key = sha256 of the stage name and version, the unit's config slice, the keys of the
- * upstream units it reads and the fingerprints of the external files it reads. Small files
- * (≤ 1 MiB) are fingerprinted by content, larger ones by size + mtime (cheap, and what DVC-style
- * tools do for large data).
+ * A unit's key = sha256 of its key parts: the stage name and version, a hash of the unit's config
+ * slice, the keys of the upstream units it reads and the fingerprints of the external files it
+ * reads. A file's fingerprint is its path relative to the config's folder and a sha256 of its
+ * content, so a run folder copied or moved together with its inputs (another folder, another
+ * machine, a cluster's shared disk) keeps every key. Hashing a large file costs one read; the
+ * digest is cached by (path, size, mtime, inode) in the run's cache folder, so an unchanged file is
+ * read once, and a copied one once more.
+ *
+ * The manifest keeps each unit's parts, so `status` can say which part of a stale key changed
+ * (`explainKeyChange`).
  */
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { createHash } from "node:crypto"
-
-export const SMALL_FILE_BYTES = 1 << 20
+import { writeFileAtomicSync } from "./atomic.ts"
 
 /** JSON with object keys sorted, so equal values give equal strings. */
 export const stableStringify = (v: unknown): string => {
@@ -22,31 +28,140 @@ export const stableStringify = (v: unknown): string => {
 
 export const sha256 = (s: string | Uint8Array): string => createHash("sha256").update(s).digest("hex")
 
-/** "missing" when the file does not exist (the unit will fail on it and say why). */
-export const fingerprint = (file: string): string => {
-  let st: fs.Stats
-  try {
-    st = fs.statSync(file)
-  } catch {
-    return `${file}:missing`
-  }
-  if (st.size <= SMALL_FILE_BYTES) return `${file}:sha256:${sha256(fs.readFileSync(file))}`
-  return `${file}:${st.size}:${Math.round(st.mtimeMs)}`
-}
-
-export const unitKey = (parts: {
+/** What a unit's key is made of (stored in the manifest). */
+export interface KeyParts {
   readonly stage: string
   readonly version: number
-  readonly params: unknown
-  readonly inputKeys: ReadonlyArray<string>
-  readonly files: ReadonlyArray<string>
-}): string =>
-  sha256(
-    stableStringify({
-      stage: parts.stage,
-      version: parts.version,
-      params: parts.params,
-      inputs: [...parts.inputKeys].sort(),
-      files: parts.files.map(fingerprint).sort(),
-    }),
-  ).slice(0, 32)
+  /** sha256 of the unit's params (stableStringify), 16 hex digits. */
+  readonly params: string
+  /** Upstream unit name → its key. */
+  readonly inputs: Readonly<Record<string, string>>
+  /** File path relative to the config's folder ("/" separators) → "sha256:…" or "missing". */
+  readonly files: Readonly<Record<string, string>>
+}
+
+export const paramsHash = (params: unknown): string => sha256(stableStringify(params)).slice(0, 16)
+
+export const keyOf = (parts: KeyParts): string => sha256(stableStringify(parts)).slice(0, 32)
+
+interface CachedDigest {
+  readonly size: number
+  readonly mtimeMs: number
+  readonly ino: number
+  readonly digest: string
+}
+
+/**
+ * Content fingerprints of external files, relative to `base` (the config's folder), with a digest
+ * cache in `cacheFile` (optional; absent: every file is hashed each time it is asked for once).
+ */
+export class Fingerprints {
+  private readonly memo = new Map<string, string>()
+  private cache: Record<string, CachedDigest> | undefined
+  private dirty = false
+
+  constructor(
+    private readonly base: string,
+    private readonly cacheFile?: string,
+  ) {}
+
+  /** `path relative to base` ("/" separators). */
+  relative(file: string): string {
+    return path.relative(this.base, file).split(path.sep).join("/") || "."
+  }
+
+  /** "sha256:<hex>" of the file's bytes, or "missing" (the unit will fail on it and say why). */
+  digest(file: string): string {
+    const hit = this.memo.get(file)
+    if (hit !== undefined) return hit
+    let st: fs.Stats
+    try {
+      st = fs.statSync(file)
+    } catch {
+      return "missing"
+    }
+    if (!st.isFile()) return `not a file`
+    const cache = this.loadCache()
+    const c = cache[file]
+    let digest: string
+    if (c !== undefined && c.size === st.size && c.mtimeMs === st.mtimeMs && c.ino === st.ino) digest = c.digest
+    else {
+      digest = `sha256:${hashFile(file)}`
+      cache[file] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, digest }
+      this.dirty = true
+    }
+    this.memo.set(file, digest)
+    return digest
+  }
+
+  /** The `files` key part of a unit. */
+  of(files: ReadonlyArray<string>): Record<string, string> {
+    return Object.fromEntries(files.map((f) => [this.relative(f), this.digest(f)]))
+  }
+
+  /** Write the digest cache back when it changed (best effort: a cache). */
+  save(): void {
+    if (!this.dirty || this.cacheFile === undefined || this.cache === undefined) return
+    try {
+      writeFileAtomicSync(this.cacheFile, JSON.stringify(this.cache))
+      this.dirty = false
+    } catch {
+      // an unwritable cache only costs hashing again next time
+    }
+  }
+
+  private loadCache(): Record<string, CachedDigest> {
+    if (this.cache !== undefined) return this.cache
+    this.cache = {}
+    if (this.cacheFile !== undefined) {
+      try {
+        const parsed = JSON.parse(fs.readFileSync(this.cacheFile, "utf8"))
+        if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) this.cache = parsed as Record<string, CachedDigest>
+      } catch {
+        // no cache yet, or an unreadable one: start empty
+      }
+    }
+    return this.cache
+  }
+}
+
+/** sha256 of a file's bytes, read in 4 MiB pieces. */
+export const hashFile = (file: string): string => {
+  const h = createHash("sha256")
+  const buf = Buffer.allocUnsafe(4 << 20)
+  const fd = fs.openSync(file, "r")
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (n === 0) break
+      h.update(buf.subarray(0, n))
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return h.digest("hex")
+}
+
+/**
+ * Which parts of a stale key changed, in words, most telling first:
+ *   "code version (score 1 → 2)", "config slice", "upstream tokenize/dataset=press",
+ *   "file ../zoo/s/step-100.onnx (content)", "file b.txt (added)".
+ */
+export const explainKeyChange = (old: KeyParts | undefined, now: KeyParts): string => {
+  if (old === undefined) return "key changed (recorded by an older version of trajectories, which kept no key parts)"
+  const what: string[] = []
+  if (old.version !== now.version) what.push(`code version (${now.stage} ${old.version} → ${now.version})`)
+  if (old.params !== now.params) what.push("config slice")
+  const changedInputs = Object.keys(now.inputs).filter((n) => old.inputs[n] !== now.inputs[n])
+  const droppedInputs = Object.keys(old.inputs).filter((n) => !(n in now.inputs))
+  const list = (xs: string[]) => (xs.length > 3 ? `${xs.slice(0, 3).join(", ")} and ${xs.length - 3} more` : xs.join(", "))
+  if (changedInputs.length) what.push(`upstream ${list(changedInputs)}`)
+  if (droppedInputs.length) what.push(`no longer reads ${list(droppedInputs)}`)
+  const files = Object.keys(now.files).map((f) =>
+    !(f in old.files) ? `file ${f} (${now.files[f] === "missing" ? "missing" : "added"})` : old.files[f] !== now.files[f] ? `file ${f} (${now.files[f] === "missing" ? "missing" : "content"})` : "",
+  ).filter((s) => s !== "")
+  const droppedFiles = Object.keys(old.files).filter((f) => !(f in now.files))
+  if (files.length) what.push(list(files))
+  if (droppedFiles.length) what.push(`no longer reads ${list(droppedFiles.map((f) => `file ${f}`))}`)
+  return what.length ? `key changed: ${what.join("; ")}` : "key changed"
+}

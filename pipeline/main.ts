@@ -1,6 +1,8 @@
-/** Entry point of `trajectories` (bin/trajectories.js, npm start). */
+/** Entry point of `trajectories` (bin/trajectories.js, npm start): the registry, its services, and the CLI's extras. */
 import { checkWarnings } from "../stages/checks/flagged.ts"
 import { allStages } from "../stages/index.ts"
+import { REPORT, REPORT_PATH } from "../stages/report/index.ts"
+import { StageServicesLive } from "../stages/services.ts"
 import { runSummaryLines } from "../stages/summary.ts"
 import { makeCli } from "./cli.ts"
 import { runCli } from "./run-cli.ts"
@@ -9,5 +11,7 @@ runCli(
   makeCli(allStages, {
     afterRun: (c) => checkWarnings(c.runDir, { excluded: c.analysis.exclude_flagged }),
     summary: runSummaryLines,
+    layer: StageServicesLive,
+    report: { stage: REPORT, file: REPORT_PATH },
   }),
 )

@@ -1,10 +1,10 @@
 /**
- * `outputs/<run>/manifest.json`: what every unit produced, under which key, and how it ended.
- * Rewritten atomically (temp file, fsync, rename) after every unit.
+ * `outputs/<run>/manifest.json`: what every unit produced, under which key (and the parts of that
+ * key), and how it ended. Rewritten atomically through the run store after every unit.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
-import { writeFileAtomicSync } from "./atomic.ts"
+import { Effect, Option } from "effect"
+import type { KeyParts } from "./hash.ts"
+import { readTextOption, type RunStoreShape, type StoreError } from "./run-store.ts"
 
 export interface FileRecord {
   /** Relative to the run folder. */
@@ -16,11 +16,15 @@ export interface UnitRecord {
   readonly stage: string
   readonly id: string
   readonly key: string
+  /** What the key was made of (absent in manifests of older versions). */
+  readonly parts?: KeyParts
   readonly status: "done" | "failed"
   readonly files: ReadonlyArray<FileRecord>
   readonly started: string
   readonly seconds: number
   readonly error?: string
+  /** `started` of each upstream unit when this one ran (it re-runs when one of them re-ran since). */
+  readonly inputs?: Record<string, string>
 }
 
 export interface Manifest {
@@ -36,28 +40,34 @@ export type LoadedManifest =
   | { readonly _tag: "ok"; readonly manifest: Manifest }
   | { readonly _tag: "corrupt"; readonly reason: string }
 
-export const readManifest = (runDir: string, run: string): LoadedManifest => {
-  const p = path.join(runDir, MANIFEST)
-  if (!fs.existsSync(p)) return { _tag: "ok", manifest: { version: 1, run, units: {} } }
-  try {
-    const m = JSON.parse(fs.readFileSync(p, "utf8")) as Manifest
-    if (m.version !== 1 || typeof m.units !== "object" || m.units === null) throw new Error("not a version-1 manifest")
-    return { _tag: "ok", manifest: m }
-  } catch (e) {
-    return { _tag: "corrupt", reason: (e as Error).message.split("\n")[0] }
-  }
+export const emptyManifest = (run: string): Manifest => ({ version: 1, run, units: {} })
+
+export const parseManifest = (text: string): Manifest => {
+  const m = JSON.parse(text) as Manifest
+  if (m.version !== 1 || typeof m.units !== "object" || m.units === null) throw new Error("not a version-1 manifest")
+  return m
 }
 
-export const writeManifest = (runDir: string, m: Manifest): void => {
-  writeFileAtomicSync(path.join(runDir, MANIFEST), JSON.stringify(m, null, 1) + "\n")
-}
+export const readManifest = (store: RunStoreShape, run: string): Effect.Effect<LoadedManifest, StoreError> =>
+  Effect.map(readTextOption(store, MANIFEST), (text) =>
+    Option.match(text, {
+      onNone: (): LoadedManifest => ({ _tag: "ok", manifest: emptyManifest(run) }),
+      onSome: (t): LoadedManifest => {
+        try {
+          return { _tag: "ok", manifest: parseManifest(t) }
+        } catch (e) {
+          return { _tag: "corrupt", reason: (e as Error).message.split("\n")[0] }
+        }
+      },
+    }),
+  )
+
+export const writeManifest = (store: RunStoreShape, m: Manifest): Effect.Effect<void, StoreError> =>
+  Effect.asVoid(store.writeAtomic(MANIFEST, JSON.stringify(m, null, 1) + "\n"))
 
 /** A done record whose files all exist with their recorded sizes. */
-export const filesIntact = (runDir: string, r: UnitRecord): boolean =>
-  r.files.every((f) => {
-    try {
-      return fs.statSync(path.join(runDir, f.path)).size === f.bytes
-    } catch {
-      return false
-    }
-  })
+export const filesIntact = (store: RunStoreShape, r: UnitRecord): Effect.Effect<boolean, StoreError> =>
+  Effect.map(
+    Effect.forEach(r.files, (f) => Effect.map(store.size(f.path), (s) => Option.isSome(s) && s.value === f.bytes)),
+    (ok) => ok.every(Boolean),
+  )

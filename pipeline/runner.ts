@@ -11,35 +11,34 @@
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
+import type * as arrow from "apache-arrow"
 import { Cause, Effect, Exit, Option } from "effect"
-import { removeLiveTemps, sweepStaleTemps, writeFileAtomicSync } from "./atomic.ts"
 import type { Config } from "./config.ts"
-import { RunError } from "./errors.ts"
-import { unitKey } from "./hash.ts"
-import { acquireLock } from "./lock.ts"
-import { filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
+import { causeChain, displayPath, firstLine, RunError, UnitError } from "./errors.ts"
+import { explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
+import { emptyManifest, filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
 import { Reporter, fmtSeconds, stderrSink, type Sink } from "./progress.ts"
-import { UnitError, type Stage, type StageName, type UnitContext, type UnitPlan } from "./stage.ts"
-import { writeParquetFile } from "./store.ts"
+import { openParquet, readParquet, RunStore, writeParquet, type RunStoreShape, type StoreError } from "./run-store.ts"
+import type { Progress, Stage, StageName, TableFile, UnitContext, UnitInput, UnitPlan, UnitRef } from "./stage.ts"
 
 export interface PlannedUnit {
-  readonly stage: Stage
+  readonly stage: Stage<any, any>
   readonly unit: UnitPlan
   readonly name: string
   readonly key: string
+  readonly parts: KeyParts
   readonly inputNames: ReadonlyArray<string>
   /** Soft inputs (Stage.softAfter): they trigger re-runs but never block. */
   readonly softNames: ReadonlyArray<string>
 }
 
 /** Stages in an order where every stage comes after the stages it reads. */
-export const orderStages = (stages: ReadonlyArray<Stage>): Stage[] => {
+export const orderStages = <S extends Stage<any, any>>(stages: ReadonlyArray<S>): S[] => {
   const byName = new Map(stages.map((s) => [s.name, s]))
-  const out: Stage[] = []
+  const out: S[] = []
   const seen = new Set<string>()
-  const visit = (s: Stage, trail: string[]) => {
+  const visit = (s: S, trail: string[]) => {
     if (seen.has(s.name)) return
     if (trail.includes(s.name)) throw new Error(`stage cycle: ${[...trail, s.name].join(" → ")}`)
     for (const a of s.after) {
@@ -53,8 +52,14 @@ export const orderStages = (stages: ReadonlyArray<Stage>): Stage[] => {
   return out
 }
 
-/** Every unit of every stage with its key, in execution order. */
-export const planRun = (config: Config, stages: ReadonlyArray<Stage>): PlannedUnit[] => {
+/** The config's folder: external files are fingerprinted by their path relative to it. */
+export const configBase = (config: Config): string => path.dirname(config.file)
+
+/**
+ * Every unit of every stage with its key, in execution order. `fingerprints` hashes the units'
+ * external files (default: relative to the config's folder, no digest cache).
+ */
+export const planRun = (config: Config, stages: ReadonlyArray<Stage<any, any>>, fingerprints = new Fingerprints(configBase(config))): PlannedUnit[] => {
   const keys = new Map<string, string>()
   const out: PlannedUnit[] = []
   for (const stage of orderStages(stages)) {
@@ -62,17 +67,18 @@ export const planRun = (config: Config, stages: ReadonlyArray<Stage>): PlannedUn
     for (const unit of stage.plan(config)) {
       const name = unitName(stage.name, unit.id)
       if (keys.has(name)) throw new Error(`stage ${stage.name} planned unit ${unit.id} twice`)
-      const inputNames = unit.inputs.map((r) => unitName(r.stage, r.id)).filter((n) => keys.has(n))
+      const inputNames = [...new Set(unit.inputs.map((r: UnitRef) => unitName(r.stage, r.id)))].filter((n) => keys.has(n))
       const softNames = soft.filter((n) => !inputNames.includes(n))
-      const key = unitKey({
+      const parts: KeyParts = {
         stage: stage.name,
         version: stage.version,
-        params: unit.params,
-        inputKeys: [...inputNames, ...softNames].map((n) => `${n}=${keys.get(n)}`),
-        files: unit.files,
-      })
+        params: paramsHash(unit.params),
+        inputs: Object.fromEntries([...inputNames, ...softNames].map((n) => [n, keys.get(n)!])),
+        files: fingerprints.of(unit.files),
+      }
+      const key = keyOf(parts)
       keys.set(name, key)
-      out.push({ stage, unit, name, key, inputNames, softNames })
+      out.push({ stage, unit, name, key, parts, inputNames, softNames })
     }
   }
   return out
@@ -87,52 +93,62 @@ export interface UnitStatus {
   readonly detail?: string
 }
 
-interface InputStamps {
-  readonly inputs?: Record<string, string>
-}
-
-/** Is this record a valid, current output of the planned unit? */
-const upToDate = (runDir: string, m: Manifest, pu: PlannedUnit): { ok: boolean; why?: string } => {
-  const r = m.units[pu.name] as (UnitRecord & InputStamps) | undefined
-  if (!r) return { ok: false }
-  if (r.status !== "done") return { ok: false, why: r.error }
-  if (r.key !== pu.key) return { ok: false, why: "key changed (config, code version, inputs or files)" }
-  if (!filesIntact(runDir, r)) return { ok: false, why: "an output file is missing or changed size" }
-  for (const n of pu.inputNames) {
-    const up = m.units[n]
-    if (!up || up.status !== "done" || up.started !== r.inputs?.[n]) return { ok: false, why: `upstream ${n} was re-run since` }
-  }
-  for (const n of pu.softNames) {
-    const up = m.units[n]
-    const stamp = up?.status === "done" ? up.started : ""
-    if (stamp !== (r.inputs?.[n] ?? "")) return { ok: false, why: `upstream ${n} changed since` }
-  }
-  return { ok: true }
-}
-
-/** done / failed (with the error) / pending / stale for every planned unit. Reads only. */
-export const runStatus = (config: Config, stages: ReadonlyArray<Stage>): { units: UnitStatus[]; manifestProblem?: string } => {
-  const plan = planRun(config, stages)
-  const loaded = readManifest(config.runDir, config.run)
-  const m: Manifest = loaded._tag === "ok" ? loaded.manifest : { version: 1, run: config.run, units: {} }
-  const units = plan.map((pu): UnitStatus => {
+/** Is this record a valid, current output of the planned unit? `why` says what is not. */
+const upToDate = (store: RunStoreShape, m: Manifest, pu: PlannedUnit): Effect.Effect<{ ok: boolean; why?: string }, StoreError> =>
+  Effect.gen(function* () {
     const r = m.units[pu.name]
-    const base = { stage: pu.stage.name, id: pu.unit.id }
-    if (!r) return { ...base, state: "pending" }
-    const u = upToDate(config.runDir, m, pu)
-    if (u.ok) return { ...base, state: "done" }
-    if (r.status === "failed" && r.key === pu.key) return { ...base, state: "failed", ...(r.error ? { detail: r.error } : {}) }
-    return { ...base, state: "stale", ...(u.why ? { detail: u.why } : {}) }
+    if (!r) return { ok: false }
+    if (r.status !== "done") return { ok: false, ...(r.error ? { why: r.error } : {}) }
+    if (r.key !== pu.key) return { ok: false, why: explainKeyChange(r.parts, pu.parts) }
+    if (!(yield* filesIntact(store, r))) return { ok: false, why: "an output file is missing or changed size" }
+    for (const n of pu.inputNames) {
+      const up = m.units[n]
+      if (!up || up.status !== "done" || up.started !== r.inputs?.[n]) return { ok: false, why: `upstream ${n} was re-run since` }
+    }
+    for (const n of pu.softNames) {
+      const up = m.units[n]
+      const stamp = up?.status === "done" ? up.started : ""
+      if (stamp !== (r.inputs?.[n] ?? "")) return { ok: false, why: `upstream ${n} changed since` }
+    }
+    return { ok: true }
   })
-  return { units, ...(loaded._tag === "corrupt" ? { manifestProblem: loaded.reason } : {}) }
-}
 
-export interface RunOptions {
+const storeFailure = (e: StoreError) => new RunError({ message: `${displayPath(e.path)}: ${e.detail}` })
+
+const fingerprintsFor = (config: Config, store: RunStoreShape) => new Fingerprints(configBase(config), path.join(store.cacheDir, "fingerprints.json"))
+
+/** done / failed (with the error) / pending / stale (with what changed) for every planned unit. Reads only (and caches file digests). */
+export const runStatus = (
+  config: Config,
+  stages: ReadonlyArray<Stage<any, any>>,
+): Effect.Effect<{ units: UnitStatus[]; manifestProblem?: string }, RunError, RunStore> =>
+  Effect.gen(function* () {
+    const store = yield* RunStore
+    const fingerprints = fingerprintsFor(config, store)
+    const plan = yield* Effect.try({ try: () => planRun(config, stages, fingerprints), catch: (e) => new RunError({ message: `cannot plan the run: ${firstLine(e)}` }) })
+    fingerprints.save()
+    const loaded = yield* Effect.mapError(readManifest(store, config.run), storeFailure)
+    const m: Manifest = loaded._tag === "ok" ? loaded.manifest : emptyManifest(config.run)
+    const units = yield* Effect.forEach(plan, (pu) =>
+      Effect.gen(function* () {
+        const r = m.units[pu.name]
+        const base = { stage: pu.stage.name, id: pu.unit.id }
+        if (!r) return { ...base, state: "pending" } satisfies UnitStatus
+        const u = yield* Effect.mapError(upToDate(store, m, pu), storeFailure)
+        if (u.ok) return { ...base, state: "done" } satisfies UnitStatus
+        if (r.status === "failed" && r.key === pu.key) return { ...base, state: "failed", ...(r.error ? { detail: r.error } : {}) } satisfies UnitStatus
+        return { ...base, state: "stale", ...(u.why ? { detail: u.why } : {}) } satisfies UnitStatus
+      }),
+    )
+    return { units, ...(loaded._tag === "corrupt" ? { manifestProblem: loaded.reason } : {}) }
+  })
+
+export interface RunOptions<S extends Stage<any, any> = Stage<any, any>> {
   readonly only?: ReadonlyArray<StageName>
   readonly force?: ReadonlyArray<StageName>
   readonly keepGoing?: boolean
-  /** Stages to plan (default: every registered stage, see stages/index.ts). */
-  readonly stages: ReadonlyArray<Stage>
+  /** Stages to plan (the CLI passes the registry, stages/index.ts). */
+  readonly stages: ReadonlyArray<S>
   readonly sink?: Sink
 }
 
@@ -143,6 +159,8 @@ export interface UnitOutcome {
   readonly id: string
   readonly outcome: Outcome
   readonly message?: string
+  /** A failure's chain of causes (for --verbose). */
+  readonly causes?: ReadonlyArray<string>
   readonly seconds?: number
 }
 
@@ -153,67 +171,47 @@ export interface RunSummary {
   readonly seconds: number
 }
 
-const errorLine = (cause: Cause.Cause<unknown>): { message: string; detail?: string } => {
+/** The one-line message of a failed unit, and its cause chain. */
+const failureOf = (cause: Cause.Cause<unknown>): { message: string; causes: string[] } => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const e = failure.value
-    if (e instanceof UnitError) return { message: e.message }
-    return { message: String((e as { message?: string })?.message ?? e) }
+    return { message: e instanceof UnitError ? e.message : firstLine(e), causes: causeChain(e) }
   }
   const defect = Cause.dieOption(cause)
-  if (Option.isSome(defect)) {
-    const d = defect.value as { message?: string; stack?: string }
-    return { message: `internal error: ${String(d?.message ?? d).split("\n")[0]}`, ...(d?.stack ? { detail: d.stack } : {}) }
-  }
-  return { message: Cause.pretty(cause).split("\n")[0] }
+  if (Option.isSome(defect)) return { message: `internal error: ${firstLine(defect.value)}`, causes: causeChain(defect.value) }
+  if (Cause.isInterruptedOnly(cause)) return { message: "interrupted", causes: [] }
+  return { message: Cause.pretty(cause).split("\n")[0], causes: [Cause.pretty(cause)] }
 }
 
-/** Run the pipeline for `config`. Fails with RunError when the run cannot start or a unit failed. */
-export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<RunSummary, RunError> =>
+/** Run the pipeline for `config` on the RunStore in context. Fails with RunError when the run cannot start or a unit failed. */
+export const runPipeline = <S extends Stage<any, any>>(
+  config: Config,
+  options: RunOptions<S>,
+): Effect.Effect<RunSummary, RunError, RunStore | (S extends Stage<any, infer R> ? R : never)> =>
   Effect.gen(function* () {
     const t0 = performance.now()
+    const store = yield* RunStore
     const sink = options.sink ?? stderrSink()
     const reporter = new Reporter(sink)
-    const runDir = config.runDir
+    const runDir = store.location
+    const fingerprints = fingerprintsFor(config, store)
     const plan = yield* Effect.try({
-      try: () => planRun(config, options.stages),
-      catch: (e) => new RunError({ message: e instanceof UnitError ? e.message : `cannot plan the run: ${(e as Error).message}` }),
+      try: () => planRun(config, options.stages, fingerprints),
+      catch: (e) => new RunError({ message: e instanceof UnitError ? e.message : `cannot plan the run: ${firstLine(e)}` }),
     })
-    yield* Effect.try({
-      try: () => {
-        fs.mkdirSync(runDir, { recursive: true })
-        fs.accessSync(runDir, fs.constants.W_OK)
-      },
-      catch: (e) =>
-        new RunError({ message: `output folder ${runDir} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` }),
-    })
-    yield* Effect.acquireRelease(
-      Effect.suspend(() => {
-        const lock = acquireLock(runDir)
-        if (lock._tag === "held") {
-          return Effect.fail(
-            new RunError({
-              message: `${runDir} is in use by another run (pid ${lock.pid}, since ${lock.since}); wait for it to finish, or stop it`,
-            }),
-          )
-        }
-        if (lock.takenOverFrom !== undefined) reporter.log(`took over the lock of a run that is gone (pid ${lock.takenOverFrom})`)
-        return Effect.succeed(lock)
-      }),
-      (lock) => Effect.sync(() => lock.release()),
-    )
-    yield* Effect.addFinalizer(() => Effect.sync(() => removeLiveTemps()))
-    const swept = sweepStaleTemps(runDir)
-    if (swept.length) reporter.log(`removed ${swept.length} temporary file(s) left by an interrupted run`)
+    for (const notice of yield* store.acquire) reporter.log(notice)
+    fingerprints.save()
 
-    const loaded = readManifest(runDir, config.run)
+    const loaded = yield* Effect.mapError(readManifest(store, config.run), storeFailure)
     let manifest: Manifest
     if (loaded._tag === "corrupt") {
-      const aside = path.join(runDir, `manifest.json.corrupt-${Date.now()}`)
-      fs.renameSync(path.join(runDir, "manifest.json"), aside)
-      reporter.log(`manifest.json was unreadable (${loaded.reason}); moved it to ${path.basename(aside)} and starting afresh`)
-      manifest = { version: 1, run: config.run, units: {} }
+      const aside = `manifest.json.corrupt-${Date.now()}`
+      yield* Effect.mapError(store.rename("manifest.json", aside), storeFailure)
+      reporter.log(`manifest.json was unreadable (${loaded.reason}); moved it to ${aside} and starting afresh`)
+      manifest = emptyManifest(config.run)
     } else manifest = loaded.manifest
+    const isUpToDate = (pu: PlannedUnit) => Effect.map(Effect.mapError(upToDate(store, manifest, pu), storeFailure), (u) => u.ok)
 
     const only = options.only && options.only.length ? new Set<string>(options.only) : undefined
     const force = new Set<string>(options.force ?? [])
@@ -222,28 +220,31 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
     const outcomes: UnitOutcome[] = []
     let stop = false
 
-    const stagesInOrder = orderStages(options.stages)
-    for (const stage of stagesInOrder) {
+    for (const stage of orderStages(options.stages)) {
       const units = plan.filter((p) => p.stage.name === stage.name)
       if (only && !only.has(stage.name)) {
         for (const pu of units) {
-          if (!upToDate(runDir, manifest, pu).ok) bad.add(pu.name)
-          outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: upToDate(runDir, manifest, pu).ok ? "up-to-date" : "not-run" })
+          const ok = yield* isUpToDate(pu)
+          if (!ok) bad.add(pu.name)
+          outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: ok ? "up-to-date" : "not-run" })
         }
         continue
       }
-      const decisions = units.map((pu) => {
+      const decisions: Array<{ pu: PlannedUnit; run: boolean; blockedBy?: string }> = []
+      for (const pu of units) {
         const blockedBy = pu.inputNames.find((n) => bad.has(n))
-        if (blockedBy) return { pu, run: false, blockedBy }
+        if (blockedBy) {
+          decisions.push({ pu, run: false, blockedBy })
+          continue
+        }
         const must =
           force.has(stage.name) ||
           pu.inputNames.some((n) => ranThisRun.has(n)) ||
           pu.softNames.some((n) => ranThisRun.has(n)) ||
-          !upToDate(runDir, manifest, pu).ok
-        return { pu, run: must, blockedBy: undefined }
-      })
-      const toRun = decisions.filter((d) => d.run).length
-      reporter.beginStage(stage.name, toRun)
+          !(yield* isUpToDate(pu))
+        decisions.push({ pu, run: must })
+      }
+      reporter.beginStage(stage.name, decisions.filter((d) => d.run).length)
       for (const d of decisions) {
         const { pu } = d
         if (d.blockedBy) {
@@ -262,7 +263,7 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "not-run" })
           continue
         }
-        const result = yield* runUnit(config, pu, manifest, reporter)
+        const result = yield* runUnit(config, store, pu, manifest, reporter)
         outcomes.push(result)
         if (result.outcome === "ran") ranThisRun.add(pu.name)
         else {
@@ -295,75 +296,153 @@ export const runPipeline = (config: Config, options: RunOptions): Effect.Effect<
       return yield* Effect.fail(
         new RunError({
           message: [`${failed.length} unit(s) failed${blocked.length ? `, ${blocked.length} blocked` : ""}:`, ...lines, ...more, ...hint].join("\n"),
+          details: failed.map((o) => [`${o.stage}/${o.id}:`, ...(o.causes ?? []).map((c) => `  ${c.split("\n").join("\n  ")}`)].join("\n")),
         }),
       )
     }
     return summary
-  }).pipe(Effect.scoped)
+  }).pipe(Effect.scoped) as Effect.Effect<RunSummary, RunError, RunStore | (S extends Stage<any, infer R> ? R : never)>
+
+/** The outputs of an upstream unit, as the manifest records them, read through the store. */
+const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): UnitInput => {
+  const name = unitName(ref.stage, ref.id)
+  const record = manifest.units[name]
+  const files = record?.status === "done" ? record.files.map((f) => f.path) : []
+  const shown = (rel: string) => (store.location.startsWith("memory:") ? `${store.location}/${rel}` : displayPath(path.join(store.location, rel)))
+  const recorded = (rel: string): Effect.Effect<string, UnitError> =>
+    record?.status !== "done"
+      ? Effect.fail(new UnitError({ message: `${name} is not done${record?.status === "failed" ? ` (it failed: ${record.error ?? "?"})` : ""}, so ${rel} cannot be read` }))
+      : files.includes(rel)
+        ? Effect.succeed(rel)
+        : Effect.fail(new UnitError({ message: `${name} recorded no ${rel} (it wrote ${files.length ? files.slice(0, 3).join(", ") + (files.length > 3 ? ", …" : "") : "nothing"}); re-run it` }))
+  const fromStore = (rel: string) => (e: StoreError) => new UnitError({ message: e.reason === "NotFound" ? `file missing (written by ${name}; re-run it)` : e.detail, path: shown(rel), cause: e })
+  const pathOf = (file: TableFile | string) => (typeof file === "string" ? file : file.path)
+  return {
+    ref,
+    files,
+    read: (file, options = {}) =>
+      Effect.gen(function* () {
+        const rel = yield* recorded(file.path)
+        const table: arrow.Table = yield* Effect.mapError(
+          readParquet(store, rel, options.columns ? { columns: [...options.columns] } : {}),
+          fromStore(rel),
+        )
+        yield* Effect.try({
+          try: () => file.table.check(table, options.columns as never),
+          catch: (e) => new UnitError({ message: `${firstLine(e)} (written by ${name}; re-run it)`, path: shown(rel), cause: e }),
+        })
+        return table
+      }),
+    open: (file) => Effect.flatMap(recorded(pathOf(file)), (rel) => Effect.mapError(openParquet(store, rel), fromStore(rel))),
+    bytes: (rel) => Effect.flatMap(recorded(rel), (r) => Effect.mapError(store.readBytes(r), fromStore(r))),
+    localPath: (rel) =>
+      Effect.flatMap(recorded(rel), (r) =>
+        Option.match(store.localPath(r), {
+          onSome: (p) => Effect.succeed(p),
+          onNone: () => Effect.fail(new UnitError({ message: `needs its input files on a local disk (the run store ${store.location} has none)`, path: shown(r) })),
+        }),
+      ),
+  }
+}
+
+/** What makeUnitContext needs: the unit, the manifest its inputs are recorded in, where to report. */
+export interface ContextArgs {
+  readonly config: Config
+  readonly store: RunStoreShape
+  readonly stage: string
+  readonly id: string
+  readonly manifest: Manifest
+  /** Names (`stage/id`) of the upstream units the unit may read: its inputs and soft inputs. */
+  readonly allowed: ReadonlyArray<string>
+  readonly progress: Progress
+  readonly log: (message: string) => void
+}
+
+/**
+ * The UnitContext of one unit over a run store, and the files it writes as it writes them (the
+ * runner records them in the manifest when the unit succeeds). Tests and benchmarks use it to run
+ * a stage's unit against planted inputs (test/fixtures/planted.ts).
+ */
+export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; readonly written: FileRecord[] } => {
+  const { config, store, manifest } = a
+  const written: FileRecord[] = []
+  const record = (rel: string, bytes: number) => {
+    const i = written.findIndex((w) => w.path === rel)
+    if (i >= 0) written.splice(i, 1)
+    written.push({ path: rel, bytes })
+  }
+  const cannotWrite = (e: StoreError) => new UnitError({ message: `cannot write ${displayPath(e.path)}: ${e.detail}`, cause: e })
+  const allowed = new Set(a.allowed)
+  const refs = a.allowed.map((n): UnitRef => ({ stage: n.slice(0, n.indexOf("/")), id: n.slice(n.indexOf("/") + 1) }))
+  const inputs = new Map<string, UnitInput>()
+  const self = unitName(a.stage, a.id)
+  const ctx: UnitContext = {
+    config,
+    stage: a.stage,
+    id: a.id,
+    runDir: store.location,
+    cacheDir: store.cacheDir,
+    writeParquet: (file, table, opts) => {
+      const rel = typeof file === "string" ? file : file.path
+      const options = opts ?? (typeof file === "string" ? undefined : file.writeOptions)
+      return Effect.map(Effect.mapError(writeParquet(store, rel, table, options), cannotWrite), (n) => record(rel, n))
+    },
+    writeFile: (rel, data) => Effect.map(Effect.mapError(store.writeAtomic(rel, data), cannotWrite), (n) => record(rel, n)),
+    input: (ref) => {
+      const name = unitName(ref.stage, ref.id)
+      if (!allowed.has(name)) throw new Error(`${self} reads ${name}, which it does not declare as an input (its key would not cover it)`)
+      let input = inputs.get(name)
+      if (input === undefined) inputs.set(name, (input = unitInput(store, manifest, ref)))
+      return input
+    },
+    inputs: refs,
+    progress: a.progress,
+    log: (m) => Effect.sync(() => a.log(m)),
+  }
+  return { ctx, written }
+}
 
 const runUnit = (
   config: Config,
+  store: RunStoreShape,
   pu: PlannedUnit,
   manifest: Manifest,
   reporter: Reporter,
-): Effect.Effect<UnitOutcome> =>
+): Effect.Effect<UnitOutcome, RunError, any> =>
   Effect.gen(function* () {
-    const runDir = config.runDir
-    const written: FileRecord[] = []
-    const record = (rel: string, bytes: number) => {
-      const i = written.findIndex((w) => w.path === rel)
-      if (i >= 0) written.splice(i, 1)
-      written.push({ path: rel, bytes })
-    }
-    const writeWith = (rel: string, write: (abs: string) => number) =>
-      Effect.try({
-        try: () => record(rel, write(path.join(runDir, rel))),
-        catch: (e) => new UnitError({ message: `cannot write ${path.join(runDir, rel)}: ${(e as Error).message.split("\n")[0]}` }),
-      })
-    const ctx: UnitContext = {
+    const { ctx, written } = makeUnitContext({
       config,
-      runDir,
-      cacheDir: path.join(runDir, ".cache"),
-      path: (rel) => path.join(runDir, rel),
-      writeParquet: (rel, table, opts) => writeWith(rel, (abs) => writeParquetFile(abs, table, opts)),
-      writeFile: (rel, data) => writeWith(rel, (abs) => writeFileAtomicSync(abs, data)),
-      outputsOf: (ref) => (manifest.units[unitName(ref.stage, ref.id)]?.files ?? []).map((f) => path.join(runDir, f.path)),
+      store,
+      stage: pu.stage.name,
+      id: pu.unit.id,
+      manifest,
+      allowed: [...pu.inputNames, ...pu.softNames],
       progress: reporter.progress(),
-      log: (m) => Effect.sync(() => reporter.log(m)),
-    }
+      log: (m) => reporter.log(m),
+    })
     const started = new Date().toISOString()
     const t0 = performance.now()
     reporter.beginUnit(pu.unit.id)
     const exit = yield* Effect.exit(Effect.suspend(() => pu.stage.run(pu.unit, ctx)))
     const seconds = (performance.now() - t0) / 1000
     const stamp = (n: string) => (manifest.units[n]?.status === "done" ? manifest.units[n].started : "")
-    const inputs = Object.fromEntries([...pu.inputNames, ...pu.softNames].map((n) => [n, stamp(n)]))
+    const stamps = Object.fromEntries([...pu.inputNames, ...pu.softNames].map((n) => [n, stamp(n)]))
+    const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, files: written, started, seconds, inputs: stamps }
     if (Exit.isSuccess(exit)) {
       const old = manifest.units[pu.name]
-      const rec: UnitRecord & InputStamps = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, status: "done", files: written, started, seconds, inputs }
-      manifest.units[pu.name] = rec
-      writeManifest(runDir, manifest)
+      manifest.units[pu.name] = { ...base, status: "done" } satisfies UnitRecord
+      yield* Effect.mapError(writeManifest(store, manifest), storeFailure)
       // Files the unit wrote last time but not this time are no longer outputs.
       for (const f of old?.files ?? []) {
-        if (!written.some((w) => w.path === f.path)) fs.rmSync(path.join(runDir, f.path), { force: true })
+        if (!written.some((w) => w.path === f.path)) yield* Effect.ignore(store.remove(f.path))
       }
       reporter.endUnit(true, seconds)
       return { stage: pu.stage.name, id: pu.unit.id, outcome: "ran", seconds } satisfies UnitOutcome
     }
-    const { message } = errorLine(exit.cause)
-    const rec: UnitRecord & InputStamps = {
-      stage: pu.stage.name,
-      id: pu.unit.id,
-      key: pu.key,
-      status: "failed",
-      files: written,
-      started,
-      seconds,
-      error: message,
-      inputs,
-    }
-    manifest.units[pu.name] = rec
-    writeManifest(runDir, manifest)
+    if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+    const { message, causes } = failureOf(exit.cause)
+    manifest.units[pu.name] = { ...base, status: "failed", error: message } satisfies UnitRecord
+    yield* Effect.mapError(writeManifest(store, manifest), storeFailure)
     reporter.endUnit(false, seconds, message)
-    return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, seconds } satisfies UnitOutcome
+    return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, causes, seconds } satisfies UnitOutcome
   })

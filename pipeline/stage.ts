@@ -1,5 +1,6 @@
 /**
- * The contract between the engine and a stage.
+ * The contract between the engine and a stage. The engine knows no stage by name: the registry
+ * (stages/index.ts) hands it `Stage` values, and a stage's name is any string.
  *
  * A stage splits its work into units, planned from the resolved config alone (never from what is
  * on disk), so every unit's key is known before anything runs. The runner decides which units run
@@ -7,50 +8,42 @@
  *
  * Worked example: the score stage plans one unit per (model, step, dataset):
  *   { id: "model=s/step=100/dataset=press",
- *     params: { context_length: 128, batch_size: 8, entropy: false, … },
+ *     params: { model: "s", step: 100, dataset: "press", entropy: false, row_group_size: 65536 },
  *     inputs: [{ stage: "tokenize", id: "dataset=press" }],
  *     files:  ["/abs/zoo/s/step-100.onnx"] }
- * and writes `scores/model=s/step=100/dataset=press/part-0.parquet` through ctx.writeParquet.
+ * reads its windows with `ctx.input(tokenize.unit("press")).open(tokenize.windows("press"))`, and
+ * writes `scores/model=s/step=100/dataset=press/scores.parquet` through ctx.writeParquet. Those
+ * ids and paths are written once, in stages/tokenize/contract.ts and stages/score/contract.ts.
  */
 import type * as arrow from "apache-arrow"
-import { Data, type Effect } from "effect"
+import type { Effect, Scope } from "effect"
+import type { TableDef } from "../lib/tables.ts"
 import type { Config } from "./config.ts"
-import type { WriteOptions } from "./store.ts"
+import type { UnitError } from "./errors.ts"
+import type { RowGroupReader, WriteOptions } from "./store.ts"
 
-export type StageName =
-  | "tokenize"
-  | "score"
-  | "aggregate"
-  | "checks"
-  | "regress"
-  | "classify"
-  | "downstream"
-  | "correlate"
-  | "sequences"
-  | "report"
+export { UnitError } from "./errors.ts"
+
+/** A stage's name: any string (the registry, stages/index.ts, says which exist). */
+export type StageName = string
 
 export interface UnitRef {
   readonly stage: StageName
   readonly id: string
 }
 
-export interface UnitPlan {
+export interface UnitPlan<P = unknown> {
   /** Unique within the stage; Hive-style when it names partitions ("model=s/step=100/dataset=press"). */
   readonly id: string
-  /** The JSON-serialisable slice of the config this unit's output depends on. */
-  readonly params: unknown
+  /** The JSON-serialisable slice of the config this unit's output depends on (no absolute paths: see `files`). */
+  readonly params: P
   /** Upstream units whose outputs this unit reads. Their keys enter this unit's key. */
   readonly inputs: ReadonlyArray<UnitRef>
-  /** External files read (absolute paths); their fingerprints enter the key. */
+  /** External files read (absolute paths); their fingerprints, by content and path relative to the config's folder, enter the key. */
   readonly files: ReadonlyArray<string>
   /** Relative amount of work, for the ETA (default 1). */
   readonly weight?: number
 }
-
-/** A unit's failure that the user can act on: the message is printed as it is, in one line. */
-export class UnitError extends Data.TaggedError("UnitError")<{
-  readonly message: string
-}> {}
 
 export interface Progress {
   /** Declare the total amount of work of the current unit (e.g. tokens) and its unit name. */
@@ -59,30 +52,65 @@ export interface Progress {
   advance(n: number): void
 }
 
+/** A file a unit writes, as its stage's contract.ts names it: the path under the run and the table it holds. */
+export interface TableFile {
+  /** Relative to the run folder ("scores/model=s/step=1/dataset=d/scores.parquet"). */
+  readonly path: string
+  /** Its columns; a reader's file is checked against them. */
+  readonly table: TableDef<any>
+  /** How the writer encodes it (row groups, dictionaries); none: the store's defaults. */
+  readonly writeOptions?: WriteOptions
+}
+
+/** What an upstream unit wrote, as recorded in the manifest. Every failure is a UnitError naming the unit and the file. */
+export interface UnitInput {
+  readonly ref: UnitRef
+  /** Its files, relative to the run folder, in the order written. */
+  readonly files: ReadonlyArray<string>
+  /** Read a whole table file (optionally some columns), checked against its definition. */
+  readonly read: (file: TableFile, options?: { readonly columns?: ReadonlyArray<string> }) => Effect.Effect<arrow.Table, UnitError>
+  /** Open a Parquet file for row-group reads; closed with the scope. */
+  readonly open: (file: TableFile | string) => Effect.Effect<RowGroupReader, UnitError, Scope.Scope>
+  /** The bytes of any file it recorded. */
+  readonly bytes: (rel: string) => Effect.Effect<Uint8Array, UnitError>
+  /** A recorded file's path on this machine's disk (for worker threads); fails on a store without one (memory). */
+  readonly localPath: (rel: string) => Effect.Effect<string, UnitError>
+}
+
 export interface UnitContext {
   readonly config: Config
-  /** Absolute path of `outputs/<run>/`. */
+  /** This unit's stage and id (for messages). */
+  readonly stage: StageName
+  readonly id: string
+  /** Where the run lives, for messages (the absolute run folder, or `memory:…`). */
   readonly runDir: string
   /** Absolute path of a run-private cache folder (e.g. rewritten ONNX graphs); not part of outputs. */
   readonly cacheDir: string
-  /** Absolute path of a path relative to the run folder. */
-  readonly path: (rel: string) => string
   /** Write an Arrow table as Parquet under the run folder, atomically, and record it as this unit's output. */
-  readonly writeParquet: (rel: string, table: arrow.Table, options?: WriteOptions) => Effect.Effect<void, UnitError>
+  readonly writeParquet: (rel: string | TableFile, table: arrow.Table, options?: WriteOptions) => Effect.Effect<void, UnitError>
   /** Write bytes or text under the run folder, atomically, and record it as this unit's output. */
   readonly writeFile: (rel: string, data: Uint8Array | string) => Effect.Effect<void, UnitError>
-  /** Absolute paths of the files an upstream unit wrote (as recorded in the manifest). */
-  readonly outputsOf: (ref: UnitRef) => ReadonlyArray<string>
+  /**
+   * The outputs of an upstream unit this unit declares (in `inputs`, or a soft input of a
+   * `softAfter` stage). Reading anything else is a defect: it would not be in the unit's key.
+   */
+  readonly input: (ref: UnitRef) => UnitInput
+  /** Every upstream unit `input` may be asked for (declared and soft inputs), in plan order. */
+  readonly inputs: ReadonlyArray<UnitRef>
   readonly progress: Progress
   /** A notice for the user (printed once, above the progress line). */
   readonly log: (message: string) => Effect.Effect<void>
 }
 
-export interface Stage {
+/**
+ * A stage typed by its units' params `P`; `R` is what its run needs from the environment (e.g. the
+ * ONNX service), provided once at the CLI's entry.
+ */
+export interface Stage<P = any, R = never> {
   readonly name: StageName
   /** Bump when the stage's output for the same inputs changes: every unit re-runs. */
   readonly version: number
-  /** Stages whose units this stage's units may read. */
+  /** Stages whose units this stage's units may read (edges of the DAG). */
   readonly after: ReadonlyArray<StageName>
   /**
    * Every unit of the `after` stages is a soft input of every unit of this stage: its key enters
@@ -90,7 +118,14 @@ export interface Stage {
    * (the report: it shows what exists and says what is missing).
    */
   readonly softAfter?: boolean
+  /** One line for `--help` and `trajectories dag`. */
   readonly describe: string
-  readonly plan: (config: Config) => ReadonlyArray<UnitPlan>
-  readonly run: (unit: UnitPlan, ctx: UnitContext) => Effect.Effect<void, UnitError>
+  readonly plan: (config: Config) => ReadonlyArray<UnitPlan<P>>
+  readonly run: (unit: UnitPlan<P>, ctx: UnitContext) => Effect.Effect<void, UnitError, R>
 }
+
+/** The environment a set of stages needs. */
+export type StageRequirements<S> = S extends Stage<any, infer R> ? R : never
+
+/** Identity with inference: `export const regressStage = defineStage<RegressParams>({ … })`. */
+export const defineStage = <P, R = never>(stage: Stage<P, R>): Stage<P, R> => stage

@@ -121,8 +121,48 @@ export interface RowGroupReader {
   close(): void
 }
 
-export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
-  const file = await ParquetFile.fromFile(fileRanges(path, fs.statSync(path).size))
+/** Bytes of a Parquet file by range: a file on disk (positioned reads) or a buffer in memory. */
+interface ByteSource {
+  readonly size: number
+  /** Fill `into` with the bytes at `offset`…; false when the source ends first. */
+  readAt(into: Uint8Array, offset: number): boolean
+}
+
+const diskSource = (path: string): ByteSource => ({
+  size: fs.statSync(path).size,
+  readAt: (into, offset) => {
+    const fd = fs.openSync(path, "r")
+    try {
+      let done = 0
+      while (done < into.length) {
+        const n = fs.readSync(fd, into, done, into.length - done, offset + done)
+        if (n === 0) return false
+        done += n
+      }
+      return true
+    } finally {
+      fs.closeSync(fd)
+    }
+  },
+})
+
+const memorySource = (bytes: Uint8Array): ByteSource => ({
+  size: bytes.length,
+  readAt: (into, offset) => {
+    if (offset + into.length > bytes.length) return false
+    into.set(bytes.subarray(offset, offset + into.length))
+    return true
+  },
+})
+
+/** Open a Parquet file on disk for row-group reads. */
+export const openRowGroups = (path: string): Promise<RowGroupReader> => openSource(path, diskSource(path))
+
+/** The same over a file's bytes in memory (`name` is for messages). */
+export const openRowGroupsFromBytes = (name: string, bytes: Uint8Array): Promise<RowGroupReader> => openSource(name, memorySource(bytes))
+
+const openSource = async (path: string, source: ByteSource): Promise<RowGroupReader> => {
+  const file = await ParquetFile.fromFile(fileRanges(path, source))
   const meta = file.metadata()
   const groups = meta.rowGroups()
   const rowGroupRows = groups.map((g) => Number(g.numRows()))
@@ -154,7 +194,7 @@ export const openRowGroups = async (path: string): Promise<RowGroupReader> => {
         if (!direct.has(column)) direct.set(column, requiredFloat32(file, column))
         if (direct.get(column)) {
           const out = target ?? new Float32Array(rows)
-          if (readPlainChunk(path, chunk, rows, out)) return out
+          if (readPlainChunk(source, chunk, rows, out)) return out
           direct.set(column, false)
         }
       }
@@ -201,21 +241,11 @@ const chunkLayout = (groups: ReturnType<ReturnType<ParquetFile["metadata"]>["row
 
 let chunkScratch = new Uint8Array(0)
 
-/** readSync the chunk and copy its values into `out` when plainChunkValues takes its layout. */
-const readPlainChunk = (path: string, chunk: ChunkPlace, rows: number, out: Float32Array): boolean => {
+/** Read the chunk and copy its values into `out` when plainChunkValues takes its layout. */
+const readPlainChunk = (source: ByteSource, chunk: ChunkPlace, rows: number, out: Float32Array): boolean => {
   if (chunkScratch.length < chunk.size) chunkScratch = new Uint8Array(chunk.size)
   const bytes = chunkScratch.subarray(0, chunk.size)
-  const fd = fs.openSync(path, "r")
-  try {
-    let done = 0
-    while (done < bytes.length) {
-      const n = fs.readSync(fd, bytes, done, bytes.length - done, chunk.offset + done)
-      if (n === 0) return false
-      done += n
-    }
-  } finally {
-    fs.closeSync(fd)
-  }
+  if (!source.readAt(bytes, chunk.offset)) return false
   return plainChunkValues(bytes, rows, new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
 }
 
@@ -269,11 +299,12 @@ const float32Column = (t: WasmTable, into?: Float32Array): Float32Array | undefi
 
 /**
  * The part of the Blob interface that ParquetFile.fromFile uses (size, slice(a, b).arrayBuffer()),
- * over a file of `size` bytes: each range is one open, positioned read into a buffer of exactly its
- * size, and close (no descriptor is held between reads, as with Node's file-backed Blob, which
- * streams a range in 64 KiB chunks and joins them at several times the cost).
+ * over a byte source: each range is one positioned read into a buffer of exactly its size (no
+ * descriptor is held between reads, as with Node's file-backed Blob, which streams a range in
+ * 64 KiB chunks and joins them at several times the cost).
  */
-const fileRanges = (path: string, size: number): Blob => {
+const fileRanges = (path: string, source: ByteSource): Blob => {
+  const size = source.size
   const slice = (start = 0, end = size) => {
     const from = Math.max(0, Math.min(size, start < 0 ? size + start : start))
     const to = Math.max(from, Math.min(size, end < 0 ? size + end : end))
@@ -281,17 +312,7 @@ const fileRanges = (path: string, size: number): Blob => {
       size: to - from,
       arrayBuffer: async (): Promise<ArrayBuffer> => {
         const buf = new Uint8Array(to - from)
-        const fd = fs.openSync(path, "r")
-        try {
-          let done = 0
-          while (done < buf.length) {
-            const n = fs.readSync(fd, buf, done, buf.length - done, from + done)
-            if (n === 0) throw new Error(`${path}: unexpected end of file at byte ${from + done}`)
-            done += n
-          }
-        } finally {
-          fs.closeSync(fd)
-        }
+        if (!source.readAt(buf, from)) throw new Error(`${path}: unexpected end of file`)
         return buf.buffer
       },
     }

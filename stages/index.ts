@@ -1,20 +1,23 @@
 /**
- * Every stage of the pipeline, in DAG order. The runner plans only the stages listed here.
+ * The registry: every stage of the pipeline, and the only list of them. The engine (pipeline/)
+ * plans, orders and runs whatever is here; a new stage is one folder (contract.ts, index.ts) and
+ * one line below (docs/new-stage.md walks through an example).
  */
-import type { Stage, StageName } from "../pipeline/stage.ts"
-import { aggregateStage } from "./aggregate.ts"
+import type { Stage } from "../pipeline/stage.ts"
+import { aggregateStage } from "./aggregate/index.ts"
 import { excludingFlagged } from "./checks/flagged.ts"
 import { checksStage } from "./checks/index.ts"
-import { classifyStage } from "./classify.ts"
+import { classifyStage } from "./classify/index.ts"
 import { correlateStage } from "./correlate/index.ts"
 import { downstreamStage } from "./downstream/index.ts"
-import { regressStage } from "./regress.ts"
+import { regressStage } from "./regress/index.ts"
 import { reportStage } from "./report/index.ts"
 import { scoreStage } from "./score/index.ts"
 import { sequencesStage } from "./sequences/index.ts"
+import type { StageServices } from "./services.ts"
 import { tokenizeStage } from "./tokenize/index.ts"
 
-export const allStages: ReadonlyArray<Stage> = [
+export const allStages: ReadonlyArray<Stage<any, StageServices>> = [
   tokenizeStage,
   scoreStage,
   aggregateStage,
@@ -28,4 +31,4 @@ export const allStages: ReadonlyArray<Stage> = [
   reportStage,
 ]
 
-export const stageNames: ReadonlyArray<StageName> = allStages.map((s) => s.name)
+export const stageNames: ReadonlyArray<string> = allStages.map((s) => s.name)

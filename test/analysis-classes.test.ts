@@ -1,11 +1,11 @@
 /** The per-token rules of DESIGN.md "Definitions" (classes, double descent) and the tallies, directly. */
 import { describe, expect, it } from "vitest"
-import { classifyBlock } from "../stages/analysis/blocks.ts"
-import { CLASSES, CLASS_CODE, StepWindows, classOf, doubleDescentPeak, isStagnated, trajectoryOf } from "../stages/analysis/classes.ts"
-import { emptyFit, fitLine } from "../stages/analysis/ols.ts"
-import { ClassTallies } from "../stages/analysis/tallies.ts"
+import { classifyBlock } from "../lib/analysis/blocks.ts"
+import { CLASSES, CLASS_CODE, StepWindows, classOf, doubleDescentPeak, isStagnated, trajectoryOf } from "../lib/analysis/classes.ts"
+import { emptyFit, fitLine } from "../lib/analysis/ols.ts"
+import { ClassTallies } from "../lib/analysis/tallies.ts"
 import { groupSums } from "./fixtures/analysis.ts"
-import { SignificanceTest } from "../stages/analysis/tdist.ts"
+import { SignificanceTest } from "../lib/analysis/tdist.ts"
 
 const rules = { test: new SignificanceTest(0.05), delta: 0.05, ddRise: 0.1 }
 const STEPS = Array.from({ length: 12 }, (_, k) => (k + 1) * 100)

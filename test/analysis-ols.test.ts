@@ -7,9 +7,9 @@
  * slope p-value = fit.pvalues[1]; t p-values = 2·scipy.stats.t.sf(|t|, df)) and pasted here.
  */
 import { describe, expect, it } from "vitest"
-import { emptyFit, fitLine, fitShared, ols, prepareX } from "../stages/analysis/ols.ts"
-import { PValueTable, SignificanceTest, criticalT, fastTwoSidedP, twoSidedP } from "../stages/analysis/tdist.ts"
-import { axisValues, startIndex, thresholdStarts } from "../stages/analysis/window.ts"
+import { emptyFit, fitLine, fitShared, ols, prepareX } from "../lib/analysis/ols.ts"
+import { PValueTable, SignificanceTest, criticalT, fastTwoSidedP, twoSidedP } from "../lib/analysis/tdist.ts"
+import { axisValues, startIndex, thresholdStarts } from "../lib/analysis/window.ts"
 
 const rel = (a: number, b: number) => (a === b ? 0 : Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b)))
 const expectRel = (actual: number | null, expected: number, tol = 1e-9) => {

@@ -11,15 +11,21 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Config } from "../pipeline/config.ts"
+import { nodeRunStore } from "../pipeline/run-store-node.ts"
+import type { RunStore } from "../pipeline/run-store.ts"
 import { checksStage } from "../stages/checks/index.ts"
 import { DigestCache, checkpointDigest, externalDataFiles } from "../stages/checks/digest.ts"
 import { checkWarnings, flaggedCheckpoints, flaggedFor } from "../stages/checks/flagged.ts"
-import { aggregateStage } from "../stages/aggregate.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
 import { linearModel, linearWeights, normal, rng, saveModel } from "./fixtures/onnx.ts"
-import { plantScores, plantedConfig, plantedContext, readRows, runPlanted, type Outputs, type PlantedModel } from "./fixtures/analysis.ts"
+import { plantScores, plantedConfig, readRows, runPlanted, type Outputs, type PlantedModel } from "./fixtures/analysis.ts"
+import { plantedRun } from "./fixtures/planted.ts"
+
+/** An effect that reads the run's tables through the disk store of its folder. */
+const onDisk = <A, E>(config: Config, e: Effect.Effect<A, E, RunStore>): Promise<A> => Effect.runPromise(Effect.provide(e, nodeRunStore(config.runDir)))
 import { TEST_VOCAB_SIZE, writeTestTokenizer } from "./fixtures/tokenizer.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-checks-"))
@@ -215,17 +221,29 @@ describe("checks on planted faults", () => {
 
   it("exclude_flagged: later stages get the flagged set; without it, an empty one", async () => {
     const expected = ["dup/1000", "dup/2000", "late/3000", "nan/4000", "nan/8000", "twin/300", "twin/400"]
-    expect([...flaggedCheckpoints(config.runDir)].sort()).toEqual(expected)
+    expect([...(await onDisk(config, flaggedCheckpoints()))].sort()).toEqual(expected)
     const on: Config = { ...config, analysis: { ...config.analysis, exclude_flagged: true } }
-    const got = await Effect.runPromise(flaggedFor(plantedContext(on, outputs, "regress", "model=dup/dataset=a")))
+    const contextOf = async (c: Config, recorded: Outputs) => {
+      const run = plantedRun(c)
+      for (const [name, files] of recorded) {
+        const cut = name.indexOf("/")
+        await run.record({ stage: name.slice(0, cut), id: name.slice(cut + 1) }, files.map((f) => path.relative(c.runDir, f)))
+      }
+      return run.context("regress", "model=dup/dataset=a")
+    }
+    const got = await Effect.runPromise(flaggedFor(await contextOf(on, outputs)))
     expect([...got].sort()).toEqual(expected)
-    expect((await Effect.runPromise(flaggedFor(plantedContext(config, outputs, "regress", "model=dup/dataset=a")))).size).toBe(0)
-    const missing = await Effect.runPromise(Effect.either(flaggedFor(plantedContext(on, new Map(), "regress", "x"))))
-    expect(missing._tag).toBe("Left")
+    expect((await Effect.runPromise(flaggedFor(await contextOf(config, outputs)))).size).toBe(0)
+    // Asked to drop flagged checkpoints when the checks unit is not an input: a defect, not silence.
+    const undeclared = await Effect.runPromiseExit(flaggedFor(await contextOf(on, new Map())))
+    expect(undeclared._tag === "Failure" && Cause.isDie(undeclared.cause)).toBe(true)
+    const noChecks = await contextOf(on, new Map([["checks/all", []]]))
+    const missing = await Effect.runPromise(Effect.either(flaggedFor(noChecks)))
+    expect(missing._tag === "Left" && missing.left.message).toBe("checks/all recorded no checkpoint_checks.parquet (it wrote nothing); re-run it")
   })
 
-  it("the CLI block lists every flagged checkpoint", () => {
-    const lines = checkWarnings(config.runDir)
+  it("the CLI block lists every flagged checkpoint", async () => {
+    const lines = await onDisk(config, checkWarnings(config.runDir))
     expect(lines[0]).toBe(`checkpoint checks flagged 7 checkpoint(s) (6 errors, 2 warnings) — ${path.join(config.runDir, "checkpoint_checks.parquet")}:`)
     expect(lines).toContain("  error    model nan, step 4000: broken: a: 3 of 512 log-probs are NaN or infinite")
     expect(lines).toHaveLength(1 + 8 + 1)
@@ -269,6 +287,6 @@ describe("checks on a clean family", () => {
     expect(ups.length).toBeGreaterThan(5)
     // and step 0 is at (or above) the uniform perplexity, which is allowed there
     expect(ck.filter((r) => r.step === 0).some((r) => (r.ppl as number) > TEST_VOCAB_SIZE)).toBe(true)
-    expect(checkWarnings(config.runDir)).toEqual([])
+    expect(await onDisk(config, checkWarnings(config.runDir))).toEqual([])
   })
 })

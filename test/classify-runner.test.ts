@@ -10,12 +10,13 @@ import * as arrow from "apache-arrow"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import type { Sink } from "../pipeline/progress.ts"
-import { runPipeline } from "../pipeline/runner.ts"
 import type { Stage } from "../pipeline/stage.ts"
-import { tablePaths } from "../schemas/tables.ts"
-import { aggregateStage } from "../stages/aggregate.ts"
-import { classifyStage } from "../stages/classify.ts"
-import { regressStage } from "../stages/regress.ts"
+import { scoresFile } from "../stages/score/contract.ts"
+import { tokensFile } from "../stages/tokenize/contract.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
+import { classifyStage } from "../stages/classify/index.ts"
+import { regressStage } from "../stages/regress/index.ts"
+import { runOnDisk } from "./fixtures/run.ts"
 import { plantedConfig, readRows } from "./fixtures/analysis.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-analysis-runner-"))
@@ -34,7 +35,7 @@ const plantedTokenize: Stage = {
   plan: (c) => c.datasets.map((d) => ({ id: `dataset=${d.name}`, params: {}, inputs: [], files: [] })),
   run: (unit, ctx) =>
     ctx.writeParquet(
-      tablePaths.tokens(unit.id.slice("dataset=".length)),
+      tokensFile(unit.id.slice("dataset=".length)),
       arrow.tableFromArrays({ token_index: Int32Array.from({ length: TOKENS }, (_, i) => i), category: Array.from({ length: TOKENS }, (_, i) => (i < 5 ? "content" : "function")) }),
     ),
 }
@@ -61,7 +62,7 @@ const plantedScore: Stage = {
     const shift = m === "big" ? -0.5 : 0
     const logprob = Float32Array.from({ length: TOKENS }, (_, i) => -(L(i, c) + shift))
     return ctx.writeParquet(
-      tablePaths.scores(m, step, d),
+      scoresFile(m, step, d),
       arrow.tableFromArrays({ token_index: Int32Array.from({ length: TOKENS }, (_, i) => i), token_id: new Int32Array(TOKENS), logprob }),
       { rowGroupSize: 4 },
     )
@@ -75,7 +76,7 @@ describe("the analysis stages under the runner", () => {
     const runDir = path.join(tmp, "run")
     const config = plantedConfig(runDir, [{ name: "small", params: 1e6, steps: STEPS }, { name: "big", params: 1e7, steps: STEPS }], ["d"], { thresholds: [0.2, 0.5] }, 4)
     const stages = [plantedTokenize, plantedScore, aggregateStage, regressStage, classifyStage]
-    const first = await Effect.runPromise(Effect.either(runPipeline(config, { stages, sink })))
+    const first = await Effect.runPromise(Effect.either(runOnDisk(config, { stages, sink })))
     if (Either.isLeft(first)) throw new Error(first.left.message)
     const ran = first.right.outcomes.filter((o) => o.outcome === "ran").map((o) => `${o.stage}/${o.id}`)
     expect(ran.slice(-4)).toEqual(["aggregate/all", "regress/model=small/dataset=d", "regress/model=big/dataset=d", "classify/all"])
@@ -94,7 +95,7 @@ describe("the analysis stages under the runner", () => {
       { model: "big", dataset: "d", threshold: 0.2, class: "upward", category: "function", n: 1, share: 1 / 3 },
     ])
 
-    const second = await Effect.runPromise(Effect.either(runPipeline(config, { stages, sink })))
+    const second = await Effect.runPromise(Effect.either(runOnDisk(config, { stages, sink })))
     if (Either.isLeft(second)) throw new Error(second.left.message)
     expect(second.right.count("ran")).toBe(0)
   })

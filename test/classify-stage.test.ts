@@ -21,10 +21,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { aggregateStage } from "../stages/aggregate.ts"
-import { classifyStage } from "../stages/classify.ts"
-import { bundledWorker, parallelSettings } from "../stages/analysis/parallel.ts"
-import { regressStage } from "../stages/regress.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
+import { classifyStage } from "../stages/classify/index.ts"
+import { bundledWorker, parallelSettings } from "../lib/analysis/parallel.ts"
+import { regressStage } from "../stages/regress/index.ts"
 import { type Outputs, plantScores, plantTokens, plantedConfig, readRows, runPlanted } from "./fixtures/analysis.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-classify-"))
@@ -206,7 +206,7 @@ describe("classify edge cases and errors", () => {
     const file = run.outputs.get("score/model=b/step=1300/dataset=d")![0]
     fs.rmSync(file)
     expect((await runPlanted(classifyStage, run.config, run.outputs))?.message).toBe(
-      `model b, dataset d: score file of step 1300: file missing: ${file}`,
+      `${file}: file missing (written by score/model=b/step=1300/dataset=d; re-run it)`,
     )
   })
 

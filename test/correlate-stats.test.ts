@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest"
 import { logDistance, matchCheckpoints } from "../stages/correlate/match.ts"
 import { averageRanks, correlationStats, groupR2, pearson, pooledR2, spearman } from "../stages/correlate/stats.ts"
 import { X_AXES, correlationRows, type MetricRow } from "../stages/correlate/tables.ts"
-import { MEAN_TASK } from "../schemas/downstream-tables.ts"
+import { MEAN_TASK } from "../stages/correlate/contract.ts"
 
 const TIES_X = [1, 2, 2, 3, 4, 4, 4, 5, 6, 6]
 const TIES_Y = [1.5, 1.0, 2.5, 2.5, 4.0, 3.0, 5.0, 5.0, 7.0, 6.5]

@@ -15,16 +15,18 @@ import { Tokenizer } from "tokenizers"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadConfig } from "../pipeline/config.ts"
 import type { Sink } from "../pipeline/progress.ts"
-import { runPipeline, type RunOptions } from "../pipeline/runner.ts"
+import type { RunOptions } from "../pipeline/runner.ts"
 import { readParquetFile, writeParquetFile } from "../pipeline/store.ts"
-import { checkpointsSchema } from "../schemas/analysis-tables.ts"
-import { MEAN_TASK } from "../schemas/downstream-tables.ts"
-import { scoresSchema, tablePaths } from "../schemas/tables.ts"
-import { aggregateStage } from "../stages/aggregate.ts"
+import { Checkpoints, checkpointsFile } from "../stages/aggregate/contract.ts"
+import { MEAN_TASK } from "../stages/correlate/contract.ts"
+import { Scores, scoresFile, scoreUnit } from "../stages/score/contract.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
 import { correlateStage } from "../stages/correlate/index.ts"
 import { downstreamStage } from "../stages/downstream/index.ts"
 import { scoreStage } from "../stages/score/index.ts"
 import { tokenizeStage } from "../stages/tokenize/index.ts"
+import { plantingStage } from "./fixtures/planted.ts"
+import { runOnDisk } from "./fixtures/run.ts"
 import { linearLogits, linearModel, linearWeights, referenceScores, saveModel, type LinearWeights } from "./fixtures/onnx.ts"
 import { TEST_EOS, TEST_VOCAB_SIZE, writeTestTokenizer } from "./fixtures/tokenizer.ts"
 
@@ -38,7 +40,7 @@ const quiet = (): Sink & { text: () => string } => {
 const run = async (cfg: string, opts: Partial<RunOptions>) => {
   const sink = quiet()
   const config = await Effect.runPromise(loadConfig(cfg))
-  const result = await Effect.runPromise(Effect.either(runPipeline(config, { stages: [downstreamStage], sink, ...opts })))
+  const result = await Effect.runPromise(Effect.either(runOnDisk(config, { stages: [downstreamStage], sink, ...opts })))
   return { result, config, log: sink.text() }
 }
 
@@ -285,8 +287,9 @@ describe("downstream: options scored by fixture models", () => {
   })
 
   it("correlate without the aggregate stage's checkpoints.parquet fails, naming the file", async () => {
-    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, correlateStage] })
-    expect(Either.isLeft(result) && result.left.message).toMatch(/correlate\/all: \S*checkpoints\.parquet is missing \(written by the aggregate stage\)/)
+    // The aggregate unit ran but wrote no table (as a stand-in): correlate names the unit and the file.
+    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, plantingStage("aggregate", [{ id: "all", files: [] }]), correlateStage] })
+    expect(Either.isLeft(result) && result.left.message).toContain("correlate/all: aggregate/all recorded no checkpoints.parquet (it wrote nothing); re-run it")
   })
 
   it("correlate: task metrics, correlations and agreement from options, planted perplexities and score files", async () => {
@@ -295,19 +298,8 @@ describe("downstream: options scored by fixture models", () => {
     const rows = MODELS.flatMap((m) =>
       m.steps.map((step) => ({ model: m.name, step, tokens: step * m.tps, flops: 6 * m.params * step * m.tps, params: m.params, ppl: ppl[`${m.name}@${step}`] })),
     )
-    writeParquetFile(
-      path.join(runDir, "checkpoints.parquet"),
-      new arrow.Table(checkpointsSchema, {
-        model: arrow.vectorFromArray(rows.map((r) => r.model), new arrow.Utf8()),
-        step: arrow.makeVector(Int32Array.from(rows, (r) => r.step)),
-        tokens_seen: arrow.makeVector(Float64Array.from(rows, (r) => r.tokens)),
-        flops: arrow.makeVector(Float64Array.from(rows, (r) => r.flops)),
-        params: arrow.makeVector(Float64Array.from(rows, (r) => r.params)),
-        dataset: arrow.vectorFromArray(rows.map(() => "valid"), new arrow.Utf8()),
-        n_tokens: arrow.makeVector(Int32Array.from(rows, () => 10)),
-        mean_nll: arrow.vectorFromArray(rows.map((r) => Math.log(r.ppl)), new arrow.Float64()),
-        ppl: arrow.vectorFromArray(rows.map((r) => r.ppl), new arrow.Float64()),
-      }),
+    const checkpoints = Checkpoints.fromRows(
+      rows.map((r) => ({ model: r.model, step: r.step, tokens_seen: r.tokens, flops: r.flops, params: r.params, dataset: "valid", n_tokens: 10, mean_nll: Math.log(r.ppl), ppl: r.ppl })),
     )
     // Per-token log-probs: s@5 (ppl 120) is nearest to l@5 (70) on a log scale (|ln 120/70| = 0.54
     // < |ln 281/120| = 0.85); those two get the arrays of tools/reference/correlate_stats.py
@@ -322,20 +314,19 @@ describe("downstream: options scored by fixture models", () => {
       "l@5": LP_B,
       "l@20": LP_B.map((x) => x * 0.75),
     }
-    for (const r of rows) {
-      const v = lp[`${r.model}@${r.step}`]
-      writeParquetFile(
-        path.join(runDir, tablePaths.scores(r.model, r.step, "valid")),
-        new arrow.Table(scoresSchema(false), {
-          token_index: arrow.makeVector(Int32Array.from(v, (_, i) => i)),
-          token_id: arrow.makeVector(Int32Array.from(v, () => 5)),
-          logprob: arrow.makeVector(Float32Array.from(v)),
-        }),
-      )
-    }
-    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, correlateStage] })
+    // Stand-ins for aggregate and score: their units write the planted tables.
+    const aggregate = plantingStage("aggregate", [{ id: "all", files: [[checkpointsFile, checkpoints]] }])
+    const score = plantingStage(
+      "score",
+      rows.map((r) => {
+        const v = lp[`${r.model}@${r.step}`]
+        const table = Scores.fromRows(v.map((x, i) => ({ token_index: i, token_id: 5, logprob: x })))
+        return { id: scoreUnit(r.model, r.step, "valid").id, files: [[scoresFile(r.model, r.step, "valid"), table] as const] }
+      }),
+    )
+    const { result } = await run(path.join(dir, "run.yaml"), { stages: [downstreamStage, aggregate, score, correlateStage] })
     if (Either.isLeft(result)) throw new Error(result.left.message)
-    expect(result.right.outcomes.filter((o) => o.outcome === "ran").map((o) => `${o.stage}/${o.id}`)).toEqual(["correlate/all"])
+    expect(result.right.outcomes.filter((o) => o.outcome === "ran" && o.stage === "correlate").map((o) => `${o.stage}/${o.id}`)).toEqual(["correlate/all"])
 
     // task_metrics.parquet against metrics computed the plain way from the independent option sums.
     const tm = readParquetFile(path.join(runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
@@ -423,7 +414,7 @@ describe("the whole chain: tokenize → score → aggregate, downstream → corr
     if (Either.isLeft(result)) throw new Error(result.left.message)
     const ck = readParquetFile(path.join(config.runDir, "checkpoints.parquet")).toArray().map((r) => r.toJSON())
     const ppl = new Map(ck.map((r) => [`${r.model}@${r.step}`, r.ppl as number]))
-    const lp = (m: string, step: number) => Array.from(readParquetFile(path.join(config.runDir, tablePaths.scores(m, step, "valid"))).getChild("logprob")!.toArray() as Float32Array)
+    const lp = (m: string, step: number) => Array.from(readParquetFile(path.join(config.runDir, scoresFile(m, step, "valid").path)).getChild("logprob")!.toArray() as Float32Array)
     const plainPearson = (x: number[], y: number[]) => {
       const mx = x.reduce((a, b) => a + b, 0) / x.length
       const my = y.reduce((a, b) => a + b, 0) / y.length

@@ -5,7 +5,7 @@
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import type { UnitError } from "../pipeline/stage.ts"
-import { taskMetrics } from "../stages/downstream/metrics.ts"
+import { taskMetrics } from "../stages/correlate/metrics.ts"
 import { buildPrompts, optionRequest, promptBoundary, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
 import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
 

@@ -4,11 +4,16 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
-import { loadConfig } from "../pipeline/config.ts"
+import { isAlive } from "../pipeline/atomic.ts"
+import { loadConfig, type Config } from "../pipeline/config.ts"
+import { dagDot, dagOf, formatDag } from "../pipeline/dag.ts"
+import { acquireLock } from "../pipeline/lock.ts"
 import type { ConfigError, RunError } from "../pipeline/errors.ts"
 import { runPipeline, runStatus, type RunOptions, type RunSummary } from "../pipeline/runner.ts"
+import { nodeRunStore } from "../pipeline/run-store-node.ts"
 import type { Sink } from "../pipeline/progress.ts"
 import { readParquetFile } from "../pipeline/store.ts"
+import type { Stage } from "../pipeline/stage.ts"
 import { fakeStages, listStage, writeFakeRun } from "./fixtures/fake-stages.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-engine-"))
@@ -19,13 +24,16 @@ const capture = (): Sink & { text: () => string } => {
   return { isTTY: false, write: (s) => void out.push(s), text: () => out.join("") }
 }
 
-const run = async (cfgFile: string, opts: Partial<RunOptions> = {}) => {
+const run = async (cfgFile: string, opts: Partial<RunOptions<Stage>> = {}) => {
   const sink = capture()
   const result: Either.Either<RunSummary, RunError | ConfigError> = await Effect.runPromise(
-    Effect.either(Effect.flatMap(loadConfig(cfgFile), (c) => runPipeline(c, { stages: fakeStages, sink, ...opts }))),
+    Effect.either(Effect.flatMap(loadConfig(cfgFile), (c) => runPipeline(c, { stages: fakeStages, sink, ...opts }).pipe(Effect.provide(nodeRunStore(c.runDir))))),
   )
   return { result, log: sink.text() }
 }
+
+/** Status of every planned unit, read from the run folder. */
+const statusOf = async (config: Config, stages = fakeStages) => (await Effect.runPromise(runStatus(config, stages).pipe(Effect.provide(nodeRunStore(config.runDir))))).units
 
 const ranUnits = (r: Either.Either<RunSummary, RunError | ConfigError>) =>
   Either.isRight(r) ? r.right.outcomes.filter((o) => o.outcome === "ran").map((o) => `${o.stage}/${o.id}`) : []
@@ -40,7 +48,7 @@ describe("runner", () => {
   it("runs every unit once, then a re-run does no work and says so", async () => {
     const cfg = writeFakeRun(path.join(tmp, "rerun"), { a: "hello", b: "world!" })
     const first = await run(cfg)
-    expect(ranUnits(first.result)).toEqual(["tokenize/dataset=a", "tokenize/dataset=b", "aggregate/all"])
+    expect(ranUnits(first.result)).toEqual(["gen/dataset=a", "gen/dataset=b", "sum/all"])
     const sum = readParquetFile(path.join(tmp, "rerun/out/t/sum.parquet"))
     const expected = (s: string) => [...s].reduce((a, ch) => a + ch.charCodeAt(0), 0)
     expect([...sum.getChild("sum")!.toArray()]).toEqual([expected("hello"), expected("world!")])
@@ -50,7 +58,7 @@ describe("runner", () => {
     expect(second.log).toContain("nothing to do: all 3 units are up to date")
 
     const config = await Effect.runPromise(loadConfig(cfg))
-    expect(runStatus(config, fakeStages).units.map((u) => u.state)).toEqual(["done", "done", "done"])
+    expect((await statusOf(config)).map((u) => u.state)).toEqual(["done", "done", "done"])
   })
 
   it("re-runs a unit whose input changed, and what depends on it, nothing else", async () => {
@@ -58,8 +66,8 @@ describe("runner", () => {
     await run(cfg)
     fs.writeFileSync(path.join(tmp, "change/b.txt"), "three")
     const config = await Effect.runPromise(loadConfig(cfg))
-    expect(runStatus(config, fakeStages).units.map((u) => `${u.id}:${u.state}`)).toEqual(["dataset=a:done", "dataset=b:stale", "all:stale"])
-    expect(ranUnits((await run(cfg)).result)).toEqual(["tokenize/dataset=b", "aggregate/all"])
+    expect((await statusOf(config)).map((u) => `${u.id}:${u.state}`)).toEqual(["dataset=a:done", "dataset=b:stale", "all:stale"])
+    expect(ranUnits((await run(cfg)).result)).toEqual(["gen/dataset=b", "sum/all"])
   })
 
   it("re-runs only the unit that failed, with what depends on it", async () => {
@@ -69,18 +77,18 @@ describe("runner", () => {
     const first = await run(cfg, { keepGoing: true })
     expect(Either.isLeft(first.result)).toBe(true)
     if (Either.isLeft(first.result)) {
-      expect(first.result.left.message).toContain("tokenize/dataset=b: dataset b: planted failure")
-      expect(first.result.left.message).toContain("aggregate/all: needs tokenize/dataset=b, which failed")
+      expect(first.result.left.message).toContain("gen/dataset=b: dataset b: planted failure")
+      expect(first.result.left.message).toContain("sum/all: needs gen/dataset=b, which failed")
     }
     const config = await Effect.runPromise(loadConfig(cfg))
-    const st = runStatus(config, fakeStages).units
+    const st = (await statusOf(config))
     expect(st.find((u) => u.id === "dataset=b")).toMatchObject({ state: "failed", detail: "dataset b: planted failure" })
     expect(st.find((u) => u.id === "dataset=a")?.state).toBe("done")
     expect(st.find((u) => u.id === "all")?.state).toBe("pending")
 
     fs.rmSync(path.join(dir, "fail-b"))
     const second = await run(cfg)
-    expect(ranUnits(second.result)).toEqual(["tokenize/dataset=b", "aggregate/all"])
+    expect(ranUnits(second.result)).toEqual(["gen/dataset=b", "sum/all"])
   })
 
   it("stops at the first failure without --keep-going", async () => {
@@ -91,29 +99,29 @@ describe("runner", () => {
     expect(Either.isLeft(r.result)).toBe(true)
     if (Either.isLeft(r.result)) expect(r.result.left.message).toContain("--keep-going")
     const config = await Effect.runPromise(loadConfig(cfg))
-    expect(runStatus(config, fakeStages).units.map((u) => u.state)).toEqual(["failed", "pending", "pending", "pending"])
+    expect((await statusOf(config)).map((u) => u.state)).toEqual(["failed", "pending", "pending", "pending"])
   })
 
   it("--force re-runs a stage and everything downstream; --only runs one stage", async () => {
     const cfg = writeFakeRun(path.join(tmp, "force"), { a: "x", b: "y" })
     await run(cfg)
-    expect(ranUnits((await run(cfg, { force: ["tokenize"] })).result)).toEqual(["tokenize/dataset=a", "tokenize/dataset=b", "aggregate/all"])
-    expect(ranUnits((await run(cfg, { force: ["aggregate"] })).result)).toEqual(["aggregate/all"])
-    expect(ranUnits((await run(cfg, { only: ["aggregate"], force: ["aggregate"] })).result)).toEqual(["aggregate/all"])
+    expect(ranUnits((await run(cfg, { force: ["gen"] })).result)).toEqual(["gen/dataset=a", "gen/dataset=b", "sum/all"])
+    expect(ranUnits((await run(cfg, { force: ["sum"] })).result)).toEqual(["sum/all"])
+    expect(ranUnits((await run(cfg, { only: ["sum"], force: ["sum"] })).result)).toEqual(["sum/all"])
   })
 
   it("--only refuses to run a stage whose inputs are not done", async () => {
     const cfg = writeFakeRun(path.join(tmp, "only"), { a: "x" })
-    const r = await run(cfg, { only: ["aggregate"] })
+    const r = await run(cfg, { only: ["sum"] })
     expect(Either.isLeft(r.result)).toBe(true)
-    if (Either.isLeft(r.result)) expect(r.result.left.message).toContain("needs tokenize/dataset=a, which is not done (run without --only first)")
+    if (Either.isLeft(r.result)) expect(r.result.left.message).toContain("needs gen/dataset=a, which is not done (run without --only first)")
   })
 
   it("re-runs a unit whose output file was deleted", async () => {
     const cfg = writeFakeRun(path.join(tmp, "deleted"), { a: "x", b: "y" })
     await run(cfg)
     fs.rmSync(path.join(tmp, "deleted/out/t/gen/dataset=a/out.parquet"))
-    expect(ranUnits((await run(cfg)).result)).toEqual(["tokenize/dataset=a", "aggregate/all"])
+    expect(ranUnits((await run(cfg)).result)).toEqual(["gen/dataset=a", "sum/all"])
   })
 
   it("a corrupt manifest is moved aside and the run starts afresh", async () => {
@@ -121,7 +129,7 @@ describe("runner", () => {
     await run(cfg)
     fs.writeFileSync(path.join(tmp, "corrupt/out/t/manifest.json"), "{not json")
     const r = await run(cfg)
-    expect(ranUnits(r.result)).toEqual(["tokenize/dataset=a", "aggregate/all"])
+    expect(ranUnits(r.result)).toEqual(["gen/dataset=a", "sum/all"])
     expect(r.log).toMatch(/manifest.json was unreadable .*moved it to manifest.json.corrupt-\d+/)
   })
 
@@ -131,6 +139,61 @@ describe("runner", () => {
     fs.writeFileSync(path.join(dir, "out"), "a file where the output folder should be")
     const r = await run(cfg)
     expect(Either.isLeft(r.result) && r.result.left.message).toMatch(/^output folder .*out\/t is not writable \(ENOTDIR\)$/)
+  })
+})
+
+describe("keys that travel", () => {
+  it("a run folder copied to another place together with its inputs is up to date there", async () => {
+    const from = path.join(tmp, "moved-from")
+    const cfg = writeFakeRun(from, { a: "alpha", b: "beta" })
+    expect(ranUnits((await run(cfg)).result)).toHaveLength(3)
+    // A plain copy: new absolute paths, new mtimes (the digest cache inside the run is keyed by them).
+    const to = path.join(tmp, "elsewhere", "moved-to")
+    fs.cpSync(from, to, { recursive: true })
+    const copied = path.join(to, "run.yaml")
+    const config = await Effect.runPromise(loadConfig(copied))
+    expect((await statusOf(config)).map((u) => `${u.id}:${u.state}`)).toEqual(["dataset=a:done", "dataset=b:done", "all:done"])
+    const again = await run(copied)
+    expect(ranUnits(again.result)).toEqual([])
+    expect(again.log).toContain("nothing to do: all 3 units are up to date")
+    // The keys are the same in both manifests.
+    const keys = (dir: string) => Object.values(JSON.parse(fs.readFileSync(path.join(dir, "out/t/manifest.json"), "utf8")).units).map((u) => (u as { key: string }).key)
+    expect(keys(to)).toEqual(keys(from))
+  })
+
+  it("status says which part of a stale key changed: a file, the config slice, the code version, an upstream unit", async () => {
+    const dir = path.join(tmp, "why")
+    const cfg = writeFakeRun(dir, { a: "one", b: "two" })
+    await run(cfg)
+    const config = await Effect.runPromise(loadConfig(cfg))
+    fs.writeFileSync(path.join(dir, "b.txt"), "changed")
+    const st = await statusOf(config)
+    expect(st.map((u) => `${u.id}: ${u.state}${u.detail ? ` (${u.detail})` : ""}`)).toEqual([
+      "dataset=a: done",
+      "dataset=b: stale (key changed: file b.txt (content))",
+      "all: stale (key changed: upstream gen/dataset=b)",
+    ])
+    fs.writeFileSync(path.join(dir, "b.txt"), "two")
+    const bumped = fakeStages.map((s) => (s.name === "sum" ? { ...s, version: 2 } : s))
+    expect((await statusOf(config, bumped)).find((u) => u.id === "all")?.detail).toBe("key changed: code version (sum 1 → 2)")
+    const renamed = { ...config, datasets: config.datasets.map((d) => (d.name === "b" ? { ...d, files: [path.join(dir, "a.txt")] } : d)) }
+    expect((await statusOf(renamed)).find((u) => u.id === "dataset=b")?.detail).toBe("key changed: file a.txt (added); no longer reads file b.txt")
+    const params = fakeStages.map((s) => (s.name === "gen" ? { ...s, plan: (c: Config) => s.plan(c).map((u) => ({ ...u, params: { ...(u.params as object), extra: 1 } })) } : s))
+    expect((await statusOf(config, params)).find((u) => u.id === "dataset=a")?.detail).toBe("key changed: config slice")
+  })
+})
+
+describe("the DAG", () => {
+  it("lists the stages in run order with their edges and, with a config, their unit counts", () => {
+    const stages = [listStage, ...fakeStages] // registered out of order
+    const dag = dagOf(stages, new Map([["gen", 2], ["sum", 1], ["list", 1]]))
+    expect(dag.map((s) => [s.name, s.after, s.units])).toEqual([["gen", [], 2], ["sum", ["gen"], 1], ["list", ["gen", "sum"], 1]])
+    const text = formatDag(dag, 200)
+    expect(text[0]).toBe("3 stages, in run order (← the stages each one reads; ⇠ soft: read when present, never blocking)")
+    expect(text[1]).toMatch(/^ {2}gen +2 units {2}← \(inputs only\) +fake: one table per dataset$/)
+    expect(text[3]).toMatch(/^ {2}list +1 unit {2}⇠ gen, sum +fake: lists the tables that exist$/)
+    expect(text.at(-1)).toBe("edges (3): gen → sum, gen ⇢ list, sum ⇢ list")
+    expect(dagDot(dag)).toContain(`  "sum" -> "list" [style=dashed];`)
   })
 })
 
@@ -145,11 +208,30 @@ describe("soft inputs (Stage.softAfter)", () => {
     expect(fs.readFileSync(path.join(dir, "out/t/report.txt"), "utf8")).toBe("dataset=a")
     fs.rmSync(path.join(dir, "fail-b"))
     const second = await run(cfg, { stages })
-    expect(ranUnits(second.result)).toEqual(["tokenize/dataset=b", "aggregate/all", "report/report"])
+    expect(ranUnits(second.result)).toEqual(["gen/dataset=b", "sum/all", "list/report"])
     expect(fs.readFileSync(path.join(dir, "out/t/report.txt"), "utf8")).toBe("dataset=a\ndataset=b")
     expect(ranUnits((await run(cfg, { stages })).result)).toEqual([])
     fs.writeFileSync(path.join(dir, "a.txt"), "changed")
-    expect(ranUnits((await run(cfg, { stages })).result)).toEqual(["tokenize/dataset=a", "aggregate/all", "report/report"])
+    expect(ranUnits((await run(cfg, { stages })).result)).toEqual(["gen/dataset=a", "sum/all", "list/report"])
+  })
+})
+
+describe("lock", () => {
+  it("a killed run's process that is still a zombie (not yet reaped) holds no lock", () => {
+    const dir = path.join(tmp, "zombie")
+    fs.mkdirSync(dir, { recursive: true })
+    const child = spawn("sleep", ["30"])
+    process.kill(child.pid!, "SIGKILL")
+    // Busy-wait: Node reaps its children on the event loop, so until this test yields the
+    // killed child stays a zombie, as a SIGKILLed run does until the machine's init reaps it.
+    const t0 = Date.now()
+    while (Date.now() - t0 < 200) {}
+    expect(fs.readFileSync(`/proc/${child.pid}/stat`, "utf8")).toMatch(/\) Z /)
+    expect(isAlive(child.pid!)).toBe(false)
+    fs.writeFileSync(path.join(dir, ".lock"), JSON.stringify({ pid: child.pid, host: os.hostname(), since: "then" }))
+    const lock = acquireLock(dir)
+    expect(lock._tag === "acquired" && lock.takenOverFrom).toBe(child.pid)
+    if (lock._tag === "acquired") lock.release()
   })
 })
 
@@ -175,7 +257,7 @@ describe("CLI processes", () => {
     expect(fs.existsSync(path.join(runDir, ".lock"))).toBe(true) // and the dead run's lock is still there
 
     const resumed = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
-    expect(resumed.status).toBe(0)
+    expect(resumed.status, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain("took over the lock of a run that is gone")
     expect(resumed.stderr).toMatch(/removed 1 temporary file\(s\) left by an interrupted run/)
     expect(resumed.stderr).toMatch(/^3 unit\(s\) ran, 1 up to date/m)
@@ -231,11 +313,33 @@ describe("CLI processes", () => {
     const cfg = writeFakeRun(path.join(tmp, "args"), { a: "x" })
     const bad = spawnSync(tsx, [fakeCli, "run", cfg, "--only", "nosuch"], { encoding: "utf8" })
     expect(bad.status).toBe(2)
-    expect(bad.stderr.trim()).toBe("error: --only nosuch: no such stage (stages: tokenize, aggregate)")
+    expect(bad.stderr.trim()).toBe("error: --only nosuch: no such stage (stages: gen, sum)")
     expect(fs.existsSync(path.join(tmp, "args/out"))).toBe(false)
     const st = spawnSync(tsx, [fakeCli, "status", cfg], { encoding: "utf8" })
     expect(st.status).toBe(0)
-    expect(st.stdout).toContain("tokenize (1 units: 1 pending)")
+    expect(st.stdout).toContain("gen (1 units: 1 pending)")
     expect(st.stdout).toContain("  pending dataset=a")
+    const dag = spawnSync(tsx, [fakeCli, "dag", cfg], { encoding: "utf8" })
+    expect(dag.status).toBe(0)
+    expect(dag.stdout).toMatch(/^ {2}gen +1 unit {2}← \(inputs only\)/m)
+    expect(dag.stdout).toContain("edges (1): gen → sum")
+    const help = spawnSync(tsx, [fakeCli, "--help"], { encoding: "utf8" })
+    expect(help.stdout).toContain("Run the pipeline (gen → sum)")
+    expect(help.stdout).toMatch(/dag/)
+  })
+
+  it("a failure is one line; --verbose adds its chain of causes", () => {
+    const dir = path.join(tmp, "verbose")
+    const cfg = writeFakeRun(dir, { a: "x" })
+    fs.writeFileSync(path.join(dir, "throw-a"), "")
+    const plain = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
+    expect(plain.status).toBe(1)
+    expect(plain.stderr).toMatch(/^ {2}gen\/dataset=a: dataset a: cannot parse its notes: .*JSON/m)
+    expect(plain.stderr).not.toContain("causes:")
+    expect(plain.stderr).not.toMatch(/^\s+at /m)
+    const verbose = spawnSync(tsx, [fakeCli, "run", cfg, "--verbose"], { encoding: "utf8" })
+    expect(verbose.status).toBe(1)
+    expect(verbose.stderr).toContain("causes:\ngen/dataset=a:\n  UnitError: dataset a: cannot parse its notes")
+    expect(verbose.stderr).toMatch(/SyntaxError: .*JSON[\s\S]*\n\s+at /)
   })
 })

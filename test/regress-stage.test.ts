@@ -11,9 +11,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { DuckDBInstance } from "@duckdb/node-api"
 import { afterAll, describe, expect, it } from "vitest"
-import { aggregateStage } from "../stages/aggregate.ts"
-import { ols } from "../stages/analysis/ols.ts"
-import { regressStage } from "../stages/regress.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
+import { ols } from "../lib/analysis/ols.ts"
+import { regressStage } from "../stages/regress/index.ts"
 import { type Outputs, plantScores, plantedConfig, readRows, runPlanted } from "./fixtures/analysis.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-regress-"))
@@ -189,11 +189,12 @@ describe("regress errors", () => {
     const file = outputs.get("score/model=m/step=700/dataset=d")![0]
     fs.rmSync(file)
     const err = await runPlanted(regressStage, config, outputs)
-    expect(err?.message).toBe(`model m, dataset d: score file of step 700: file missing: ${file}`)
+    expect(err?.message).toBe(`${file}: file missing (written by score/model=m/step=700/dataset=d; re-run it)`)
     outputs.delete("score/model=m/step=800/dataset=d")
-    fs.writeFileSync(file, "")
-    expect((await runPlanted(regressStage, config, outputs))?.message).toContain(
-      "model m, dataset d: score file of step 800: no output recorded for score unit model=m/step=800/dataset=d",
+    fs.copyFileSync(outputs.get("score/model=m/step=600/dataset=d")![0], file) // 700 readable again
+    outputs.set("score/model=m/step=700/dataset=d", [file])
+    expect((await runPlanted(regressStage, config, outputs))?.message).toBe(
+      "score/model=m/step=800/dataset=d is not done, so scores/model=m/step=800/dataset=d/scores.parquet cannot be read",
     )
   })
 })

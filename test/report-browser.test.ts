@@ -15,12 +15,12 @@ import { Effect, Either } from "effect"
 import { type BrowserContext, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Config, parseConfig } from "../pipeline/config.ts"
-import { readManifest } from "../pipeline/manifest.ts"
+import type { Manifest } from "../pipeline/manifest.ts"
 import { quietSink, type Sink } from "../pipeline/progress.ts"
-import { runPipeline } from "../pipeline/runner.ts"
 import { REPORT_PATH, reportStage } from "../stages/report/index.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
-import { type FixtureTable, fixtureConfigYaml, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
+import { runOnDisk } from "./fixtures/run.ts"
+import { type FixtureTable, fixtureConfigYaml, fixtureStages, ODD_TASK } from "./fixtures/report-run.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-report-"))
@@ -37,9 +37,8 @@ const fixtureConfig = (run: string): Config => {
 /** Write the fixture tables and build the report exactly as `trajectories report` does. */
 const buildRun = async (run: string, only?: ReadonlyArray<FixtureTable>, sink: Sink = quietSink): Promise<Config> => {
   const config = fixtureConfig(run)
-  writeFixtureRun(config.runDir, only)
-  const summary = await Effect.runPromise(runPipeline(config, { stages: [reportStage], only: ["report"], force: ["report"], sink }))
-  expect(summary.outcomes.map((o) => `${o.stage}/${o.id}:${o.outcome}`)).toEqual(["report/report:ran"])
+  const summary = await Effect.runPromise(runOnDisk(config, { stages: [...fixtureStages(only), reportStage], sink }))
+  expect(summary.outcomes.filter((o) => o.stage === "report").map((o) => `${o.stage}/${o.id}:${o.outcome}`)).toEqual(["report/report:ran"])
   return config
 }
 
@@ -116,8 +115,8 @@ describe("report in headless Chromium", () => {
     const bytes = fs.statSync(file).size
     console.log(`report page: ${(bytes / 1024).toFixed(0)} KB (${file})`)
     expect(bytes).toBeLessThan(3 * 1024 * 1024)
-    const m = readManifest(full.runDir, full.run)
-    expect(m._tag === "ok" && m.manifest.units["report/report"]?.files.map((x) => x.path)).toEqual([REPORT_PATH])
+    const m = JSON.parse(fs.readFileSync(path.join(full.runDir, "manifest.json"), "utf8")) as Manifest
+    expect(m.units["report/report"]?.files.map((x) => x.path)).toEqual([REPORT_PATH])
 
     const { page, problems } = await open(context!, file)
     const figures = page.locator("section.fig")

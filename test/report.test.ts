@@ -7,12 +7,13 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type * as arrow from "apache-arrow"
-import { Either } from "effect"
+import { Effect, Either, Option } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseConfig } from "../pipeline/config.ts"
 import { parseLambdaGroup, type ReportOptions, type ReportTables, sizeOrder, sortLambdaGroups, tableSources, thin } from "../stages/report/data.ts"
 import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts"
-import { readReportTables, reportOptions } from "../stages/report/index.ts"
+import { readParquetFile } from "../pipeline/store.ts"
+import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import type { Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
@@ -212,8 +213,14 @@ describe("figures", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "report-read-"))
     try {
       writeFixtureRun(dir, ["sequence_trajectories", "sequence_generations", "noise"])
-      fs.mkdirSync(path.join(dir, "sequences", "lambda=2_2")) // a folder without files is skipped
-      const { tables, problems } = readReportTables(dir)
+      // A λ folder the config does not plan (left by an earlier config) is not read.
+      fs.mkdirSync(path.join(dir, "sequences", "lambda=2_2"))
+      fs.copyFileSync(path.join(dir, "sequences/lambda=1_0/trajectories.parquet"), path.join(dir, "sequences/lambda=2_2/trajectories.parquet"))
+      const fromDisk: SourceReader = (src) => {
+        const file = path.join(dir, src.file.path)
+        return Effect.sync(() => (fs.existsSync(file) ? Option.some(readParquetFile(file)) : Option.none()))
+      }
+      const { tables, problems } = Effect.runSync(readReportTables(reportSources(configFrom(fixtureConfigYaml("fx"))), fromDisk))
       expect(problems).toEqual([])
       expect(Object.keys(tables).sort()).toEqual(["noise", "sequence_generations", "sequence_trajectories"])
       expect(tables.sequence_trajectories!.numRows).toBe(all.sequence_trajectories!.numRows)

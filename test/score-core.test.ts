@@ -7,7 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { decodeParquet, encodeParquet } from "../pipeline/store.ts"
-import { scoresSchema } from "../schemas/tables.ts"
+import { ScoresWithEntropy } from "../stages/score/contract.ts"
 import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "../lib/onnx/batching.ts"
 import { DT, decodeModel } from "../lib/onnx/proto.ts"
 import { NotOnnx, externalizeWeights, readModelHeader } from "../lib/onnx/file.ts"
@@ -228,7 +228,7 @@ describe("windows in, scores out", () => {
   it("builds the scores table with exactly the declared schema", () => {
     const t = scoresTable(Int32Array.of(5, 6, 7), Float32Array.of(-1, -2, -3), Float32Array.of(0.5, 0.25, 1))
     expect(t.schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`)).toEqual(
-      scoresSchema(true).fields.map((f) => `${f.name}:${f.type}:${f.nullable}`),
+      ScoresWithEntropy.schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`),
     )
     const back = decodeParquet(encodeParquet(t))
     expect([...back.getChild("token_index")!.toArray()]).toEqual([0, 1, 2])

@@ -1,5 +1,5 @@
 /**
- * The score stage: planning, a unit run through a hand-made UnitContext over windows written here,
+ * The score stage: planning, a unit run through the real UnitContext over windows planted here,
  * its errors, and one run through the real runner.
  */
 import * as fs from "node:fs"
@@ -8,11 +8,13 @@ import * as path from "node:path"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseConfig, type Config } from "../pipeline/config.ts"
-import { runPipeline } from "../pipeline/runner.ts"
-import type { Stage, UnitContext, UnitPlan } from "../pipeline/stage.ts"
-import { parquetRowGroups, readParquetFile, writeParquetFile } from "../pipeline/store.ts"
-import { tablePaths } from "../schemas/tables.ts"
-import { scoreStage } from "../stages/score/index.ts"
+import type { Stage, UnitPlan } from "../pipeline/stage.ts"
+import { parquetRowGroups, readParquetFile } from "../pipeline/store.ts"
+import { scoresFile } from "../stages/score/contract.ts"
+import { scoreStage, type ScoreParams } from "../stages/score/index.ts"
+import { tokenizeUnit, windowsFile } from "../stages/tokenize/contract.ts"
+import { plantedRun, type PlantedRun } from "./fixtures/planted.ts"
+import { runOnDisk } from "./fixtures/run.ts"
 import { maskedLogits, maskedModel, maskedWeights, linearModel, linearWeights, referenceScores, saveModel } from "./fixtures/onnx.ts"
 import { slidingWindows, windowsTable, type WindowRow } from "./fixtures/windows.ts"
 
@@ -65,46 +67,24 @@ const docs = [
   [12, 11, 10, 9],
 ]
 
-interface FakeCtx {
-  readonly ctx: UnitContext
-  readonly logs: string[]
-  readonly progress: { total: number; done: number; what: string }
+/** A planted run with the windows of `rows` for `dataset` (row groups of 2 windows) recorded as the tokenize unit's. */
+const withWindows = async (config: Config, rows: ReadonlyArray<WindowRow>, dataset = "press"): Promise<PlantedRun> => {
+  const run = plantedRun(config)
+  await run.plant(tokenizeUnit(dataset), windowsFile(dataset), windowsTable(rows), { rowGroupSize: 2 })
+  return run
 }
 
-const fakeCtx = (config: Config, windowsOf: (dataset: string) => string[]): FakeCtx => {
-  const logs: string[] = []
-  const progress = { total: -1, done: 0, what: "" }
-  const ctx: UnitContext = {
-    config,
-    runDir: config.runDir,
-    cacheDir: path.join(config.runDir, ".cache"),
-    path: (rel) => path.join(config.runDir, rel),
-    writeParquet: (rel, table, options) => Effect.sync(() => void writeParquetFile(path.join(config.runDir, rel), table, options)),
-    writeFile: (rel, data) => Effect.sync(() => fs.writeFileSync(path.join(config.runDir, rel), data)),
-    outputsOf: (ref) => (ref.stage === "tokenize" ? windowsOf(ref.id.slice("dataset=".length)) : []),
-    progress: {
-      start: (total, what) => Object.assign(progress, { total, what }),
-      advance: (n) => void (progress.done += n),
-    },
-    log: (m) => Effect.sync(() => void logs.push(m)),
-  }
-  return { ctx, logs, progress }
-}
-
-/** Write the windows of `rows` for `dataset` (row groups of 2 windows) and return the fake context. */
-const withWindows = (config: Config, rows: ReadonlyArray<WindowRow>, dataset = "press"): FakeCtx => {
-  const rel = tablePaths.windows(dataset)
-  writeParquetFile(path.join(config.runDir, rel), windowsTable(rows), { rowGroupSize: 2 })
-  return fakeCtx(config, (d) => (d === dataset ? [path.join(config.runDir, `tokens/dataset=${d}/tokens.parquet`), path.join(config.runDir, rel)] : []))
-}
-
-const unitFor = (config: Config, id: string): UnitPlan => {
+const unitFor = (config: Config, id: string): UnitPlan<ScoreParams> => {
   const u = scoreStage.plan(config).find((p) => p.id === id)
   if (!u) throw new Error(`no unit ${id}`)
   return u
 }
 
-const runUnit = (unit: UnitPlan, ctx: UnitContext) => Effect.runPromise(Effect.either(scoreStage.run(unit, ctx)))
+const runUnit = async (run: PlantedRun, unit: UnitPlan<ScoreParams>) => {
+  const r = await run.run(scoreStage, unit)
+  return Object.assign(r.result, { progress: r.progress })
+}
+const runPath = (config: Config, rel: string) => path.join(config.runDir, rel)
 
 describe("score stage: plan", () => {
   it("one unit per model × checkpoint × dataset; params only what changes outputs", () => {
@@ -117,7 +97,7 @@ describe("score stage: plan", () => {
       "model=s/step=16/dataset=fiction",
     ])
     expect(units).toHaveLength(2 * 2 + 2 + 2)
-    expect(units[0].params).toEqual({ entropy: true, row_group_size: 4 })
+    expect(units[0].params).toEqual({ model: "s", step: 8, dataset: "press", entropy: true, row_group_size: 4 })
     expect(units[1].inputs).toEqual([{ stage: "tokenize", id: "dataset=fiction" }])
     expect(units[2].files).toEqual([path.join(tmp, "plan/ckpt/s-16.onnx")])
     const other = project("plan2", "{ entropy: true, row_group_size: 4, threads: 2, batch_size: 16 }")
@@ -131,11 +111,11 @@ describe("score stage: a unit", () => {
   it("writes every predicted token once, in token_index order, in row groups of row_group_size, matching the reference", async () => {
     expect(rows.at(-1)!.ids.length).toBeLessThan(6) // the dataset's last window is short
     const config = project("run", "{ entropy: true, row_group_size: 4, threads: 1, batch_size: 2 }")
-    const { ctx, progress } = withWindows(config, rows)
-    const r = await runUnit(unitFor(config, "model=s/step=8/dataset=press"), ctx)
+    const r = await runUnit(await withWindows(config, rows), unitFor(config, "model=s/step=8/dataset=press"))
     expect(Either.isRight(r) ? "ok" : r.left.message).toBe("ok")
+    const progress = r.progress
 
-    const file = ctx.path(tablePaths.scores("s", 8, "press"))
+    const file = runPath(config, scoresFile("s", 8, "press").path)
     const t = readParquetFile(file)
     const n = docs.reduce((a, d) => a + d.length - 1, 0)
     expect(t.numRows).toBe(n)
@@ -157,48 +137,46 @@ describe("score stage: a unit", () => {
 
   it("leaves out entropy when not asked", async () => {
     const config = project("noent", "{ entropy: false, row_group_size: 100, threads: 1 }")
-    const { ctx } = withWindows(config, rows)
-    await runUnit(unitFor(config, "model=s/step=16/dataset=press"), ctx)
-    const t = readParquetFile(ctx.path(tablePaths.scores("s", 16, "press")))
+    await runUnit(await withWindows(config, rows), unitFor(config, "model=s/step=16/dataset=press"))
+    const t = readParquetFile(runPath(config, scoresFile("s", 16, "press").path))
     expect(t.schema.fields.map((f) => f.name)).toEqual(["token_index", "token_id", "logprob"])
   })
 
   it("fails when the dataset's token ids exceed the logits' width, naming both", async () => {
     const config = project("narrow", "{ threads: 1 }")
-    const { ctx } = withWindows(config, rows)
-    const r = await runUnit(unitFor(config, "model=narrow/step=8/dataset=press"), ctx)
+    const r = await runUnit(await withWindows(config, rows), unitFor(config, "model=narrow/step=8/dataset=press"))
     expect(Either.isLeft(r) && r.left.message).toBe(
       "narrow step 8: dataset press has token id 12 but the model's logits have width 5: tokenizer/model mismatch",
     )
-    expect(fs.existsSync(ctx.path(tablePaths.scores("narrow", 8, "press")))).toBe(false)
+    expect(fs.existsSync(runPath(config, scoresFile("narrow", 8, "press").path))).toBe(false)
   })
 
   it("fails on NaN log-probs, naming the checkpoint, the seq_id and the position", async () => {
     const config = project("nan", "{ threads: 1 }")
     // Token 7 (NaN embedding) is only at position 8 of document 0; the token after it is predicted by
     // window seq_id 2 = doc[4:10], where 7 sits at position 4 and its successor at 5.
-    const { ctx } = withWindows(config, rows)
+    const run = await withWindows(config, rows)
     expect([rows[2].ids.indexOf(7), rows[2].firstTarget]).toEqual([4, 5])
-    const r = await runUnit(unitFor(config, "model=nan/step=8/dataset=press"), ctx)
+    const r = await runUnit(run, unitFor(config, "model=nan/step=8/dataset=press"))
     expect(Either.isLeft(r) && r.left.message).toBe("nan step 8: log-prob is NaN at seq_id 2, position 5")
   })
 
   it("fails when the tokenize unit recorded no windows, or the checkpoint is gone", async () => {
     const config = project("missing", "{ threads: 1 }")
-    const none = fakeCtx(config, () => [])
-    const r = await runUnit(unitFor(config, "model=s/step=8/dataset=press"), none.ctx)
-    expect(Either.isLeft(r) && r.left.message).toBe("dataset press: the tokenize stage recorded no windows/dataset=press/windows.parquet")
-    const { ctx } = withWindows(config, rows)
+    const none = plantedRun(config)
+    await none.record(tokenizeUnit("press"), [])
+    const r = await runUnit(none, unitFor(config, "model=s/step=8/dataset=press"))
+    expect(Either.isLeft(r) && r.left.message).toBe("tokenize/dataset=press recorded no windows/dataset=press/windows.parquet (it wrote nothing); re-run it")
+    const run = await withWindows(config, rows)
     fs.rmSync(path.join(tmp, "missing/ckpt/s-8.onnx"))
-    const r2 = await runUnit(unitFor(config, "model=s/step=8/dataset=press"), ctx)
+    const r2 = await runUnit(run, unitFor(config, "model=s/step=8/dataset=press"))
     expect(Either.isLeft(r2) && r2.left.message).toBe(`s step 8: checkpoint file not found: ${path.join(tmp, "missing/ckpt/s-8.onnx")}`)
   })
 
   it("fails on windows whose token_index values are not consecutive", async () => {
     const config = project("gap", "{ threads: 1 }")
     const broken = rows.map((w, i) => (i === 3 ? { ...w, firstTokenIndex: w.firstTokenIndex + 1 } : w))
-    const { ctx } = withWindows(config, broken)
-    const r = await runUnit(unitFor(config, "model=s/step=8/dataset=press"), ctx)
+    const r = await runUnit(await withWindows(config, broken), unitFor(config, "model=s/step=8/dataset=press"))
     expect(Either.isLeft(r) && r.left.message).toBe(
       `dataset press: windows are not consecutive at seq_id 3 (first_token_index ${rows[3].firstTokenIndex + 1}, expected ${rows[3].firstTokenIndex})`,
     )
@@ -213,19 +191,19 @@ describe("score stage under the runner", () => {
     after: [],
     describe: "fake: hand-made windows",
     plan: (c) => c.datasets.map((d) => ({ id: `dataset=${d.name}`, params: {}, inputs: [], files: [] })),
-    run: (unit, ctx) => ctx.writeParquet(tablePaths.windows(unit.id.slice("dataset=".length)), windowsTable(slidingWindows(docs, 6, 3))),
+    run: (unit, ctx) => ctx.writeParquet(windowsFile(unit.id.slice("dataset=".length)), windowsTable(slidingWindows(docs, 6, 3))),
   }
 
   it("scores every unit, records them, and a re-run with other threads and batch size does no work", async () => {
     const config = project("runner", "{ entropy: false, row_group_size: 8, threads: 1, batch_size: 2 }")
     const sModel = { ...config, models: config.models.filter((m) => m.name === "s") }
     const sink = { isTTY: false, write: () => undefined }
-    const first = await Effect.runPromise(runPipeline(sModel, { stages: [fakeTokenize, scoreStage], sink }))
+    const first = await Effect.runPromise(runOnDisk(sModel, { stages: [fakeTokenize, scoreStage], sink }))
     expect(first.count("ran")).toBe(2 + 4)
-    const t = readParquetFile(path.join(config.runDir, tablePaths.scores("s", 16, "fiction")))
+    const t = readParquetFile(path.join(config.runDir, scoresFile("s", 16, "fiction").path))
     expect(t.numRows).toBe(docs.reduce((a, d) => a + d.length - 1, 0))
     const again = await Effect.runPromise(
-      runPipeline({ ...sModel, scoring: { ...sModel.scoring, threads: 2, batch_size: 7 } }, { stages: [fakeTokenize, scoreStage], sink }),
+      runOnDisk({ ...sModel, scoring: { ...sModel.scoring, threads: 2, batch_size: 7 } }, { stages: [fakeTokenize, scoreStage], sink }),
     )
     expect(again.count("ran")).toBe(0)
   })

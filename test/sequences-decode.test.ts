@@ -6,7 +6,7 @@ import { argmax, combine, makeSampler, nucleus, sampleNucleus, softmax } from ".
 import { openNextToken, type NextToken } from "../lib/onnx/next-token.ts"
 import { generateJoint } from "../stages/sequences/generate.ts"
 import { pplOf, shuffleWords, substitute } from "../stages/sequences/noise.ts"
-import { mulberry32 } from "../stages/downstream/random.ts"
+import { mulberry32 } from "../lib/random.ts"
 import { gptModel, gptWeights, linearLogits, linearModel, linearWeights, saveModel } from "./fixtures/onnx.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-seq-"))

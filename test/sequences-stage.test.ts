@@ -8,10 +8,10 @@ import * as path from "node:path"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadConfig, type Config } from "../pipeline/config.ts"
-import { runPipeline } from "../pipeline/runner.ts"
+import { runOnDisk } from "./fixtures/run.ts"
 import { quietSink } from "../pipeline/progress.ts"
 import { readParquetFile } from "../pipeline/store.ts"
-import { aggregateStage } from "../stages/aggregate.ts"
+import { aggregateStage } from "../stages/aggregate/index.ts"
 import { scoreStage } from "../stages/score/index.ts"
 import { withScorer } from "../lib/onnx/scorer.ts"
 import { openNextToken } from "../lib/onnx/next-token.ts"
@@ -64,7 +64,7 @@ describe("sequences stage on the zoo", () => {
     )
     const config = await load(file)
     runDir = config.runDir
-    await Effect.runPromise(runPipeline(config, { stages, sink: quietSink }))
+    await Effect.runPromise(runOnDisk(config, { stages, sink: quietSink }))
   }, 120_000)
 
   it("plans nothing without a sequences section", async () => {
@@ -166,7 +166,7 @@ describe("sequences stage on the zoo", () => {
     const out: unknown[][] = []
     for (const name of ["from1", "from2"]) {
       const config = await load(writeConfig(name, seqs))
-      await Effect.runPromise(runPipeline(config, { stages, sink: quietSink }))
+      await Effect.runPromise(runOnDisk(config, { stages, sink: quietSink }))
       const gen = rows(path.join(config.runDir, "sequences/lambda=1_0/generations.parquet"))
       expect(gen).toHaveLength(3)
       expect(gen.every((g) => g.decoding === "nucleus" && g.seed === 7 && (g.prompt as string).length > 0)).toBe(true)
@@ -178,7 +178,7 @@ describe("sequences stage on the zoo", () => {
 
   it("a re-run has nothing to do", async () => {
     const config = await load(path.join(tmp, "seq.yaml"))
-    const summary = await Effect.runPromise(runPipeline(config, { stages, sink: quietSink }))
+    const summary = await Effect.runPromise(runOnDisk(config, { stages, sink: quietSink }))
     expect(summary.outcomes.filter((o) => o.outcome === "ran")).toEqual([])
   })
 })

@@ -12,10 +12,13 @@ import { Effect, Either } from "effect"
 import { Tokenizer } from "tokenizers"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Config, loadConfig } from "../pipeline/config.ts"
-import { runPipeline } from "../pipeline/runner.ts"
+import { runOnDisk } from "./fixtures/run.ts"
 import type { UnitContext, UnitError } from "../pipeline/stage.ts"
-import { readParquetFile, writeParquetFile } from "../pipeline/store.ts"
-import { tablePaths, tokensSchema, windowsSchema } from "../schemas/tables.ts"
+import { decodeParquet, readParquetFile, writeParquetFile } from "../pipeline/store.ts"
+import { tokensFile, Tokens, windowsFile, Windows } from "../stages/tokenize/contract.ts"
+import type { RunStoreShape } from "../pipeline/run-store.ts"
+import { memoryRunStore } from "../pipeline/run-store-memory.ts"
+import { plantedRun } from "./fixtures/planted.ts"
 import { tokenizeStage } from "../stages/tokenize/index.ts"
 import { TEST_EOS_ID, writeTestTokenizer } from "./fixtures/tokenizer.ts"
 
@@ -46,29 +49,16 @@ const writeRun = (dir: string, datasets: string[], extra: string[] = []): string
   return file
 }
 
-/** A UnitContext that writes under the run folder with pipeline/store.ts. */
-const fakeContext = (config: Config): UnitContext => ({
-  config,
-  runDir: config.runDir,
-  cacheDir: path.join(config.runDir, ".cache"),
-  path: (rel) => path.join(config.runDir, rel),
-  writeParquet: (rel, table, options) => Effect.sync(() => void writeParquetFile(path.join(config.runDir, rel), table, options)),
-  writeFile: (rel, data) =>
-    Effect.sync(() => {
-      fs.mkdirSync(path.dirname(path.join(config.runDir, rel)), { recursive: true })
-      fs.writeFileSync(path.join(config.runDir, rel), data)
-    }),
-  outputsOf: () => [],
-  progress: { start: () => {}, advance: () => {} },
-  log: () => Effect.void,
-})
-
 /** Run every tokenize unit of a config; returns the failures' messages by unit id. */
-const runUnits = async (config: Config): Promise<Record<string, string>> => {
+const tokensPath = (d: string) => tokensFile(d).path
+const windowsPath = (d: string) => windowsFile(d).path
+
+const runUnits = async (config: Config, store?: RunStoreShape): Promise<Record<string, string>> => {
   const failures: Record<string, string> = {}
+  const run = plantedRun(config, store)
   for (const unit of tokenizeStage.plan(config)) {
-    const r = await Effect.runPromise(Effect.either(tokenizeStage.run(unit, fakeContext(config))))
-    if (Either.isLeft(r)) failures[unit.id] = (r.left as UnitError).message
+    const r = await run.run(tokenizeStage, unit)
+    if (Either.isLeft(r.result)) failures[unit.id] = r.result.left.message
   }
   return failures
 }
@@ -120,19 +110,32 @@ describe("tokenize stage", () => {
     expect(notes.files).toEqual([path.join(dir, "notes/a.txt"), path.join(dir, "notes/sub/b.txt"), path.join(dir, "tokenizer.json")])
     expect(notes.params).toEqual({
       dataset: { name: "notes", format: "text", max_tokens: null, text_field: "text", id_field: "id" },
-      tokenizer: path.join(dir, "tokenizer.json"),
       context_length: 8,
       stride: 4,
       prepend: null,
     })
   })
 
-  it("writes tokens and windows with the schemas of schemas/tables.ts", () => {
-    const tokens = readParquetFile(path.join(config.runDir, tablePaths.tokens("notes")))
-    const windows = readParquetFile(path.join(config.runDir, tablePaths.windows("notes")))
+  it("runs on the in-memory run store: the same tables as on disk, and no folder", async () => {
+    const mem = memoryRunStore({ name: "tokenize" })
+    expect(await runUnits(config, mem.store)).toEqual({})
+    const rels = ["lines", "notes"].flatMap((d) => [tokensPath(d), windowsPath(d)])
+    expect([...mem.files.keys()].sort()).toEqual([...rels].sort())
+    const rows = (t: arrow.Table) => t.toArray().map((r) => JSON.stringify(r.toJSON(), (_, v) => (ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v)))
+    for (const rel of rels) {
+      const fromMemory = decodeParquet(mem.files.get(rel)!)
+      const fromDisk = readParquetFile(path.join(config.runDir, rel))
+      expect(fromMemory.numRows, rel).toBeGreaterThan(0)
+      expect(rows(fromMemory), rel).toEqual(rows(fromDisk))
+    }
+  })
+
+  it("writes tokens and windows with the tables of its contract", () => {
+    const tokens = readParquetFile(path.join(config.runDir, tokensPath("notes")))
+    const windows = readParquetFile(path.join(config.runDir, windowsPath("notes")))
     const shape = (t: arrow.Table) => t.schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`)
-    expect(shape(tokens)).toEqual(shape({ schema: tokensSchema } as arrow.Table))
-    expect(shape(windows)).toEqual(shape({ schema: windowsSchema } as arrow.Table))
+    expect(shape(tokens)).toEqual(shape({ schema: Tokens.schema } as arrow.Table))
+    expect(shape(windows)).toEqual(shape({ schema: Windows.schema } as arrow.Table))
   })
 
   it("reads tokens/ of both datasets with DuckDB as one Hive-partitioned dataset", async () => {
@@ -237,7 +240,7 @@ describe("tokenize stage errors and limits", () => {
     fs.writeFileSync(path.join(dir, "d.jsonl"), ['{"text":"abc"}', '{"text":"defghij"}', '{"text":"klm"}'].join("\n"))
     const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: d, format: jsonl, path: d.jsonl, max_tokens: 5 }"])))
     expect(await runUnits(config)).toEqual({})
-    const t = readParquetFile(path.join(config.runDir, tablePaths.tokens("d")))
+    const t = readParquetFile(path.join(config.runDir, tokensPath("d")))
     // "abc" predicts b c; "defghij" is cut after e f g
     expect([...t.getChild("token_id")!.toArray()]).toEqual([..."bcefg"].map((c) => c.charCodeAt(0)))
     expect([...t.getChild("doc_id")!]).toEqual(["1", "1", "2", "2", "2"])
@@ -278,11 +281,11 @@ describe("tokenize stage in the runner", () => {
     const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: a, format: text, path: a.txt }"])))
     const out: string[] = []
     const sink = { isTTY: false, write: (s: string) => void out.push(s) }
-    const first = await Effect.runPromise(runPipeline(config, { stages: [tokenizeStage], sink }))
+    const first = await Effect.runPromise(runOnDisk(config, { stages: [tokenizeStage], sink }))
     expect(first.outcomes.map((o) => [o.id, o.outcome])).toEqual([["dataset=a", "ran"]])
-    expect(fs.existsSync(path.join(config.runDir, tablePaths.tokens("a")))).toBe(true)
-    expect(fs.existsSync(path.join(config.runDir, tablePaths.windows("a")))).toBe(true)
-    const second = await Effect.runPromise(runPipeline(config, { stages: [tokenizeStage], sink }))
+    expect(fs.existsSync(path.join(config.runDir, tokensPath("a")))).toBe(true)
+    expect(fs.existsSync(path.join(config.runDir, windowsPath("a")))).toBe(true)
+    const second = await Effect.runPromise(runOnDisk(config, { stages: [tokenizeStage], sink }))
     expect(second.outcomes.map((o) => [o.id, o.outcome])).toEqual([["dataset=a", "up-to-date"]])
     expect(out.join("")).toContain("nothing to do")
   })

@@ -8,51 +8,48 @@
  *   const flagged = yield* flaggedFor(ctx)            // empty unless analysis.exclude_flagged
  *   const model = withoutFlagged(config.models[i], flagged)
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect } from "effect"
-import { UnitError, type Stage, type UnitContext, type UnitRef } from "../../pipeline/stage.ts"
-import { readParquetFile } from "../../pipeline/store.ts"
-import { checksPaths, type Severity } from "../../schemas/checks-tables.ts"
+import { Effect, Option } from "effect"
+import { displayPath, toUnitError, type UnitError } from "../../pipeline/errors.ts"
+import { readParquet, RunStore, type StoreError } from "../../pipeline/run-store.ts"
+import type { Stage, UnitContext } from "../../pipeline/stage.ts"
+import { CHECKS, checksFile, checksUnit, type Severity } from "./contract.ts"
 import type { CheckRow } from "./rules.ts"
 import { checkpointKey, checkRowsOf, flaggedKeys, formatCheckWarnings, withoutFlagged } from "./table.ts"
 
-/** The checks stage has one unit for the whole run. */
-export const CHECKS_ID = "all"
-export const checksUnit: UnitRef = { stage: "checks", id: CHECKS_ID }
-
-/** Rows of a checkpoint_checks.parquet file (throws when it is missing or not such a table). */
-export const readCheckRows = (file: string): CheckRow[] => checkRowsOf(readParquetFile(file))
+/** Rows of the run's checkpoint_checks.parquet through the run store; None when the run has none. */
+export const readCheckRows = (): Effect.Effect<Option.Option<CheckRow[]>, StoreError | Error, RunStore> =>
+  Effect.gen(function* () {
+    const store = yield* RunStore
+    if (Option.isNone(yield* store.size(checksFile.path))) return Option.none()
+    const table = yield* readParquet(store, checksFile.path)
+    return Option.some(yield* Effect.try({ try: () => checkRowsOf(table), catch: (e) => e as Error }))
+  })
 
 /**
- * `model/step` keys of the checkpoints flagged in `<runDir>/checkpoint_checks.parquet` (of the
- * given severities; default error and warning). Throws when the file is missing: a stage asked to
- * drop flagged checkpoints must not silently keep them.
+ * `model/step` keys of the checkpoints flagged in the run's checkpoint_checks.parquet (of the
+ * given severities; default error and warning). Fails when the file is missing: a caller asking
+ * which checkpoints are flagged must not silently get none.
  */
-export const flaggedCheckpoints = (runDir: string, severities?: ReadonlyArray<Severity>): Set<string> =>
-  flaggedKeys(readCheckRows(path.join(runDir, checksPaths.checks)), severities)
+export const flaggedCheckpoints = (severities?: ReadonlyArray<Severity>) =>
+  Effect.flatMap(readCheckRows(), (rows) =>
+    Option.isNone(rows) ? Effect.fail(new Error(`${checksFile.path} is missing: the checks stage has not run`)) : Effect.succeed(flaggedKeys(rows.value, severities)),
+  )
 
 /** For a stage's unit: the flagged keys when `analysis.exclude_flagged`, else an empty set. */
 export const flaggedFor = (ctx: UnitContext): Effect.Effect<ReadonlySet<string>, UnitError> =>
   Effect.suspend(() => {
     if (!ctx.config.analysis.exclude_flagged) return Effect.succeed(new Set<string>())
-    const want = path.resolve(ctx.path(checksPaths.checks))
-    const file = ctx.outputsOf(checksUnit).find((f) => path.resolve(f) === want)
-    if (file === undefined || !fs.existsSync(file)) {
-      return Effect.fail(new UnitError({ message: `analysis.exclude_flagged is set but the checks stage has not written ${want}` }))
-    }
-    return Effect.try({
-      try: () => flaggedKeys(readCheckRows(file)),
-      catch: (e) => new UnitError({ message: `cannot read ${file}: ${(e as Error).message.split("\n")[0]}` }),
-    })
+    return Effect.flatMap(ctx.input(checksUnit).read(checksFile), (t) =>
+      Effect.try({ try: () => flaggedKeys(checkRowsOf(t)), catch: (e) => toUnitError(e, checksFile.path) }),
+    )
   })
 
 /** The CLI's warning block for a finished run; [] when the run has no checks table or nothing fired. */
-export const checkWarnings = (runDir: string, options: { readonly excluded?: boolean } = {}): string[] => {
-  const file = path.join(runDir, checksPaths.checks)
-  if (!fs.existsSync(file)) return []
-  return formatCheckWarnings(readCheckRows(file), { file, ...options })
-}
+export const checkWarnings = (runDir: string, options: { readonly excluded?: boolean } = {}) =>
+  Effect.map(readCheckRows(), (rows) =>
+    Option.isNone(rows) ? [] : formatCheckWarnings(rows.value, { file: displayPath(path.join(runDir, checksFile.path)), ...options }),
+  )
 
 /**
  * `stage`, honouring `analysis.exclude_flagged`: when it is set, every unit also reads the checks
@@ -60,13 +57,13 @@ export const checkWarnings = (runDir: string, options: { readonly excluded?: boo
  * their flagged checkpoints; the unit logs which checkpoints it dropped. When it is not set, the
  * stage is unchanged (same keys, same behaviour).
  */
-export const excludingFlagged = (stage: Stage): Stage => ({
+export const excludingFlagged = <P, R>(stage: Stage<P, R>): Stage<P, R> => ({
   ...stage,
-  after: [...stage.after, "checks"],
+  after: [...stage.after, CHECKS],
   plan: (config) =>
     stage.plan(config).map((u) =>
       config.analysis.exclude_flagged
-        ? { ...u, params: { ...(u.params as object), exclude_flagged: true }, inputs: [...u.inputs, checksUnit] }
+        ? { ...u, params: { ...u.params, exclude_flagged: true }, inputs: [...u.inputs, checksUnit] }
         : u,
     ),
   run: (unit, ctx) =>

@@ -16,11 +16,12 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
 import type { Config } from "../../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
-import { checksPaths } from "../../schemas/checks-tables.ts"
-import { aggregateUnit, checkpointColumn, readCheckpoints, scoreUnit } from "../analysis/inputs.ts"
+import { displayPath, firstLine } from "../../pipeline/errors.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { AGGREGATE, aggregateUnit, checkpointColumn, readCheckpointRows } from "../aggregate/contract.ts"
+import { SCORE, scoreUnit } from "../score/contract.ts"
+import { CHECKS, checksFile, checksUnit } from "./contract.ts"
 import { DigestCache, checkpointDigest } from "./digest.ts"
-import { CHECKS_ID } from "./flagged.ts"
 import {
   identicalPredictions,
   identicalWeights,
@@ -34,17 +35,25 @@ import {
 import { predictionCopies, scanModel } from "./scan.ts"
 import { checksTable, flaggedKeys } from "./table.ts"
 
-const fail = (message: string) => new UnitError({ message })
-const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0]
+const fail = (message: string, cause?: unknown) => new UnitError({ message, cause })
 
-const plan = (config: Config): UnitPlan[] => {
+interface ChecksParams {
+  readonly checks: Config["analysis"]["checks"]
+  readonly models: ReadonlyArray<{ readonly name: string; readonly checkpoints: ReadonlyArray<{ readonly step: number; readonly path: string }> }>
+  readonly datasets: ReadonlyArray<string>
+}
+
+const plan = (config: Config): UnitPlan<ChecksParams>[] => {
+  // Paths relative to the config's folder (the files' contents are in the key through `files`),
+  // so a run moved together with its inputs keeps its key.
+  const rel = (p: string) => path.relative(path.dirname(config.file), p).split(path.sep).join("/")
   const n = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
   return [
     {
-      id: CHECKS_ID,
+      id: checksUnit.id,
       params: {
         checks: config.analysis.checks,
-        models: config.models.map((m) => ({ name: m.name, checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: c.path })) })),
+        models: config.models.map((m) => ({ name: m.name, checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: rel(c.path) })) })),
         datasets: config.datasets.map((d) => d.name),
       },
       inputs: [
@@ -61,16 +70,16 @@ const plan = (config: Config): UnitPlan[] => {
 const readVocabSize = (file: string) =>
   Effect.try({
     try: () => vocabSizeOf(JSON.parse(fs.readFileSync(file, "utf8"))),
-    catch: (e) => fail(`checks: cannot read the tokenizer ${file}: ${firstLine(e)}`),
+    catch: (e) => fail(`checks: cannot read the tokenizer ${displayPath(file)}: ${firstLine(e)}`, e),
   })
 
-const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan, ctx: UnitContext) {
+const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, ctx: UnitContext) {
   const config = ctx.config
   const opts = config.analysis.checks
   const datasets = config.datasets.map((d) => d.name)
   const vocab = yield* readVocabSize(config.tokenizer)
   if (vocab === undefined) yield* ctx.log(`checks: ${config.tokenizer} names no vocabulary; the perplexity-above-uniform check is skipped`)
-  const table = yield* readCheckpoints(ctx, "checks")
+  const table = yield* readCheckpointRows(ctx)
   const cache = new DigestCache(path.join(ctx.cacheDir, "checks", "digests.json"))
   ctx.progress.start(config.models.reduce((a, m) => a + m.checkpoints.length, 0) * (1 + datasets.length), "checkpoint files")
 
@@ -81,7 +90,7 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan, ctx: UnitConte
     for (const cp of model.checkpoints) {
       const digest = yield* Effect.tryPromise({
         try: () => checkpointDigest(cp.path, cache),
-        catch: (e) => fail(`checks: model ${model.name}, step ${cp.step}: cannot hash ${cp.path}: ${firstLine(e)}`),
+        catch: (e) => fail(`checks: model ${model.name}, step ${cp.step}: cannot hash ${displayPath(cp.path)}: ${firstLine(e)}`, e),
       })
       digests.push({ step: cp.step, digest })
       ctx.progress.advance(1)
@@ -90,7 +99,7 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan, ctx: UnitConte
     rows.push(...sameWeights)
 
     const scan = yield* scanModel(ctx, model, datasets)
-    const copies = yield* predictionCopies(model, datasets, scan, opts.prediction_tolerance)
+    const copies = yield* predictionCopies(ctx, model, datasets, scan, opts.prediction_tolerance)
     rows.push(...identicalPredictions(model.name, copies, datasets, opts.prediction_tolerance, new Set(sameWeights.map((r) => r.step))))
 
     for (const [d, dataset] of datasets.entries()) {
@@ -108,15 +117,15 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan, ctx: UnitConte
   )
 
   const merged = mergeRows(rows, config.models.map((m) => m.name))
-  yield* ctx.writeParquet(checksPaths.checks, checksTable(merged))
-  if (merged.length > 0) yield* ctx.log(`checks: ${flaggedKeys(merged).size} checkpoint(s) flagged (${checksPaths.checks})`)
+  yield* ctx.writeParquet(checksFile, checksTable(merged))
+  if (merged.length > 0) yield* ctx.log(`checks: ${flaggedKeys(merged).size} checkpoint(s) flagged (${checksFile.path})`)
 })
 
-export const checksStage: Stage = {
-  name: "checks",
+export const checksStage = defineStage<ChecksParams>({
+  name: CHECKS,
   version: 1,
-  after: ["aggregate", "score"],
+  after: [AGGREGATE, SCORE],
   describe: "duplicated, misplaced and broken checkpoints (checkpoint_checks.parquet)",
   plan,
   run,
-}
+})

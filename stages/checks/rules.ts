@@ -23,7 +23,7 @@
  * (a late checkpoint uploaded under early names; or a run that stalled, whose last copy is its
  * true state at that step). `exclude_flagged` then keeps the latest copy and drops the rest.
  */
-import type { CheckName, Severity } from "../../schemas/checks-tables.ts"
+import type { CheckName, Severity } from "./contract.ts"
 
 /** One row of checkpoint_checks.parquet. */
 export interface CheckRow {

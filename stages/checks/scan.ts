@@ -8,14 +8,13 @@
  * groups at a time.
  */
 import { Effect } from "effect"
+import { alignedLayout, readLogprobs } from "../../lib/analysis/aligned.ts"
 import type { Model } from "../../pipeline/config.ts"
 import type { UnitContext, UnitError } from "../../pipeline/stage.ts"
-import { readLogprobs, scoreFiles, withAligned } from "../analysis/inputs.ts"
+import { scoreUnit, scoresFile } from "../score/contract.ts"
 import { FEATURES, blockFeatures, candidateGroups, equalWithin, type Copy } from "./rules.ts"
 
 export interface ModelScan {
-  /** [datasets][checkpoints] score files. */
-  readonly files: ReadonlyArray<ReadonlyArray<string>>
   /** [checkpoints] features of every block of every dataset, [blocks × FEATURES]. */
   readonly features: ReadonlyArray<Float64Array>
   /** [blocks] rows of each block, datasets one after another. */
@@ -30,23 +29,22 @@ export interface ModelScan {
 export const scanModel = (ctx: UnitContext, model: Model, datasets: ReadonlyArray<string>): Effect.Effect<ModelScan, UnitError> =>
   Effect.gen(function* () {
     const C = model.checkpoints.length
-    const files: string[][] = []
     const perDataset: Float64Array[][] = [] // [datasets][checkpoints]
     const blockRows: number[] = []
     const nonFinite: number[][] = []
     const tokens: number[] = []
     for (const dataset of datasets) {
       const what = `model ${model.name}, dataset ${dataset}`
-      const f = yield* scoreFiles(ctx, model, dataset)
-      files.push(f)
-      yield* withAligned([f], what, (scores) =>
+      yield* Effect.scoped(
         Effect.gen(function* () {
+          const readers = yield* openScores(ctx, model, dataset, model.checkpoints.map((_, c) => c))
+          const scores = yield* alignedLayout([readers], what)
           const G = scores.groupRows.length
           const feats = Array.from({ length: C }, () => new Float64Array(G * FEATURES))
           const bad = new Array<number>(C).fill(0)
           for (let c = 0; c < C; c++) {
             for (let g = 0; g < G; g++) {
-              const [lp] = yield* readLogprobs([scores.readers[0][c]], g, what)
+              const lp = yield* readLogprobs(readers[c], g, what)
               blockFeatures(lp, scores.groupStart[g], feats[c], g * FEATURES)
               bad[c] += feats[c][g * FEATURES + 3]
             }
@@ -68,7 +66,7 @@ export const scanModel = (ctx: UnitContext, model: Model, datasets: ReadonlyArra
       }
       return out
     })
-    return { files, features, blockRows, nonFinite, tokens }
+    return { features, blockRows, nonFinite, tokens }
   })
 
 /**
@@ -78,6 +76,7 @@ export const scanModel = (ctx: UnitContext, model: Model, datasets: ReadonlyArra
  * tried again among themselves.
  */
 export const predictionCopies = (
+  ctx: UnitContext,
   model: Model,
   datasets: ReadonlyArray<string>,
   scan: ModelScan,
@@ -95,13 +94,15 @@ export const predictionCopies = (
           if (alive.size === 0) break
           const what = `model ${model.name}, dataset ${dataset}`
           const members = [kept, ...others]
-          yield* withAligned([members.map((c) => scan.files[d][c])], what, (scores) =>
+          yield* Effect.scoped(
             Effect.gen(function* () {
-              const readerOf = new Map(members.map((c, k) => [c, scores.readers[0][k]]))
+              const readers = yield* openScores(ctx, model, dataset, members)
+              const scores = yield* alignedLayout([readers], what)
+              const readerOf = new Map(members.map((c, k) => [c, readers[k]]))
               for (let g = 0; g < scores.groupRows.length && alive.size > 0; g++) {
-                const [ref] = yield* readLogprobs([readerOf.get(kept)!], g, what)
+                const ref = yield* readLogprobs(readerOf.get(kept)!, g, what)
                 for (const c of [...alive]) {
-                  const [lp] = yield* readLogprobs([readerOf.get(c)!], g, what)
+                  const lp = yield* readLogprobs(readerOf.get(c)!, g, what)
                   if (!equalWithin(lp, ref, tol)) alive.delete(c)
                 }
               }
@@ -113,4 +114,11 @@ export const predictionCopies = (
       }
     }
     return copies.sort((a, b) => a.step - b.step)
+  })
+
+/** Row-group readers of the score files of some checkpoints (indexes) of `model` on `dataset`, closed with the scope. */
+const openScores = (ctx: UnitContext, model: Model, dataset: string, checkpoints: ReadonlyArray<number>) =>
+  Effect.forEach(checkpoints, (c) => {
+    const step = model.checkpoints[c].step
+    return ctx.input(scoreUnit(model.name, step, dataset)).open(scoresFile(model.name, step, dataset))
   })

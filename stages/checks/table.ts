@@ -2,50 +2,22 @@
  * checkpoint_checks.parquet as rows, and what other parts of the pipeline do with them: the CLI's
  * warning block and the set of flagged checkpoints that `analysis.exclude_flagged` drops. Pure.
  */
-import * as arrow from "apache-arrow"
+import type * as arrow from "apache-arrow"
 import type { Model } from "../../pipeline/config.ts"
-import { CHECK_NAMES, checkpointChecksSchema, checksPaths, type CheckName, type Severity } from "../../schemas/checks-tables.ts"
+import { CHECK_NAMES, CheckpointChecks, checksFile, type CheckName, type Severity } from "./contract.ts"
 import type { CheckRow } from "./rules.ts"
 
-/** Rows → the Arrow table of checkpointChecksSchema (an empty table when there are none). */
-export const checksTable = (rows: ReadonlyArray<CheckRow>): arrow.Table => {
-  const b = <T extends arrow.DataType>(type: T) => arrow.makeBuilder({ type, nullValues: [null] })
-  const cols = {
-    model: b(new arrow.Utf8()),
-    step: b(new arrow.Int32()),
-    check: b(new arrow.Utf8()),
-    severity: b(new arrow.Utf8()),
-    detail: b(new arrow.Utf8()),
-    related_step: b(new arrow.Int32()),
-  }
-  for (const r of rows) {
-    cols.model.append(r.model)
-    cols.step.append(r.step)
-    cols.check.append(r.check)
-    cols.severity.append(r.severity)
-    cols.detail.append(r.detail)
-    cols.related_step.append(r.related_step)
-  }
-  const children = checkpointChecksSchema.fields.map((f) => cols[f.name as keyof typeof cols].finish().flush())
-  const data = arrow.makeData({ type: new arrow.Struct(checkpointChecksSchema.fields), length: rows.length, nullCount: 0, children })
-  return new arrow.Table(checkpointChecksSchema, [new arrow.RecordBatch(checkpointChecksSchema, data)])
-}
+/** Rows → the Arrow table of checkpoint_checks.parquet (an empty table when there are none). */
+export const checksTable = (rows: ReadonlyArray<CheckRow>): arrow.Table => CheckpointChecks.fromRows(rows)
 
 /** The Arrow table read back → rows (unknown check names or severities are an error: a foreign file). */
 export const checkRowsOf = (table: arrow.Table): CheckRow[] =>
-  table.toArray().map((r) => {
-    const check = String(r.check) as CheckName
-    const severity = String(r.severity) as Severity
-    if (!CHECK_NAMES.includes(check)) throw new Error(`unknown check "${check}" in ${checksPaths.checks}`)
-    if (severity !== "error" && severity !== "warning") throw new Error(`unknown severity "${severity}" in ${checksPaths.checks}`)
-    return {
-      model: String(r.model),
-      step: Number(r.step),
-      check,
-      severity,
-      detail: String(r.detail),
-      related_step: r.related_step === null ? null : Number(r.related_step),
-    }
+  CheckpointChecks.toRows(table).map((r) => {
+    const check = r.check as CheckName
+    const severity = r.severity as Severity
+    if (!CHECK_NAMES.includes(check)) throw new Error(`unknown check "${check}" in ${checksFile.path}`)
+    if (severity !== "error" && severity !== "warning") throw new Error(`unknown severity "${severity}" in ${checksFile.path}`)
+    return { ...r, check, severity }
   })
 
 /** The key of a checkpoint in a flagged set: `model/step`. */
@@ -88,7 +60,7 @@ export const formatCheckWarnings = (
   const counts = [errors ? `${errors} error${errors > 1 ? "s" : ""}` : "", warnings ? `${warnings} warning${warnings > 1 ? "s" : ""}` : ""]
     .filter(Boolean)
     .join(", ")
-  const lines = [`checkpoint checks flagged ${n} checkpoint(s) (${counts}) — ${options.file ?? checksPaths.checks}:`]
+  const lines = [`checkpoint checks flagged ${n} checkpoint(s) (${counts}) — ${options.file ?? checksFile.path}:`]
   for (const r of rows.slice(0, limit)) {
     lines.push(`  ${r.severity.padEnd(8)} model ${r.model}, step ${r.step}: ${CHECK_LABEL[r.check]}: ${r.detail}`)
   }

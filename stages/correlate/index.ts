@@ -14,17 +14,14 @@
  * with that of nearest FLOPs; a row holds the Pearson and Spearman correlation of the two
  * checkpoints' log-probs over every token of V.
  */
-import * as fs from "node:fs"
 import { Effect } from "effect"
 import { flopsAt, modelsBySize, tokensSeen, type Config } from "../../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitRef } from "../../pipeline/stage.ts"
-import { readParquetFile } from "../../pipeline/store.ts"
-import { analysisPaths } from "../../schemas/analysis-tables.ts"
-import { downstreamPaths } from "../../schemas/downstream-tables.ts"
-import { tablePaths } from "../../schemas/tables.ts"
-import { aggregateUnit, scoreUnit } from "../analysis/inputs.ts"
-import { downstreamUnits, displayPath } from "../downstream/index.ts"
-import { taskMetrics } from "../downstream/metrics.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
+import { DOWNSTREAM, downstreamUnit, downstreamUnits, optionsFile } from "../downstream/contract.ts"
+import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsFile } from "./contract.ts"
+import { taskMetrics } from "./metrics.ts"
 import { matchCheckpoints, type CheckpointValues, type MatchKind } from "./match.ts"
 import { averageRanks, pearson } from "./stats.ts"
 import {
@@ -37,30 +34,12 @@ import {
   type MetricRow,
 } from "./tables.ts"
 
-const CHECKPOINTS = analysisPaths.checkpoints
-
-export const validDatasetOf = (config: Config): string => config.analysis.valid_dataset ?? config.datasets[0].name
-
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
-
-/** Read a Parquet file or fail with a message naming it and the stage that writes it. */
-const readTable = (file: string, what: string, columns?: string[]) =>
-  Effect.try({
-    try: () => readParquetFile(file, columns ? { columns } : {}),
-    catch: (e) =>
-      new UnitError({
-        message: fs.existsSync(file)
-          ? `cannot read ${displayPath(file)}: ${firstLine(e)}`
-          : `${displayPath(file)} is missing (${what})`,
-      }),
-  })
-
 const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : (v as number))
 
 /** Validation perplexity of every (model, step) on `dataset`, keyed `model\0step`. */
 const readValidPpl = (ctx: UnitContext, dataset: string) =>
   Effect.gen(function* () {
-    const t = yield* readTable(ctx.path(CHECKPOINTS), "written by the aggregate stage", ["model", "step", "dataset", "ppl"])
+    const t = yield* ctx.input(aggregateUnit).read(checkpointsFile, { columns: ["model", "step", "dataset", "ppl"] })
     const model = t.getChild("model")!
     const step = t.getChild("step")!
     const ds = t.getChild("dataset")!
@@ -77,7 +56,7 @@ const readValidPpl = (ctx: UnitContext, dataset: string) =>
 const readMetrics = (ctx: UnitContext) =>
   Effect.forEach(downstreamUnits(ctx.config), ({ model, checkpoint, task }) =>
     Effect.map(
-      readTable(ctx.path(downstreamPaths.options(model.name, checkpoint.step, task.name)), "written by the downstream stage"),
+      ctx.input(downstreamUnit(model.name, checkpoint.step, task.name)).read(optionsFile(model.name, checkpoint.step, task.name)),
       (t): MetricRow => ({
         model: model.name,
         step: checkpoint.step,
@@ -98,21 +77,27 @@ const scoreCache = (ctx: UnitContext, dataset: string, capacity = 6) => {
   const cache = new Map<string, { logprob: Float32Array; ranks: Float64Array }>()
   return (model: string, step: number) =>
     Effect.gen(function* () {
-      const file = ctx.path(tablePaths.scores(model, step, dataset))
-      const hit = cache.get(file)
+      const file = scoresFile(model, step, dataset)
+      const hit = cache.get(file.path)
       if (hit) return hit
-      const t = yield* readTable(file, "written by the score stage", ["logprob"])
+      const t = yield* ctx.input(scoreUnit(model, step, dataset)).read(file, { columns: ["logprob"] })
       const logprob = t.getChild("logprob")!.toArray() as Float32Array
       const entry = { logprob, ranks: averageRanks(logprob) }
       if (cache.size >= capacity) cache.delete(cache.keys().next().value!)
-      cache.set(file, entry)
+      cache.set(file.path, entry)
       return entry
     })
 }
 
-const run = Effect.fn("stage.correlate")(function* (_unit: { readonly id: string }, ctx: UnitContext) {
+interface CorrelateParams {
+  readonly valid_dataset: string
+  readonly tasks: ReadonlyArray<string>
+  readonly models: ReadonlyArray<{ readonly name: string; readonly params: number; readonly tokens_per_step: number; readonly steps: ReadonlyArray<number> }>
+}
+
+const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelateParams>, ctx: UnitContext) {
   const { config } = ctx
-  const dataset = validDatasetOf(config)
+  const dataset = config.analysis.valid_dataset
   const ppl = yield* readValidPpl(ctx, dataset)
   const values = (model: string, step: number): CheckpointValues => {
     const m = config.models.find((x) => x.name === model)!
@@ -121,12 +106,12 @@ const run = Effect.fn("stage.correlate")(function* (_unit: { readonly id: string
   const missing = config.models.flatMap((m) => m.checkpoints.filter((c) => !ppl.has(`${m.name}\u0000${c.step}`)).map((c) => `${m.name} step ${c.step}`))
   if (missing.length > 0) {
     return yield* new UnitError({
-      message: `${CHECKPOINTS} has no validation perplexity on dataset ${dataset} for ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`,
+      message: `${checkpointsFile.path} has no validation perplexity on dataset ${dataset} for ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ` and ${missing.length - 3} more` : ""}`,
     })
   }
 
   const metrics = yield* readMetrics(ctx)
-  yield* ctx.writeParquet(downstreamPaths.taskMetrics, taskMetricsTable(metrics))
+  yield* ctx.writeParquet(taskMetricsFile, taskMetricsTable(metrics))
 
   const xOf = (model: string, step: number): Record<CorrelationAxis, number> => {
     const m = config.models.find((x) => x.name === model)!
@@ -138,7 +123,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: { readonly id: string
     }
   }
   const correlations = correlationRows(metrics, config.tasks.map((t) => t.name), xOf)
-  yield* ctx.writeParquet(downstreamPaths.correlations, correlationsTable(correlations))
+  yield* ctx.writeParquet(correlationsFile, correlationsTable(correlations))
 
   const scores = scoreCache(ctx, dataset)
   const sizes = modelsBySize(config)
@@ -177,26 +162,26 @@ const run = Effect.fn("stage.correlate")(function* (_unit: { readonly id: string
       ctx.progress.advance(1)
     }
   }
-  yield* ctx.writeParquet(downstreamPaths.agreement, agreementTable(rows))
+  yield* ctx.writeParquet(agreementFile, agreementTable(rows))
 })
 
-export const correlateStage: Stage = {
-  name: "correlate",
+export const correlateStage = defineStage<CorrelateParams>({
+  name: CORRELATE,
   version: 1,
-  after: ["downstream", "aggregate", "score"],
+  after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {
-    const dataset = validDatasetOf(config)
+    const dataset = config.analysis.valid_dataset
     return [
       {
-        id: "all",
+        id: correlateUnit.id,
         params: {
           valid_dataset: dataset,
           tasks: config.tasks.map((t) => t.name),
           models: config.models.map((m) => ({ name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, steps: m.checkpoints.map((c) => c.step) })),
         },
         inputs: [
-          ...downstreamUnits(config).map((u): UnitRef => ({ stage: "downstream", id: u.id })),
+          ...downstreamUnits(config).map((u) => downstreamUnit(u.model.name, u.checkpoint.step, u.task.name)),
           aggregateUnit,
           ...config.models.flatMap((m) => m.checkpoints.map((c) => scoreUnit(m.name, c.step, dataset))),
         ],
@@ -205,5 +190,5 @@ export const correlateStage: Stage = {
       },
     ]
   },
-  run: (unit, ctx) => run(unit, ctx),
-}
+  run,
+})

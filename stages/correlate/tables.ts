@@ -11,10 +11,10 @@
  * Step 0 has ln step = ln tokens = ln FLOPs = −∞: it is dropped from those three rows (their
  * n_points is one less per model that has step 0) and kept for log_valid_ppl.
  */
-import * as arrow from "apache-arrow"
-import { MEAN_TASK, agreementSchema, correlationsSchema, taskMetricsSchema } from "../../schemas/downstream-tables.ts"
-import type { TaskMetrics } from "../downstream/metrics.ts"
+import type * as arrow from "apache-arrow"
+import { Agreement, Correlations, MEAN_TASK, TaskMetrics as TaskMetricsTable } from "./contract.ts"
 import type { MatchKind } from "./match.ts"
+import type { TaskMetrics } from "./metrics.ts"
 import { correlationStats, type CorrelationStats } from "./stats.ts"
 
 export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
@@ -68,34 +68,9 @@ export const correlationRows = (
   return out
 }
 
-const nullable = (xs: ReadonlyArray<number | null>) => arrow.vectorFromArray(xs, new arrow.Float64())
-const f64 = (xs: ReadonlyArray<number>) => arrow.makeVector(Float64Array.from(xs))
-const i32 = (xs: ReadonlyArray<number>) => arrow.makeVector(Int32Array.from(xs))
-const utf8 = (xs: ReadonlyArray<string>) => arrow.vectorFromArray(xs, new arrow.Utf8())
+export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table => TaskMetricsTable.fromRows(rows)
 
-export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table =>
-  new arrow.Table(taskMetricsSchema, {
-    model: utf8(rows.map((r) => r.model)),
-    step: i32(rows.map((r) => r.step)),
-    task: utf8(rows.map((r) => r.task)),
-    n_examples: i32(rows.map((r) => r.n_examples)),
-    accuracy: f64(rows.map((r) => r.accuracy)),
-    accuracy_norm: f64(rows.map((r) => r.accuracy_norm)),
-    random_baseline: f64(rows.map((r) => r.random_baseline)),
-    correct_ppl: f64(rows.map((r) => r.correct_ppl)),
-    incorrect_ppl: f64(rows.map((r) => r.incorrect_ppl)),
-  })
-
-export const correlationsTable = (rows: ReadonlyArray<CorrelationRow>): arrow.Table =>
-  new arrow.Table(correlationsSchema, {
-    task: utf8(rows.map((r) => r.task)),
-    x_axis: utf8(rows.map((r) => r.x_axis)),
-    spearman: nullable(rows.map((r) => r.spearman)),
-    pearson: nullable(rows.map((r) => r.pearson)),
-    r2_pooled: nullable(rows.map((r) => r.r2_pooled)),
-    size_effect: nullable(rows.map((r) => r.size_effect)),
-    n_points: i32(rows.map((r) => r.n_points)),
-  })
+export const correlationsTable = (rows: ReadonlyArray<CorrelationRow>): arrow.Table => Correlations.fromRows(rows)
 
 export interface AgreementRow {
   readonly match: MatchKind
@@ -113,19 +88,4 @@ export interface AgreementRow {
   readonly n_tokens: number
 }
 
-export const agreementTable = (rows: ReadonlyArray<AgreementRow>): arrow.Table =>
-  new arrow.Table(agreementSchema, {
-    match: utf8(rows.map((r) => r.match)),
-    dataset: utf8(rows.map((r) => r.dataset)),
-    model_a: utf8(rows.map((r) => r.model_a)),
-    step_a: i32(rows.map((r) => r.step_a)),
-    model_b: utf8(rows.map((r) => r.model_b)),
-    step_b: i32(rows.map((r) => r.step_b)),
-    ppl_a: f64(rows.map((r) => r.ppl_a)),
-    ppl_b: f64(rows.map((r) => r.ppl_b)),
-    flops_a: f64(rows.map((r) => r.flops_a)),
-    flops_b: f64(rows.map((r) => r.flops_b)),
-    pearson: nullable(rows.map((r) => r.pearson)),
-    spearman: nullable(rows.map((r) => r.spearman)),
-    n_tokens: i32(rows.map((r) => r.n_tokens)),
-  })
+export const agreementTable = (rows: ReadonlyArray<AgreementRow>): arrow.Table => Agreement.fromRows(rows)

@@ -3,7 +3,7 @@
  * parses the task file (tasks.ts), builds the k-shot prompts and one scoring request per option
  * (prompts.ts: boundary, prepend, truncation), scores them through the Onnx service (lib/onnx: batched,
  * longest first) and writes
- *   downstream/model=M/step=S/task=T/options.parquet   (schemas/downstream-tables.ts)
+ *   downstream/model=M/step=S/task=T/options.parquet   (./contract.ts)
  * The task metrics (accuracy, …) of every checkpoint are computed from these tables by the correlate
  * stage's whole-run unit, which writes task_metrics.parquet (metrics.ts): a unit of this stage
  * cannot wait for the other units of the same stage.
@@ -12,37 +12,15 @@
  * field; with --keep-going the other tasks still run.
  */
 import * as fs from "node:fs"
-import * as path from "node:path"
-import * as arrow from "apache-arrow"
+import type * as arrow from "apache-arrow"
 import { Effect, Either } from "effect"
-import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
-import { downstreamPaths, optionsSchema } from "../../schemas/downstream-tables.ts"
 import { Onnx, scorerOptions } from "../../lib/onnx/index.ts"
 import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
-import { provideServices } from "../services.ts"
+import { displayPath, firstLine, toUnitError } from "../../pipeline/errors.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { DOWNSTREAM, downstreamUnits, optionsFile, Options } from "./contract.ts"
 import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
 import { parseTask } from "./tasks.ts"
-
-/** A path as messages show it: relative to the working folder when inside it. */
-export const displayPath = (file: string): string => {
-  const rel = path.relative(process.cwd(), file)
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
-}
-
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
-const toUnitError = (e: unknown): UnitError => (e instanceof UnitError ? e : new UnitError({ message: firstLine(e) }))
-
-/** The unit id of a (model, step, task). */
-export const downstreamUnitId = (model: string, step: number, task: string): string => `model=${model}/step=${step}/task=${task}`
-
-/** Every (model, checkpoint, task) of the config, in unit order. */
-export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoint: Checkpoint; task: Task; id: string }> =>
-  config.models.flatMap((model) =>
-    model.checkpoints.flatMap((checkpoint) =>
-      config.tasks.map((task) => ({ model, checkpoint, task, id: downstreamUnitId(model.name, checkpoint.step, task.name) })),
-    ),
-  )
 
 export interface OptionRequests {
   /** One request per option, examples in order, options in order within each. */
@@ -88,17 +66,27 @@ export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32A
     for (const v of lp) s += v
     sums[i] = s
   })
-  return new arrow.Table(optionsSchema, {
-    example_id: arrow.makeVector(Int32Array.from(r.requests, (q) => q.exampleId)),
-    option_id: arrow.makeVector(Int32Array.from(r.requests, (q) => q.optionId)),
-    is_correct: arrow.vectorFromArray(r.requests.map((q) => q.isCorrect), new arrow.Bool()),
-    logprob_sum: arrow.makeVector(sums),
-    n_tokens: arrow.makeVector(Int32Array.from(r.requests, (q) => q.ids.length - q.firstTarget)),
-    n_chars: arrow.makeVector(Int32Array.from(r.requests, (q) => q.nChars)),
-  })
+  return Options.fromRows(
+    r.requests.map((q, i) => ({
+      example_id: q.exampleId,
+      option_id: q.optionId,
+      is_correct: q.isCorrect,
+      logprob_sum: sums[i],
+      n_tokens: q.ids.length - q.firstTarget,
+      n_chars: q.nChars,
+    })),
+  )
 }
 
-const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitContext) {
+export interface DownstreamParams {
+  readonly model: string
+  readonly step: number
+  readonly task: { readonly name: string; readonly format: string; readonly shots: number; readonly max_examples: number | null; readonly seed: number }
+  readonly context_length: number
+  readonly prepend: string | null
+}
+
+const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamParams>, ctx: UnitContext) {
   const { config } = ctx
   const target = downstreamUnits(config).find((u) => u.id === unit.id)
   if (target === undefined) return yield* new UnitError({ message: `downstream: no model, checkpoint and task for unit ${unit.id}` })
@@ -106,7 +94,7 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
   const file = displayPath(task.path)
   const text = yield* Effect.try({
     try: () => fs.readFileSync(task.path, "utf8"),
-    catch: (e) => new UnitError({ message: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})` }),
+    catch: (e) => new UnitError({ message: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})`, cause: e }),
   })
   const parsed = parseTask(task.format, text, file, task.seed)
   if (Either.isLeft(parsed)) return yield* parsed.left
@@ -121,7 +109,7 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
       const prepend = config.prepend ? await encodeIds(tokenizer, config.prepend) : new Int32Array(0)
       return buildRequests(prompted.right, tokenizer, prepend, config.context_length, file)
     },
-    catch: toUnitError,
+    catch: (e) => toUnitError(e),
   })
   const reqs = requests.requests.map((q) => ({ ids: q.ids, firstTarget: q.firstTarget, id: `example ${q.exampleId} option ${q.optionId}` }))
   ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
@@ -139,7 +127,7 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
     )
     .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message }))))
   yield* ctx.writeParquet(
-    downstreamPaths.options(model.name, checkpoint.step, task.name),
+    optionsFile(model.name, checkpoint.step, task.name),
     optionsTable(
       requests,
       results.map((r) => r.logprob),
@@ -147,8 +135,8 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan, ctx: UnitCo
   )
 })
 
-export const downstreamStage: Stage = {
-  name: "downstream",
+export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>({
+  name: DOWNSTREAM,
   version: 1,
   after: [],
   describe: "score every option of every multiple-choice task example on every checkpoint",
@@ -165,5 +153,5 @@ export const downstreamStage: Stage = {
       inputs: [],
       files: [checkpoint.path, task.path, config.tokenizer],
     })),
-  run: (unit, ctx) => provideServices(run(unit, ctx)),
-}
+  run,
+})

@@ -38,7 +38,7 @@
  */
 import { Either } from "effect"
 import { UnitError } from "../../pipeline/stage.ts"
-import { STREAM, mulberry32, streamSeed } from "./random.ts"
+import { STREAM, mulberry32, streamSeed } from "../../lib/random.ts"
 import type { ParsedTask, TaskExample } from "./tasks.ts"
 
 export interface PromptOptions {

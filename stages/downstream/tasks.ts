@@ -26,7 +26,7 @@
  */
 import { Either } from "effect"
 import { UnitError } from "../../pipeline/stage.ts"
-import { STREAM, mulberry32, shuffled, streamSeed } from "./random.ts"
+import { STREAM, mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
 
 export type TaskFormat = "bigbench" | "pairs" | "jsonl"
 

@@ -1,8 +1,14 @@
 /**
  * Plain rows out of the run's Arrow tables, and the small helpers every figure shares: sizes in
- * order, labels, thinning long series. No I/O, no Effect.
+ * order, labels, thinning long series. No I/O, no Effect. Which file each table is, and which
+ * stage writes it, comes from that stage's contract.
  */
 import * as arrow from "apache-arrow"
+import { AGGREGATE, checkpointsFile } from "../aggregate/contract.ts"
+import { CHECKS, checksFile } from "../checks/contract.ts"
+import { CLASSIFY, classCategoriesFile, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
+import { agreementFile, CORRELATE, correlationsFile, taskMetricsFile } from "../correlate/contract.ts"
+import { generationsPattern, noiseFile, SEQUENCES, trajectoriesPattern } from "../sequences/contract.ts"
 
 export type Cell = string | number | boolean | null
 export type Row = Record<string, Cell>
@@ -28,21 +34,26 @@ export interface ReportTables {
 }
 export type TableName = keyof ReportTables
 
-/** Relative path of each table under the run folder. */
-export const tableFiles: Record<TableName, string> = {
-  checkpoints: "checkpoints.parquet",
-  class_summary: "class_summary.parquet",
-  class_transitions: "class_transitions.parquet",
-  class_categories: "class_categories.parquet",
-  group_trajectories: "group_trajectories.parquet",
-  task_metrics: "task_metrics.parquet",
-  correlations: "correlations.parquet",
-  agreement: "agreement.parquet",
-  checkpoint_checks: "checkpoint_checks.parquet",
-  sequence_generations: "sequences/lambda=*/generations.parquet",
-  sequence_trajectories: "sequences/lambda=*/trajectories.parquet",
-  noise: "sequences/noise.parquet",
+/** Each table's file under the run folder (a `lambda=*` pattern for the grouped ones) and the stage that writes it. */
+export const tableSpecs: Readonly<Record<TableName, { readonly file: string; readonly stage: string }>> = {
+  checkpoints: { file: checkpointsFile.path, stage: AGGREGATE },
+  class_summary: { file: classSummaryFile.path, stage: CLASSIFY },
+  class_transitions: { file: classTransitionsFile.path, stage: CLASSIFY },
+  class_categories: { file: classCategoriesFile.path, stage: CLASSIFY },
+  group_trajectories: { file: groupTrajectoriesFile.path, stage: CLASSIFY },
+  task_metrics: { file: taskMetricsFile.path, stage: CORRELATE },
+  correlations: { file: correlationsFile.path, stage: CORRELATE },
+  agreement: { file: agreementFile.path, stage: CORRELATE },
+  checkpoint_checks: { file: checksFile.path, stage: CHECKS },
+  sequence_generations: { file: generationsPattern, stage: SEQUENCES },
+  sequence_trajectories: { file: trajectoriesPattern, stage: SEQUENCES },
+  noise: { file: noiseFile.path, stage: SEQUENCES },
 }
+
+/** Relative path of each table under the run folder. */
+export const tableFiles: Readonly<Record<TableName, string>> = Object.fromEntries(
+  Object.entries(tableSpecs).map(([k, v]) => [k, v.file]),
+) as Record<TableName, string>
 
 /** Tables spread over Hive partitions (`lambda=*` folders): the path has one `*` in a folder name. */
 export const isGrouped = (file: string): boolean => file.includes("*")

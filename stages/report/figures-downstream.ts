@@ -2,7 +2,7 @@
  * The report's figures 6–8: downstream accuracy, what predicts it, and agreement between sizes at
  * equal perplexity. Pure, like figures.ts.
  */
-import { MEAN_TASK } from "../../schemas/downstream-tables.ts"
+import { MEAN_TASK } from "../correlate/contract.ts"
 import { groupBy, num, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 

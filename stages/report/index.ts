@@ -1,127 +1,138 @@
 /**
- * The report stage: one whole-run unit (`report`) that reads the run's summary tables straight from
- * the run folder — whichever exist — and writes `report/index.html`: the paper's figures rendered
- * to SVG (render.ts), each with a caption and a link to its Parquet file, and a note for each figure
+ * The report stage: one whole-run unit (`report`) that reads the run's summary tables — whichever
+ * its upstream units wrote — and writes `report/index.html`: the paper's figures rendered to SVG
+ * (render.ts), each with a caption and a link to its Parquet file, and a note for each figure
  * whose tables the run did not produce.
  *
- * The unit lists no upstream inputs on purpose: upstream units that failed or are stale must not
- * block the report (a figure without its table is left out, not an error). So a plain `run` rebuilds
- * the report only when its own key changes; `trajectories report` always rebuilds it (--force).
+ * Its stage is `softAfter`: every unit of the stages it reads is a soft input (its key enters the
+ * report's key and its re-running re-runs the report), but a failed or missing one never blocks
+ * it (a figure without its table is left out, not an error). Which unit writes which table is in
+ * the writers' contracts (`reportSources`); the report reads them through `ctx.input`.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import type * as arrow from "apache-arrow"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { modelsBySize, type Config } from "../../pipeline/config.ts"
-import { type Stage, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
-import { readParquetFile } from "../../pipeline/store.ts"
-import {
-  groupedTable,
-  isGrouped,
-  sameFraction,
-  sortLambdaGroups,
-  tableFiles,
-  tableSources,
-  type ReportOptions,
-  type ReportTables,
-  type TableName,
-} from "./data.ts"
+import { firstLine } from "../../pipeline/errors.ts"
+import { defineStage, UnitError, type TableFile, type UnitContext, type UnitPlan, type UnitRef } from "../../pipeline/stage.ts"
+import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
+import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
+import { CLASSIFY, classCategoriesFile, classifyUnit, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsFile } from "../correlate/contract.ts"
+import { DOWNSTREAM } from "../downstream/contract.ts"
+import { generationsFile, lambdaGroups, lambdaId, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
+import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { buildReportHtml } from "./render.ts"
 
+export const REPORT = "report"
 export const REPORT_PATH = "report/index.html"
 
-/** The report's choices from the config, with the documented defaults. */
-export const reportOptions = (config: Config): ReportOptions => {
-  const bySize = modelsBySize(config)
-  const thresholds = config.analysis.thresholds
+/** The report's choices from the resolved config. */
+export const reportOptions = (config: Config): ReportOptions => ({
+  run: config.run,
+  models: modelsBySize(config).map((m) => ({ name: m.name, params: m.params })),
+  validDataset: config.analysis.valid_dataset,
+  referenceModel: config.analysis.reference_model,
+  referenceThreshold: config.analysis.reference_threshold,
+  excludeFlagged: config.analysis.exclude_flagged,
+})
+
+/** One file the report may read: the unit that writes it, and for a λ table its group folder. */
+export interface ReportSource {
+  readonly ref: UnitRef
+  readonly file: TableFile
+  readonly group?: string
+}
+
+/** Where every table of the report comes from, for this config (λ groups in the stage's order). */
+export const reportSources = (config: Config): Record<TableName, ReadonlyArray<ReportSource>> => {
+  const groups = lambdaGroups(config)
   return {
-    run: config.run,
-    models: bySize.map((m) => ({ name: m.name, params: m.params })),
-    validDataset: config.analysis.valid_dataset ?? config.datasets[0].name,
-    // Default: the second-smallest size (the smallest when there is one).
-    referenceModel: config.analysis.reference_model ?? (bySize[1] ?? bySize[0]).name,
-    // Default: 0.1 when configured, else the smallest configured threshold.
-    referenceThreshold: config.analysis.reference_threshold ?? (thresholds.some((t) => sameFraction(t, 0.1)) ? 0.1 : Math.min(...thresholds)),
-    excludeFlagged: config.analysis.exclude_flagged,
+    checkpoints: [{ ref: aggregateUnit, file: checkpointsFile }],
+    class_summary: [{ ref: classifyUnit, file: classSummaryFile }],
+    class_transitions: [{ ref: classifyUnit, file: classTransitionsFile }],
+    class_categories: [{ ref: classifyUnit, file: classCategoriesFile }],
+    group_trajectories: [{ ref: classifyUnit, file: groupTrajectoriesFile }],
+    task_metrics: [{ ref: correlateUnit, file: taskMetricsFile }],
+    correlations: [{ ref: correlateUnit, file: correlationsFile }],
+    agreement: [{ ref: correlateUnit, file: agreementFile }],
+    checkpoint_checks: [{ ref: checksUnit, file: checksFile }],
+    sequence_generations: groups.map((g) => ({ ref: g.ref, file: generationsFile(g.s, g.l), group: lambdaId(g.s, g.l) })),
+    sequence_trajectories: groups.map((g) => ({ ref: g.ref, file: trajectoriesFile(g.s, g.l), group: lambdaId(g.s, g.l) })),
+    noise: [{ ref: noiseUnit, file: noiseFile }],
   }
 }
 
-/** The `lambda=*` folders that hold `file` (a grouped table's path), in the stage's order. */
-const groupFolders = (runDir: string, file: string): string[] => {
-  const [parent, rest] = file.split("/lambda=*/")
-  const dir = path.join(runDir, parent)
-  if (!fs.existsSync(dir)) return []
-  const folders = fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)
-  return sortLambdaGroups(folders).filter((g) => fs.existsSync(path.join(dir, g, rest)))
-}
+/** Read one source: None when its unit did not write it (missing, failed, not in this run); a failure says why it cannot be read. */
+export type SourceReader = (source: ReportSource) => Effect.Effect<Option.Option<arrow.Table>, string>
 
 /**
- * Read every table the report knows that exists under `runDir`; a grouped table (one file per λ
- * folder) is read from every folder into one table. A file that cannot be read is left out like a
- * missing one, and named in `problems`.
+ * Read every table of `sources` that exists; a grouped table (one file per λ folder) is read from
+ * every folder into one table. A file that cannot be read is left out like a missing one, and
+ * named in `problems`.
  */
-export const readReportTables = (runDir: string): { tables: ReportTables; problems: string[] } => {
-  const tables: { [K in TableName]?: arrow.Table } = {}
-  const problems: string[] = []
-  const cannot = (file: string, e: unknown) =>
-    problems.push(`report: cannot read ${file} (${(e as Error).message.split("\n")[0]}); its figures are left out`)
-  for (const [name, file] of Object.entries(tableFiles) as Array<[TableName, string]>) {
-    if (isGrouped(file)) {
+export const readReportTables = (
+  sources: Record<TableName, ReadonlyArray<ReportSource>>,
+  read: SourceReader,
+): Effect.Effect<{ tables: ReportTables; problems: string[] }> =>
+  Effect.gen(function* () {
+    const tables: { [K in TableName]?: arrow.Table } = {}
+    const problems: string[] = []
+    const cannot = (file: string, why: string) => problems.push(`report: cannot read ${file} (${why}); its figures are left out`)
+    for (const [name, list] of Object.entries(sources) as Array<[TableName, ReadonlyArray<ReportSource>]>) {
       const parts: Array<{ group: string; table: arrow.Table }> = []
-      for (const group of groupFolders(runDir, file)) {
-        const rel = file.replace("lambda=*", group)
+      for (const src of list) {
+        const got = yield* Effect.either(read(src))
+        if (got._tag === "Left") cannot(src.file.path, got.left)
+        else if (Option.isSome(got.right)) parts.push({ group: src.group ?? "", table: got.right.value })
+      }
+      if (list.some((s) => s.group !== undefined)) {
         try {
-          parts.push({ group, table: readParquetFile(path.join(runDir, rel)) })
+          const t = groupedTable(parts)
+          if (t) tables[name] = t
         } catch (e) {
-          cannot(rel, e)
+          cannot(tableFiles[name], firstLine(e))
         }
-      }
-      try {
-        const t = groupedTable(parts)
-        if (t) tables[name] = t
-      } catch (e) {
-        cannot(file, e)
-      }
-      continue
+      } else if (parts.length) tables[name] = parts[0].table
     }
-    const abs = path.join(runDir, file)
-    if (!fs.existsSync(abs)) continue
-    try {
-      tables[name] = readParquetFile(abs)
-    } catch (e) {
-      cannot(file, e)
-    }
+    return { tables, problems }
+  })
+
+/** Sources read through the unit's inputs: those its key covers, as their units recorded them. */
+const unitReader = (ctx: UnitContext): SourceReader => {
+  const declared = new Set(ctx.inputs.map((r) => `${r.stage}/${r.id}`))
+  return (src) => {
+    if (!declared.has(`${src.ref.stage}/${src.ref.id}`)) return Effect.succeed(Option.none())
+    const input = ctx.input(src.ref)
+    if (!input.files.includes(src.file.path)) return Effect.succeed(Option.none())
+    return input.read(src.file).pipe(
+      Effect.map(Option.some),
+      Effect.mapError((e) => e.message),
+    )
   }
-  return { tables, problems }
 }
 
-const run = Effect.fn("stage.report")(function* (_unit: UnitPlan, ctx: UnitContext) {
+const run = Effect.fn("stage.report")(function* (_unit: UnitPlan<ReportParams>, ctx: UnitContext) {
   const options = reportOptions(ctx.config)
-  const { tables, problems } = readReportTables(ctx.runDir)
+  const { tables, problems } = yield* readReportTables(reportSources(ctx.config), unitReader(ctx))
   for (const p of problems) yield* ctx.log(p)
   const existing = new Set((Object.keys(tableFiles) as TableName[]).flatMap((k) => tableSources(tables, k).map((s) => s.file)))
   const built = yield* Effect.tryPromise({
     try: () => buildReportHtml(tables, options, existing),
-    catch: (e) => new UnitError({ message: `report: ${(e as Error).message.split("\n")[0]}` }),
+    catch: (e) => new UnitError({ message: `report: ${firstLine(e)}`, cause: e }),
   })
   for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)
   yield* ctx.writeFile(REPORT_PATH, built.html)
 })
 
-export const reportStage: Stage = {
-  name: "report",
+type ReportParams = ReportOptions & { readonly tables: ReadonlyArray<string> }
+
+export const reportStage = defineStage<ReportParams>({
+  name: REPORT,
   version: 1,
-  // Every analysis stage that may write a table the report reads (the runner ignores absent names).
-  after: ["aggregate", "classify", "correlate", "downstream", "checks", "sequences"],
+  // Every stage that may write a table the report reads (the runner ignores names not registered).
+  after: [AGGREGATE, CLASSIFY, CORRELATE, DOWNSTREAM, CHECKS, SEQUENCES],
   softAfter: true,
   describe: "the paper's figures as one self-contained HTML page (SVG, no scripts), built from the run's Parquet tables",
-  plan: (config) => [
-    {
-      id: "report",
-      params: { ...reportOptions(config), tables: Object.values(tableFiles), reads: "run folder, whatever tables exist" },
-      inputs: [],
-      files: [],
-    },
-  ],
-  run: (unit, ctx) => run(unit, ctx),
-}
+  plan: (config) => [{ id: "report", params: { ...reportOptions(config), tables: Object.values(tableFiles) }, inputs: [], files: [] }],
+  run,
+})

@@ -3,7 +3,7 @@
  * sizes and classes, and the "left out" figure.
  */
 import type { TopLevelSpec } from "vega-lite"
-import { missingColumns, rowsOf, tableFiles, type ReportTables, type Row, type TableName } from "./data.ts"
+import { missingColumns, rowsOf, tableFiles, tableSpecs, type ReportTables, type Row, type TableName } from "./data.ts"
 
 /** A JSON object that becomes a Vega-Lite spec (checked when compiled, see render.ts). */
 export type Json = { [k: string]: unknown }
@@ -35,20 +35,6 @@ export const CLASSES = ["stagnated", "upward", "downward", "other"] as const
 export const CLASS_COLORS = ["#8856a7", "#d7301f", "#2171b5", "#bdbdbd"]
 
 /** Which stage writes each table (for the notes of left-out figures). */
-const writer: Record<TableName, string> = {
-  checkpoints: "aggregate",
-  class_summary: "classify",
-  class_transitions: "classify",
-  class_categories: "classify",
-  group_trajectories: "classify",
-  task_metrics: "correlate",
-  correlations: "correlate",
-  agreement: "correlate",
-  checkpoint_checks: "checks",
-  sequence_generations: "sequences",
-  sequence_trajectories: "sequences",
-  noise: "sequences",
-}
 
 /**
  * The rows of a table when it exists and has the columns a figure needs; otherwise the sentence
@@ -61,7 +47,7 @@ export const need = (
   keep?: Parameters<typeof rowsOf>[2],
 ): { rows: Row[] } | { why: string } => {
   const t = tables[name]
-  if (!t) return { why: `${tableFiles[name]} is missing (written by the ${writer[name]} stage)` }
+  if (!t) return { why: `${tableFiles[name]} is missing (written by the ${tableSpecs[name].stage} stage)` }
   const lacking = missingColumns(t, columns)
   if (lacking.length) return { why: `${tableFiles[name]} lacks column${lacking.length > 1 ? "s" : ""} ${lacking.join(", ")}` }
   const rows = rowsOf(t, columns, keep)

@@ -14,11 +14,12 @@
  * at the same RSS within noise.
  */
 import { Effect } from "effect"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
-import { openRowGroups, type RowGroupReader } from "../../pipeline/store.ts"
-import { scoresWriteOptions, tablePaths } from "../../schemas/tables.ts"
+import { firstLine } from "../../pipeline/errors.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import type { RowGroupReader } from "../../pipeline/store.ts"
+import { TOKENIZE, tokenizeUnit, windowsFile } from "../tokenize/contract.ts"
+import { SCORE, scoresFile, scoresWriteOptions, scoreUnit } from "./contract.ts"
 import { Onnx, scorerOptions, type Scorer } from "../../lib/onnx/index.ts"
-import { provideServices } from "../services.ts"
 import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
 
 /** Windows per scoreAll call (sorted by length inside it). */
@@ -28,22 +29,18 @@ const WINDOW_COLUMNS = ["seq_id", "input_ids", "first_target", "first_token_inde
 
 const fail = (message: string) => new UnitError({ message })
 
-/** `model=s/step=100/dataset=press` → its three values. */
-const parseId = (id: string) => {
-  const [model, step, dataset] = id.split("/").map((p) => p.slice(p.indexOf("=") + 1))
-  return { model, step: Number(step), dataset }
+export interface ScoreParams {
+  readonly model: string
+  readonly step: number
+  readonly dataset: string
+  readonly entropy: boolean
+  readonly row_group_size: number
 }
-
-const openWindows = (path: string) =>
-  Effect.acquireRelease(
-    Effect.tryPromise({ try: () => openRowGroups(path), catch: (e) => fail(`cannot read windows file ${path}: ${String(e).split("\n")[0]}`) }),
-    (r) => Effect.sync(() => r.close()),
-  )
 
 const readGroup = (r: RowGroupReader, g: number) =>
   Effect.tryPromise({
     try: async () => windowsOf(await r.read(g, WINDOW_COLUMNS)),
-    catch: (e) => fail(`cannot read row group ${g} of ${r.path}: ${String(e).split("\n")[0]}`),
+    catch: (e) => new UnitError({ message: `cannot read row group ${g} of ${r.path}: ${firstLine(e)}`, cause: e }),
   })
 
 /** First pass: number of predicted tokens, largest token id, and the token_index invariant. */
@@ -85,18 +82,15 @@ const scoreWindows = (r: RowGroupReader, scorer: Scorer, ctx: UnitContext, out: 
     }
   })
 
-const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext) {
-  const { model, step, dataset } = parseId(unit.id)
+const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx: UnitContext) {
+  const { model, step, dataset } = unit.params
   const { scoring } = ctx.config
   const checkpoint = unit.files[0]
   const label = `${model} step ${step}`
-  const windowsRel = tablePaths.windows(dataset)
-  const windowsPath = ctx.outputsOf(unit.inputs[0]).find((p) => p === ctx.path(windowsRel) || p.endsWith(`/${windowsRel}`))
-  if (windowsPath === undefined) return yield* Effect.fail(fail(`dataset ${dataset}: the tokenize stage recorded no ${windowsRel}`))
 
   yield* Effect.scoped(
     Effect.gen(function* () {
-      const reader = yield* openWindows(windowsPath)
+      const reader = yield* ctx.input(tokenizeUnit(dataset)).open(windowsFile(dataset))
       const { tokens, maxId } = yield* survey(reader, dataset)
       const notes: string[] = []
       const options = scorerOptions(scoring, { cacheDir: ctx.cacheDir, label, log: (m) => notes.push(m) })
@@ -121,28 +115,28 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan, ctx: UnitContext
           return scoresTable(out.tokenId, out.logprob, out.entropy)
         }),
       ).pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(fail(e.message))))
-      yield* ctx.writeParquet(tablePaths.scores(model, step, dataset), table, scoresWriteOptions(scoring.row_group_size))
+      yield* ctx.writeParquet(scoresFile(model, step, dataset), table, scoresWriteOptions(scoring.row_group_size))
     }),
   )
 })
 
-export const scoreStage: Stage = {
-  name: "score",
+export const scoreStage = defineStage<ScoreParams, Onnx>({
+  name: SCORE,
   version: 1,
-  after: ["tokenize"],
+  after: [TOKENIZE],
   describe: "per-token log-probabilities of every checkpoint on every dataset (ONNX Runtime)",
   plan: (config) =>
     config.models.flatMap((m) =>
       m.checkpoints.flatMap((cp) =>
         config.datasets.map((d) => ({
-          id: `model=${m.name}/step=${cp.step}/dataset=${d.name}`,
+          id: scoreUnit(m.name, cp.step, d.name).id,
           // Only what changes the output: threads and batch size do not.
-          params: { entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
-          inputs: [{ stage: "tokenize" as const, id: `dataset=${d.name}` }],
+          params: { model: m.name, step: cp.step, dataset: d.name, entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
+          inputs: [tokenizeUnit(d.name)],
           files: [cp.path],
           weight: m.params,
         })),
       ),
     ),
-  run: (unit, ctx) => provideServices(run(unit, ctx)),
-}
+  run,
+})

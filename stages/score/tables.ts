@@ -1,5 +1,5 @@
 /**
- * Arrow in and out of the score stage, pure: windows (schemas/tables.ts windowsSchema) become
+ * Arrow in and out of the score stage, pure: windows (stages/tokenize/contract.ts Windows) become
  * scoring requests, score columns become the `scores` table.
  *
  * Worked example: a document of 6 tokens t0…t5 with context 4 and stride 2 gives windows
@@ -8,7 +8,7 @@
  * so the scores rows, in token_index order, are the windows' targets concatenated in seq_id order.
  */
 import * as arrow from "apache-arrow"
-import { scoresSchema } from "../../schemas/tables.ts"
+import { Scores, ScoresWithEntropy } from "./contract.ts"
 
 export interface Window {
   readonly seqId: number
@@ -45,12 +45,12 @@ export const windowsOf = (t: arrow.Table): Window[] => {
 export const targetsOf = (w: Window): number => Math.max(0, w.ids.length - w.firstTarget)
 
 /**
- * The `scores` table (scoresSchema): token_index 0…N−1, token_id, logprob, entropy when given.
+ * The `scores` table (./contract.ts Scores, or ScoresWithEntropy): token_index 0…N−1, token_id, logprob, entropy when given.
  * token_id / logprob / entropy: [N], logprob and entropy in nats. Zero-copy over the arrays.
  */
 export const scoresTable = (tokenId: Int32Array, logprob: Float32Array, entropy?: Float32Array): arrow.Table => {
   const n = tokenId.length
-  const schema = scoresSchema(entropy !== undefined)
+  const schema = (entropy !== undefined ? ScoresWithEntropy : Scores).schema
   const index = new Int32Array(n)
   for (let i = 0; i < n; i++) index[i] = i
   const children: arrow.Data[] = [

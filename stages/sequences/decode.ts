@@ -12,7 +12,7 @@
  * Worked example: ps = [0.5, 0.3, 0.2], pl = [0.2, 0.3, 0.5], λ = (1, −1):
  *   λs·ps + λl·pl = [0.3, 0, −0.3] → max(·, 0) = [0.3, 0, 0] → q = [1, 0, 0]; greedy picks token 0.
  */
-import { mulberry32 } from "../downstream/random.ts"
+import { mulberry32 } from "../../lib/random.ts"
 
 export type Decoding = "greedy" | "nucleus"
 

@@ -1,6 +1,6 @@
 /**
  * The sequences stage: which sequences small models prefer over large ones, and how noisy text is
- * scored across sizes. Runs only when the config has a `sequences` section (settings.ts).
+ * scored across sizes. Runs only when the config has a `sequences` section (resolved in pipeline/config.ts).
  *
  * Units:
  *   lambda=S_L  (one per configured (λs, λl) pair) — joint decoding between the small and the large
@@ -11,62 +11,57 @@
  *                 sequences/noise.parquet
  * The issue names `sequences/generations.parquet`; each λ group is its own unit, so its files sit
  * in a Hive partition `lambda=S_L/` (DuckDB: read_parquet('sequences/lambda=*' || '/generations.parquet')).
- * Tables: schemas/sequences-tables.ts.
+ * Tables: ./contract.ts.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import type { Config } from "../../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
-import { readParquetFile } from "../../pipeline/store.ts"
-import { analysisPaths } from "../../schemas/analysis-tables.ts"
-import { generationsSchema, lambdaId, noiseSchema, sequencesPaths, trajectoriesSchema } from "../../schemas/sequences-tables.ts"
-import { tablePaths } from "../../schemas/tables.ts"
-import { aggregateUnit, tokenizeUnit } from "../analysis/inputs.ts"
-import { f64OrNull, i32, tableOf, utf8, type Column } from "../analysis/columns.ts"
-import { mulberry32, shuffled, streamSeed } from "../downstream/random.ts"
+import { f64OrNull, i32, utf8, type Column } from "../../lib/columns.ts"
 import { Onnx, scorerOptions, type NextToken, type ScoreRequest } from "../../lib/onnx/index.ts"
+import { mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
 import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
-import { provideServices } from "../services.ts"
+import type { Config, ResolvedSequences } from "../../pipeline/config.ts"
+import { displayPath, toUnitError } from "../../pipeline/errors.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { AGGREGATE, aggregateUnit, Checkpoints, checkpointsFile } from "../aggregate/contract.ts"
+import { TOKENIZE, tokenizeUnit, windowsFile } from "../tokenize/contract.ts"
+import {
+  generationsFile,
+  Generations,
+  lambdaId,
+  lambdaPairs,
+  NOISE_ID,
+  noiseFile,
+  Noise,
+  SEQUENCES,
+  trajectoriesFile,
+  Trajectories,
+} from "./contract.ts"
 import { generateJoint } from "./generate.ts"
 import { pplOf, shuffleWords, substitute } from "./noise.ts"
-import { resolveSequences, sequencesSection, type ResolvedSequences } from "./settings.ts"
 
-/** Independent random streams of this stage (downstream/random.ts streamSeed purposes). */
+/** Independent random streams of this stage (lib/random.ts streamSeed purposes). */
 const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
 
-export const NOISE_ID = "noise"
-
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
-const toUnitError = (e: unknown): UnitError => (e instanceof UnitError ? e : new UnitError({ message: firstLine(e) }))
 const fail = (message: string) => new UnitError({ message })
 
-/** The distinct λ pairs of the section, in config order. */
-const lambdaPairs = (pairs: ReadonlyArray<readonly [number, number]>): Array<readonly [number, number]> => {
-  const seen = new Set<string>()
-  return pairs.filter(([s, l]) => {
-    const k = lambdaId(s, l)
-    return seen.has(k) ? false : (seen.add(k), true)
-  })
-}
+/** The JSON slice of a unit (paths are not in it: the tokenizer and checkpoints are `files`). */
+type SequencesParams = Record<string, unknown>
 
-const plan = (config: Config): UnitPlan[] => {
-  const section = sequencesSection(config)
-  if (section === undefined) return []
-  const r = resolveSequences(config, section)
-  const validDataset = config.analysis.valid_dataset ?? config.datasets[0].name
+const plan = (config: Config): UnitPlan<SequencesParams>[] => {
+  const r = config.sequences
+  if (r === undefined) return []
+  const section = r.section
+  const validDataset = r.validDataset
   const allCheckpoints = config.models.flatMap((m) => m.checkpoints.map((c) => c.path))
   const models = config.models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) }))
   const common = {
-    tokenizer: config.tokenizer,
     context_length: config.context_length,
     prepend: config.prepend ?? null,
     models,
     batch_size: config.scoring.batch_size,
   }
-  const resolved = typeof r === "string" ? { error: r } : { small: [r.small.model.name, r.small.checkpoint.step], large: [r.large.model.name, r.large.checkpoint.step] }
-  const promptInputs = typeof r !== "string" && "dataset" in r.prompts ? [tokenizeUnit(r.prompts.dataset)] : []
+  const resolved = { small: [r.small.model.name, r.small.checkpoint.step], large: [r.large.model.name, r.large.checkpoint.step] }
+  const promptInputs = "dataset" in r.prompts ? [tokenizeUnit(r.prompts.dataset)] : []
   const generation = lambdaPairs(section.lambdas).map(([s, l]) => ({
     id: lambdaId(s, l),
     params: {
@@ -78,14 +73,14 @@ const plan = (config: Config): UnitPlan[] => {
       max_new_tokens: section.max_new_tokens,
       seed: section.seed,
       prompts: section.prompts ?? null,
-      prompts_from: typeof r !== "string" ? r.prompts : null,
+      prompts_from: r.prompts,
       valid_dataset: validDataset,
     },
     inputs: [...promptInputs, aggregateUnit],
     files: [config.tokenizer, ...allCheckpoints],
     weight: allCheckpoints.length + 2 * section.max_new_tokens,
   }))
-  const noise: UnitPlan = {
+  const noise: UnitPlan<SequencesParams> = {
     id: NOISE_ID,
     params: {
       ...common,
@@ -106,7 +101,7 @@ const plan = (config: Config): UnitPlan[] => {
 // Inputs
 
 const tokenizerOf = (file: string): Effect.Effect<LoadedTokenizer, UnitError, Tokenizers> =>
-  Effect.flatMap(Tokenizers, (t) => t.load(file)).pipe(Effect.mapError((e) => fail(`tokenizer ${file}: ${e.reason}`)))
+  Effect.flatMap(Tokenizers, (t) => t.load(file)).pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(file)}: ${e.reason}`, cause: e })))
 
 interface WindowRow {
   readonly ids: Int32Array
@@ -115,17 +110,10 @@ interface WindowRow {
 
 /** The windows of a dataset, as the tokenize unit wrote them. */
 const readWindows = (ctx: UnitContext, dataset: string): Effect.Effect<WindowRow[], UnitError> =>
-  Effect.try({
-    try: () => {
-      const want = path.resolve(ctx.path(tablePaths.windows(dataset)))
-      const file = ctx.outputsOf(tokenizeUnit(dataset)).find((f) => path.resolve(f) === want) ?? want
-      if (!fs.existsSync(file)) throw new Error(`windows of dataset ${dataset} not found (${file}): run the tokenize stage`)
-      const t = readParquetFile(file, { columns: ["input_ids", "first_target"] })
-      const ids = t.getChild("input_ids")!
-      const ft = t.getChild("first_target")!
-      return Array.from({ length: t.numRows }, (_, i) => ({ ids: Int32Array.from(ids.get(i) as arrow.Vector<arrow.Int32>), firstTarget: Number(ft.get(i)) }))
-    },
-    catch: toUnitError,
+  Effect.map(ctx.input(tokenizeUnit(dataset)).read(windowsFile(dataset), { columns: ["input_ids", "first_target"] }), (t) => {
+    const ids = t.getChild("input_ids")!
+    const ft = t.getChild("first_target")!
+    return Array.from({ length: t.numRows }, (_, i) => ({ ids: Int32Array.from(ids.get(i) as arrow.Vector<arrow.Int32>), firstTarget: Number(ft.get(i)) }))
   })
 
 /** `k` indices of 0…n−1 chosen by a seeded shuffle, ascending. */
@@ -134,18 +122,14 @@ const pick = (n: number, k: number, seed: number, purpose: number): number[] =>
     .slice(0, k)
     .sort((a, b) => a - b)
 
-/** Validation perplexity per "model@step" from checkpoints.parquet (empty when it is missing). */
-const validPpl = (ctx: UnitContext, dataset: string): Map<string, number | null> => {
-  const out = new Map<string, number | null>()
-  const want = path.resolve(ctx.path(analysisPaths.checkpoints))
-  const file = ctx.outputsOf(aggregateUnit).find((f) => path.resolve(f) === want) ?? want
-  if (!fs.existsSync(file)) return out
-  for (const row of readParquetFile(file).toArray()) {
-    const r = row.toJSON() as { model: string; step: number; dataset: string; ppl: number | null }
-    if (r.dataset === dataset) out.set(`${r.model}@${r.step}`, r.ppl === null ? null : Number(r.ppl))
-  }
-  return out
-}
+/** Validation perplexity per "model@step" from checkpoints.parquet. */
+const validPpl = (ctx: UnitContext, dataset: string): Effect.Effect<Map<string, number | null>, UnitError> =>
+  Effect.flatMap(ctx.input(aggregateUnit).read(checkpointsFile), (t) =>
+    Effect.try({
+      try: () => new Map(Checkpoints.toRows(t).filter((r) => r.dataset === dataset).map((r) => [`${r.model}@${r.step}`, r.ppl] as const)),
+      catch: (e) => toUnitError(e, checkpointsFile.path),
+    }),
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Scoring with every checkpoint
@@ -255,7 +239,7 @@ const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l
     }),
   )
 
-const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =>
+const runGeneration = (unit: UnitPlan<SequencesParams>, ctx: UnitContext, r: ResolvedSequences) =>
   Effect.gen(function* () {
     const { config } = ctx
     const pair = lambdaPairs(r.section.lambdas).find(([s, l]) => lambdaId(s, l) === unit.id)
@@ -286,8 +270,8 @@ const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =
     }
     const texts = yield* Effect.tryPromise({ try: () => tok.tokenizer.decodeBatch(gen.generated.map((g) => Array.from(g)), false), catch: toUnitError })
     yield* ctx.writeParquet(
-      sequencesPaths.generations(lambdaS, lambdaL),
-      tableOf(generationsSchema, {
+      generationsFile(lambdaS, lambdaL),
+      Generations.fromColumns({
         sequence_id: i32(Int32Array.from(prompts, (_, i) => i)),
         prompt: utf8(prompts.map((p) => p.text)),
         text: utf8(texts),
@@ -305,7 +289,7 @@ const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =
       ids.set(gen.generated[i], p.ids.length)
       return { ...fitContext(ids, p.ids.length, config.context_length), id: `sequence ${i}` }
     })
-    const valid = validPpl(ctx, r.validDataset)
+    const valid = yield* validPpl(ctx, r.validDataset)
     const rows = { sequence_id: [] as number[], model: [] as string[], step: [] as number[], valid_ppl: [] as Array<number | null>, ppl: [] as Array<number | null> }
     yield* scoreEverywhere(ctx, reqs, (model, step, lps) =>
       lps.forEach((lp, i) => {
@@ -317,8 +301,8 @@ const runGeneration = (unit: UnitPlan, ctx: UnitContext, r: ResolvedSequences) =
       }),
     )
     yield* ctx.writeParquet(
-      sequencesPaths.trajectories(lambdaS, lambdaL),
-      tableOf(trajectoriesSchema, {
+      trajectoriesFile(lambdaS, lambdaL),
+      Trajectories.fromColumns({
         sequence_id: i32(Int32Array.from(rows.sequence_id)),
         model: utf8(rows.model),
         step: i32(Int32Array.from(rows.step)),
@@ -407,8 +391,8 @@ const runNoise = (ctx: UnitContext, r: ResolvedSequences) =>
       }
     })
     yield* ctx.writeParquet(
-      sequencesPaths.noise,
-      tableOf(noiseSchema, {
+      noiseFile,
+      Noise.fromColumns({
         kind: utf8(rows.kind),
         rate: f64OrNull(rows.rate),
         model: utf8(rows.model),
@@ -419,20 +403,18 @@ const runNoise = (ctx: UnitContext, r: ResolvedSequences) =>
     )
   })
 
-const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan, ctx: UnitContext) {
-  const section = sequencesSection(ctx.config)
-  if (section === undefined) return yield* fail("sequences: the config has no sequences section")
-  const r = resolveSequences(ctx.config, section)
-  if (typeof r === "string") return yield* fail(r)
+const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan<SequencesParams>, ctx: UnitContext) {
+  const r = ctx.config.sequences
+  if (r === undefined) return yield* fail("sequences: the config has no sequences section")
   if (unit.id === NOISE_ID) return yield* runNoise(ctx, r)
   return yield* runGeneration(unit, ctx, r)
 })
 
-export const sequencesStage: Stage = {
-  name: "sequences",
+export const sequencesStage = defineStage<SequencesParams, Onnx | Tokenizers>({
+  name: SEQUENCES,
   version: 1,
-  after: ["tokenize", "aggregate"],
+  after: [TOKENIZE, AGGREGATE],
   describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint",
   plan,
-  run: (unit, ctx) => provideServices(run(unit, ctx)),
-}
+  run,
+})

@@ -10,7 +10,7 @@
  * shuffleWords: the text's words (split on white space) in a seeded random order, joined by one
  * space: "the cat sat" → "sat the cat".
  */
-import { shuffled } from "../downstream/random.ts"
+import { shuffled } from "../../lib/random.ts"
 
 /** A copy of `ids` [n] with positions from…n−1 substituted at `rate`; `next` gives uniform [0, 1). */
 export const substitute = (ids: Int32Array, from: number, rate: number, vocab: number, next: () => number): Int32Array => {

@@ -4,7 +4,7 @@
  * tags and categorises every token (categories.ts), cuts documents into windows (windows.ts) and writes
  *   tokens/dataset=D/tokens.parquet    one row per predicted token (token_index 0…N−1)
  *   windows/dataset=D/windows.parquet  one row per model input window
- * with the schemas of schemas/tables.ts.
+ * with the tables of ./contract.ts.
  *
  * `prepend` (e.g. "</s>") is encoded on its own and put in front of every document as context.
  * Documents are encoded without the tokenizer's own special tokens (`addSpecialTokens: false`):
@@ -15,11 +15,10 @@
 import * as fs from "node:fs"
 import { Effect } from "effect"
 import type { Config, Dataset } from "../../pipeline/config.ts"
-import { type Progress, type Stage, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
-import { tablePaths } from "../../schemas/tables.ts"
+import { defineStage, type Progress, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
+import { TOKENIZE, tokenizeUnit, tokensFile, windowsFile } from "./contract.ts"
 import { categorizeTokens, textWords } from "./categories.ts"
 import { encodeIds, Tokenizers, type Encoded, type LoadedTokenizer } from "../../lib/tokenizer.ts"
-import { provideServices } from "../services.ts"
 import { displayPath, type Document, readDocuments } from "./formats.ts"
 import { TokenTablesBuilder } from "./tables.ts"
 
@@ -138,12 +137,22 @@ export const tokenizeDataset = async (
 const toUnitError = (e: unknown): UnitError =>
   e instanceof UnitError ? e : new UnitError({ message: String(e instanceof Error ? e.message : e).split("\n")[0] })
 
-const datasetOf = (config: Config, unit: UnitPlan): Dataset | undefined =>
-  config.datasets.find((d) => `dataset=${d.name}` === unit.id)
+interface TokenizeParams {
+  readonly dataset: {
+    readonly name: string
+    readonly format: Dataset["format"]
+    readonly max_tokens: number | null
+    readonly text_field: string
+    readonly id_field: string
+  }
+  readonly context_length: number
+  readonly stride: number
+  readonly prepend: string | null
+}
 
-const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan, ctx: UnitContext) {
+const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams>, ctx: UnitContext) {
   const { config } = ctx
-  const dataset = datasetOf(config, unit)
+  const dataset = config.datasets.find((d) => d.name === unit.params.dataset.name)
   if (dataset === undefined) return yield* new UnitError({ message: `tokenize: no dataset for unit ${unit.id}` })
   const tokenizers = yield* Tokenizers
   const tokenizer = yield* tokenizers
@@ -165,18 +174,18 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan, ctx: UnitCont
       ),
     catch: toUnitError,
   })
-  yield* ctx.writeParquet(tablePaths.tokens(dataset.name), result.tokens)
-  yield* ctx.writeParquet(tablePaths.windows(dataset.name), result.windows)
+  yield* ctx.writeParquet(tokensFile(dataset.name), result.tokens)
+  yield* ctx.writeParquet(windowsFile(dataset.name), result.windows)
 })
 
-export const tokenizeStage: Stage = {
-  name: "tokenize",
+export const tokenizeStage = defineStage<TokenizeParams, Tokenizers>({
+  name: TOKENIZE,
   version: 1,
   after: [],
   describe: "split each dataset into windows of token ids; one row per predicted token with its tag and category",
   plan: (config) =>
     config.datasets.map((d) => ({
-      id: `dataset=${d.name}`,
+      id: tokenizeUnit(d.name).id,
       params: {
         dataset: {
           name: d.name,
@@ -185,13 +194,13 @@ export const tokenizeStage: Stage = {
           text_field: d.text_field,
           id_field: d.id_field,
         },
-        tokenizer: config.tokenizer,
         context_length: config.context_length,
         stride: config.stride,
         prepend: config.prepend ?? null,
       },
       inputs: [],
+      // The tokenizer and the dataset's files enter the key by content (and path relative to the config).
       files: [...d.files, config.tokenizer],
     })),
-  run: (unit, ctx) => provideServices(run(unit, ctx)),
-}
+  run,
+})

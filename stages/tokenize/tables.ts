@@ -1,13 +1,13 @@
 /**
  * Building the `tokens` and `windows` tables of one dataset (pure: arrays in, Arrow tables out).
- * Columns and their meaning: schemas/tables.ts.
+ * Columns and their meaning: ./contract.ts.
  *
  * Documents are added in order; each one's tokens are cut into windows (windows.ts) and every
  * predicted token gets the next token_index, so token_index follows document order and, within a
  * document, window order.
  */
 import * as arrow from "apache-arrow"
-import { tokensSchema, windowsSchema } from "../../schemas/tables.ts"
+import { Tokens, Windows } from "./contract.ts"
 import type { Category } from "./categories.ts"
 import { documentWindows } from "./windows.ts"
 
@@ -181,13 +181,13 @@ export class TokenTablesBuilder {
     return this.tokenCount - before
   }
 
-  /** The `tokens` table (schemas/tables.ts tokensSchema), token_index order. */
+  /** The `tokens` table (./contract.ts Tokens), token_index order. */
   tokens(): arrow.Table {
     const n = this.tokenCount
     const index = new Int32Array(n)
     for (let i = 0; i < n; i++) index[i] = i
     const t = this.t
-    return toTable(tokensSchema, n, [
+    return toTable(Tokens.schema, n, [
       arrow.makeData({ type: new arrow.Int32(), length: n, data: index }),
       t.seq.data(),
       t.position.data(),
@@ -200,13 +200,14 @@ export class TokenTablesBuilder {
     ])
   }
 
-  /** The `windows` table (schemas/tables.ts windowsSchema), seq_id order. */
+  /** The `windows` table (./contract.ts Windows), seq_id order. */
   windows(): arrow.Table {
     const n = this.windowCount
     const seq = new Int32Array(n)
     for (let i = 0; i < n; i++) seq[i] = i
     const w = this.w
-    const listType = windowsSchema.fields[2].type as arrow.List<arrow.Int32>
+    const schema = Windows.schema
+    const listType = schema.fields[2].type as arrow.List<arrow.Int32>
     const inputIds = arrow.makeData({
       type: listType,
       length: n,
@@ -214,7 +215,7 @@ export class TokenTablesBuilder {
       valueOffsets: w.inputOffsets.values(),
       child: w.inputIds.data(),
     })
-    return toTable(windowsSchema, n, [
+    return toTable(schema, n, [
       arrow.makeData({ type: new arrow.Int32(), length: n, data: seq }),
       w.doc.data(),
       inputIds,

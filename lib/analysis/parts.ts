@@ -3,10 +3,10 @@
  * parts. Rows are threshold-major, so part g holds every threshold of the tokens of block g.
  */
 import type { XAxis } from "../../schemas/config.ts"
-import { classesSchema, regressionsSchema } from "../../schemas/analysis-tables.ts"
 import { type ClassColumns, type RegressColumns, forSlices } from "./blocks.ts"
 import { CLASSES } from "./classes.ts"
-import { bool, dict, f64, i32, tableOf, validity } from "./columns.ts"
+import { bool, dict, f64, i32, validity } from "../columns.ts"
+import { Classes, Regressions } from "./part-tables.ts"
 
 /**
  * Columns that are the same in every block of one shape (threshold, x_axis), built once per
@@ -57,7 +57,7 @@ export const regressionsTable = (
   const { threshold, axis } = constantsOf(thresholds, axes.length, tokens)
   const tokenIndex = tokenIndexColumn(thresholds.length * axes.length, tokens, firstToken)
   const valid = validity(cols.valid)
-  return tableOf(regressionsSchema(), {
+  return Regressions.fromColumns({
     threshold: f64(threshold),
     x_axis: dict(axis, axes),
     token_index: i32(tokenIndex),
@@ -100,7 +100,7 @@ export const classesTable = (
   const stepOf = Int32Array.from(steps)
   // in slices, like the kernels (blocks.ts SLICE)
   forSlices(0, rows, (a, b) => peaks(cols.peak, stepOf, dd, peakStep, a, b))
-  return tableOf(classesSchema(), {
+  return Classes.fromColumns({
     threshold: f64(threshold),
     token_index: i32(tokenIndex),
     class: dict(new Int8Array(cols.cls.buffer, cols.cls.byteOffset, cols.cls.length), CLASSES),

@@ -11,11 +11,12 @@
  *   ppl      = exp(mean_nll)
  */
 import { Effect } from "effect"
-import { flopsAt, tokensSeen, type Config } from "../pipeline/config.ts"
-import type { Stage, UnitContext, UnitPlan } from "../pipeline/stage.ts"
-import { analysisPaths, checkpointsSchema } from "../schemas/analysis-tables.ts"
-import { f64OrNull, i32, tableOf, utf8 } from "./analysis/columns.ts"
-import { AGGREGATE_ID, readLogprobs, scoreFiles, scoreUnit, withAligned } from "./analysis/inputs.ts"
+import { alignedLayout, readLogprobs } from "../../lib/analysis/aligned.ts"
+import { f64OrNull, i32, utf8 } from "../../lib/columns.ts"
+import { flopsAt, tokensSeen, type Config } from "../../pipeline/config.ts"
+import { defineStage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
+import { AGGREGATE, aggregateUnit, checkpointsFile, Checkpoints } from "./contract.ts"
 
 /** Σ −lp and the count over the finite log-probs of one array (nats). */
 export const nllSum = (lp: Float32Array): { sum: number; n: number } => {
@@ -30,9 +31,14 @@ export const nllSum = (lp: Float32Array): { sum: number; n: number } => {
   return { sum, n }
 }
 
-const plan = (config: Config): UnitPlan[] => [
+interface AggregateParams {
+  readonly models: ReadonlyArray<{ readonly name: string; readonly params: number; readonly tokens_per_step: number; readonly steps: ReadonlyArray<number> }>
+  readonly datasets: ReadonlyArray<string>
+}
+
+const plan = (config: Config): UnitPlan<AggregateParams>[] => [
   {
-    id: AGGREGATE_ID,
+    id: aggregateUnit.id,
     params: {
       models: config.models.map((m) => ({ name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, steps: m.checkpoints.map((c) => c.step) })),
       datasets: config.datasets.map((d) => d.name),
@@ -43,7 +49,7 @@ const plan = (config: Config): UnitPlan[] => [
   },
 ]
 
-const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan, ctx: UnitContext) {
+const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan<AggregateParams>, ctx: UnitContext) {
   const config = ctx.config
   const rows = {
     model: [] as string[],
@@ -60,33 +66,37 @@ const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan, ctx: UnitCo
   for (const model of config.models) {
     for (const dataset of config.datasets) {
       const what = `model ${model.name}, dataset ${dataset.name}`
-      const files = yield* scoreFiles(ctx, model, dataset.name)
-      yield* withAligned([files], what, (scores) => Effect.gen(function* () {
-        for (const [c, cp] of model.checkpoints.entries()) {
-          let sum = 0
-          let n = 0
-          for (let g = 0; g < scores.groupRows.length; g++) {
-            const [lp] = yield* readLogprobs([scores.readers[0][c]], g, what)
-            const s = nllSum(lp)
-            sum += s.sum
-            n += s.n
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const readers = yield* Effect.forEach(model.checkpoints, (cp) =>
+            ctx.input(scoreUnit(model.name, cp.step, dataset.name)).open(scoresFile(model.name, cp.step, dataset.name)),
+          )
+          const layout = yield* alignedLayout([readers], what)
+          for (const [c, cp] of model.checkpoints.entries()) {
+            let sum = 0
+            let n = 0
+            for (let g = 0; g < layout.groupRows.length; g++) {
+              const s = nllSum(yield* readLogprobs(readers[c], g, what))
+              sum += s.sum
+              n += s.n
+            }
+            const mean = n > 0 ? sum / n : null
+            rows.model.push(model.name)
+            rows.step.push(cp.step)
+            rows.tokens_seen.push(tokensSeen(model, cp.step))
+            rows.flops.push(flopsAt(model, cp.step))
+            rows.params.push(model.params)
+            rows.dataset.push(dataset.name)
+            rows.n_tokens.push(n)
+            rows.mean_nll.push(mean)
+            rows.ppl.push(mean === null ? null : Math.exp(mean))
+            ctx.progress.advance(1)
           }
-          const mean = n > 0 ? sum / n : null
-          rows.model.push(model.name)
-          rows.step.push(cp.step)
-          rows.tokens_seen.push(tokensSeen(model, cp.step))
-          rows.flops.push(flopsAt(model, cp.step))
-          rows.params.push(model.params)
-          rows.dataset.push(dataset.name)
-          rows.n_tokens.push(n)
-          rows.mean_nll.push(mean)
-          rows.ppl.push(mean === null ? null : Math.exp(mean))
-          ctx.progress.advance(1)
-        }
-      }))
+        }),
+      )
     }
   }
-  const table = tableOf(checkpointsSchema, {
+  const table = Checkpoints.fromColumns({
     model: utf8(rows.model),
     step: i32(Int32Array.from(rows.step)),
     tokens_seen: f64OrNull(rows.tokens_seen),
@@ -97,14 +107,14 @@ const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan, ctx: UnitCo
     mean_nll: f64OrNull(rows.mean_nll),
     ppl: f64OrNull(rows.ppl),
   })
-  yield* ctx.writeParquet(analysisPaths.checkpoints, table)
+  yield* ctx.writeParquet(checkpointsFile, table)
 })
 
-export const aggregateStage: Stage = {
-  name: "aggregate",
+export const aggregateStage = defineStage<AggregateParams>({
+  name: AGGREGATE,
   version: 1,
-  after: ["score"],
+  after: [SCORE],
   describe: "validation perplexity of every checkpoint (checkpoints.parquet)",
   plan,
   run,
-}
+})

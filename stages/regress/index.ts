@@ -17,16 +17,18 @@
  * is in part 1 at row 2 × 65,536 + (70,000 − 65,536).
  */
 import { Effect } from "effect"
-import type { Config, Model } from "../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../pipeline/stage.ts"
-import type { XAxis } from "../schemas/config.ts"
-import { analysisPaths } from "../schemas/analysis-tables.ts"
-import type { RegressTask } from "./analysis/block-tasks.ts"
-import { aggregateUnit, checkpointColumn, readCheckpoints, scoreFiles, scoreUnit, withAligned } from "./analysis/inputs.ts"
-import { analysisThreads, mapBlocks, prepareWorkers } from "./analysis/parallel.ts"
-import { axisValues, thresholdStarts } from "./analysis/window.ts"
+import { alignedLayout } from "../../lib/analysis/aligned.ts"
+import type { RegressTask } from "../../lib/analysis/block-tasks.ts"
+import { analysisThreads, mapBlocks, prepareWorkers } from "../../lib/analysis/parallel.ts"
+import { axisValues, thresholdStarts } from "../../lib/analysis/window.ts"
+import type { Config, Model } from "../../pipeline/config.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import type { XAxis } from "../../pipeline/config.ts"
+import { AGGREGATE, aggregateUnit, checkpointColumn, readCheckpointRows } from "../aggregate/contract.ts"
+import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
+import { REGRESS, regressionsPart, regressUnit } from "./contract.ts"
 
-interface RegressParams {
+export interface RegressParams {
   readonly model: string
   readonly dataset: string
   readonly steps: ReadonlyArray<number>
@@ -38,10 +40,7 @@ interface RegressParams {
   readonly valid_dataset?: string
 }
 
-/** The validation dataset: `analysis.valid_dataset`, else the first dataset. */
-export const validDataset = (config: Config): string => config.analysis.valid_dataset ?? config.datasets[0].name
-
-const plan = (config: Config): UnitPlan[] =>
+const plan = (config: Config): UnitPlan<RegressParams>[] =>
   config.models.flatMap((m) =>
     config.datasets.map((d) => {
       const needsValid = config.analysis.x_axes.includes("log_valid_ppl")
@@ -53,10 +52,10 @@ const plan = (config: Config): UnitPlan[] =>
         tokens_per_step: m.tokens_per_step,
         thresholds: config.analysis.thresholds,
         x_axes: config.analysis.x_axes,
-        ...(needsValid ? { valid_dataset: validDataset(config) } : {}),
+        ...(needsValid ? { valid_dataset: config.analysis.valid_dataset } : {}),
       }
       return {
-        id: `model=${m.name}/dataset=${d.name}`,
+        id: regressUnit(m.name, d.name).id,
         params,
         inputs: [...m.checkpoints.map((cp) => scoreUnit(m.name, cp.step, d.name)), ...(needsValid ? [aggregateUnit] : [])],
         files: [],
@@ -71,7 +70,7 @@ const axesOf = (ctx: UnitContext, model: Model, p: RegressParams, what: string) 
     const steps = model.checkpoints.map((c) => c.step)
     let validNll: number[] | undefined
     if (p.valid_dataset !== undefined) {
-      const rows = yield* readCheckpoints(ctx, what)
+      const rows = yield* readCheckpointRows(ctx)
       const nll = yield* checkpointColumn(rows, model, p.valid_dataset, (r) => r.mean_nll, what)
       // A checkpoint without finite tokens has no validation perplexity: NaN drops that point
       // from every regression (the OLS filters x and y together).
@@ -80,8 +79,8 @@ const axesOf = (ctx: UnitContext, model: Model, p: RegressParams, what: string) 
     return p.x_axes.map((axis) => axisValues(axis, model, steps, validNll))
   })
 
-const run = Effect.fn("stage.regress")(function* (unit: UnitPlan, ctx: UnitContext) {
-  const p = unit.params as RegressParams
+const run = Effect.fn("stage.regress")(function* (unit: UnitPlan<RegressParams>, ctx: UnitContext) {
+  const p = unit.params
   prepareWorkers()
   const model = ctx.config.models.find((m) => m.name === p.model)
   if (model === undefined) return yield* Effect.fail(new UnitError({ message: `regress: no model named ${p.model} in the config` }))
@@ -89,15 +88,22 @@ const run = Effect.fn("stage.regress")(function* (unit: UnitPlan, ctx: UnitConte
   const windows = thresholdStarts(model.checkpoints.map((c) => c.step), p.thresholds, what)
   if ("error" in windows) return yield* Effect.fail(new UnitError({ message: windows.error }))
   const axes = yield* axesOf(ctx, model, p, what)
-  const files = yield* scoreFiles(ctx, model, p.dataset)
-  const layout = yield* withAligned([files], what, (s) => Effect.succeed({ rows: s.groupRows, start: s.groupStart, tokens: s.tokens }))
+  const inputs = model.checkpoints.map((cp) => ({ input: ctx.input(scoreUnit(model.name, cp.step, p.dataset)), file: scoresFile(model.name, cp.step, p.dataset) }))
+  const layout = yield* Effect.scoped(
+    Effect.flatMap(
+      Effect.forEach(inputs, ({ input, file }) => input.open(file)),
+      (readers) => alignedLayout([readers], what),
+    ),
+  )
+  // The workers read the score files themselves, from the local disk.
+  const files = yield* Effect.forEach(inputs, ({ input, file }) => input.localPath(file.path))
   // Checkpoints before the earliest window start are never read (with dense early checkpoints,
   // as in Pythia's log-spaced steps, that is most of them).
   const first = Math.min(...windows.starts)
-  const tasks: RegressTask[] = layout.rows.map((_, g) => ({
+  const tasks: RegressTask[] = layout.groupRows.map((_, g) => ({
     files: files.slice(first),
     group: g,
-    firstToken: layout.start[g],
+    firstToken: layout.groupStart[g],
     thresholds: p.thresholds,
     starts: windows.starts.map((i0) => i0 - first),
     axisNames: p.x_axes,
@@ -107,17 +113,17 @@ const run = Effect.fn("stage.regress")(function* (unit: UnitPlan, ctx: UnitConte
   ctx.progress.start(layout.tokens * perToken, "regressions")
   yield* mapBlocks("regress", tasks, analysisThreads(ctx.config, layout.tokens * (files.length - first)), what, (out, g) =>
     Effect.gen(function* () {
-      yield* ctx.writeFile(analysisPaths.regressions(p.model, p.dataset, g), out.bytes)
+      yield* ctx.writeFile(regressionsPart(p.model, p.dataset, g).path, out.bytes)
       ctx.progress.advance(out.tokens * perToken)
     }),
   )
 })
 
-export const regressStage: Stage = {
-  name: "regress",
+export const regressStage = defineStage<RegressParams>({
+  name: REGRESS,
   version: 1,
-  after: ["score", "aggregate"],
+  after: [SCORE, AGGREGATE],
   describe: "per-token OLS of perplexity ratio on log step (tokens, FLOPs, validation ppl) after each threshold",
   plan,
   run,
-}
+})

@@ -22,37 +22,44 @@
  * (`analysis.reference_model`, else the second-smallest) at every configured threshold.
  */
 import { Effect } from "effect"
-import type { Config } from "../pipeline/config.ts"
-import { UnitError, type Stage, type UnitContext, type UnitPlan } from "../pipeline/stage.ts"
+import { alignedLayout } from "../../lib/analysis/aligned.ts"
+import type { ClassifyTask, ClassifyTaskModel } from "../../lib/analysis/block-tasks.ts"
+import { analysisThreads, mapBlocks, prepareWorkers } from "../../lib/analysis/parallel.ts"
+import { ClassTallies, MAX_CATEGORIES } from "../../lib/analysis/tallies.ts"
+import { thresholdStarts } from "../../lib/analysis/window.ts"
+import type { Config } from "../../pipeline/config.ts"
+import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import { AGGREGATE, aggregateUnit, checkpointColumn, readCheckpointRows } from "../aggregate/contract.ts"
+import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
+import { TOKENIZE, tokenizeUnit, tokensFile } from "../tokenize/contract.ts"
 import {
-  analysisPaths,
-  classCategoriesSchema,
-  classSummarySchema,
-  classTransitionsSchema,
-  groupTrajectoriesSchema,
-} from "../schemas/analysis-tables.ts"
-import type { ClassifyTask, ClassifyTaskModel } from "./analysis/block-tasks.ts"
-import { f64, f64OrNull, i32, tableOf, utf8 } from "./analysis/columns.ts"
-import {
-  aggregateUnit,
-  checkpointColumn,
-  readCheckpoints,
-  referenceModel,
-  scoreFiles,
-  scoreUnit,
-  tokenizeUnit,
-  tokensFile,
-  withAligned,
-} from "./analysis/inputs.ts"
-import { analysisThreads, mapBlocks, prepareWorkers } from "./analysis/parallel.ts"
-import { ClassTallies, MAX_CATEGORIES } from "./analysis/tallies.ts"
-import { thresholdStarts } from "./analysis/window.ts"
+  CLASSIFY,
+  classCategoriesFile,
+  ClassCategories,
+  classesPart,
+  classifyUnit,
+  classSummaryFile,
+  ClassSummary,
+  classTransitionsFile,
+  ClassTransitions,
+  groupTrajectoriesFile,
+  GroupTrajectories,
+} from "./contract.ts"
 
-export const CLASSIFY_ID = "all"
+interface ClassifyParams {
+  readonly models: ReadonlyArray<{ readonly name: string; readonly params: number; readonly steps: ReadonlyArray<number> }>
+  readonly datasets: ReadonlyArray<string>
+  readonly thresholds: ReadonlyArray<number>
+  readonly alpha: number
+  readonly delta: number
+  readonly dd_rise: number
+  readonly reference_model: string
+}
 
-const plan = (config: Config): UnitPlan[] => [
+
+const plan = (config: Config): UnitPlan<ClassifyParams>[] => [
   {
-    id: CLASSIFY_ID,
+    id: classifyUnit.id,
     params: {
       models: config.models.map((m) => ({ name: m.name, params: m.params, steps: m.checkpoints.map((c) => c.step) })),
       datasets: config.datasets.map((d) => d.name),
@@ -60,7 +67,7 @@ const plan = (config: Config): UnitPlan[] => [
       alpha: config.analysis.alpha,
       delta: config.analysis.delta,
       dd_rise: config.analysis.dd_rise,
-      reference_model: referenceModel(config).name,
+      reference_model: config.analysis.reference_model,
     },
     inputs: [
       ...config.datasets.map((d) => tokenizeUnit(d.name)),
@@ -86,9 +93,9 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
     const config = ctx.config
     const a = config.analysis
     const thresholds = a.thresholds
-    const ref = referenceModel(config)
     const models = config.models
-    const refIndex = models.indexOf(ref)
+    const refIndex = models.findIndex((m) => m.name === a.reference_model)
+    const ref = models[refIndex]
     const starts: number[][] = []
     for (const m of models) {
       const w = thresholdStarts(m.checkpoints.map((c) => c.step), thresholds, `model ${m.name}, dataset ${dataset}`)
@@ -96,21 +103,30 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
       starts.push(w.starts)
     }
     const what = `dataset ${dataset}`
-    const checkpointRows = yield* readCheckpoints(ctx, what)
+    const checkpointRows = yield* readCheckpointRows(ctx)
     const validPpl = yield* Effect.forEach(models, (m) => checkpointColumn(checkpointRows, m, dataset, (r) => r.ppl, what))
-    const files = yield* Effect.forEach(models, (m) => scoreFiles(ctx, m, dataset))
-    const tokensPath = yield* tokensFile(ctx, dataset)
-    const layout = yield* withAligned(files, what, (s) => Effect.succeed({ rows: s.groupRows, start: s.groupStart, tokens: s.tokens }))
+    const inputs = models.map((m) =>
+      m.checkpoints.map((cp) => ({ input: ctx.input(scoreUnit(m.name, cp.step, dataset)), file: scoresFile(m.name, cp.step, dataset) })),
+    )
+    const layout = yield* Effect.scoped(
+      Effect.flatMap(
+        Effect.forEach(inputs, (row) => Effect.forEach(row, ({ input, file }) => input.open(file))),
+        (readers) => alignedLayout(readers, what),
+      ),
+    )
+    // The workers read the score and tokens files themselves, from the local disk.
+    const files = yield* Effect.forEach(inputs, (row) => Effect.forEach(row, ({ input, file }) => input.localPath(file.path)))
+    const tokensPath = yield* ctx.input(tokenizeUnit(dataset)).localPath(tokensFile(dataset).path)
     const tallies = new ClassTallies(
       models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) })),
       thresholds,
     )
     const taskModels: ClassifyTaskModel[] = models.map((m, mi) => ({ files: files[mi], steps: m.checkpoints.map((c) => c.step), starts: starts[mi] }))
-    const tasks: ClassifyTask[] = layout.rows.map((tokens, g) => ({
+    const tasks: ClassifyTask[] = layout.groupRows.map((tokens, g) => ({
       models: taskModels,
       ref: refIndex,
       group: g,
-      firstToken: layout.start[g],
+      firstToken: layout.groupStart[g],
       tokens,
       thresholds,
       alpha: a.alpha,
@@ -124,7 +140,7 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
     ctx.progress.start(layout.tokens * models.length * thresholds.length, "token classes")
     yield* mapBlocks("classify", tasks, analysisThreads(config, work), what, (out, g) =>
       Effect.gen(function* () {
-        for (const [mi, m] of models.entries()) yield* ctx.writeFile(analysisPaths.classes(m.name, dataset, g), out.parts[mi])
+        for (const [mi, m] of models.entries()) yield* ctx.writeFile(classesPart(m.name, dataset, g).path, out.parts[mi])
         const remap = out.categoryNames.map((name) => {
           let k = categoryNames.indexOf(name)
           if (k < 0) k = categoryNames.push(name) - 1
@@ -148,68 +164,20 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
     out.groups.push(...tallies.groupRows(dataset, ref.name, validPpl))
   })
 
-const run = Effect.fn("stage.classify")(function* (_unit: UnitPlan, ctx: UnitContext) {
+const run = Effect.fn("stage.classify")(function* (_unit: UnitPlan<ClassifyParams>, ctx: UnitContext) {
   const out: Summaries = { summary: [], transitions: [], categories: [], groups: [] }
   for (const d of ctx.config.datasets) yield* classifyDataset(ctx, d.name, out)
-  const num = (xs: ReadonlyArray<number>) => f64(Float64Array.from(xs))
-  const int = (xs: ReadonlyArray<number>) => i32(Int32Array.from(xs))
-  yield* ctx.writeParquet(
-    analysisPaths.classSummary,
-    tableOf(classSummarySchema, {
-      model: utf8(out.summary.map((r) => r.model)),
-      dataset: utf8(out.summary.map((r) => r.dataset)),
-      threshold: num(out.summary.map((r) => r.threshold)),
-      class: utf8(out.summary.map((r) => r.class)),
-      n_tokens: int(out.summary.map((r) => r.n_tokens)),
-      share: num(out.summary.map((r) => r.share)),
-    }),
-  )
-  yield* ctx.writeParquet(
-    analysisPaths.classTransitions,
-    tableOf(classTransitionsSchema, {
-      dataset: utf8(out.transitions.map((r) => r.dataset)),
-      threshold: num(out.transitions.map((r) => r.threshold)),
-      model_from: utf8(out.transitions.map((r) => r.model_from)),
-      class_from: utf8(out.transitions.map((r) => r.class_from)),
-      model_to: utf8(out.transitions.map((r) => r.model_to)),
-      class_to: utf8(out.transitions.map((r) => r.class_to)),
-      n: int(out.transitions.map((r) => r.n)),
-      share: num(out.transitions.map((r) => r.share)),
-    }),
-  )
-  yield* ctx.writeParquet(
-    analysisPaths.classCategories,
-    tableOf(classCategoriesSchema, {
-      model: utf8(out.categories.map((r) => r.model)),
-      dataset: utf8(out.categories.map((r) => r.dataset)),
-      threshold: num(out.categories.map((r) => r.threshold)),
-      class: utf8(out.categories.map((r) => r.class)),
-      category: utf8(out.categories.map((r) => r.category)),
-      n: int(out.categories.map((r) => r.n)),
-      share: num(out.categories.map((r) => r.share)),
-    }),
-  )
-  yield* ctx.writeParquet(
-    analysisPaths.groupTrajectories,
-    tableOf(groupTrajectoriesSchema, {
-      dataset: utf8(out.groups.map((r) => r.dataset)),
-      ref_model: utf8(out.groups.map((r) => r.ref_model)),
-      threshold: num(out.groups.map((r) => r.threshold)),
-      class: utf8(out.groups.map((r) => r.class)),
-      model: utf8(out.groups.map((r) => r.model)),
-      step: int(out.groups.map((r) => r.step)),
-      valid_ppl: f64OrNull(out.groups.map((r) => r.valid_ppl)),
-      group_ppl: f64OrNull(out.groups.map((r) => r.group_ppl)),
-      n_tokens: int(out.groups.map((r) => r.n_tokens)),
-    }),
-  )
+  yield* ctx.writeParquet(classSummaryFile, ClassSummary.fromRows(out.summary))
+  yield* ctx.writeParquet(classTransitionsFile, ClassTransitions.fromRows(out.transitions))
+  yield* ctx.writeParquet(classCategoriesFile, ClassCategories.fromRows(out.categories))
+  yield* ctx.writeParquet(groupTrajectoriesFile, GroupTrajectories.fromRows(out.groups))
 })
 
-export const classifyStage: Stage = {
-  name: "classify",
+export const classifyStage = defineStage<ClassifyParams>({
+  name: CLASSIFY,
   version: 1,
-  after: ["tokenize", "score", "aggregate"],
+  after: [TOKENIZE, SCORE, AGGREGATE],
   describe: "token classes, per-token double descent, class shares, transitions, categories, group trajectories",
   plan,
   run,
-}
+})

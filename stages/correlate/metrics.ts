@@ -14,7 +14,7 @@
  * correct_ppl = exp(2/2) = 2.718, incorrect_ppl = exp(3/1) = 20.09.
  */
 
-/** The columns of an options table (schemas/downstream-tables.ts), one entry per option row. */
+/** The columns of an options table (stages/downstream/contract.ts), one entry per option row. */
 export interface OptionColumns {
   readonly exampleId: ArrayLike<number>
   readonly isCorrect: ArrayLike<boolean>

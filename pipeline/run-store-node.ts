@@ -1,0 +1,101 @@
+/**
+ * The run store on this machine's disk (`outputs/<run>/`), through @effect/platform's FileSystem.
+ *
+ * Writes are atomic: a temporary name in the final folder (pid in the name, see atomic.ts), fsync,
+ * rename; an interrupted write removes its temporary file, and those of SIGKILLed runs are swept by
+ * `acquire`, which also takes the run's lock file (lock.ts).
+ */
+import * as nodePath from "node:path"
+import { FileSystem } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { NodeFileSystem } from "@effect/platform-node"
+import { Effect, Layer, Option } from "effect"
+import { sweepStaleTemps, tmpNameFor } from "./atomic.ts"
+import { RunError } from "./errors.ts"
+import { acquireLock } from "./lock.ts"
+import { RunStore, StoreError, type RunStoreShape } from "./run-store.ts"
+
+const reasonOf = (e: PlatformError, fallback: StoreError["reason"]): StoreError["reason"] =>
+  e._tag === "SystemError" && e.reason === "NotFound" ? "NotFound" : fallback
+
+const describe = (e: PlatformError): string => {
+  const code = (e as { cause?: { code?: string } }).cause?.code
+  return code ?? (e._tag === "SystemError" ? e.reason : e.message)
+}
+
+/** The store of the run folder `runDir` (absolute), on a given FileSystem. */
+export const makeNodeRunStore = (runDir: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const abs = (rel: string) => nodePath.join(runDir, rel)
+    const fail = (rel: string, fallback: StoreError["reason"], verb: string) => (e: PlatformError) =>
+      new StoreError({ reason: reasonOf(e, fallback), path: abs(rel), detail: `cannot ${verb} (${describe(e)})`, cause: e })
+
+    const writeAtomic = (rel: string, data: Uint8Array | string) => {
+      const target = abs(rel)
+      const tmp = tmpNameFor(target)
+      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
+      return Effect.gen(function* () {
+        yield* fs.makeDirectory(nodePath.dirname(target), { recursive: true })
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const file = yield* fs.open(tmp, { flag: "w" })
+            yield* file.writeAll(bytes)
+            yield* file.sync
+          }),
+        )
+        yield* fs.rename(tmp, target)
+        return bytes.byteLength
+      }).pipe(
+        Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore)),
+        Effect.mapError(fail(rel, "Unwritable", "write")),
+      )
+    }
+
+    const store: RunStoreShape = {
+      location: runDir,
+      cacheDir: nodePath.join(runDir, ".cache"),
+      readBytes: (rel) => fs.readFile(abs(rel)).pipe(Effect.mapError(fail(rel, "Unreadable", "read"))),
+      writeAtomic,
+      size: (rel) =>
+        fs.stat(abs(rel)).pipe(
+          Effect.map((info) => (info.type === "File" ? Option.some(Number(info.size)) : Option.none())),
+          Effect.catchIf(
+            (e) => e._tag === "SystemError" && e.reason === "NotFound",
+            () => Effect.succeed(Option.none<number>()),
+          ),
+          Effect.mapError(fail(rel, "Unreadable", "stat")),
+        ),
+      remove: (rel) => fs.remove(abs(rel), { force: true }).pipe(Effect.mapError(fail(rel, "Unwritable", "remove"))),
+      rename: (from, to) => fs.rename(abs(from), abs(to)).pipe(Effect.mapError(fail(from, "Unwritable", `rename to ${to}`))),
+      localPath: (rel) => Option.some(abs(rel)),
+      acquire: Effect.gen(function* () {
+        yield* fs.makeDirectory(runDir, { recursive: true }).pipe(
+          Effect.flatMap(() => fs.access(runDir, { writable: true })),
+          Effect.mapError((e) => new RunError({ message: `output folder ${runDir} is not writable (${describe(e)})` })),
+        )
+        const notices: string[] = []
+        yield* Effect.acquireRelease(
+          Effect.suspend(() => {
+            const lock = acquireLock(runDir)
+            if (lock._tag === "held") {
+              return Effect.fail(
+                new RunError({ message: `${runDir} is in use by another run (pid ${lock.pid}, since ${lock.since}); wait for it to finish, or stop it` }),
+              )
+            }
+            if (lock.takenOverFrom !== undefined) notices.push(`took over the lock of a run that is gone (pid ${lock.takenOverFrom})`)
+            return Effect.succeed(lock)
+          }),
+          (lock) => Effect.sync(() => lock.release()),
+        )
+        const swept = sweepStaleTemps(runDir)
+        if (swept.length) notices.push(`removed ${swept.length} temporary file(s) left by an interrupted run`)
+        return notices
+      }),
+    }
+    return store
+  })
+
+/** The RunStore layer of a run folder on the local disk. */
+export const nodeRunStore = (runDir: string): Layer.Layer<RunStore> =>
+  Layer.effect(RunStore, makeNodeRunStore(runDir)).pipe(Layer.provide(NodeFileSystem.layer))

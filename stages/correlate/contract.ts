@@ -1,0 +1,81 @@
+/**
+ * The correlate stage's contract: one unit for the whole run (id `all`) writing task metrics,
+ * what predicts accuracy, and the agreement of sizes at equal perplexity. Missing values (a
+ * statistic that does not exist for the points at hand) are nulls, never NaN.
+ */
+import { col, defineTable, type TableRow } from "../../lib/tables.ts"
+import type { TableFile, UnitRef } from "../../pipeline/stage.ts"
+
+export const CORRELATE = "correlate"
+export const correlateUnit: UnitRef = { stage: CORRELATE, id: "all" }
+
+/**
+ * `task_metrics.parquet`: one row per (model, checkpoint, task), from the options tables
+ * (./metrics.ts defines every column).
+ *   accuracy, accuracy_norm, random_baseline  fractions in [0, 1]
+ *   correct_ppl, incorrect_ppl                exp(−mean log-prob) over the tokens of correct / incorrect options
+ */
+export const TaskMetrics = defineTable("task_metrics", {
+  model: col.utf8(),
+  step: col.int32(),
+  task: col.utf8(),
+  n_examples: col.int32(),
+  accuracy: col.float64(),
+  accuracy_norm: col.float64(),
+  random_baseline: col.float64(),
+  correct_ppl: col.float64(),
+  incorrect_ppl: col.float64(),
+})
+export type TaskMetricRow = TableRow<typeof TaskMetrics>
+
+/** The task name of the rows that correlate the mean accuracy over every task. */
+export const MEAN_TASK = "__mean__"
+
+/**
+ * `correlations.parquet`: one row per (task, x axis). `task` is a task name or MEAN_TASK ("__mean__",
+ * the mean accuracy over every task; task names cannot start with "_", so it never collides).
+ *   x_axis       log_valid_ppl | log_flops | log_tokens | log_step
+ *   spearman, pearson  correlation of x with accuracy over the points (null with < 3 points or a constant)
+ *   r2_pooled    R² of accuracy ~ a + b·x over every model's checkpoints (null when accuracy is constant)
+ *   size_effect  ΔR² gained by one intercept per model (0 for a size-invariant predictor)
+ *   n_points     (model, step) points with a finite x (step 0 has no log step, tokens or FLOPs)
+ */
+export const Correlations = defineTable("correlations", {
+  task: col.utf8(),
+  x_axis: col.utf8(),
+  spearman: col.float64({ nullable: true }),
+  pearson: col.float64({ nullable: true }),
+  r2_pooled: col.float64({ nullable: true }),
+  size_effect: col.float64({ nullable: true }),
+  n_points: col.int32(),
+})
+export type CorrelationRow = TableRow<typeof Correlations>
+
+/**
+ * `agreement.parquet`: one row per matched checkpoint pair of two sizes (model_a smaller than model_b).
+ *   match        "ppl" (nearest validation perplexity) or "flops" (nearest FLOPs)
+ *   dataset      the validation dataset whose per-token log-probs are compared
+ *   ppl_*, flops_*  validation perplexity and training FLOPs of each checkpoint
+ *   pearson, spearman  correlation of the two checkpoints' per-token log-probs (null when one is constant)
+ *   n_tokens     tokens compared
+ */
+export const Agreement = defineTable("agreement", {
+  match: col.utf8(),
+  dataset: col.utf8(),
+  model_a: col.utf8(),
+  step_a: col.int32(),
+  model_b: col.utf8(),
+  step_b: col.int32(),
+  ppl_a: col.float64(),
+  ppl_b: col.float64(),
+  flops_a: col.float64(),
+  flops_b: col.float64(),
+  pearson: col.float64({ nullable: true }),
+  spearman: col.float64({ nullable: true }),
+  n_tokens: col.int32(),
+})
+export type AgreementRow = TableRow<typeof Agreement>
+
+export const taskMetricsFile: TableFile = { path: "task_metrics.parquet", table: TaskMetrics }
+export const correlationsFile: TableFile = { path: "correlations.parquet", table: Correlations }
+export const agreementFile: TableFile = { path: "agreement.parquet", table: Agreement }

@@ -1,0 +1,45 @@
+/**
+ * The downstream stage's contract: one unit per (model, checkpoint, task), id
+ * `model=M/step=S/task=T`, writing the log-prob of every option of every example.
+ */
+import { col, defineTable, type TableRow } from "../../lib/tables.ts"
+import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
+import type { TableFile, UnitRef } from "../../pipeline/stage.ts"
+
+export const DOWNSTREAM = "downstream"
+
+export const downstreamUnitId = (model: string, step: number, task: string): string => `model=${model}/step=${step}/task=${task}`
+export const downstreamUnit = (model: string, step: number, task: string): UnitRef => ({ stage: DOWNSTREAM, id: downstreamUnitId(model, step, task) })
+
+/** Every (model, checkpoint, task) of the config, in unit order. */
+export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoint: Checkpoint; task: Task; id: string }> =>
+  config.models.flatMap((model) =>
+    model.checkpoints.flatMap((checkpoint) =>
+      config.tasks.map((task) => ({ model, checkpoint, task, id: downstreamUnitId(model.name, checkpoint.step, task.name) })),
+    ),
+  )
+
+/**
+ * `downstream/model=M/step=S/task=T/options.parquet`: one row per option of every scored example.
+ *   example_id   index of the example in the task file (0-based, file order; `max_examples` keeps the first N)
+ *   option_id    index of the option within the example (file order)
+ *   is_correct   the option is (one of) the example's correct option(s)
+ *   logprob_sum  Σ log p(token | context) over the option's scored tokens, nats
+ *   n_tokens     number of scored tokens of the option
+ *   n_chars      characters (UTF-16 code units) of the text those tokens cover — the option with its
+ *                leading spaces (see ./prompts.ts for the boundary)
+ */
+export const Options = defineTable("options", {
+  example_id: col.int32(),
+  option_id: col.int32(),
+  is_correct: col.bool(),
+  logprob_sum: col.float64(),
+  n_tokens: col.int32(),
+  n_chars: col.int32(),
+})
+export type OptionRow = TableRow<typeof Options>
+
+export const optionsFile = (model: string, step: number, task: string): TableFile => ({
+  path: `downstream/model=${model}/step=${step}/task=${task}/options.parquet`,
+  table: Options,
+})
