@@ -11,6 +11,7 @@
  */
 import * as fs from "node:fs"
 import { Tokenizer } from "tokenizers"
+import { firstLine } from "../pipeline/errors.ts"
 
 export type OffsetUnit = "codepoint" | "utf16" | "byte"
 
@@ -68,7 +69,6 @@ export const loadTokenizer = async (file: string): Promise<LoadedTokenizer> => {
 export const encodeIds = async (t: LoadedTokenizer, text: string): Promise<Int32Array> =>
   Int32Array.from((await t.tokenizer.encode(text, null, { addSpecialTokens: false })).getIds())
 
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
 
 const SURROGATE = /[\uD800-\uDFFF]/
 const NON_ASCII = /[^\x00-\x7f]/

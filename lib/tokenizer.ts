@@ -14,6 +14,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Context, Data, Effect, Layer } from "effect"
 import { loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "./tokenizer-load.ts"
+import { firstLine } from "../pipeline/errors.ts"
 
 export { encodeIds, toUtf16Offsets, type Encoded, type LoadedTokenizer, type OffsetUnit } from "./tokenizer-load.ts"
 
@@ -35,7 +36,6 @@ export interface TokenizersService {
 
 export class Tokenizers extends Context.Tag("trajectories/Tokenizers")<Tokenizers, TokenizersService>() {}
 
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split("\n")[0].trim()
 
 /** Cache key of a file: absolute path, size and mtime (the path alone when it cannot be read: the load reports why). */
 const keyOf = (file: string): string => {

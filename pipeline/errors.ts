@@ -7,20 +7,10 @@
  *     .message  → "scores/…/scores.parquet: cannot read row group 3"
  *   causeChain(err) → ["scores/…: cannot read row group 3", "RuntimeError: unreachable", …]
  */
-import * as path from "node:path"
 import { Data } from "effect"
 
-/** The first line of an error's message (or of its string form), trimmed. */
-export const firstLine = (e: unknown): string => {
-  const m = e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
-  return m.split("\n")[0].trim()
-}
-
-/** A path as messages show it: relative to the working folder when inside it. */
-export const displayPath = (file: string): string => {
-  const rel = path.relative(process.cwd(), file)
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
-}
+export { displayPath, firstLine } from "../lib/messages.ts"
+import { firstLine } from "../lib/messages.ts"
 
 /** Bad config file or field, or bad command-line arguments: exit 2, nothing created on disk. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{

@@ -13,6 +13,7 @@ import type * as arrow from "apache-arrow"
 import { Context, Data, Effect, Option, type Scope } from "effect"
 import type { RunError } from "./errors.ts"
 import { decodeParquet, encodeParquet, openRowGroups, openRowGroupsFromBytes, type RowGroupReader, type WriteOptions } from "./store.ts"
+import { firstLine } from "./errors.ts"
 
 /** A store operation that failed; `reason` says how, `path` which file (relative to the run). */
 export class StoreError extends Data.TaggedError("StoreError")<{
@@ -63,7 +64,7 @@ export const writeParquet = (store: RunStoreShape, rel: string, table: arrow.Tab
   Effect.flatMap(
     Effect.try({
       try: () => encodeParquet(table, options),
-      catch: (e) => new StoreError({ reason: "Unwritable", path: rel, detail: `cannot encode Parquet: ${String((e as Error)?.message ?? e).split("\n")[0]}`, cause: e }),
+      catch: (e) => new StoreError({ reason: "Unwritable", path: rel, detail: `cannot encode Parquet: ${firstLine(e)}`, cause: e }),
     }),
     (bytes) => store.writeAtomic(rel, bytes),
   )
@@ -73,7 +74,7 @@ export const readParquet = (store: RunStoreShape, rel: string, options: { readon
   Effect.flatMap(store.readBytes(rel), (bytes) =>
     Effect.try({
       try: () => decodeParquet(bytes, options.columns ? { columns: options.columns } : {}),
-      catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `not a readable Parquet file (${String((e as Error)?.message ?? e).split("\n")[0]})`, cause: e }),
+      catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `not a readable Parquet file (${firstLine(e)})`, cause: e }),
     }),
   )
 
@@ -86,13 +87,13 @@ export const openParquet = (store: RunStoreShape, rel: string): Effect.Effect<Ro
       onSome: (p) =>
         Effect.tryPromise({
           try: () => openRowGroups(p),
-          catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `cannot open as Parquet (${String((e as Error)?.message ?? e).split("\n")[0]})`, cause: e }),
+          catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `cannot open as Parquet (${firstLine(e)})`, cause: e }),
         }),
       onNone: () =>
         Effect.flatMap(store.readBytes(rel), (bytes) =>
           Effect.tryPromise({
             try: () => openRowGroupsFromBytes(rel, bytes),
-            catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `cannot open as Parquet (${String((e as Error)?.message ?? e).split("\n")[0]})`, cause: e }),
+            catch: (e) => new StoreError({ reason: "Corrupt", path: rel, detail: `cannot open as Parquet (${firstLine(e)})`, cause: e }),
           }),
         ),
     }))),

@@ -16,6 +16,7 @@ import { classesTable, regressionsTable } from "./parts.ts"
 import { CLASSES, type ClassRules } from "./classes.ts"
 import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
+import { firstLine } from "../messages.ts"
 
 /**
  * Encoding of the per-token parts (store.ts WriteOptions): the float columns of distinct values
@@ -71,7 +72,7 @@ export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number, 
       // Straight from the decoder; the Arrow table is the fallback (nulls, other types).
       v = (await r.readFloat32(g, "logprob", into[j])) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
     } catch (e) {
-      throw new Error(`cannot read row group ${g} of ${f}: ${String((e as Error).message ?? e).split("\n")[0]}`)
+      throw new Error(`cannot read row group ${g} of ${f}: ${firstLine(e)}`)
     }
     if (!(v instanceof Float32Array)) throw new Error(`${f}: logprob is not a float32 column`)
     out.push(v)

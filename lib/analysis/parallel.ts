@@ -25,6 +25,7 @@ import { Effect } from "effect"
 import type { Config } from "../../pipeline/config.ts"
 import { UnitError } from "../../pipeline/stage.ts"
 import { closeReaders, type TaskName, tasks } from "./block-tasks.ts"
+import { firstLine } from "../../pipeline/errors.ts"
 
 type Input<K extends TaskName> = Parameters<(typeof tasks)[K]>[0]
 type Output<K extends TaskName> = Awaited<ReturnType<(typeof tasks)[K]>>
@@ -192,7 +193,7 @@ export const stopWorkers = (): Promise<void> => {
 }
 
 const taskError = (what: string) => (e: unknown) =>
-  new UnitError({ message: `${what}: ${String((e as Error)?.message ?? e).split("\n")[0]}` })
+  new UnitError({ message: `${what}: ${firstLine(e)}`, cause: e })
 
 /**
  * Run block task `name` over `inputs` on `threads` threads and hand each result to `handle` in

@@ -13,6 +13,7 @@
 import * as os from "node:os"
 import { Data } from "effect"
 import * as ort from "onnxruntime-node"
+import { firstLine } from "../../pipeline/errors.ts"
 
 /** A failure of the ONNX module, phrased for the user in one line (it names the checkpoint). */
 export class OnnxError extends Data.TaggedError("OnnxError")<{
@@ -22,7 +23,7 @@ export class OnnxError extends Data.TaggedError("OnnxError")<{
 /** A failure already phrased for the user, thrown inside the module's async code; becomes an OnnxError at its Effect boundary. */
 export class Fail extends Error {}
 
-export const firstLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split("\n")[0].trim()
+export { firstLine } from "../../pipeline/errors.ts"
 
 /** Our own failures carry their message; anything else (a file system error, say) gets the checkpoint's label. */
 export const toOnnxError =

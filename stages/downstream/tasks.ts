@@ -27,6 +27,7 @@
 import { Either } from "effect"
 import { UnitError } from "../../pipeline/stage.ts"
 import { STREAM, mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
+import { firstLine } from "../../pipeline/errors.ts"
 
 export type TaskFormat = "bigbench" | "pairs" | "jsonl"
 
@@ -64,7 +65,6 @@ class Bad extends Error {
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v)
 const quote = (s: string) => JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s)
-const firstLine = (e: unknown) => String(e instanceof Error ? e.message : e).split("\n")[0]
 
 /** Check the options of one example; `field(i)` names option i in messages. */
 const checkOptions = (options: ReadonlyArray<string>, correct: ReadonlyArray<number>, field: string, optionField: (i: number) => string) => {

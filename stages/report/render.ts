@@ -13,6 +13,7 @@ import { buildFigures } from "./figures.ts"
 import type { Figure, TextTable } from "./spec.ts"
 import { checksTable, sizeSummary, tableInventory } from "./summary.ts"
 import { useHelveticaMetrics } from "./text-width.ts"
+import { firstLine } from "../../pipeline/errors.ts"
 
 type Logger = NonNullable<NonNullable<Parameters<typeof compile>[1]>["logger"]>
 
@@ -229,7 +230,7 @@ export const buildReportHtml = async (
       figures.push({ ...f, svg: r.svg })
     } catch (e) {
       const { spec: _spec, ...rest } = f
-      figures.push({ ...rest, notes: [...f.notes, `the figure could not be drawn: ${(e as Error).message.split("\n")[0]}`] })
+      figures.push({ ...rest, notes: [...f.notes, `the figure could not be drawn: ${firstLine(e)}`] })
     }
   }
   const checks = checksTable(tables)

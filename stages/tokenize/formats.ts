@@ -20,18 +20,13 @@ import { UnitError } from "../../pipeline/stage.ts"
 import { readParquetFile } from "../../pipeline/store.ts"
 import { parseBrown } from "./brown.ts"
 import type { Words } from "./categories.ts"
+import { displayPath, firstLine } from "../../pipeline/errors.ts"
 
 export interface Document {
   readonly id: string
   readonly text: string
   /** Word spans with tags, when the format has them (brown). */
   readonly words?: Words
-}
-
-/** A path as shown in messages: relative to the working folder when inside it. */
-export const displayPath = (file: string): string => {
-  const rel = path.relative(process.cwd(), file)
-  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file
 }
 
 const fail = (message: string): UnitError => new UnitError({ message })
@@ -41,7 +36,7 @@ const reason = (e: unknown): string => {
   if (code === "ENOENT") return "file not found"
   if (code === "EISDIR") return "is a folder, not a file"
   if (code === "EACCES") return "permission denied"
-  return String(e instanceof Error ? e.message : e).split("\n")[0].trim()
+  return firstLine(e)
 }
 
 const readText = (file: string): string => {

@@ -19,8 +19,9 @@ import { defineStage, type Progress, type UnitContext, type UnitPlan, UnitError 
 import { TOKENIZE, tokenizeUnit, tokensFile, windowsFile } from "./contract.ts"
 import { categorizeTokens, textWords } from "./categories.ts"
 import { encodeIds, Tokenizers, type Encoded, type LoadedTokenizer } from "../../lib/tokenizer.ts"
-import { displayPath, type Document, readDocuments } from "./formats.ts"
+import { type Document, readDocuments } from "./formats.ts"
 import { TokenTablesBuilder } from "./tables.ts"
+import { displayPath, toUnitError } from "../../pipeline/errors.ts"
 
 export interface TokenizeOptions {
   readonly contextLength: number
@@ -134,9 +135,6 @@ export const tokenizeDataset = async (
   return { tokens: builder.tokens(), windows: builder.windows(), documents, words }
 }
 
-const toUnitError = (e: unknown): UnitError =>
-  e instanceof UnitError ? e : new UnitError({ message: String(e instanceof Error ? e.message : e).split("\n")[0] })
-
 interface TokenizeParams {
   readonly dataset: {
     readonly name: string
@@ -157,7 +155,7 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams
   const tokenizers = yield* Tokenizers
   const tokenizer = yield* tokenizers
     .load(config.tokenizer)
-    .pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e.reason}` })))
+    .pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e.reason}`, cause: e })))
   const result = yield* Effect.tryPromise({
     try: (signal) =>
       tokenizeDataset(
@@ -172,7 +170,7 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams
         ctx.progress,
         signal,
       ),
-    catch: toUnitError,
+    catch: (e) => toUnitError(e),
   })
   yield* ctx.writeParquet(tokensFile(dataset.name), result.tokens)
   yield* ctx.writeParquet(windowsFile(dataset.name), result.windows)
