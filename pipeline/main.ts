@@ -1,7 +1,7 @@
 /** Entry point of `trajectories` (bin/trajectories.js, npm start): the registry, its services, and the CLI's extras. */
 import { checkWarnings } from "../stages/checks/flagged.ts"
 import { allStages } from "../stages/index.ts"
-import { REPORT, REPORT_PATH } from "../stages/report/index.ts"
+import { REPORT, REPORT_PATH } from "../stages/report/contract.ts"
 import { StageServicesLive } from "../stages/services.ts"
 import { runSummaryLines } from "../stages/summary.ts"
 import { makeCli } from "./cli.ts"

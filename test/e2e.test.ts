@@ -8,6 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { readParquetFile } from "../pipeline/store.ts"
+import { compareDigests, runDigest } from "../tools/run-digest.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-e2e-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -51,7 +52,7 @@ const list = (m: string, pairs: Array<[number, number]>) => pairs.map(([s, f]) =
 const cli = (...args: string[]) => spawnSync(tsx, [main, ...args], { encoding: "utf8", cwd: tmp })
 
 describe("end to end on the demo family", () => {
-  it("runs every stage, prints the summary, then has nothing to do; status shows every unit done", () => {
+  it("runs every stage, prints the summary, then has nothing to do; status shows every unit done", async () => {
     const file = cfg("full", list("tiny", steps.map((s) => [s, s])))
     const r = cli("run", file)
     expect(r.stderr).not.toMatch(/FAILED|internal error/)
@@ -72,6 +73,10 @@ describe("end to end on the demo family", () => {
     expect(ppl("tiny", 908)).toBeLessThan(ppl("tiny", 8))
     // A clean family raises no check.
     expect(readParquetFile(path.join(runDir, "checkpoint_checks.parquet")).numRows).toBe(0)
+    // Every table as it was before Engine v2: the digest of this same run taken at 76db982 with
+    // `npx tsx tools/run-digest.ts` (exact counts and hashes; sums within float noise).
+    const before = JSON.parse(fs.readFileSync(path.join(root, "test/fixtures/e2e-digest-76db982.json"), "utf8"))
+    expect(compareDigests(before, await runDigest(runDir))).toEqual([])
 
     const again = cli("run", file)
     expect(again.status).toBe(0)

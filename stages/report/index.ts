@@ -21,10 +21,10 @@ import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsF
 import { DOWNSTREAM } from "../downstream/contract.ts"
 import { generationsFile, lambdaGroups, lambdaId, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
+import { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
 import { buildReportHtml } from "./render.ts"
 
-export const REPORT = "report"
-export const REPORT_PATH = "report/index.html"
+export { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
 
 /** The report's choices from the resolved config. */
 export const reportOptions = (config: Config): ReportOptions => ({
@@ -133,6 +133,6 @@ export const reportStage = defineStage<ReportParams>({
   after: [AGGREGATE, CLASSIFY, CORRELATE, DOWNSTREAM, CHECKS, SEQUENCES],
   softAfter: true,
   describe: "the paper's figures as one self-contained HTML page (SVG, no scripts), built from the run's Parquet tables",
-  plan: (config) => [{ id: "report", params: { ...reportOptions(config), tables: Object.values(tableFiles) }, inputs: [], files: [] }],
+  plan: (config) => [{ id: reportUnit.id, params: { ...reportOptions(config), tables: Object.values(tableFiles) }, inputs: [], files: [] }],
   run,
 })
