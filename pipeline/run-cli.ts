@@ -10,7 +10,14 @@ import { Cause, Effect, Exit } from "effect"
 import type { makeCli } from "./cli.ts"
 import { ConfigError, RunError } from "./errors.ts"
 
-export const runCli = (cli: ReturnType<typeof makeCli>) => {
+export const runCli = (cli: ReturnType<typeof makeCli<any>>) => {
+// `trajectories dag | head`: a reader that stops early is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0)
+    throw e
+  })
+}
 const program = cli(process.argv).pipe(
   Effect.catchAll((e) =>
     Effect.sync(() => {

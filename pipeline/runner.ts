@@ -52,6 +52,9 @@ export const orderStages = <S extends Stage<any, any>>(stages: ReadonlyArray<S>)
   return out
 }
 
+/** A stage's name: it is the first part of its units' names (`score/model=s/…`), so it holds no "/". */
+const STAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/
+
 /** The config's folder: external files are fingerprinted by their path relative to it. */
 export const configBase = (config: Config): string => path.dirname(config.file)
 
@@ -62,6 +65,11 @@ export const configBase = (config: Config): string => path.dirname(config.file)
 export const planRun = (config: Config, stages: ReadonlyArray<Stage<any, any>>, fingerprints = new Fingerprints(configBase(config))): PlannedUnit[] => {
   const keys = new Map<string, string>()
   const out: PlannedUnit[] = []
+  const names = stages.map((s) => s.name)
+  const bad = names.find((n) => !STAGE_NAME.test(n))
+  if (bad !== undefined) throw new Error(`stage name ${JSON.stringify(bad)} is not letters, digits, "_" or "-" (it names folders and units)`)
+  const twice = names.find((n, i) => names.indexOf(n) !== i)
+  if (twice !== undefined) throw new Error(`two stages are named ${twice}`)
   for (const stage of orderStages(stages)) {
     const soft = stage.softAfter ? out.filter((p) => stage.after.includes(p.stage.name)).map((p) => p.name) : []
     for (const unit of stage.plan(config)) {

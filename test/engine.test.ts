@@ -133,6 +133,16 @@ describe("runner", () => {
     expect(r.log).toMatch(/manifest.json was unreadable .*moved it to manifest.json.corrupt-\d+/)
   })
 
+  it("a stage name that cannot name units, or one used twice, is refused before anything runs", async () => {
+    const cfg = writeFakeRun(path.join(tmp, "names"), { a: "x" })
+    // (Every test here runs stages named gen, sum and list: the engine knows no stage.)
+    const slash = await run(cfg, { stages: [{ ...fakeStages[0], name: "a/b" }] })
+    expect(Either.isLeft(slash.result) && slash.result.left.message).toBe('cannot plan the run: stage name "a/b" is not letters, digits, "_" or "-" (it names folders and units)')
+    const twice = await run(cfg, { stages: [fakeStages[0], fakeStages[0]] })
+    expect(Either.isLeft(twice.result) && twice.result.left.message).toBe("cannot plan the run: two stages are named gen")
+    expect(fs.existsSync(path.join(tmp, "names/out"))).toBe(false)
+  })
+
   it("an output folder that is not writable is one clear error", async () => {
     const dir = path.join(tmp, "ro")
     const cfg = writeFakeRun(dir, { a: "x" })
