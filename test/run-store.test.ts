@@ -1,0 +1,102 @@
+/**
+ * The RunStore contract, checked on both layers: the disk store (@effect/platform's FileSystem)
+ * and the memory store give the same answers, and what is derived from them (Parquet, manifest)
+ * works on either. Written with @effect/vitest: each layer is provided to its block of tests.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Exit, Layer, Option } from "effect"
+import { afterAll } from "vitest"
+import { col, defineTable } from "../lib/tables.ts"
+import { emptyManifest, filesIntact, readManifest, writeManifest } from "../pipeline/manifest.ts"
+import { nodeRunStore } from "../pipeline/run-store-node.ts"
+import { memoryRunStore } from "../pipeline/run-store-memory.ts"
+import { openParquet, readParquet, readTextOption, RunStore, writeParquet } from "../pipeline/run-store.ts"
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-store-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+const T = defineTable("t", { i: col.int32(), x: col.float64({ nullable: true }) })
+
+const contract = (name: string, store: Layer.Layer<RunStore>) =>
+  layer(store)(name, (it) => {
+    it.effect("writes, sizes, reads back, renames and removes files by run-relative path", () =>
+      Effect.gen(function* () {
+        const s = yield* RunStore
+        expect(yield* s.size("a/b.txt")).toEqual(Option.none())
+        expect(yield* s.writeAtomic("a/b.txt", "héllo")).toBe(6)
+        expect(yield* s.size("a/b.txt")).toEqual(Option.some(6))
+        expect(new TextDecoder().decode(yield* s.readBytes("a/b.txt"))).toBe("héllo")
+        yield* s.writeAtomic("a/b.txt", new Uint8Array([1, 2, 3]))
+        expect([...(yield* s.readBytes("a/b.txt"))]).toEqual([1, 2, 3])
+        yield* s.rename("a/b.txt", "c.bin")
+        expect(yield* readTextOption(s, "a/b.txt")).toEqual(Option.none())
+        expect(yield* s.size("c.bin")).toEqual(Option.some(3))
+        yield* s.remove("c.bin")
+        yield* s.remove("c.bin") // removing what is gone is no error
+        expect(yield* s.size("c.bin")).toEqual(Option.none())
+      }),
+    )
+
+    it.effect("a missing file is a StoreError with reason NotFound naming it", () =>
+      Effect.gen(function* () {
+        const s = yield* RunStore
+        const e = yield* Effect.flip(s.readBytes("nope/x.parquet"))
+        expect(e._tag).toBe("StoreError")
+        expect(e.reason).toBe("NotFound")
+        expect(e.message).toMatch(/nope\/x\.parquet: not found$/)
+        const open = yield* Effect.exit(Effect.scoped(openParquet(s, "nope/x.parquet")))
+        expect(Exit.isFailure(open)).toBe(true)
+      }),
+    )
+
+    it.effect("Parquet through the store: whole reads, row-group reads, and bytes that are not Parquet", () =>
+      Effect.gen(function* () {
+        const s = yield* RunStore
+        const rows = Array.from({ length: 10 }, (_, i) => ({ i, x: i % 3 === 0 ? null : i / 4 }))
+        yield* writeParquet(s, "t/part.parquet", T.fromRows(rows), { rowGroupSize: 4 })
+        expect(T.toRows(yield* readParquet(s, "t/part.parquet"))).toEqual(rows)
+        const groups = yield* Effect.scoped(
+          Effect.flatMap(openParquet(s, "t/part.parquet"), (r) => Effect.promise(async () => ({ rows: r.rowGroupRows, second: (await r.read(1, ["i"])).getChild("i")!.toArray() }))),
+        )
+        expect(groups.rows).toEqual([4, 4, 2])
+        expect([...groups.second]).toEqual([4, 5, 6, 7])
+        yield* s.writeAtomic("t/bad.parquet", "not parquet")
+        const bad = yield* Effect.flip(readParquet(s, "t/bad.parquet"))
+        expect([bad.reason, bad.detail]).toEqual(["Corrupt", expect.stringMatching(/^not a readable Parquet file/)])
+      }),
+    )
+
+    it.effect("the manifest: absent is empty, written is read back, a recorded file of another size is not intact", () =>
+      Effect.gen(function* () {
+        const s = yield* RunStore
+        const first = yield* readManifest(s, "r")
+        expect(first).toEqual({ _tag: "ok", manifest: emptyManifest("r") })
+        yield* s.writeAtomic("out.txt", "12345")
+        const m = emptyManifest("r")
+        const rec = { stage: "x", id: "all", key: "k", status: "done" as const, files: [{ path: "out.txt", bytes: 5 }], started: "t", seconds: 1 }
+        m.units["x/all"] = rec
+        yield* writeManifest(s, m)
+        expect(yield* readManifest(s, "r")).toEqual({ _tag: "ok", manifest: m })
+        expect(yield* filesIntact(s, rec)).toBe(true)
+        yield* s.writeAtomic("out.txt", "1234")
+        expect(yield* filesIntact(s, rec)).toBe(false)
+        yield* s.writeAtomic("manifest.json", "{ not json")
+        expect((yield* readManifest(s, "r"))._tag).toBe("corrupt")
+      }),
+    )
+  })
+
+describe("RunStore", () => {
+  contract("on disk", nodeRunStore(path.join(tmp, "run")))
+  contract("in memory", memoryRunStore().layer)
+
+  it("the disk store writes under the run folder and leaves no temporary file", () => {
+    const dir = path.join(tmp, "run")
+    const names = fs.readdirSync(dir, { recursive: true }).map(String).sort()
+    expect(names.filter((n) => path.basename(n).startsWith(".tmp-"))).toEqual([])
+    expect(names).toContain("manifest.json")
+  })
+})
