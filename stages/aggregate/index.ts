@@ -12,11 +12,10 @@
  */
 import { Effect } from "effect"
 import { alignedLayout, readLogprobs } from "../../lib/analysis/aligned.ts"
-import { f64OrNull, i32, utf8 } from "../../lib/columns.ts"
 import { flopsAt, tokensSeen, type Config } from "../../pipeline/config.ts"
 import { defineStage, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
-import { AGGREGATE, aggregateUnit, checkpointsFile, Checkpoints } from "./contract.ts"
+import { AGGREGATE, aggregateUnit, checkpointsFile, Checkpoints, type CheckpointRow } from "./contract.ts"
 
 /** Σ −lp and the count over the finite log-probs of one array (nats). */
 export const nllSum = (lp: Float32Array): { sum: number; n: number } => {
@@ -51,17 +50,7 @@ const plan = (config: Config): UnitPlan<AggregateParams>[] => [
 
 const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan<AggregateParams>, ctx: UnitContext) {
   const config = ctx.config
-  const rows = {
-    model: [] as string[],
-    step: [] as number[],
-    tokens_seen: [] as number[],
-    flops: [] as number[],
-    params: [] as number[],
-    dataset: [] as string[],
-    n_tokens: [] as number[],
-    mean_nll: [] as Array<number | null>,
-    ppl: [] as Array<number | null>,
-  }
+  const rows: CheckpointRow[] = []
   ctx.progress.start(config.models.reduce((a, m) => a + m.checkpoints.length, 0) * config.datasets.length, "score files")
   for (const model of config.models) {
     for (const dataset of config.datasets) {
@@ -81,33 +70,24 @@ const run = Effect.fn("stage.aggregate")(function* (_unit: UnitPlan<AggregatePar
               n += s.n
             }
             const mean = n > 0 ? sum / n : null
-            rows.model.push(model.name)
-            rows.step.push(cp.step)
-            rows.tokens_seen.push(tokensSeen(model, cp.step))
-            rows.flops.push(flopsAt(model, cp.step))
-            rows.params.push(model.params)
-            rows.dataset.push(dataset.name)
-            rows.n_tokens.push(n)
-            rows.mean_nll.push(mean)
-            rows.ppl.push(mean === null ? null : Math.exp(mean))
+            rows.push({
+              model: model.name,
+              step: cp.step,
+              tokens_seen: tokensSeen(model, cp.step),
+              flops: flopsAt(model, cp.step),
+              params: model.params,
+              dataset: dataset.name,
+              n_tokens: n,
+              mean_nll: mean,
+              ppl: mean === null ? null : Math.exp(mean),
+            })
             ctx.progress.advance(1)
           }
         }),
       )
     }
   }
-  const table = Checkpoints.fromColumns({
-    model: utf8(rows.model),
-    step: i32(Int32Array.from(rows.step)),
-    tokens_seen: f64OrNull(rows.tokens_seen),
-    flops: f64OrNull(rows.flops),
-    params: f64OrNull(rows.params),
-    dataset: utf8(rows.dataset),
-    n_tokens: i32(Int32Array.from(rows.n_tokens)),
-    mean_nll: f64OrNull(rows.mean_nll),
-    ppl: f64OrNull(rows.ppl),
-  })
-  yield* ctx.writeParquet(checkpointsFile, table)
+  yield* ctx.writeParquet(checkpointsFile, Checkpoints.fromRows(rows))
 })
 
 export const aggregateStage = defineStage<AggregateParams>({

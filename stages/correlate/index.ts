@@ -17,7 +17,7 @@
 import { Effect } from "effect"
 import { flopsAt, modelsBySize, tokensSeen, type Config } from "../../pipeline/config.ts"
 import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
-import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
+import { AGGREGATE, aggregateUnit, checkpointsFile, readCheckpointRows } from "../aggregate/contract.ts"
 import { DOWNSTREAM, downstreamUnit, downstreamUnits, optionsFile } from "../downstream/contract.ts"
 import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
 import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsFile } from "./contract.ts"
@@ -34,21 +34,11 @@ import {
   type MetricRow,
 } from "./tables.ts"
 
-const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : (v as number))
-
 /** Validation perplexity of every (model, step) on `dataset`, keyed `model\0step`. */
 const readValidPpl = (ctx: UnitContext, dataset: string) =>
-  Effect.gen(function* () {
-    const t = yield* ctx.input(aggregateUnit).read(checkpointsFile, { columns: ["model", "step", "dataset", "ppl"] })
-    const model = t.getChild("model")!
-    const step = t.getChild("step")!
-    const ds = t.getChild("dataset")!
-    const ppl = t.getChild("ppl")!
+  Effect.map(readCheckpointRows(ctx), (rows) => {
     const out = new Map<string, number>()
-    for (let i = 0; i < t.numRows; i++) {
-      const p = ppl.get(i)
-      if (ds.get(i) === dataset && p !== null) out.set(`${model.get(i)}\u0000${num(step.get(i))}`, num(p))
-    }
+    for (const r of rows) if (r.dataset === dataset && r.ppl !== null) out.set(`${r.model}\u0000${r.step}`, r.ppl)
     return out
   })
 

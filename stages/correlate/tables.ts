@@ -12,24 +12,26 @@
  * n_points is one less per model that has step 0) and kept for log_valid_ppl.
  */
 import type * as arrow from "apache-arrow"
-import { Agreement, Correlations, MEAN_TASK, TaskMetrics as TaskMetricsTable } from "./contract.ts"
+import {
+  Agreement,
+  Correlations,
+  MEAN_TASK,
+  TaskMetrics as TaskMetricsTable,
+  type AgreementRow as ContractAgreementRow,
+  type CorrelationRow as ContractCorrelationRow,
+  type TaskMetricRow,
+} from "./contract.ts"
 import type { MatchKind } from "./match.ts"
-import type { TaskMetrics } from "./metrics.ts"
 import { correlationStats, type CorrelationStats } from "./stats.ts"
 
 export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
 export type CorrelationAxis = (typeof X_AXES)[number]
 
-export interface MetricRow extends TaskMetrics {
-  readonly model: string
-  readonly step: number
-  readonly task: string
-}
+/** A row of task_metrics.parquet (./contract.ts TaskMetrics). */
+export type MetricRow = TaskMetricRow
 
-export interface CorrelationRow extends CorrelationStats {
-  readonly task: string
-  readonly x_axis: CorrelationAxis
-}
+/** A row of correlations.parquet (./contract.ts Correlations), x_axis one of X_AXES. */
+export type CorrelationRow = ContractCorrelationRow & CorrelationStats & { readonly x_axis: CorrelationAxis }
 
 /**
  * @param metrics  task metrics of every (model, step, task)
@@ -72,20 +74,7 @@ export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table =>
 
 export const correlationsTable = (rows: ReadonlyArray<CorrelationRow>): arrow.Table => Correlations.fromRows(rows)
 
-export interface AgreementRow {
-  readonly match: MatchKind
-  readonly dataset: string
-  readonly model_a: string
-  readonly step_a: number
-  readonly model_b: string
-  readonly step_b: number
-  readonly ppl_a: number
-  readonly ppl_b: number
-  readonly flops_a: number
-  readonly flops_b: number
-  readonly pearson: number | null
-  readonly spearman: number | null
-  readonly n_tokens: number
-}
+/** A row of agreement.parquet (./contract.ts Agreement), match one of MatchKind. */
+export type AgreementRow = ContractAgreementRow & { readonly match: MatchKind }
 
 export const agreementTable = (rows: ReadonlyArray<AgreementRow>): arrow.Table => Agreement.fromRows(rows)

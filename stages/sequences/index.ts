@@ -13,9 +13,9 @@
  * in a Hive partition `lambda=S_L/` (DuckDB: read_parquet('sequences/lambda=*' || '/generations.parquet')).
  * Tables: ./contract.ts.
  */
-import * as arrow from "apache-arrow"
+import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import { f64OrNull, i32, utf8, type Column } from "../../lib/columns.ts"
+import type { TableRow } from "../../lib/tables.ts"
 import { Onnx, scorerOptions, type NextToken, type ScoreRequest } from "../../lib/onnx/index.ts"
 import { mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
 import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
@@ -209,20 +209,6 @@ const buildPrompts = (ctx: UnitContext, r: ResolvedSequences, tok: LoadedTokeniz
 const startsWith = (ids: Int32Array, prefix: Int32Array): boolean =>
   prefix.length > 0 && ids.length >= prefix.length && prefix.every((v, i) => ids[i] === v)
 
-const listI32 = (arrays: ReadonlyArray<Int32Array>): Column => (type) => {
-  const offsets = new Int32Array(arrays.length + 1)
-  arrays.forEach((a, i) => (offsets[i + 1] = offsets[i] + a.length))
-  const values = new Int32Array(offsets[arrays.length])
-  arrays.forEach((a, i) => values.set(a, offsets[i]))
-  return arrow.makeData({
-    type: type as arrow.List<arrow.Int32>,
-    length: arrays.length,
-    nullCount: 0,
-    valueOffsets: offsets,
-    child: arrow.makeData({ type: new arrow.Int32(), length: values.length, data: values }),
-  })
-}
-
 /** Open the small and the large checkpoint (once when they are the same file), release both afterwards. */
 const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError, Onnx> =>
   Effect.scoped(
@@ -271,16 +257,18 @@ const runGeneration = (unit: UnitPlan<SequencesParams>, ctx: UnitContext, r: Res
     const texts = yield* Effect.tryPromise({ try: () => tok.tokenizer.decodeBatch(gen.generated.map((g) => Array.from(g)), false), catch: toUnitError })
     yield* ctx.writeParquet(
       generationsFile(lambdaS, lambdaL),
-      Generations.fromColumns({
-        sequence_id: i32(Int32Array.from(prompts, (_, i) => i)),
-        prompt: utf8(prompts.map((p) => p.text)),
-        text: utf8(texts),
-        token_ids: listI32(gen.generated),
-        lambda_s: f64OrNull(prompts.map(() => lambdaS)),
-        lambda_l: f64OrNull(prompts.map(() => lambdaL)),
-        decoding: utf8(prompts.map(() => r.section.decoding)),
-        seed: i32(Int32Array.from(prompts, () => r.section.seed)),
-      }),
+      Generations.fromRows(
+        prompts.map((p, i) => ({
+          sequence_id: i,
+          prompt: p.text,
+          text: texts[i],
+          token_ids: gen.generated[i],
+          lambda_s: lambdaS,
+          lambda_l: lambdaL,
+          decoding: r.section.decoding,
+          seed: r.section.seed,
+        })),
+      ),
     )
 
     const reqs = prompts.map((p, i) => {
@@ -290,26 +278,11 @@ const runGeneration = (unit: UnitPlan<SequencesParams>, ctx: UnitContext, r: Res
       return { ...fitContext(ids, p.ids.length, config.context_length), id: `sequence ${i}` }
     })
     const valid = yield* validPpl(ctx, r.validDataset)
-    const rows = { sequence_id: [] as number[], model: [] as string[], step: [] as number[], valid_ppl: [] as Array<number | null>, ppl: [] as Array<number | null> }
+    const rows: Array<TableRow<typeof Trajectories>> = []
     yield* scoreEverywhere(ctx, reqs, (model, step, lps) =>
-      lps.forEach((lp, i) => {
-        rows.sequence_id.push(i)
-        rows.model.push(model)
-        rows.step.push(step)
-        rows.valid_ppl.push(valid.get(`${model}@${step}`) ?? null)
-        rows.ppl.push(pplOf([lp]).ppl)
-      }),
+      lps.forEach((lp, i) => rows.push({ sequence_id: i, model, step, valid_ppl: valid.get(`${model}@${step}`) ?? null, ppl: pplOf([lp]).ppl })),
     )
-    yield* ctx.writeParquet(
-      trajectoriesFile(lambdaS, lambdaL),
-      Trajectories.fromColumns({
-        sequence_id: i32(Int32Array.from(rows.sequence_id)),
-        model: utf8(rows.model),
-        step: i32(Int32Array.from(rows.step)),
-        valid_ppl: f64OrNull(rows.valid_ppl),
-        ppl: f64OrNull(rows.ppl),
-      }),
-    )
+    yield* ctx.writeParquet(trajectoriesFile(lambdaS, lambdaL), Trajectories.fromRows(rows))
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -376,31 +349,16 @@ const runNoise = (ctx: UnitContext, r: ResolvedSequences) =>
     })
     ctx.progress.start(config.models.reduce((a, m) => a + m.checkpoints.length, 0), "checkpoints")
     const reqs = groups.flatMap((g) => g.reqs)
-    const rows = { kind: [] as string[], rate: [] as number[], model: [] as string[], step: [] as number[], ppl: [] as Array<number | null>, n: [] as number[] }
+    const rows: Array<TableRow<typeof Noise>> = []
     yield* scoreEverywhere(ctx, reqs, (model, step, lps) => {
       let at = 0
       for (const g of groups) {
         const { ppl, n } = pplOf(lps.slice(at, at + g.reqs.length))
         at += g.reqs.length
-        rows.kind.push(g.kind)
-        rows.rate.push(g.rate)
-        rows.model.push(model)
-        rows.step.push(step)
-        rows.ppl.push(ppl)
-        rows.n.push(n)
+        rows.push({ kind: g.kind, rate: g.rate, model, step, ppl, n_tokens: n })
       }
     })
-    yield* ctx.writeParquet(
-      noiseFile,
-      Noise.fromColumns({
-        kind: utf8(rows.kind),
-        rate: f64OrNull(rows.rate),
-        model: utf8(rows.model),
-        step: i32(Int32Array.from(rows.step)),
-        ppl: f64OrNull(rows.ppl),
-        n_tokens: i32(Int32Array.from(rows.n)),
-      }),
-    )
+    yield* ctx.writeParquet(noiseFile, Noise.fromRows(rows))
   })
 
 const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan<SequencesParams>, ctx: UnitContext) {
