@@ -11,9 +11,10 @@
  *     params: { model: "s", step: 100, dataset: "press", entropy: false, row_group_size: 65536 },
  *     inputs: [{ stage: "tokenize", id: "dataset=press" }],
  *     files:  ["/abs/zoo/s/step-100.onnx"] }
- * reads its windows with `ctx.input(tokenize.unit("press")).open(tokenize.windows("press"))`, and
- * writes `scores/model=s/step=100/dataset=press/scores.parquet` through ctx.writeParquet. Those
- * ids and paths are written once, in stages/tokenize/contract.ts and stages/score/contract.ts.
+ * reads its windows with `ctx.input(tokenizeUnit("press")).open(windowsFile("press"))`, and
+ * writes `scoresFile("s", 100, "press")` (scores/model=s/step=100/dataset=press/scores.parquet)
+ * through ctx.writeParquet. Those ids and paths are written once, in stages/tokenize/contract.ts
+ * and stages/score/contract.ts.
  */
 import type * as arrow from "apache-arrow"
 import type { Effect, Scope } from "effect"
