@@ -5,9 +5,12 @@
  * slice, the keys of the upstream units it reads and the fingerprints of the external files it
  * reads. A file's fingerprint is its path relative to the config's folder and a sha256 of its
  * content, so a run folder copied or moved together with its inputs (another folder, another
- * machine, a cluster's shared disk) keeps every key. Hashing a large file costs one read; the
- * digest is cached by (path, size, mtime, inode) in the run's cache folder, so an unchanged file is
- * read once, and a copied one once more.
+ * machine, a cluster's shared disk) keeps every key. Files up to SAMPLE_ABOVE (64 MiB: datasets,
+ * tokenizers, tasks, small checkpoints) are hashed whole; larger ones (real checkpoints, GBs
+ * each, hundreds per suite) by their size and three 1 MiB samples (start, middle, end), which a
+ * re-export or another checkpoint changes but which cost 3 MiB of reading instead of the file.
+ * Digests are cached by (path, size, mtime, inode) in the run's cache folder, so an unchanged file
+ * is read once, and a copied one once more.
  *
  * The manifest keeps each unit's parts, so `status` can say which part of a stale key changed
  * (`explainKeyChange`).
@@ -70,7 +73,7 @@ export class Fingerprints {
     return path.relative(this.base, file).split(path.sep).join("/") || "."
   }
 
-  /** "sha256:<hex>" of the file's bytes, or "missing" (the unit will fail on it and say why). */
+  /** The file's digest (hashFile), or "missing" (the unit will fail on it and say why). */
   digest(file: string): string {
     const hit = this.memo.get(file)
     if (hit !== undefined) return hit
@@ -86,7 +89,7 @@ export class Fingerprints {
     let digest: string
     if (c !== undefined && c.size === st.size && c.mtimeMs === st.mtimeMs && c.ino === st.ino) digest = c.digest
     else {
-      digest = `sha256:${hashFile(file)}`
+      digest = hashFile(file)
       cache[file] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, digest }
       this.dirty = true
     }
@@ -125,12 +128,34 @@ export class Fingerprints {
   }
 }
 
-/** sha256 of a file's bytes, read in 4 MiB pieces. */
+/** Files larger than this are fingerprinted by samples (see the file's comment). */
+export const SAMPLE_ABOVE = 64 << 20
+const SAMPLE = 1 << 20
+
+/**
+ * `sha256:<hex>` of a file's bytes, read in 4 MiB pieces; above SAMPLE_ABOVE bytes,
+ * `sampled-sha256:<hex>` of its size and its first, middle and last MiB.
+ */
 export const hashFile = (file: string): string => {
   const h = createHash("sha256")
-  const buf = Buffer.allocUnsafe(4 << 20)
   const fd = fs.openSync(file, "r")
   try {
+    const size = fs.fstatSync(fd).size
+    if (size > SAMPLE_ABOVE) {
+      const buf = Buffer.allocUnsafe(SAMPLE)
+      h.update(`size ${size}\n`)
+      for (const at of [0, Math.floor((size - SAMPLE) / 2), size - SAMPLE]) {
+        let done = 0
+        while (done < SAMPLE) {
+          const n = fs.readSync(fd, buf, done, SAMPLE - done, at + done)
+          if (n === 0) break
+          done += n
+        }
+        h.update(buf.subarray(0, done))
+      }
+      return `sampled-sha256:${h.digest("hex")}`
+    }
+    const buf = Buffer.allocUnsafe(4 << 20)
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null)
       if (n === 0) break
@@ -139,7 +164,7 @@ export const hashFile = (file: string): string => {
   } finally {
     fs.closeSync(fd)
   }
-  return h.digest("hex")
+  return `sha256:${h.digest("hex")}`
 }
 
 /**
