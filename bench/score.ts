@@ -20,6 +20,7 @@ import * as ort from "onnxruntime-node"
 import { parseConfig, type Config } from "../pipeline/config.ts"
 import { writeParquetFile } from "../pipeline/store.ts"
 import { tokenizeUnit, windowsFile } from "../stages/tokenize/contract.ts"
+import { StageServicesLive } from "../stages/services.ts"
 import { plantedRun } from "../test/fixtures/planted.ts"
 import { withScorer } from "../lib/onnx/scorer.ts"
 import { scoreStage } from "../stages/score/index.ts"
@@ -77,7 +78,7 @@ const writeWindows = (config: Config, rows: ReadonlyArray<WindowRow>) =>
 
 /** The stage's one unit through the real UnitContext, over the windows writeWindows left in the run folder. */
 const runStage = async (config: Config): Promise<void> => {
-  const run = plantedRun(config)
+  const run = plantedRun(config, undefined, StageServicesLive)
   await run.record(tokenizeUnit("rand"), [windowsFile("rand").path])
   const r = await run.run(scoreStage, scoreStage.plan(config)[0])
   for (const m of r.logs) say(m)

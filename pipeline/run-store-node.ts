@@ -8,7 +8,7 @@
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Layer, Option } from "effect"
 import { sweepStaleTemps, tmpNameFor } from "./atomic.ts"
 import { RunError } from "./errors.ts"

@@ -13,6 +13,7 @@ import { parquetRowGroups, readParquetFile } from "../pipeline/store.ts"
 import { scoresFile } from "../stages/score/contract.ts"
 import { scoreStage, type ScoreParams } from "../stages/score/index.ts"
 import { tokenizeUnit, windowsFile } from "../stages/tokenize/contract.ts"
+import { StageServicesLive } from "../stages/services.ts"
 import { plantedRun, type PlantedRun } from "./fixtures/planted.ts"
 import { runOnDisk } from "./fixtures/run.ts"
 import { maskedLogits, maskedModel, maskedWeights, linearModel, linearWeights, referenceScores, saveModel } from "./fixtures/onnx.ts"
@@ -69,7 +70,7 @@ const docs = [
 
 /** A planted run with the windows of `rows` for `dataset` (row groups of 2 windows) recorded as the tokenize unit's. */
 const withWindows = async (config: Config, rows: ReadonlyArray<WindowRow>, dataset = "press"): Promise<PlantedRun> => {
-  const run = plantedRun(config)
+  const run = plantedRun(config, undefined, StageServicesLive)
   await run.plant(tokenizeUnit(dataset), windowsFile(dataset), windowsTable(rows), { rowGroupSize: 2 })
   return run
 }
@@ -163,7 +164,7 @@ describe("score stage: a unit", () => {
 
   it("fails when the tokenize unit recorded no windows, or the checkpoint is gone", async () => {
     const config = project("missing", "{ threads: 1 }")
-    const none = plantedRun(config)
+    const none = plantedRun(config, undefined, StageServicesLive)
     await none.record(tokenizeUnit("press"), [])
     const r = await runUnit(none, unitFor(config, "model=s/step=8/dataset=press"))
     expect(Either.isLeft(r) && r.left.message).toBe("tokenize/dataset=press recorded no windows/dataset=press/windows.parquet (it wrote nothing); re-run it")

@@ -18,6 +18,7 @@ import { decodeParquet, readParquetFile, writeParquetFile } from "../pipeline/st
 import { tokensFile, Tokens, windowsFile, Windows } from "../stages/tokenize/contract.ts"
 import type { RunStoreShape } from "../pipeline/run-store.ts"
 import { memoryRunStore } from "../pipeline/run-store-memory.ts"
+import { StageServicesLive } from "../stages/services.ts"
 import { plantedRun } from "./fixtures/planted.ts"
 import { tokenizeStage } from "../stages/tokenize/index.ts"
 import { TEST_EOS_ID, writeTestTokenizer } from "./fixtures/tokenizer.ts"
@@ -55,7 +56,7 @@ const windowsPath = (d: string) => windowsFile(d).path
 
 const runUnits = async (config: Config, store?: RunStoreShape): Promise<Record<string, string>> => {
   const failures: Record<string, string> = {}
-  const run = plantedRun(config, store)
+  const run = plantedRun(config, store, StageServicesLive)
   for (const unit of tokenizeStage.plan(config)) {
     const r = await run.run(tokenizeStage, unit)
     if (Either.isLeft(r.result)) failures[unit.id] = r.result.left.message
