@@ -167,16 +167,43 @@ export const hashFile = (file: string): string => {
   return `sha256:${h.digest("hex")}`
 }
 
+const shown = (v: unknown): string => {
+  const s = v === undefined ? "absent" : stableStringify(v)
+  return s.length > 40 ? `${s.slice(0, 37)}…` : s
+}
+
+/**
+ * The leaves where two params values differ, as "path: old → new" (arrays of another length as a
+ * whole): paramsDiff({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 3] } }) = ["b.c[1]: 2 → 3"].
+ */
+export const paramsDiff = (a: unknown, b: unknown, at = ""): string[] => {
+  if (stableStringify(a) === stableStringify(b)) return []
+  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v)
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => paramsDiff(x, b[i], `${at}[${i}]`))
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+    return keys.flatMap((k) => paramsDiff(a[k], b[k], at ? `${at}.${k}` : k))
+  }
+  return [`${at || "params"}: ${shown(a)} → ${shown(b)}`]
+}
+
 /**
  * Which parts of a stale key changed, in words, most telling first:
  *   "code version (score 1 → 2)", "config slice", "upstream tokenize/dataset=press",
  *   "file ../zoo/s/step-100.onnx (content)", "file b.txt (added)".
  */
-export const explainKeyChange = (old: KeyParts | undefined, now: KeyParts): string => {
+export const explainKeyChange = (
+  old: KeyParts | undefined,
+  now: KeyParts,
+  params?: { readonly old: unknown; readonly now: unknown },
+): string => {
   if (old === undefined) return "key changed (recorded by an older version of trajectories, which kept no key parts)"
   const what: string[] = []
   if (old.version !== now.version) what.push(`code version (${now.stage} ${old.version} → ${now.version})`)
-  if (old.params !== now.params) what.push("config slice")
+  if (old.params !== now.params) {
+    const diff = params && params.old !== undefined ? paramsDiff(params.old, params.now) : []
+    what.push(diff.length ? `config slice (${diff.length > 3 ? `${diff.slice(0, 3).join(", ")} and ${diff.length - 3} more` : diff.join(", ")})` : "config slice")
+  }
   const changedInputs = Object.keys(now.inputs).filter((n) => old.inputs[n] !== now.inputs[n])
   const droppedInputs = Object.keys(old.inputs).filter((n) => !(n in now.inputs))
   const list = (xs: string[]) => (xs.length > 3 ? `${xs.slice(0, 3).join(", ")} and ${xs.length - 3} more` : xs.join(", "))

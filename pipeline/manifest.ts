@@ -18,6 +18,8 @@ export interface UnitRecord {
   readonly key: string
   /** What the key was made of (absent in manifests of older versions). */
   readonly parts?: KeyParts
+  /** The unit's params as they were (so that status can say which of them changed). */
+  readonly params?: unknown
   readonly status: "done" | "failed"
   readonly files: ReadonlyArray<FileRecord>
   readonly started: string

@@ -107,7 +107,7 @@ const upToDate = (store: RunStoreShape, m: Manifest, pu: PlannedUnit): Effect.Ef
     const r = m.units[pu.name]
     if (!r) return { ok: false }
     if (r.status !== "done") return { ok: false, ...(r.error ? { why: r.error } : {}) }
-    if (r.key !== pu.key) return { ok: false, why: explainKeyChange(r.parts, pu.parts) }
+    if (r.key !== pu.key) return { ok: false, why: explainKeyChange(r.parts, pu.parts, { old: r.params, now: pu.unit.params }) }
     if (!(yield* filesIntact(store, r))) return { ok: false, why: "an output file is missing or changed size" }
     for (const n of pu.inputNames) {
       const up = m.units[n]
@@ -435,7 +435,9 @@ const runUnit = (
     const seconds = (performance.now() - t0) / 1000
     const stamp = (n: string) => (manifest.units[n]?.status === "done" ? manifest.units[n].started : "")
     const stamps = Object.fromEntries([...pu.inputNames, ...pu.softNames].map((n) => [n, stamp(n)]))
-    const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, files: written, started, seconds, inputs: stamps }
+    // Params round-tripped through JSON, as the manifest will hold them.
+    const params: unknown = JSON.parse(JSON.stringify(pu.unit.params ?? null))
+    const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, params, files: written, started, seconds, inputs: stamps }
     if (Exit.isSuccess(exit)) {
       const old = manifest.units[pu.name]
       manifest.units[pu.name] = { ...base, status: "done" } satisfies UnitRecord

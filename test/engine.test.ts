@@ -189,7 +189,7 @@ describe("keys that travel", () => {
     const renamed = { ...config, datasets: config.datasets.map((d) => (d.name === "b" ? { ...d, files: [path.join(dir, "a.txt")] } : d)) }
     expect((await statusOf(renamed)).find((u) => u.id === "dataset=b")?.detail).toBe("key changed: file a.txt (added); no longer reads file b.txt")
     const params = fakeStages.map((s) => (s.name === "gen" ? { ...s, plan: (c: Config) => s.plan(c).map((u) => ({ ...u, params: { ...(u.params as object), extra: 1 } })) } : s))
-    expect((await statusOf(config, params)).find((u) => u.id === "dataset=a")?.detail).toBe("key changed: config slice")
+    expect((await statusOf(config, params)).find((u) => u.id === "dataset=a")?.detail).toBe("key changed: config slice (extra: absent → 1)")
   })
 })
 

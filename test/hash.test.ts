@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { explainKeyChange, Fingerprints, hashFile, SAMPLE_ABOVE, type KeyParts } from "../pipeline/hash.ts"
+import { explainKeyChange, Fingerprints, hashFile, paramsDiff, SAMPLE_ABOVE, type KeyParts } from "../pipeline/hash.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-hash-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -72,6 +72,9 @@ describe("explainKeyChange", () => {
     expect(explainKeyChange(undefined, parts)).toMatch(/older version/)
     expect(explainKeyChange(parts, { ...parts, version: 2 })).toBe("key changed: code version (score 1 → 2)")
     expect(explainKeyChange(parts, { ...parts, params: "p2", files: { "m.onnx": "missing" } })).toBe("key changed: config slice; file m.onnx (missing)")
+    const slice = { old: { row_group_size: 65536, models: [{ name: "s", steps: [1, 2] }] }, now: { row_group_size: 4, models: [{ name: "s", steps: [1, 3] }], entropy: true } }
+    expect(explainKeyChange(parts, { ...parts, params: "p2" }, slice)).toBe("key changed: config slice (entropy: absent → true, models[0].steps[1]: 2 → 3, row_group_size: 65536 → 4)")
+    expect(paramsDiff({ steps: [1, 2] }, { steps: [1, 2, 3] })).toEqual(["steps: [1,2] → [1,2,3]"])
     expect(explainKeyChange(parts, { ...parts, inputs: { "tokenize/dataset=a": "k2" } })).toBe("key changed: upstream tokenize/dataset=a")
     expect(explainKeyChange(parts, { ...parts, inputs: {} })).toBe("key changed: no longer reads tokenize/dataset=a")
   })
