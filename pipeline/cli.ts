@@ -42,7 +42,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     const bad = given.find((n) => !names.includes(n))
     return bad === undefined
       ? Effect.succeed([...given])
-      : Effect.fail(new ConfigError({ message: `--${flag} ${bad}: no such stage (stages: ${stageList()})` }))
+      : Effect.fail(new ConfigError({ field: `--${flag} ${bad}`, reason: `no such stage (stages: ${stageList()})` }))
   }
 
   /** Hooks print extras; a broken table must never turn a finished run into a crash. */

@@ -177,8 +177,12 @@ interface Located {
 
 const errAt = (loc: Located, docPath: ReadonlyArray<PropertyKey>, message: string): ConfigError => {
   const line = lineOf(loc.doc, loc.lc, docPath)
-  const where = `${displayPath(loc.file)}${line !== undefined ? `:${line}` : ""}`
-  return new ConfigError({ message: `${where}: ${docPath.length ? `${formatDocPath(docPath)}: ` : ""}${message}` })
+  return new ConfigError({
+    file: displayPath(loc.file),
+    ...(line !== undefined ? { line } : {}),
+    ...(docPath.length ? { field: formatDocPath(docPath) } : {}),
+    reason: message,
+  })
 }
 
 const expandGlobs = (patterns: ReadonlyArray<string>, cwd: string): string[] =>
@@ -201,11 +205,11 @@ export const parseConfig = (
     const e = doc.errors[0]
     const line = e.linePos?.[0]?.line
     const msg = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
-    return Either.left(new ConfigError({ message: `${displayPath(absFile)}${line ? `:${line}` : ""}: invalid YAML: ${msg}` }))
+    return Either.left(new ConfigError({ file: displayPath(absFile), ...(line ? { line } : {}), reason: `invalid YAML: ${msg}` }))
   }
   const raw: unknown = doc.toJS()
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    return Either.left(new ConfigError({ message: `${displayPath(absFile)}: expected a YAML mapping with run, tokenizer, models, datasets` }))
+    return Either.left(new ConfigError({ file: displayPath(absFile), reason: "expected a YAML mapping with run, tokenizer, models, datasets" }))
   }
   const decoded = Schema.decodeUnknownEither(ConfigSchema, { errors: "all", onExcessProperty: "error" })(raw)
   if (Either.isLeft(decoded)) {
@@ -390,7 +394,8 @@ export const loadConfig = (file: string, options: LoadOptions = {}): Effect.Effe
       const code = (e as NodeJS.ErrnoException).code
       return Effect.fail(
         new ConfigError({
-          message: `${displayPath(path.resolve(file))}: ${code === "ENOENT" ? "config file not found" : code === "EISDIR" ? "is a folder, not a config file" : `cannot read config file (${code})`}`,
+          file: displayPath(path.resolve(file)),
+          reason: code === "ENOENT" ? "config file not found" : code === "EISDIR" ? "is a folder, not a config file" : `cannot read config file (${code})`,
         }),
       )
     }

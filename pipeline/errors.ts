@@ -12,11 +12,26 @@ import { Data } from "effect"
 export { displayPath, firstLine } from "../lib/messages.ts"
 import { firstLine } from "../lib/messages.ts"
 
-/** Bad config file or field, or bad command-line arguments: exit 2, nothing created on disk. */
+/**
+ * Bad config file or field, or bad command-line arguments: exit 2, nothing created on disk. The
+ * message is built from the fields:
+ *   { file: "configs/demo.yaml", line: 14, field: "models[1].checkpoints", reason: "no file matches …" }
+ *     → "configs/demo.yaml:14: models[1].checkpoints: no file matches …"
+ *   { field: "--only nosuch", reason: "no such stage (…)" } → "--only nosuch: no such stage (…)"
+ */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
-  readonly message: string
+  readonly reason: string
+  /** The config file as messages show it. */
+  readonly file?: string
+  readonly line?: number
+  /** The document path (`models[1].checkpoints`) or the command-line argument. */
+  readonly field?: string
 }> {
   get exitCode(): 2 { return 2 }
+  override get message(): string {
+    const where = this.file !== undefined ? `${this.file}${this.line !== undefined ? `:${this.line}` : ""}: ` : ""
+    return `${where}${this.field ? `${this.field}: ` : ""}${this.reason}`
+  }
 }
 
 /** The run could not start or finish (lock held, unwritable output folder, failed units): exit 1. */

@@ -61,6 +61,14 @@ describe("config", () => {
 
   it("missing file", () => {
     expect(fail(good.replace("tokenizer: tok.json", "tokenizer: nope.json"))).toBe(`c.yaml:2: tokenizer: file not found: nope.json`)
+    // The message is built from the error's fields.
+    const r = parseConfig(path.join(tmp, "c.yaml"), good.replace("tokenizer: tok.json", "tokenizer: nope.json"))
+    expect(Either.isLeft(r) && { tag: r.left._tag, line: r.left.line, field: r.left.field, reason: r.left.reason.replaceAll(tmp + path.sep, "") }).toEqual({
+      tag: "ConfigError",
+      line: 2,
+      field: "tokenizer",
+      reason: "file not found: nope.json",
+    })
   })
 
   it("empty checkpoint glob", () => {
