@@ -117,7 +117,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
   try {
     header = readModelHeader(abs)
   } catch (e) {
-    throw new Fail(e instanceof NotOnnx ? `${label}: not an ONNX model: ${abs} (${e.message})` : `${label}: cannot read ${abs}: ${firstLine(e)}`)
+    throw new Fail(e instanceof NotOnnx ? `${label}: not an ONNX model: ${abs} (${e.message})` : `${label}: cannot read ${abs}: ${firstLine(e)}`, { cause: e })
   }
   const sig = findSignature(header)
   if (typeof sig === "string") throw new Fail(`${label}: ${sig}`)
@@ -135,7 +135,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
       session = await createSession(abs, options, label)
     } catch (e) {
       if (e instanceof Fail) throw e
-      throw new Fail(`${label}: not an ONNX model onnxruntime can load: ${abs} (${firstLine(e)})`)
+      throw new Fail(`${label}: not an ONNX model onnxruntime can load: ${abs} (${firstLine(e)})`, { cause: e })
     }
     if (fallback !== undefined) {
       o.log?.(`${label}: cannot append the scoring head (${fallback}); reading full logits and computing log-softmax in TypeScript (slower)`)
@@ -203,7 +203,7 @@ const runBatch = async (
   try {
     out = await s.session.run(feeds, fetches)
   } catch (e) {
-    throw new Fail(`${label}: onnxruntime failed on a batch of ${b.rows} × ${b.cols} tokens: ${firstLine(e)}`)
+    throw new Fail(`${label}: onnxruntime failed on a batch of ${b.rows} × ${b.cols} tokens: ${firstLine(e)}`, { cause: e })
   }
   const t = out.logits
   const logits = s.graph !== "logits" ? undefined : t.type === "float16" ? halfToFloat(t.data as ArrayBufferView) : (t.data as Float32Array)

@@ -18,6 +18,8 @@ import { firstLine } from "../../pipeline/errors.ts"
 /** A failure of the ONNX module, phrased for the user in one line (it names the checkpoint). */
 export class OnnxError extends Data.TaggedError("OnnxError")<{
   readonly message: string
+  /** The error it came from (onnxruntime's, the file system's, or a Fail's own cause), for --verbose. */
+  readonly cause?: unknown
 }> {}
 
 /** A failure already phrased for the user, thrown inside the module's async code; becomes an OnnxError at its Effect boundary. */
@@ -29,7 +31,7 @@ export { firstLine } from "../../pipeline/errors.ts"
 export const toOnnxError =
   (label: string) =>
   (e: unknown): OnnxError =>
-    new OnnxError({ message: e instanceof Fail ? e.message : `${label}: ${firstLine(e)}` })
+    new OnnxError({ message: e instanceof Fail ? e.message : `${label}: ${firstLine(e)}`, cause: e instanceof Fail ? e.cause : e })
 
 export interface SessionSettings {
   /** Intra-op threads (default: the number of cores). */
@@ -64,6 +66,7 @@ export const createSession = async (
     if (/Cuda|CUDA/.test(msg) && options.executionProviders?.includes("cuda")) {
       throw new Fail(
         `${label}: execution provider "cuda" is not available (${msg}); run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false" and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`,
+        { cause: e },
       )
     }
     throw e

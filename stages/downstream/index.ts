@@ -125,7 +125,7 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
         s.scoreAll(reqs, (n) => ctx.progress.advance(n)),
       ),
     )
-    .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message }))))
+    .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message, cause: e }))))
   yield* ctx.writeParquet(
     optionsFile(model.name, checkpoint.step, task.name),
     optionsTable(

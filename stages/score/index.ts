@@ -114,7 +114,7 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx
           yield* scoreWindows(reader, scorer, ctx, out)
           return scoresTable(out.tokenId, out.logprob, out.entropy)
         }),
-      ).pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(fail(e.message))))
+      ).pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message, cause: e }))))
       yield* ctx.writeParquet(scoresFile(model, step, dataset), table, scoresWriteOptions(scoring.row_group_size))
     }),
   )

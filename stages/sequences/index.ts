@@ -152,7 +152,7 @@ const scoreEverywhere = (
         const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label: `${model.name}@${cp.step}`, entropy: false })
         const results = yield* onnx
           .withScorer(cp.path, options, (s) => s.scoreAll(reqs))
-          .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(fail(e.message))))
+          .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message, cause: e }))))
         row(model.name, cp.step, results.map((r) => r.logprob))
         ctx.progress.advance(1)
       }
