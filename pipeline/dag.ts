@@ -45,12 +45,33 @@ export const formatDag = (dag: ReadonlyArray<DagStage>, width = 120): string[] =
   const lines = [`${plural(dag.length, "stage")}, in run order (← the stages each one reads; ⇠ soft: read when present, never blocking)`]
   dag.forEach((s, i) => {
     const units = s.units !== undefined ? `  ${plural(s.units, "unit").padStart(unitW)}` : ""
-    const head = `  ${s.name.padEnd(nameW)}${units}  ${reads[i].padEnd(readW)}  `
-    const room = Math.max(20, width - head.length)
-    lines.push(head + (s.describe.length > room ? `${s.describe.slice(0, room - 1)}…` : s.describe))
+    const lead = `  ${s.name.padEnd(nameW)}${units}  `
+    const fit = (text: string, at: number) => {
+      const room = Math.max(20, width - at)
+      return text.length > room ? `${text.slice(0, room - 1)}…` : text
+    }
+    if (reads[i].length <= readW) {
+      const head = `${lead}${reads[i].padEnd(readW)}  `
+      lines.push(head + fit(s.describe, head.length))
+    } else {
+      // A long list of inputs gets its own line; the description goes under it.
+      lines.push(lead + fit(reads[i], lead.length))
+      const indent = " ".repeat(lead.length + readW + 2)
+      lines.push(indent + fit(s.describe, indent.length))
+    }
   })
   const edges = dag.flatMap((s) => s.after.map((a) => `${a} ${s.soft ? "⇢" : "→"} ${s.name}`))
-  lines.push(`edges (${edges.length}): ${edges.join(", ")}`)
+  // Wrapped at `width`, continuation lines indented.
+  let line = `edges (${edges.length}):`
+  edges.forEach((e, i) => {
+    const piece = ` ${e}${i < edges.length - 1 ? "," : ""}`
+    if (line.length + piece.length > width && line.trim().length > 0 && !line.endsWith(":")) {
+      lines.push(line)
+      line = " "
+    }
+    line += piece
+  })
+  lines.push(line)
   return lines
 }
 
