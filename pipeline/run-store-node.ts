@@ -80,7 +80,7 @@ export const makeNodeRunStore = (runDir: string) =>
             const lock = acquireLock(runDir)
             if (lock._tag === "held") {
               return Effect.fail(
-                new RunError({ message: `${runDir} is in use by another run (pid ${lock.pid}, since ${lock.since}); wait for it to finish, or stop it` }),
+                new RunError({ message: `${runDir} is in use by another run (pid ${lock.pid}, since ${lock.since}; lock file ${lock.file}); wait for it to finish, or stop it` }),
               )
             }
             if (lock.takenOverFrom !== undefined) notices.push(`took over the lock of a run that is gone (pid ${lock.takenOverFrom})`)
