@@ -76,7 +76,8 @@ export const planRun = (config: Config, stages: ReadonlyArray<Stage<any, any>>, 
       const name = unitName(stage.name, unit.id)
       if (keys.has(name)) throw new Error(`stage ${stage.name} planned unit ${unit.id} twice`)
       const inputNames = [...new Set(unit.inputs.map((r: UnitRef) => unitName(r.stage, r.id)))].filter((n) => keys.has(n))
-      const softNames = soft.filter((n) => !inputNames.includes(n))
+      const optional = (unit.optionalInputs ?? []).map((r: UnitRef) => unitName(r.stage, r.id)).filter((n: string) => keys.has(n))
+      const softNames = [...new Set([...soft, ...optional])].filter((n) => !inputNames.includes(n))
       const parts: KeyParts = {
         stage: stage.name,
         version: stage.version,

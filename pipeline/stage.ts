@@ -40,6 +40,12 @@ export interface UnitPlan<P = unknown> {
   readonly params: P
   /** Upstream units whose outputs this unit reads. Their keys enter this unit's key. */
   readonly inputs: ReadonlyArray<UnitRef>
+  /**
+   * Upstream units it reads when they are done: their keys enter its key and their re-running
+   * re-runs it, but their failure never blocks it (correlate leaves out a task whose units failed).
+   * `ctx.input(ref)` of one that is not done has no files, and its reads fail saying so.
+   */
+  readonly optionalInputs?: ReadonlyArray<UnitRef>
   /** External files read (absolute paths); their fingerprints, by content and path relative to the config's folder, enter the key. */
   readonly files: ReadonlyArray<string>
   /** Relative amount of work, for the ETA (default 1). */

@@ -406,6 +406,25 @@ describe("downstream: context, errors", () => {
 })
 
 describe("the whole chain: tokenize → score → aggregate, downstream → correlate", () => {
+  it("a task whose units fail is left out and named; the other tasks' metrics and correlations are written (--keep-going)", async () => {
+    const dir = path.join(tmp, "chain-bad")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "broken.jsonl"), lines({ prompt: "Q", choices: [" a", " b"], answer: 0 }, { prompt: "Q", choices: [" a", ""], answer: 0 }))
+    const cfg = writeRun(dir, { tasks: ["  - { name: broken, format: jsonl, path: broken.jsonl }", "  - { name: bb, format: bigbench, path: bb.json }"] })
+    fs.writeFileSync(path.join(dir, "valid.txt"), "the cat sat on the mat and the dog ran in the park. a man and a dog sat in the hat.\n")
+    const stages = [tokenizeStage, scoreStage, aggregateStage, downstreamStage, correlateStage]
+    const { result, config, log } = await run(cfg, { stages, keepGoing: true })
+    expect(Either.isLeft(result) && result.left.message).toMatch(/^\d+ unit\(s\) failed:/) // the broken task's units
+    if (Either.isRight(result)) return
+    expect(result.left.message).not.toContain("correlate/all")
+    expect(log).toMatch(/correlate: task broken is left out of task_metrics and correlations: downstream\/model=\S+\/task=broken is not done \(it failed: \S*broken\.jsonl: example 1/)
+    const tm = readParquetFile(path.join(config.runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
+    expect(new Set(tm.map((r) => r.task))).toEqual(new Set(["bb"]))
+    expect(tm).toHaveLength(MODELS.reduce((n, m) => n + m.steps.length, 0))
+    const cr = readParquetFile(path.join(config.runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
+    expect([...new Set(cr.map((r) => r.task))]).toEqual(["bb", MEAN_TASK])
+  })
+
   it("agreement pairs are the nearest by perplexity / FLOPs, with the correlation of the score files' log-probs", async () => {
     const dir = path.join(tmp, "chain")
     const cfg = writeRun(dir)

@@ -207,6 +207,31 @@ describe("the DAG", () => {
   })
 })
 
+describe("optional inputs (UnitPlan.optionalInputs)", () => {
+  it("never block the unit; a failed one has no files; one that succeeds later re-runs the unit", async () => {
+    const dir = path.join(tmp, "optional")
+    const cfg = writeFakeRun(dir, { a: "x", b: "y" })
+    const some: Stage<{ names: string[] }> = {
+      name: "some",
+      version: 1,
+      after: ["gen"],
+      describe: "fake: lists the gen units that are done",
+      plan: (c) => [{ id: "all", params: { names: c.datasets.map((d) => d.name) }, inputs: [], optionalInputs: c.datasets.map((d) => ({ stage: "gen", id: `dataset=${d.name}` })), files: [] }],
+      run: (unit, ctx) =>
+        ctx.writeFile("some.txt", unit.params.names.filter((n) => ctx.input({ stage: "gen", id: `dataset=${n}` }).files.length > 0).join(",")),
+    }
+    const stages = [fakeStages[0], some]
+    fs.writeFileSync(path.join(dir, "fail-b"), "")
+    const first = await run(cfg, { stages, keepGoing: true })
+    expect(Either.isLeft(first.result) && first.result.left.message).toContain("gen/dataset=b: dataset b: planted failure")
+    expect(fs.readFileSync(path.join(dir, "out/t/some.txt"), "utf8")).toBe("a")
+    fs.rmSync(path.join(dir, "fail-b"))
+    expect(ranUnits((await run(cfg, { stages })).result)).toEqual(["gen/dataset=b", "some/all"])
+    expect(fs.readFileSync(path.join(dir, "out/t/some.txt"), "utf8")).toBe("a,b")
+    expect(ranUnits((await run(cfg, { stages })).result)).toEqual([])
+  })
+})
+
 describe("soft inputs (Stage.softAfter)", () => {
   it("run even when an upstream unit failed, and re-run when one re-ran", async () => {
     const dir = path.join(tmp, "soft")

@@ -42,9 +42,26 @@ const readValidPpl = (ctx: UnitContext, dataset: string) =>
     return out
   })
 
-/** Task metrics of every (model, step, task) from the options tables. */
+/**
+ * Task metrics of every (model, step, task) from the options tables, for the tasks whose every
+ * unit is done; each task left out is named with the first reason (a unit that failed).
+ */
 const readMetrics = (ctx: UnitContext) =>
-  Effect.forEach(downstreamUnits(ctx.config), ({ model, checkpoint, task }) =>
+  Effect.gen(function* () {
+    const units = downstreamUnits(ctx.config)
+    const rows: MetricRow[] = []
+    const leftOut: Array<{ task: string; why: string }> = []
+    for (const task of ctx.config.tasks) {
+      const got = yield* Effect.either(Effect.forEach(units.filter((u) => u.task.name === task.name), metricRow(ctx)))
+      if (got._tag === "Right") rows.push(...got.right)
+      else leftOut.push({ task: task.name, why: got.left.message })
+    }
+    return { rows, leftOut }
+  })
+
+const metricRow =
+  (ctx: UnitContext) =>
+  ({ model, checkpoint, task }: ReturnType<typeof downstreamUnits>[number]) =>
     Effect.map(
       ctx.input(downstreamUnit(model.name, checkpoint.step, task.name)).read(optionsFile(model.name, checkpoint.step, task.name)),
       (t): MetricRow => ({
@@ -59,8 +76,7 @@ const readMetrics = (ctx: UnitContext) =>
           nChars: t.getChild("n_chars")!.toArray() as Int32Array,
         }),
       }),
-    ),
-  )
+    )
 
 /** Log-probs and their average ranks of one score file, the last few kept (each pair reads two). */
 const scoreCache = (ctx: UnitContext, dataset: string, capacity = 6) => {
@@ -100,7 +116,8 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
     })
   }
 
-  const metrics = yield* readMetrics(ctx)
+  const { rows: metrics, leftOut } = yield* readMetrics(ctx)
+  for (const { task, why } of leftOut) yield* ctx.log(`correlate: task ${task} is left out of task_metrics and correlations: ${why}`)
   yield* ctx.writeParquet(taskMetricsFile, taskMetricsTable(metrics))
 
   const xOf = (model: string, step: number): Record<CorrelationAxis, number> => {
@@ -112,7 +129,8 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
       log_step: Math.log(step),
     }
   }
-  const correlations = correlationRows(metrics, config.tasks.map((t) => t.name), xOf)
+  const done = config.tasks.map((t) => t.name).filter((t) => !leftOut.some((l) => l.task === t))
+  const correlations = correlationRows(metrics, done, xOf)
   yield* ctx.writeParquet(correlationsFile, correlationsTable(correlations))
 
   const scores = scoreCache(ctx, dataset)
@@ -170,11 +188,9 @@ export const correlateStage = defineStage<CorrelateParams>({
           tasks: config.tasks.map((t) => t.name),
           models: config.models.map((m) => ({ name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, steps: m.checkpoints.map((c) => c.step) })),
         },
-        inputs: [
-          ...downstreamUnits(config).map((u) => downstreamUnit(u.model.name, u.checkpoint.step, u.task.name)),
-          aggregateUnit,
-          ...config.models.flatMap((m) => m.checkpoints.map((c) => scoreUnit(m.name, c.step, dataset))),
-        ],
+        inputs: [aggregateUnit, ...config.models.flatMap((m) => m.checkpoints.map((c) => scoreUnit(m.name, c.step, dataset)))],
+        // A task whose units failed is left out (and named); the others' metrics are still written.
+        optionalInputs: downstreamUnits(config).map((u) => downstreamUnit(u.model.name, u.checkpoint.step, u.task.name)),
         files: [],
         weight: Math.max(1, config.models.length * config.tasks.length),
       },
