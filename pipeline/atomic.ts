@@ -25,7 +25,10 @@ export const writeFileAtomicSync = (finalPath: string, data: Uint8Array | string
   try {
     const fd = fs.openSync(tmp, "w")
     try {
-      fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data)
+      // writeSync may write less than asked (a full disk says so only on the next call): loop.
+      const bytes = typeof data === "string" ? Buffer.from(data) : data
+      let done = 0
+      while (done < bytes.byteLength) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done)
       fs.fsyncSync(fd)
     } finally {
       fs.closeSync(fd)

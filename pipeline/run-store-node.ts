@@ -18,9 +18,22 @@ import { RunStore, StoreError, type RunStoreShape } from "./run-store.ts"
 const reasonOf = (e: PlatformError, fallback: StoreError["reason"]): StoreError["reason"] =>
   e._tag === "SystemError" && e.reason === "NotFound" ? "NotFound" : fallback
 
+/** What a system error code means, for one-line messages (the code kept for searching). */
+const CODES: Readonly<Record<string, string>> = {
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+  EIO: "input/output error",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EROFS: "read-only file system",
+  ENOTDIR: "a path component is not a folder",
+  EISDIR: "is a folder",
+}
+
 const describe = (e: PlatformError): string => {
   const code = (e as { cause?: { code?: string } }).cause?.code
-  return code ?? (e._tag === "SystemError" ? e.reason : e.message)
+  if (code === undefined) return e._tag === "SystemError" ? e.reason : e.message
+  return CODES[code] ? `${CODES[code]} (${code})` : code
 }
 
 /** The store of the run folder `runDir` (absolute), on a given FileSystem. */
@@ -29,7 +42,7 @@ export const makeNodeRunStore = (runDir: string) =>
     const fs = yield* FileSystem.FileSystem
     const abs = (rel: string) => nodePath.join(runDir, rel)
     const fail = (rel: string, fallback: StoreError["reason"], verb: string) => (e: PlatformError) =>
-      new StoreError({ reason: reasonOf(e, fallback), path: abs(rel), detail: `cannot ${verb} (${describe(e)})`, cause: e })
+      new StoreError({ reason: reasonOf(e, fallback), path: abs(rel), detail: `cannot ${verb}: ${describe(e)}`, cause: e })
 
     const writeAtomic = (rel: string, data: Uint8Array | string) => {
       const target = abs(rel)
@@ -72,7 +85,7 @@ export const makeNodeRunStore = (runDir: string) =>
       acquire: Effect.gen(function* () {
         yield* fs.makeDirectory(runDir, { recursive: true }).pipe(
           Effect.flatMap(() => fs.access(runDir, { writable: true })),
-          Effect.mapError((e) => new RunError({ message: `output folder ${runDir} is not writable (${describe(e)})` })),
+          Effect.mapError((e) => new RunError({ message: `output folder ${runDir} is not writable (${(e as { cause?: { code?: string } }).cause?.code ?? describe(e)})` })),
         )
         const notices: string[] = []
         yield* Effect.acquireRelease(

@@ -124,6 +124,14 @@ const upToDate = (store: RunStoreShape, m: Manifest, pu: PlannedUnit): Effect.Ef
 
 const storeFailure = (e: StoreError) => new RunError({ message: `${displayPath(e.path)}: ${e.detail}` })
 
+/** The manifest could not record a unit's outcome: the run stops; what it recorded before is kept. */
+const manifestFailure = (unit: string, failure?: string) => (e: StoreError) =>
+  new RunError({
+    message:
+      `cannot record ${unit} in ${displayPath(e.path)} (${e.detail}); the run stopped, every unit recorded before is kept` +
+      (failure !== undefined ? `\n  ${unit}: ${failure}` : ""),
+  })
+
 const fingerprintsFor = (config: Config, store: RunStoreShape) => new Fingerprints(configBase(config), path.join(store.cacheDir, "fingerprints.json"))
 
 /** done / failed (with the error) / pending / stale (with what changed) for every planned unit. Reads only (and caches file digests). */
@@ -380,7 +388,7 @@ export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; re
     if (i >= 0) written.splice(i, 1)
     written.push({ path: rel, bytes })
   }
-  const cannotWrite = (e: StoreError) => new UnitError({ message: `cannot write ${displayPath(e.path)}: ${e.detail}`, cause: e })
+  const cannotWrite = (e: StoreError) => new UnitError({ message: `${displayPath(e.path)}: ${e.detail}`, cause: e })
   const allowed = new Set(a.allowed)
   const refs = a.allowed.map((n): UnitRef => ({ stage: n.slice(0, n.indexOf("/")), id: n.slice(n.indexOf("/") + 1) }))
   const inputs = new Map<string, UnitInput>()
@@ -442,7 +450,7 @@ const runUnit = (
     if (Exit.isSuccess(exit)) {
       const old = manifest.units[pu.name]
       manifest.units[pu.name] = { ...base, status: "done" } satisfies UnitRecord
-      yield* Effect.mapError(writeManifest(store, manifest), storeFailure)
+      yield* Effect.mapError(writeManifest(store, manifest), manifestFailure(pu.name))
       // Files the unit wrote last time but not this time are no longer outputs.
       for (const f of old?.files ?? []) {
         if (!written.some((w) => w.path === f.path)) yield* Effect.ignore(store.remove(f.path))
@@ -453,7 +461,7 @@ const runUnit = (
     if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
     const { message, causes } = failureOf(exit.cause)
     manifest.units[pu.name] = { ...base, status: "failed", error: message } satisfies UnitRecord
-    yield* Effect.mapError(writeManifest(store, manifest), storeFailure)
+    yield* Effect.mapError(writeManifest(store, manifest), manifestFailure(pu.name, message))
     reporter.endUnit(false, seconds, message)
     return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, causes, seconds } satisfies UnitOutcome
   })
