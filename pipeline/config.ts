@@ -10,12 +10,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Either, ParseResult, Schema } from "effect"
-import { globSync } from "tinyglobby"
+import { escapePath, globSync } from "tinyglobby"
 import * as YAML from "yaml"
 import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring, type Sequences } from "../schemas/config.ts"
 
 export type { Analysis, Checks, DatasetFormat, Scoring, Sequences, XAxis } from "../schemas/config.ts"
-import { ConfigError, displayPath } from "./errors.ts"
+import { ConfigError, displayPath, firstLine } from "./errors.ts"
 
 export interface Checkpoint {
   readonly step: number
@@ -207,7 +207,13 @@ export const parseConfig = (
     const msg = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
     return Either.left(new ConfigError({ file: displayPath(absFile), ...(line ? { line } : {}), reason: `invalid YAML: ${msg}` }))
   }
-  const raw: unknown = doc.toJS()
+  let raw: unknown
+  try {
+    // toJS resolves aliases; the yaml package refuses an alias bomb (exponential expansion) here.
+    raw = doc.toJS()
+  } catch (e) {
+    return Either.left(new ConfigError({ file: displayPath(absFile), reason: `invalid YAML: ${firstLine(e)}` }))
+  }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return Either.left(new ConfigError({ file: displayPath(absFile), reason: "expected a YAML mapping with run, tokenizer, models, datasets" }))
   }
@@ -244,7 +250,8 @@ export const parseConfig = (
         if (!checkPaths) cps = []
         else {
           const [before, after] = [pattern.slice(0, pattern.indexOf("{step}")), pattern.slice(pattern.indexOf("{step}") + 6)]
-          const globbed = expandGlobs([pattern.replace("{step}", "*")], base)
+          // Only {step} is a wildcard: the rest is the file's path as it is ("my run (v2)/…").
+          const globbed = expandGlobs([`${escapePath(before)}*${escapePath(after)}`], base)
           const re = new RegExp(`^${escapeRe(before)}(\\d+)${escapeRe(after)}$`)
           cps = globbed.flatMap((p) => {
             const mm = p.match(re)

@@ -71,6 +71,19 @@ describe("config", () => {
     })
   })
 
+  it("a checkpoint pattern under a folder whose name has glob characters: only {step} is a wildcard", () => {
+    const dir = path.join(tmp, "my run (v2) [a]")
+    fs.mkdirSync(dir, { recursive: true })
+    for (const s of [5, 50]) fs.writeFileSync(path.join(dir, `step-${s}.onnx`), "x")
+    const r = parseConfig(path.join(tmp, "c.yaml"), good.replace("ck/s/step-{step}.onnx", '"my run (v2) [a]/step-{step}.onnx"'))
+    expect(Either.isRight(r) ? r.right.models[0].checkpoints.map((c) => c.step) : r.left.message).toEqual([5, 50])
+  })
+
+  it("an alias bomb is a config error (one line), not a crash", () => {
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`), "run: *i", ""].join("\n")
+    expect(fail(bomb)).toMatch(/^c\.yaml: invalid YAML: .*alias/i)
+  })
+
   it("empty checkpoint glob", () => {
     expect(fail(good.replace("ck/s/step-{step}.onnx", "ck/m/step-{step}.onnx"))).toBe('c.yaml:8: models[0].checkpoints: no file matches "ck/m/step-{step}.onnx"')
   })
