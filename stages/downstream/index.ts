@@ -17,7 +17,8 @@ import { Effect, Either } from "effect"
 import { Onnx, scorerOptions } from "../../lib/onnx/index.ts"
 import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
 import { displayPath, firstLine, toUnitError } from "../../pipeline/errors.ts"
-import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
+import type { Config } from "../../pipeline/config.ts"
+import { defineStage, UnitError, type InputProblem, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { DOWNSTREAM, downstreamUnits, optionsFile, Options } from "./contract.ts"
 import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
 import { parseTask } from "./tasks.ts"
@@ -135,6 +136,20 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
   )
 })
 
+/** Every task file reads and parses (the prompts and scoring come later, per unit). */
+const validate = (config: Config): InputProblem[] =>
+  config.tasks.flatMap((task, i) => {
+    const file = displayPath(task.path)
+    let text: string
+    try {
+      text = fs.readFileSync(task.path, "utf8")
+    } catch (e) {
+      return [{ field: `tasks[${i}].path`, reason: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})` }]
+    }
+    const parsed = parseTask(task.format, text, file, task.seed)
+    return Either.isLeft(parsed) ? [{ field: `tasks[${i}]`, reason: parsed.left.message }] : []
+  })
+
 export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>({
   name: DOWNSTREAM,
   version: 1,
@@ -153,5 +168,6 @@ export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>(
       inputs: [],
       files: [checkpoint.path, task.path, config.tokenizer],
     })),
+  validate,
   run,
 })

@@ -15,13 +15,13 @@
 import * as fs from "node:fs"
 import { Effect } from "effect"
 import type { Config, Dataset } from "../../pipeline/config.ts"
-import { defineStage, type Progress, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
+import { defineStage, type InputProblem, type Progress, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
 import { TOKENIZE, tokenizeUnit, tokensFile, windowsFile } from "./contract.ts"
 import { categorizeTokens, textWords } from "./categories.ts"
 import { encodeIds, Tokenizers, type Encoded, type LoadedTokenizer } from "../../lib/tokenizer.ts"
 import { type Document, readDocuments } from "./formats.ts"
 import { TokenTablesBuilder } from "./tables.ts"
-import { displayPath, toUnitError } from "../../pipeline/errors.ts"
+import { displayPath, firstLine, toUnitError } from "../../pipeline/errors.ts"
 
 export interface TokenizeOptions {
   readonly contextLength: number
@@ -176,6 +176,18 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams
   yield* ctx.writeParquet(windowsFile(dataset.name), result.windows)
 })
 
+/** The tokenizer file reads and is a JSON object (the tokenizers library says more at load time). */
+const validate = (config: Config): InputProblem[] => {
+  const file = displayPath(config.tokenizer)
+  try {
+    const v: unknown = JSON.parse(fs.readFileSync(config.tokenizer, "utf8"))
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? [] : [{ field: "tokenizer", reason: `${file}: not a tokenizer.json (a JSON object)` }]
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    return [{ field: "tokenizer", reason: `${file}: ${code ? `cannot read (${code})` : `not valid JSON (${firstLine(e)})`}` }]
+  }
+}
+
 export const tokenizeStage = defineStage<TokenizeParams, Tokenizers>({
   name: TOKENIZE,
   version: 1,
@@ -200,5 +212,6 @@ export const tokenizeStage = defineStage<TokenizeParams, Tokenizers>({
       // The tokenizer and the dataset's files enter the key by content (and path relative to the config).
       files: [...d.files, config.tokenizer],
     })),
+  validate,
   run,
 })
