@@ -2,7 +2,7 @@
  * `outputs/<run>/manifest.json`: what every unit produced, under which key (and the parts of that
  * key), and how it ended. Rewritten atomically through the run store after every unit.
  */
-import { Effect, Option } from "effect"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { KeyParts } from "./hash.ts"
 import { readTextOption, type RunStoreShape, type StoreError } from "./run-store.ts"
 
@@ -44,10 +44,36 @@ export type LoadedManifest =
 
 export const emptyManifest = (run: string): Manifest => ({ version: 1, run, units: {} })
 
+/** The manifest's shape, checked when it is read: a file that is not one is moved aside like an unreadable one. */
+const FileRecordSchema = Schema.Struct({ path: Schema.String, bytes: Schema.Number })
+const UnitRecordSchema = Schema.Struct({
+  stage: Schema.String,
+  id: Schema.String,
+  key: Schema.String,
+  status: Schema.Literal("done", "failed"),
+  files: Schema.Array(FileRecordSchema),
+  started: Schema.String,
+  seconds: Schema.Number,
+  error: Schema.optional(Schema.String),
+  inputs: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  parts: Schema.optional(Schema.Unknown),
+  params: Schema.optional(Schema.Unknown),
+})
+const ManifestSchema = Schema.Struct({
+  version: Schema.Literal(1),
+  run: Schema.String,
+  units: Schema.Record({ key: Schema.String, value: UnitRecordSchema }),
+})
+
 export const parseManifest = (text: string): Manifest => {
-  const m = JSON.parse(text) as Manifest
-  if (m.version !== 1 || typeof m.units !== "object" || m.units === null) throw new Error("not a version-1 manifest")
-  return m
+  const decoded = Schema.decodeUnknownEither(ManifestSchema)(JSON.parse(text))
+  if (Either.isLeft(decoded)) {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+    const actual = /actual (.*)$/s.exec(issue.message)?.[1]
+    const what = issue.message.startsWith("is missing") ? "missing" : actual !== undefined ? `unexpected ${actual.slice(0, 40)}` : issue.message.slice(0, 80)
+    throw new Error(`not a version-1 manifest (${issue.path.join(".") || "top"}: ${what})`)
+  }
+  return decoded.right as unknown as Manifest
 }
 
 export const readManifest = (store: RunStoreShape, run: string): Effect.Effect<LoadedManifest, StoreError> =>

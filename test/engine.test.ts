@@ -133,6 +133,23 @@ describe("runner", () => {
     expect(r.log).toMatch(/manifest.json was unreadable .*moved it to manifest.json.corrupt-\d+/)
   })
 
+  it("a manifest of the wrong shape (units a list; a record without files) is moved aside like an unreadable one", async () => {
+    const cfg = writeFakeRun(path.join(tmp, "shape"), { a: "x" })
+    await run(cfg)
+    const file = path.join(tmp, "shape/out/t/manifest.json")
+    const good = JSON.parse(fs.readFileSync(file, "utf8"))
+    fs.writeFileSync(file, JSON.stringify({ ...good, units: [] }))
+    const list = await run(cfg)
+    expect(ranUnits(list.result)).toEqual(["gen/dataset=a", "sum/all"])
+    expect(list.log).toMatch(/^manifest.json was unreadable \(not a version-1 manifest \(units: unexpected \[\]\)\); moved it to manifest.json.corrupt-\d+ and starting afresh$/m)
+    const again = JSON.parse(fs.readFileSync(file, "utf8"))
+    delete again.units["gen/dataset=a"].files
+    fs.writeFileSync(file, JSON.stringify(again))
+    const noFiles = await run(cfg)
+    expect(ranUnits(noFiles.result)).toEqual(["gen/dataset=a", "sum/all"])
+    expect(noFiles.log).toMatch(/not a version-1 manifest \(units\.gen\/dataset=a\.files: missing\)/)
+  })
+
   it("a stage name that cannot name units, or one used twice, is refused before anything runs", async () => {
     const cfg = writeFakeRun(path.join(tmp, "names"), { a: "x" })
     // (Every test here runs stages named gen, sum and list: the engine knows no stage.)
