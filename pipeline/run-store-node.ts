@@ -44,11 +44,30 @@ export const makeNodeRunStore = (runDir: string) =>
     const fail = (rel: string, fallback: StoreError["reason"], verb: string) => (e: PlatformError) =>
       new StoreError({ reason: reasonOf(e, fallback), path: abs(rel), detail: `cannot ${verb}: ${describe(e)}`, cause: e })
 
+    /** A folder of the run that is a symbolic link would send the write elsewhere: refused. */
+    const noLinkBetween = (rel: string) =>
+      Effect.gen(function* () {
+        const parts = rel.split("/").slice(0, -1)
+        for (let i = 1; i <= parts.length; i++) {
+          const dir = abs(parts.slice(0, i).join("/"))
+          const link = yield* fs.readLink(dir).pipe(
+            Effect.map(() => true),
+            Effect.catchAll(() => Effect.succeed(false)), // not a link, or not there yet
+          )
+          if (link) {
+            return yield* Effect.fail(
+              new StoreError({ reason: "Unwritable", path: abs(rel), detail: `cannot write: ${dir} is a symbolic link (a run writes only inside its own folder)` }),
+            )
+          }
+        }
+      })
+
     const writeAtomic = (rel: string, data: Uint8Array | string) => {
       const target = abs(rel)
       const tmp = tmpNameFor(target)
       const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
       return Effect.gen(function* () {
+        yield* noLinkBetween(rel)
         yield* fs.makeDirectory(nodePath.dirname(target), { recursive: true })
         yield* Effect.scoped(
           Effect.gen(function* () {
@@ -61,7 +80,7 @@ export const makeNodeRunStore = (runDir: string) =>
         return bytes.byteLength
       }).pipe(
         Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore)),
-        Effect.mapError(fail(rel, "Unwritable", "write")),
+        Effect.catchIf((e): e is PlatformError => e._tag !== "StoreError", (e) => Effect.fail(fail(rel, "Unwritable", "write")(e))),
       )
     }
 

@@ -93,6 +93,22 @@ describe("RunStore", () => {
   contract("on disk", nodeRunStore(path.join(tmp, "run")))
   contract("in memory", memoryRunStore().layer)
 
+  it.effect("the disk store does not write through a folder of the run that is a symbolic link", () =>
+    Effect.gen(function* () {
+      const runDir = path.join(tmp, "linked-run")
+      const elsewhere = path.join(tmp, "elsewhere")
+      fs.mkdirSync(runDir, { recursive: true })
+      fs.mkdirSync(elsewhere, { recursive: true })
+      fs.symlinkSync(elsewhere, path.join(runDir, "report"))
+      const s = yield* Effect.provide(RunStore, nodeRunStore(runDir))
+      const e = yield* Effect.flip(s.writeAtomic("report/index.html", "<html>"))
+      expect(e.message).toBe(`${runDir}/report/index.html: cannot write: ${runDir}/report is a symbolic link (a run writes only inside its own folder)`)
+      expect(fs.readdirSync(elsewhere)).toEqual([])
+      yield* s.writeAtomic("ok/file.txt", "fine") // other folders as usual
+      expect(fs.readFileSync(path.join(runDir, "ok/file.txt"), "utf8")).toBe("fine")
+    }),
+  )
+
   it("the disk store writes under the run folder and leaves no temporary file", () => {
     const dir = path.join(tmp, "run")
     const names = fs.readdirSync(dir, { recursive: true }).map(String).sort()
