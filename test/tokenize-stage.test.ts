@@ -247,6 +247,21 @@ describe("tokenize stage errors and limits", () => {
     expect([...t.getChild("doc_id")!]).toEqual(["1", "1", "2", "2", "2"])
   })
 
+  it("invalid UTF-8 in a dataset is counted and said (a U+FFFD in the file itself is not)", async () => {
+    const dir = path.join(tmp, "utf8")
+    fs.mkdirSync(dir, { recursive: true })
+    // "ab" 0xFF "cd" 0xFE "ef" U+FFFD(EF BF BD, written on purpose) "gh"
+    fs.writeFileSync(path.join(dir, "a.txt"), Buffer.from([0x61, 0x62, 0xff, 0x63, 0x64, 0xfe, 0x65, 0x66, 0xef, 0xbf, 0xbd, 0x67, 0x68]))
+    fs.writeFileSync(path.join(dir, "clean.txt"), "all fine here")
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: a, format: text, path: a.txt }", "  - { name: clean, format: text, path: clean.txt }"])))
+    const run = plantedRun(config, memoryRunStore().store, StageServicesLive)
+    const [a, clean] = tokenizeStage.plan(config)
+    const ra = await run.run(tokenizeStage, a)
+    expect(Either.isRight(ra.result)).toBe(true)
+    expect(ra.logs).toEqual([`tokenize a: ${path.join(dir, "a.txt")}: 2 invalid UTF-8 byte sequences replaced by U+FFFD (is the file in another encoding?)`])
+    expect((await run.run(tokenizeStage, clean)).logs).toEqual([])
+  })
+
   it("a missing or broken tokenizer is a one-line error naming it", async () => {
     const dir = path.join(tmp, "notok")
     fs.mkdirSync(dir, { recursive: true })

@@ -39,13 +39,35 @@ const reason = (e: unknown): string => {
   return firstLine(e)
 }
 
-const readText = (file: string): string => {
+/** U+FFFD characters in `s` (the decoder's replacement for each invalid UTF-8 sequence). */
+const replacements = (s: string): number => {
+  let n = 0
+  for (let i = s.indexOf("\uFFFD"); i >= 0; i = s.indexOf("\uFFFD", i + 1)) n++
+  return n
+}
+
+/** EF BF BD in the bytes: U+FFFD written in the file itself (not a decoding failure). */
+const literalReplacements = (b: Buffer): number => {
+  let n = 0
+  for (let i = b.indexOf(0xef); i >= 0 && i + 2 < b.length; i = b.indexOf(0xef, i + 1)) if (b[i + 1] === 0xbf && b[i + 2] === 0xbd) n++
+  return n
+}
+
+/**
+ * The file's text as UTF-8 (a BOM dropped). Invalid byte sequences become U+FFFD, as everywhere;
+ * how many is told to `note`, since a file in another encoding then tokenizes as garbage.
+ */
+const readText = (file: string, note?: (message: string) => void): string => {
+  let bytes: Buffer
   try {
-    const s = fs.readFileSync(file, "utf8")
-    return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s
+    bytes = fs.readFileSync(file)
   } catch (e) {
     throw fail(`${displayPath(file)}: cannot read (${reason(e)})`)
   }
+  const s = bytes.toString("utf8")
+  const bad = replacements(s) - literalReplacements(bytes)
+  if (bad > 0 && note) note(`${displayPath(file)}: ${bad} invalid UTF-8 byte sequence${bad > 1 ? "s" : ""} replaced by U+FFFD (is the file in another encoding?)`)
+  return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s
 }
 
 /** The deepest folder holding every file (absolute paths). */
@@ -78,21 +100,21 @@ export const fileNaming = (files: ReadonlyArray<string>, file: string): FileNami
  * Read the documents of one file of a dataset.
  * @throws UnitError (one line, naming the file) for an unreadable, malformed or empty file
  */
-export const readDocuments = (dataset: Dataset, file: string): Document[] => {
+export const readDocuments = (dataset: Dataset, file: string, note?: (message: string) => void): Document[] => {
   const naming = fileNaming(dataset.files, file)
   let docs: Document[]
   switch (dataset.format) {
     case "text":
-      docs = [{ id: naming.name, text: readText(file) }]
+      docs = [{ id: naming.name, text: readText(file, note) }]
       if (docs[0].text.trim() === "") throw fail(`${displayPath(file)}: empty file, no text to tokenize`)
       return docs
     case "brown": {
-      const { text, starts, ends, tags } = parseBrown(readText(file))
+      const { text, starts, ends, tags } = parseBrown(readText(file, note))
       if (starts.length === 0) throw fail(`${displayPath(file)}: no word/TAG tokens (empty file?)`)
       return [{ id: path.basename(file), text, words: { starts, ends, tags } }]
     }
     case "jsonl":
-      docs = parseJsonl(readText(file), file, dataset.text_field, dataset.id_field, naming)
+      docs = parseJsonl(readText(file, note), file, dataset.text_field, dataset.id_field, naming)
       break
     case "parquet":
       docs = readParquetDocuments(file, dataset.text_field, dataset.id_field, naming)

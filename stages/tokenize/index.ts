@@ -36,6 +36,8 @@ export interface TokenizeResult {
   readonly documents: number
   /** Words of the documents read (whitespace-separated runs, or tagged words for brown). */
   readonly words: number
+  /** Notices for the user (e.g. invalid UTF-8 replaced in a file), one line each. */
+  readonly notes: ReadonlyArray<string>
 }
 
 const BATCH_CHARS = 1 << 20
@@ -63,6 +65,7 @@ export const tokenizeDataset = async (
     })
   }
   const maxTokens = options.maxTokens ?? Infinity
+  const notes: string[] = []
   const builder = new TokenTablesBuilder(options.contextLength, options.stride)
   const sizes = dataset.files.map((f) => {
     try {
@@ -113,7 +116,7 @@ export const tokenizeDataset = async (
 
   for (const [fi, file] of dataset.files.entries()) {
     if (builder.tokenCount >= maxTokens) break
-    const docs = readDocuments(dataset, file)
+    const docs = readDocuments(dataset, file, (m) => notes.push(m))
     const totalChars = docs.reduce((a, d) => a + d.text.length, 0) || 1
     for (const doc of docs) {
       batch.push({ doc, bytes: (sizes[fi] * doc.text.length) / totalChars })
@@ -132,7 +135,7 @@ export const tokenizeDataset = async (
       message: `dataset ${dataset.name}: no token to predict (every document is shorter than 2 tokens)`,
     })
   }
-  return { tokens: builder.tokens(), windows: builder.windows(), documents, words }
+  return { tokens: builder.tokens(), windows: builder.windows(), documents, words, notes }
 }
 
 interface TokenizeParams {
@@ -172,6 +175,7 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams
       ),
     catch: (e) => toUnitError(e),
   })
+  for (const note of result.notes) yield* ctx.log(`tokenize ${dataset.name}: ${note}`)
   yield* ctx.writeParquet(tokensFile(dataset.name), result.tokens)
   yield* ctx.writeParquet(windowsFile(dataset.name), result.windows)
 })
