@@ -200,6 +200,8 @@ describe("graph cache and fallback", () => {
     const dir = path.join(tmp, "cachetest")
     const cache = path.join(dir, "cache")
     const f = saveModel(linearModel(lw), dir, "m.onnx")
+    const then = new Date("2025-01-01T00:00:00Z") // whole seconds: utimes can set it back exactly
+    fs.utimesSync(f, then, then)
     const reqs = mixed(lw.vocab)
     const graphs = async (o: Partial<ScorerOptions>) => (await score(f, reqs, { cacheDir: cache, ...o })).graph
     expect(await graphs({})).toBe("rewritten")
@@ -208,9 +210,15 @@ describe("graph cache and fallback", () => {
     expect(await graphs({ entropy: false })).toBe("cached")
     const cached = fs.readdirSync(path.join(cache, "score-graphs")).filter((n) => n.endsWith(".onnx"))
     expect(cached).toHaveLength(2)
-    const later = new Date(Date.now() + 5000)
-    fs.utimesSync(f, later, later)
-    expect(await graphs({})).toBe("rewritten")
+    // Replaced by other weights of the same size, with the same mtime: rewritten, and scored with the new weights.
+    const st = fs.statSync(f)
+    const other = linearWeights({ seed: 99 })
+    saveModel(linearModel(other), dir, "m.onnx")
+    fs.utimesSync(f, then, then)
+    expect([fs.statSync(f).size, fs.statSync(f).mtimeMs]).toEqual([st.size, st.mtimeMs])
+    const again = await score(f, reqs, { cacheDir: cache })
+    expect(again.graph).toBe("rewritten")
+    expectMatches(again.results, reqs, (ids) => linearLogits(other, ids), other.vocab)
   })
 
   it("a cached graph holds no weights: they are read from the checkpoint file", async () => {

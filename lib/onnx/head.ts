@@ -18,8 +18,10 @@
  * the session loads the rewritten bytes with the checkpoint's folder as its external-data folder.
  * A rewritten model is therefore a few kilobytes (plus the graph's nodes), whatever the weights.
  *
- * The rewritten model is cached under `<cacheDir>/score-graphs/`, keyed by the checkpoint's path,
- * size and mtime (and whether entropy is asked), so each checkpoint is rewritten once.
+ * The rewritten model is cached under `<cacheDir>/score-graphs/`, keyed by the checkpoint's content
+ * (pipeline/hash.ts hashFile: whole up to 64 MiB, sampled above) and whether entropy is asked, so
+ * each checkpoint is rewritten once, and a checkpoint replaced by another of the same size and
+ * mtime is not scored with the old graph.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -27,6 +29,7 @@ import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
 import { DT, GraphBuilder, encodeModel, valueInfo } from "./proto.ts"
 import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts"
+import { hashFile } from "../../pipeline/hash.ts"
 
 /** Bump when the appended head changes: cached graphs of older versions are not reused. */
 export const REWRITE_VERSION = 1
@@ -88,15 +91,12 @@ export const planRewrite = (h: ModelHeader, sig: Signature, options: { readonly 
   return { ok: true, fragment: encodeModel({ graph: { node: g.nodes, initializer: g.initializers, output: outputs } }) }
 }
 
-/** Cache key of a checkpoint's rewritten graph: its absolute path, size and mtime, the head's version and variant. */
-export const rewriteKey = (modelPath: string, options: { readonly entropy: boolean }): string => {
-  const abs = path.resolve(modelPath)
-  const st = fs.statSync(abs)
-  return createHash("sha256")
-    .update(`${abs}\0${st.size}\0${st.mtimeMs}\0v${REWRITE_VERSION}\0entropy=${options.entropy}`)
+/** Cache key of a checkpoint's rewritten graph: its content digest, the head's version and variant. */
+export const rewriteKey = (modelPath: string, options: { readonly entropy: boolean }): string =>
+  createHash("sha256")
+    .update(`${hashFile(path.resolve(modelPath))}\0v${REWRITE_VERSION}\0entropy=${options.entropy}`)
     .digest("hex")
     .slice(0, 24)
-}
 
 export const cachedGraphPath = (cacheDir: string, modelPath: string, key: string): string =>
   path.join(cacheDir, "score-graphs", `${path.basename(modelPath, ".onnx")}-${key}.onnx`)
