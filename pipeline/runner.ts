@@ -336,6 +336,8 @@ const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): Unit
   const pathOf = (file: TableFile | string) => (typeof file === "string" ? file : file.path)
   return {
     ref,
+    status: record === undefined ? "missing" : record.status,
+    ...(record?.status === "failed" && record.error !== undefined ? { error: record.error } : {}),
     files,
     read: (file, options = {}) =>
       Effect.gen(function* () {

@@ -72,6 +72,10 @@ export interface TableFile {
 /** What an upstream unit wrote, as recorded in the manifest. Every failure is a UnitError naming the unit and the file. */
 export interface UnitInput {
   readonly ref: UnitRef
+  /** "done", "failed" (with `error`) or "missing" (never ran, or not in this run). */
+  readonly status: "done" | "failed" | "missing"
+  /** The failed unit's one-line error. */
+  readonly error?: string
   /** Its files, relative to the run folder, in the order written. */
   readonly files: ReadonlyArray<string>
   /** Read a whole table file (optionally some columns), checked against its definition. */

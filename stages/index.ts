@@ -5,7 +5,7 @@
  */
 import type { Stage } from "../pipeline/stage.ts"
 import { aggregateStage } from "./aggregate/index.ts"
-import { excludingFlagged } from "./checks/flagged.ts"
+import { excludingFlagged, excludingUnscored } from "./checks/flagged.ts"
 import { checksStage } from "./checks/index.ts"
 import { classifyStage } from "./classify/index.ts"
 import { correlateStage } from "./correlate/index.ts"
@@ -20,13 +20,15 @@ import { tokenizeStage } from "./tokenize/index.ts"
 export const allStages: ReadonlyArray<Stage<any, StageServices>> = [
   tokenizeStage,
   scoreStage,
-  aggregateStage,
-  checksStage,
-  // These drop checkpoints flagged by `checks` when analysis.exclude_flagged is set.
-  excludingFlagged(regressStage),
-  excludingFlagged(classifyStage),
+  // A checkpoint that could not be scored never blocks the analysis: these leave it out (and
+  // checks records it as broken).
+  excludingUnscored(aggregateStage),
+  excludingUnscored(checksStage),
+  // These also drop checkpoints flagged by `checks` when analysis.exclude_flagged is set.
+  excludingUnscored(excludingFlagged(regressStage)),
+  excludingUnscored(excludingFlagged(classifyStage)),
   downstreamStage,
-  excludingFlagged(correlateStage),
+  excludingUnscored(excludingFlagged(correlateStage)),
   sequencesStage,
   reportStage,
 ]

@@ -147,6 +147,29 @@ tasks:
     expect(fs.existsSync(path.join(dir, "out"))).toBe(false)
   })
 
+  it("a checkpoint that cannot be scored is recorded as broken and left out; the analysis still runs (--keep-going)", () => {
+    // tiny "step 151" is a truncated file: its score and downstream units fail, nothing else does.
+    const broken = path.join(tmp, "truncated-151.onnx")
+    fs.writeFileSync(broken, fs.readFileSync(`${root}/zoo/tiny/step-151.onnx`).subarray(0, 4000))
+    const tiny = steps.map((s) => `      - { step: ${s}, path: ${s === 151 ? broken : `${root}/zoo/tiny/step-${s}.onnx`} }`).join("\n")
+    const r = cli("run", cfg("unscored", tiny), "--keep-going")
+    expect(r.status).toBe(1)
+    const failed = r.stderr.split("\n").filter((l) => /^ {2}\S+\/\S+: /.test(l))
+    expect(failed.map((l) => l.trim().split(":")[0])).toEqual(["score/model=tiny/step=151/dataset=press", "downstream/model=tiny/step=151/task=sv"])
+    expect(r.stderr).toMatch(/regress model=tiny\/dataset=press: left out tiny@151 \(not scored; see the checks\)/)
+    const runDir = path.join(tmp, "out/unscored")
+    const checks = readParquetFile(path.join(runDir, "checkpoint_checks.parquet")).toArray().map((x) => x.toJSON())
+    expect(checks).toEqual([expect.objectContaining({ model: "tiny", step: 151, check: "broken", severity: "error", detail: expect.stringMatching(/^could not be scored: tiny step 151: /) })])
+    const ck = readParquetFile(path.join(runDir, "checkpoints.parquet")).toArray().map((x) => x.toJSON())
+    expect(ck.filter((c) => c.model === "tiny").map((c) => c.step)).toEqual(steps.filter((s) => s !== 151))
+    const groups = readParquetFile(path.join(runDir, "group_trajectories.parquet")).toArray().map((x) => x.toJSON())
+    expect(groups.some((g) => g.model === "tiny" && g.step === 151)).toBe(false)
+    expect(groups.some((g) => g.model === "tiny" && g.step === 265)).toBe(true)
+    const tm = readParquetFile(path.join(runDir, "task_metrics.parquet")).toArray().map((x) => x.toJSON())
+    expect(tm.filter((m) => m.model === "tiny").map((m) => m.step)).toEqual(steps.filter((s) => s !== 151))
+    expect(fs.existsSync(path.join(runDir, "report/index.html"))).toBe(true)
+  })
+
   it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", () => {
     // tiny "step 151" is really the final checkpoint (as in a mis-uploaded suite).
     const file = cfg("planted", list("tiny", steps.map((s) => [s, s === 151 ? 908 : s])), "  exclude_flagged: true\n")

@@ -12,7 +12,8 @@ import * as path from "node:path"
 import { Effect, Option } from "effect"
 import { displayPath, toUnitError, type UnitError } from "../../pipeline/errors.ts"
 import { readParquet, RunStore, type StoreError } from "../../pipeline/run-store.ts"
-import type { Stage, UnitContext } from "../../pipeline/stage.ts"
+import type { Stage, UnitContext, UnitRef } from "../../pipeline/stage.ts"
+import { parseScoreUnitId, SCORE } from "../score/contract.ts"
 import { CHECKS, checksFile, checksUnit, type Severity } from "./contract.ts"
 import type { CheckRow } from "./rules.ts"
 import { checkpointKey, checkRowsOf, flaggedKeys, formatCheckWarnings, withoutFlagged } from "./table.ts"
@@ -75,6 +76,44 @@ export const excludingFlagged = <P, R>(stage: Stage<P, R>): Stage<P, R> => ({
         m.checkpoints.filter((c) => flagged.has(checkpointKey(m.name, c.step))).map((c) => `${m.name}@${c.step}`),
       )
       if (dropped.length) yield* ctx.log(`${stage.name} ${unit.id}: analysis.exclude_flagged drops ${dropped.join(", ")}`)
+      return yield* stage.run(unit, { ...ctx, config: { ...ctx.config, models } })
+    }),
+})
+
+/** The checkpoints among a unit's score inputs that were not scored: `model/step` → the score unit's error. */
+export const unscoredCheckpoints = (ctx: UnitContext, refs: ReadonlyArray<UnitRef>): Map<string, string> => {
+  const out = new Map<string, string>()
+  for (const ref of refs) {
+    const id = ref.stage === SCORE ? parseScoreUnitId(ref.id) : undefined
+    if (id === undefined) continue
+    const input = ctx.input(ref)
+    if (input.status === "done") continue
+    const key = checkpointKey(id.model, id.step)
+    if (!out.has(key)) out.set(key, input.error ?? "it did not run")
+  }
+  return out
+}
+
+/**
+ * `stage`, run without the checkpoints that could not be scored: its units read the score units
+ * as optional inputs (a failed one never blocks them), and each checkpoint whose score unit is
+ * not done is left out of the config the unit sees, with one line saying so. The checks stage
+ * records those checkpoints as broken (./index.ts).
+ */
+export const excludingUnscored = <P, R>(stage: Stage<P, R>): Stage<P, R> => ({
+  ...stage,
+  plan: (config) =>
+    stage.plan(config).map((u) => {
+      const scores = u.inputs.filter((r) => r.stage === SCORE)
+      return scores.length === 0 ? u : { ...u, inputs: u.inputs.filter((r) => r.stage !== SCORE), optionalInputs: [...(u.optionalInputs ?? []), ...scores] }
+    }),
+  run: (unit, ctx) =>
+    Effect.gen(function* () {
+      const unscored = unscoredCheckpoints(ctx, unit.optionalInputs ?? [])
+      if (unscored.size === 0) return yield* stage.run(unit, ctx)
+      const models = ctx.config.models.map((m) => withoutFlagged(m, new Set(unscored.keys())))
+      const names = [...unscored.keys()].map((k) => k.replace("/", "@"))
+      yield* ctx.log(`${stage.name} ${unit.id}: left out ${names.join(", ")} (not scored; see the checks)`)
       return yield* stage.run(unit, { ...ctx, config: { ...ctx.config, models } })
     }),
 })

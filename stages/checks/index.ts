@@ -21,6 +21,7 @@ import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../p
 import { AGGREGATE, aggregateUnit, checkpointColumn, readCheckpointRows } from "../aggregate/contract.ts"
 import { SCORE, scoreUnit } from "../score/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "./contract.ts"
+import { unscoredCheckpoints } from "./flagged.ts"
 import { DigestCache, checkpointDigest } from "./digest.ts"
 import {
   identicalPredictions,
@@ -28,6 +29,7 @@ import {
   mergeRows,
   nonFiniteRow,
   outOfOrderRows,
+  unscoredRow,
   vocabSizeOf,
   worseThanUniformRows,
   type CheckRow,
@@ -116,6 +118,11 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, 
     Effect.catchAll((e) => ctx.log(`checks: cannot save the digest cache ${cache.file}: ${firstLine(e)}`)),
   )
 
+  // Checkpoints left out because they could not be scored (excludingUnscored) are broken.
+  for (const [key, error] of unscoredCheckpoints(ctx, _unit.optionalInputs ?? [])) {
+    const cut = key.lastIndexOf("/")
+    rows.push(unscoredRow(key.slice(0, cut), Number(key.slice(cut + 1)), error))
+  }
   const merged = mergeRows(rows, config.models.map((m) => m.name))
   yield* ctx.writeParquet(checksFile, checksTable(merged))
   if (merged.length > 0) yield* ctx.log(`checks: ${flaggedKeys(merged).size} checkpoint(s) flagged (${checksFile.path})`)

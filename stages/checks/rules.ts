@@ -281,6 +281,9 @@ export const vocabSizeOf = (json: unknown): number | undefined => {
   return max >= 0 ? max + 1 : undefined
 }
 
+/** Check 4, a checkpoint that could not be scored at all (its score unit failed: a truncated or unloadable file, NaN weights). */
+export const unscoredRow = (model: string, step: number, error: string): CheckRow => row(model, step, "broken", `could not be scored: ${error}`)
+
 /** Check 4, non-finite log-probs of one checkpoint on one dataset. */
 export const nonFiniteRow = (model: string, step: number, dataset: string, bad: number, tokens: number): CheckRow[] =>
   bad > 0 ? [row(model, step, "broken", `${dataset}: ${bad} of ${tokens} log-probs are NaN or infinite`)] : []

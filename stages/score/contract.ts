@@ -15,6 +15,12 @@ export const scoreUnit = (model: string, step: number, dataset: string): UnitRef
   id: `model=${model}/step=${step}/dataset=${dataset}`,
 })
 
+/** `model=s/step=100/dataset=press` → its parts (undefined for another id). */
+export const parseScoreUnitId = (id: string): { model: string; step: number; dataset: string } | undefined => {
+  const m = /^model=([^/]+)\/step=(\d+)\/dataset=([^/]+)$/.exec(id)
+  return m ? { model: m[1], step: Number(m[2]), dataset: m[3] } : undefined
+}
+
 const columns = {
   token_index: col.int32(),
   token_id: col.int32(),
