@@ -10,6 +10,8 @@ export interface FileRecord {
   /** Relative to the run folder. */
   readonly path: string
   readonly bytes: number
+  /** CRC-32 of the bytes written (computed from them before the write, not by reading back); absent in older manifests. */
+  readonly crc32?: number
 }
 
 export interface UnitRecord {
@@ -45,7 +47,7 @@ export type LoadedManifest =
 export const emptyManifest = (run: string): Manifest => ({ version: 1, run, units: {} })
 
 /** The manifest's shape, checked when it is read: a file that is not one is moved aside like an unreadable one. */
-const FileRecordSchema = Schema.Struct({ path: Schema.String, bytes: Schema.Number })
+const FileRecordSchema = Schema.Struct({ path: Schema.String, bytes: Schema.Number, crc32: Schema.optional(Schema.Number) })
 const UnitRecordSchema = Schema.Struct({
   stage: Schema.String,
   id: Schema.String,

@@ -11,7 +11,9 @@
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
  */
+import * as fs from "node:fs"
 import * as path from "node:path"
+import * as zlib from "node:zlib"
 import type * as arrow from "apache-arrow"
 import { Cause, Effect, Exit, Option } from "effect"
 import type { Config } from "./config.ts"
@@ -19,7 +21,8 @@ import { causeChain, displayPath, firstLine, RunError, UnitError } from "./error
 import { explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
 import { emptyManifest, filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
 import { Reporter, fmtSeconds, stderrSink, type Sink } from "./progress.ts"
-import { openParquet, readParquet, RunStore, writeParquet, type RunStoreShape, type StoreError } from "./run-store.ts"
+import { openParquet, RunStore, type RunStoreShape, type StoreError } from "./run-store.ts"
+import { decodeParquet, encodeParquet } from "./store.ts"
 import type { Progress, Stage, StageName, TableFile, UnitContext, UnitInput, UnitPlan, UnitRef } from "./stage.ts"
 
 export interface PlannedUnit {
@@ -320,6 +323,29 @@ export const runPipeline = <S extends Stage<any, any>>(
     return summary
   }).pipe(Effect.scoped) as Effect.Effect<RunSummary, RunError, RunStore | (S extends Stage<any, infer R> ? R : never)>
 
+/** CRC-32 of a file on disk, read in 4 MiB pieces; remembered per (path, size, mtime, inode) for the process. */
+const fileCrcs = new Map<string, number>()
+const crc32OfFile = (file: string): number => {
+  const st = fs.statSync(file)
+  const memo = `${file}\0${st.size}\0${st.mtimeMs}\0${st.ino}`
+  const hit = fileCrcs.get(memo)
+  if (hit !== undefined) return hit
+  const buf = Buffer.allocUnsafe(4 << 20)
+  const fd = fs.openSync(file, "r")
+  let crc = 0
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (n === 0) break
+      crc = zlib.crc32(buf.subarray(0, n), crc)
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  fileCrcs.set(memo, crc)
+  return crc
+}
+
 /** The outputs of an upstream unit, as the manifest records them, read through the store. */
 const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): UnitInput => {
   const name = unitName(ref.stage, ref.id)
@@ -334,6 +360,26 @@ const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): Unit
         : Effect.fail(new UnitError({ message: `${name} recorded no ${rel} (it wrote ${files.length ? files.slice(0, 3).join(", ") + (files.length > 3 ? ", …" : "") : "nothing"}); re-run it` }))
   const fromStore = (rel: string) => (e: StoreError) => new UnitError({ message: e.reason === "NotFound" ? `file missing (written by ${name}; re-run it)` : e.detail, path: shown(rel), cause: e })
   const pathOf = (file: TableFile | string) => (typeof file === "string" ? file : file.path)
+  /**
+   * What is read must be what the unit wrote: a file whose CRC-32 differs from the recorded one
+   * fails this read, and the producing unit is marked failed in the manifest, so the next run
+   * writes it again (and re-runs what depends on it).
+   */
+  const verify = (rel: string, crc: () => number): Effect.Effect<void, UnitError> =>
+    Effect.suspend(() => {
+      const want = record?.files.find((f) => f.path === rel)?.crc32
+      if (want === undefined) return Effect.void
+      const got = crc()
+      if (got === want) return Effect.void
+      const error = `${rel} changed since it was written (CRC-32 ${got.toString(16)}, written ${want.toString(16)})`
+      if (record !== undefined) manifest.units[name] = { ...record, status: "failed", error }
+      return Effect.fail(new UnitError({ message: `its content is not what ${name} wrote; the next run writes it again`, path: shown(rel) }))
+    })
+  const verifyLocal = (rel: string): Effect.Effect<void, UnitError> =>
+    Option.match(store.localPath(rel), {
+      onSome: (p) => verify(rel, () => crc32OfFile(p)),
+      onNone: () => Effect.flatMap(Effect.mapError(store.readBytes(rel), fromStore(rel)), (b) => verify(rel, () => zlib.crc32(b))),
+    })
   return {
     ref,
     status: record === undefined ? "missing" : record.status,
@@ -342,20 +388,24 @@ const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): Unit
     read: (file, options = {}) =>
       Effect.gen(function* () {
         const rel = yield* recorded(file.path)
-        const table: arrow.Table = yield* Effect.mapError(
-          readParquet(store, rel, options.columns ? { columns: [...options.columns] } : {}),
-          fromStore(rel),
-        )
+        const bytes = yield* Effect.mapError(store.readBytes(rel), fromStore(rel))
+        yield* verify(rel, () => zlib.crc32(bytes))
+        const table: arrow.Table = yield* Effect.try({
+          try: () => decodeParquet(bytes, options.columns ? { columns: [...options.columns] } : {}),
+          catch: (e) => new UnitError({ message: `not a readable Parquet file (${firstLine(e)}; written by ${name}; re-run it)`, path: shown(rel), cause: e }),
+        })
         yield* Effect.try({
           try: () => file.table.check(table, options.columns as never),
           catch: (e) => new UnitError({ message: `${firstLine(e)} (written by ${name}; re-run it)`, path: shown(rel), cause: e }),
         })
         return table
       }),
-    open: (file) => Effect.flatMap(recorded(pathOf(file)), (rel) => Effect.mapError(openParquet(store, rel), fromStore(rel))),
-    bytes: (rel) => Effect.flatMap(recorded(rel), (r) => Effect.mapError(store.readBytes(r), fromStore(r))),
+    open: (file) =>
+      Effect.flatMap(recorded(pathOf(file)), (rel) => Effect.zipRight(verifyLocal(rel), Effect.mapError(openParquet(store, rel), fromStore(rel)))),
+    bytes: (rel) =>
+      Effect.flatMap(recorded(rel), (r) => Effect.tap(Effect.mapError(store.readBytes(r), fromStore(r)), (b) => verify(r, () => zlib.crc32(b)))),
     localPath: (rel) =>
-      Effect.flatMap(recorded(rel), (r) =>
+      Effect.flatMap(Effect.tap(recorded(rel), verifyLocal), (r) =>
         Option.match(store.localPath(r), {
           onSome: (p) => Effect.succeed(p),
           onNone: () => Effect.fail(new UnitError({ message: `needs its input files on a local disk (the run store ${store.location} has none)`, path: shown(r) })),
@@ -385,12 +435,15 @@ export interface ContextArgs {
 export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; readonly written: FileRecord[] } => {
   const { config, store, manifest } = a
   const written: FileRecord[] = []
-  const record = (rel: string, bytes: number) => {
+  const record = (rel: string, bytes: number, crc32: number) => {
     const i = written.findIndex((w) => w.path === rel)
     if (i >= 0) written.splice(i, 1)
-    written.push({ path: rel, bytes })
+    written.push({ path: rel, bytes, crc32 })
   }
   const cannotWrite = (e: StoreError) => new UnitError({ message: `${displayPath(e.path)}: ${e.detail}`, cause: e })
+  /** Write and record a file with its size and its CRC-32 (of the bytes in hand: no second read). */
+  const writeBytes = (rel: string, bytes: Uint8Array) =>
+    Effect.map(Effect.mapError(store.writeAtomic(rel, bytes), cannotWrite), (n) => record(rel, n, zlib.crc32(bytes)))
   const allowed = new Set(a.allowed)
   const refs = a.allowed.map((n): UnitRef => ({ stage: n.slice(0, n.indexOf("/")), id: n.slice(n.indexOf("/") + 1) }))
   const inputs = new Map<string, UnitInput>()
@@ -404,9 +457,15 @@ export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; re
     writeParquet: (file, table, opts) => {
       const rel = typeof file === "string" ? file : file.path
       const options = opts ?? (typeof file === "string" ? undefined : file.writeOptions)
-      return Effect.map(Effect.mapError(writeParquet(store, rel, table, options), cannotWrite), (n) => record(rel, n))
+      return Effect.flatMap(
+        Effect.try({
+          try: () => encodeParquet(table, options),
+          catch: (e) => new UnitError({ message: `cannot encode ${rel} as Parquet: ${firstLine(e)}`, cause: e }),
+        }),
+        (bytes) => writeBytes(rel, bytes),
+      )
     },
-    writeFile: (rel, data) => Effect.map(Effect.mapError(store.writeAtomic(rel, data), cannotWrite), (n) => record(rel, n)),
+    writeFile: (rel, data) => writeBytes(rel, typeof data === "string" ? new TextEncoder().encode(data) : data),
     input: (ref) => {
       const name = unitName(ref.stage, ref.id)
       if (!allowed.has(name)) throw new Error(`${self} reads ${name}, which it does not declare as an input (its key would not cover it)`)

@@ -124,6 +124,26 @@ describe("runner", () => {
     expect(ranUnits((await run(cfg)).result)).toEqual(["gen/dataset=a", "sum/all"])
   })
 
+  it("an output changed in place (same size) is caught when read: the reader fails once, the next run writes it again", async () => {
+    const dir = path.join(tmp, "bitrot")
+    const cfg = writeFakeRun(dir, { a: "alpha", b: "beta" })
+    await run(cfg)
+    const file = path.join(dir, "out/t/gen/dataset=a/out.parquet")
+    const good = fs.readFileSync(file)
+    const bad = Buffer.from(good)
+    bad[Math.floor(bad.length / 2)] ^= 0xff // one flipped byte in the data, size kept
+    fs.writeFileSync(file, bad)
+    const config = await Effect.runPromise(loadConfig(cfg))
+    expect((await statusOf(config)).map((u) => u.state)).toEqual(["done", "done", "done"]) // sizes match: not read, not known
+    const read = await run(cfg, { force: ["sum"] })
+    expect(Either.isLeft(read.result) && read.result.left.message).toContain(
+      `sum/all: ${file}: its content is not what gen/dataset=a wrote; the next run writes it again`,
+    )
+    expect((await statusOf(config)).find((u) => u.id === "dataset=a")).toMatchObject({ state: "failed", detail: expect.stringMatching(/^gen\/dataset=a\/out\.parquet changed since it was written \(CRC-32 [0-9a-f]+, written [0-9a-f]+\)$/) })
+    expect(ranUnits((await run(cfg)).result)).toEqual(["gen/dataset=a", "sum/all"])
+    expect(fs.readFileSync(file)).toEqual(good)
+  })
+
   it("a corrupt manifest is moved aside and the run starts afresh", async () => {
     const cfg = writeFakeRun(path.join(tmp, "corrupt"), { a: "x" })
     await run(cfg)
