@@ -9,6 +9,7 @@ import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseConfig, type Config } from "../pipeline/config.ts"
 import type { Stage, UnitPlan } from "../pipeline/stage.ts"
+import { planRun } from "../pipeline/runner.ts"
 import { parquetRowGroups, readParquetFile } from "../pipeline/store.ts"
 import { scoresFile } from "../stages/score/contract.ts"
 import { scoreStage, type ScoreParams } from "../stages/score/index.ts"
@@ -103,6 +104,31 @@ describe("score stage: plan", () => {
     expect(units[2].files).toEqual([path.join(tmp, "plan/ckpt/s-16.onnx")])
     const other = project("plan2", "{ entropy: true, row_group_size: 4, threads: 2, batch_size: 16 }")
     expect(scoreStage.plan(other)[0].params).toEqual(units[0].params)
+  })
+})
+
+describe("score stage: external weights", () => {
+  it("a checkpoint's external-data file is among its units' files: other weights there, another key", () => {
+    const dir = path.join(tmp, "extkey")
+    fs.mkdirSync(path.join(dir, "data"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "tok.json"), "{}")
+    fs.writeFileSync(path.join(dir, "data/press.txt"), "press")
+    const model = saveModel(linearModel(linearWeights({ vocab: 13 })), path.join(dir, "ckpt"), "model.onnx", { externalData: "weights.bin" })
+    const yaml = `run: r
+tokenizer: tok.json
+models: [{ name: s, params: 1000, tokens_per_step: 64, checkpoints: [{ step: 1, path: ckpt/model.onnx }] }]
+datasets: [{ name: press, format: text, path: data/press.txt }]
+`
+    const c = parseConfig(path.join(dir, "config.yaml"), yaml)
+    if (Either.isLeft(c)) throw new Error(c.left.message)
+    const [unit] = scoreStage.plan(c.right)
+    expect(unit.files).toEqual([model, path.join(dir, "ckpt/weights.bin")])
+    const key = () => planRun(c.right, [scoreStage]).find((p) => p.stage.name === "score")!.key
+    const before = key()
+    const w = fs.readFileSync(path.join(dir, "ckpt/weights.bin"))
+    w[0] ^= 1
+    fs.writeFileSync(path.join(dir, "ckpt/weights.bin"), w)
+    expect(key()).not.toBe(before)
   })
 })
 

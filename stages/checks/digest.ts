@@ -18,7 +18,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { NotOnnx, decodeModel, readModelHeader, type IGraphProto, type ITensorProto } from "../../lib/onnx/proto.ts"
+import { externalDataFiles } from "../../lib/onnx/external.ts"
 
 interface Entry {
   readonly size: number
@@ -86,46 +86,7 @@ export class DigestCache {
   }
 }
 
-/** Locations of every external-data tensor in a graph and its subgraphs (If/Loop bodies), sorted, unique. */
-export const externalLocations = (graph: IGraphProto | null | undefined): string[] => {
-  const out = new Set<string>()
-  const tensor = (t: ITensorProto | null | undefined) => {
-    for (const e of t?.externalData ?? []) if (e.key === "location" && e.value) out.add(e.value)
-  }
-  const walk = (g: IGraphProto | null | undefined) => {
-    if (!g) return
-    g.initializer?.forEach(tensor)
-    for (const s of g.sparseInitializer ?? []) {
-      tensor(s.values)
-      tensor(s.indices)
-    }
-    for (const n of g.node ?? []) {
-      for (const a of n.attribute ?? []) {
-        tensor(a.t)
-        a.tensors?.forEach(tensor)
-        walk(a.g)
-        a.graphs?.forEach(walk)
-      }
-    }
-  }
-  walk(graph)
-  return [...out].sort()
-}
-
-/** External-data files of an ONNX model (absolute paths, with their locations); none when it keeps its weights inside. */
-export const externalDataFiles = (onnxFile: string): Array<{ location: string; file: string }> => {
-  let external: boolean
-  try {
-    external = readModelHeader(onnxFile).externalData
-  } catch (e) {
-    if (e instanceof NotOnnx) return [] // not ONNX: its bytes are all there is (the score stage says what is wrong)
-    throw e
-  }
-  if (!external) return []
-  const model = decodeModel(new Uint8Array(fs.readFileSync(onnxFile)))
-  const dir = path.dirname(path.resolve(onnxFile))
-  return externalLocations(model.graph).map((location) => ({ location, file: path.resolve(dir, location) }))
-}
+export { externalDataFiles, externalLocations } from "../../lib/onnx/external.ts"
 
 /** The content digest of a checkpoint (see the module comment). */
 export const checkpointDigest = async (onnxFile: string, cache: DigestCache): Promise<string> => {

@@ -36,6 +36,7 @@ import {
 } from "./rules.ts"
 import { predictionCopies, scanModel } from "./scan.ts"
 import { checksTable, flaggedKeys } from "./table.ts"
+import { checkpointFiles } from "../../lib/onnx/external.ts"
 
 const fail = (message: string, cause?: unknown) => new UnitError({ message, cause })
 
@@ -62,7 +63,7 @@ const plan = (config: Config): UnitPlan<ChecksParams>[] => {
         aggregateUnit,
         ...config.models.flatMap((m) => m.checkpoints.flatMap((cp) => config.datasets.map((d) => scoreUnit(m.name, cp.step, d.name)))),
       ],
-      files: [config.tokenizer, ...config.models.flatMap((m) => m.checkpoints.map((c) => c.path))],
+      files: [config.tokenizer, ...config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointFiles(c.path)))],
       weight: n * (1 + config.datasets.length),
     },
   ]

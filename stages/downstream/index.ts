@@ -22,6 +22,7 @@ import { defineStage, UnitError, type InputProblem, type UnitContext, type UnitP
 import { DOWNSTREAM, downstreamUnits, optionsFile, Options } from "./contract.ts"
 import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
 import { parseTask } from "./tasks.ts"
+import { checkpointFiles } from "../../lib/onnx/external.ts"
 
 export interface OptionRequests {
   /** One request per option, examples in order, options in order within each. */
@@ -166,7 +167,7 @@ export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>(
         prepend: config.prepend ?? null,
       },
       inputs: [],
-      files: [checkpoint.path, task.path, config.tokenizer],
+      files: [...checkpointFiles(checkpoint.path), task.path, config.tokenizer],
     })),
   validate,
   run,

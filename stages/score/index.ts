@@ -21,6 +21,7 @@ import { TOKENIZE, tokenizeUnit, windowsFile } from "../tokenize/contract.ts"
 import { SCORE, scoresFile, scoresWriteOptions, scoreUnit } from "./contract.ts"
 import { Onnx, scorerOptions, type Scorer } from "../../lib/onnx/index.ts"
 import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
+import { checkpointFiles } from "../../lib/onnx/external.ts"
 
 /** Windows per scoreAll call (sorted by length inside it). */
 export const CHUNK = 1024
@@ -133,7 +134,7 @@ export const scoreStage = defineStage<ScoreParams, Onnx>({
           // Only what changes the output: threads and batch size do not.
           params: { model: m.name, step: cp.step, dataset: d.name, entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
           inputs: [tokenizeUnit(d.name)],
-          files: [cp.path],
+          files: checkpointFiles(cp.path), // the checkpoint first, then its external-data files
           weight: m.params,
         })),
       ),

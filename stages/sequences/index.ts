@@ -38,6 +38,7 @@ import {
 } from "./contract.ts"
 import { generateJoint } from "./generate.ts"
 import { pplOf, shuffleWords, substitute } from "./noise.ts"
+import { checkpointFiles } from "../../lib/onnx/external.ts"
 
 /** Independent random streams of this stage (lib/random.ts streamSeed purposes). */
 const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
@@ -52,7 +53,8 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
   if (r === undefined) return []
   const section = r.section
   const validDataset = r.validDataset
-  const allCheckpoints = config.models.flatMap((m) => m.checkpoints.map((c) => c.path))
+  const allCheckpoints = config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointFiles(c.path)))
+  const nCheckpoints = config.models.reduce((n, m) => n + m.checkpoints.length, 0)
   const models = config.models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) }))
   const common = {
     context_length: config.context_length,
@@ -78,7 +80,7 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
     },
     inputs: [...promptInputs, aggregateUnit],
     files: [config.tokenizer, ...allCheckpoints],
-    weight: allCheckpoints.length + 2 * section.max_new_tokens,
+    weight: nCheckpoints + 2 * section.max_new_tokens,
   }))
   const noise: UnitPlan<SequencesParams> = {
     id: NOISE_ID,
@@ -92,7 +94,7 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
     },
     inputs: [tokenizeUnit(validDataset)],
     files: [config.tokenizer, ...allCheckpoints],
-    weight: allCheckpoints.length,
+    weight: nCheckpoints,
   }
   return [...generation, noise]
 }
