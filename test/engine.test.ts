@@ -400,6 +400,14 @@ describe("CLI processes", () => {
     expect(help.stdout).toMatch(/dag/)
   })
 
+  it("a reader that stops early (| head -1) ends the command quietly", () => {
+    // Enough units that status writes past the pipe's buffer (64 KiB) after head has gone.
+    const cfg = writeFakeRun(path.join(tmp, "epipe"), Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`d${i}`, "x"])))
+    const r = spawnSync("sh", ["-c", `'${tsx}' '${fakeCli}' status '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`], { encoding: "utf8" })
+    expect(r.stdout.split("\n")[0]).toMatch(/^run "t" in /)
+    expect(r.stderr).not.toMatch(/EPIPE|Error/)
+  })
+
   it("a failure is one line; --verbose adds its chain of causes", () => {
     const dir = path.join(tmp, "verbose")
     const cfg = writeFakeRun(dir, { a: "x" })
