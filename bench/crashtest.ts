@@ -14,6 +14,7 @@ import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { diskFullScenario } from "../test/fixtures/disk-full.ts"
 import { compareRuns, identical } from "../tools/compare-runs.ts"
 
 const arg = (name: string, dflt: number): number => {
@@ -112,29 +113,11 @@ for (;;) {
 // The disk-full case, where this machine lets a private mount namespace mount a tmpfs: the scenario
 // of test/disk-full.test.ts (a unit that does not fit fails alone; nothing truncated is left).
 const diskFull = (() => {
-  const disk = path.join(tmp, "disk")
-  const data = path.join(tmp, "full")
-  fs.mkdirSync(disk)
-  fs.mkdirSync(data)
-  fs.writeFileSync(path.join(data, "a.txt"), "alpha")
-  fs.writeFileSync(path.join(data, "big.txt"), Array.from({ length: 400_000 }, (_, i) => String.fromCharCode(32 + ((i * 7919) % 90))).join(""))
-  fs.writeFileSync(path.join(data, "b.txt"), "beta")
-  fs.writeFileSync(path.join(data, "tok.json"), "{}")
-  fs.writeFileSync(path.join(data, "m.onnx"), "x")
-  const cfg = path.join(data, "run.yaml")
-  fs.writeFileSync(
-    cfg,
-    `run: t\noutput: ${disk}\ntokenizer: tok.json\nmodels: [{ name: m, params: 1000, tokens_per_step: 10, checkpoints: [{ step: 1, path: m.onnx }] }]\ndatasets:\n` +
-      ["a", "big", "b"].map((d) => `  - { name: ${d}, format: text, path: ${d}.txt }`).join("\n") +
-      "\n",
-  )
-  const script = `mount -t tmpfs -o size=256k tmpfs '${disk}' && exec '${cli[0]}' '${path.join(root, "test/fixtures/disk-full-run.ts")}' '${disk}' '${cfg}'`
-  const r = spawnSync("unshare", [process.getuid?.() === 0 ? "-m" : "-rm", "sh", "-c", script], { encoding: "utf8" })
-  if (r.status !== 0) return { ran: false, why: r.stderr.trim().split("\n").at(-1) ?? "" }
-  const got = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { units: string[]; whole: boolean[]; temporaries: string[]; bigFiles: string[]; message: string }
+  const { result: got, error } = diskFullScenario(path.join(tmp, "full"))
+  if (got === undefined) return { ran: false, ok: false, why: error ?? "" }
   const ok = got.units.join() === "gen/dataset=a:done,gen/dataset=big:failed,gen/dataset=b:done" && got.whole.every(Boolean) && got.temporaries.length === 0 && got.bigFiles.length === 0
   say(`disk full: ${ok ? "the unit that did not fit failed alone, nothing truncated" : `UNEXPECTED ${JSON.stringify(got)}`}`)
-  return { ran: true, ok }
+  return { ran: true, ok, why: "" }
 })()
 
 const comparison = await compareRuns(path.join(tmp, "out", "ref"), path.join(tmp, "out", "killed"))
