@@ -18,6 +18,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
+import * as zlib from "node:zlib"
 import { writeFileAtomicSync } from "./atomic.ts"
 
 /** JSON with object keys sorted, so equal values give equal strings. */
@@ -155,16 +156,39 @@ export const hashFile = (file: string): string => {
       }
       return `sampled-sha256:${h.digest("hex")}`
     }
-    const buf = Buffer.allocUnsafe(4 << 20)
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null)
-      if (n === 0) break
-      h.update(buf.subarray(0, n))
-    }
+    eachChunk(fd, (chunk) => h.update(chunk))
   } finally {
     fs.closeSync(fd)
   }
   return `sha256:${h.digest("hex")}`
+}
+
+/** Every byte of an open file, in 4 MiB pieces, from its current position to its end. */
+const eachChunk = (fd: number, use: (chunk: Buffer) => void): void => {
+  const buf = Buffer.allocUnsafe(4 << 20)
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null)
+    if (n === 0) return
+    use(buf.subarray(0, n))
+  }
+}
+
+/** CRC-32 of a whole file (the manifest's check of an output), remembered per (path, size, mtime, inode) for the process. */
+const fileCrcs = new Map<string, number>()
+export const crc32OfFile = (file: string): number => {
+  const st = fs.statSync(file)
+  const memo = `${file}\0${st.size}\0${st.mtimeMs}\0${st.ino}`
+  const hit = fileCrcs.get(memo)
+  if (hit !== undefined) return hit
+  let crc = 0
+  const fd = fs.openSync(file, "r")
+  try {
+    eachChunk(fd, (chunk) => (crc = zlib.crc32(chunk, crc)))
+  } finally {
+    fs.closeSync(fd)
+  }
+  fileCrcs.set(memo, crc)
+  return crc
 }
 
 const shown = (v: unknown): string => {

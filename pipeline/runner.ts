@@ -11,14 +11,13 @@
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import type * as arrow from "apache-arrow"
 import { Cause, Effect, Exit, Option } from "effect"
 import type { Config } from "./config.ts"
 import { causeChain, displayPath, firstLine, RunError, UnitError } from "./errors.ts"
-import { explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
+import { crc32OfFile, explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
 import { emptyManifest, filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
 import { Reporter, fmtSeconds, stderrSink, type Sink } from "./progress.ts"
 import { openParquet, RunStore, type RunStoreShape, type StoreError } from "./run-store.ts"
@@ -322,29 +321,6 @@ export const runPipeline = <S extends Stage<any, any>>(
     }
     return summary
   }).pipe(Effect.scoped) as Effect.Effect<RunSummary, RunError, RunStore | (S extends Stage<any, infer R> ? R : never)>
-
-/** CRC-32 of a file on disk, read in 4 MiB pieces; remembered per (path, size, mtime, inode) for the process. */
-const fileCrcs = new Map<string, number>()
-const crc32OfFile = (file: string): number => {
-  const st = fs.statSync(file)
-  const memo = `${file}\0${st.size}\0${st.mtimeMs}\0${st.ino}`
-  const hit = fileCrcs.get(memo)
-  if (hit !== undefined) return hit
-  const buf = Buffer.allocUnsafe(4 << 20)
-  const fd = fs.openSync(file, "r")
-  let crc = 0
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null)
-      if (n === 0) break
-      crc = zlib.crc32(buf.subarray(0, n), crc)
-    }
-  } finally {
-    fs.closeSync(fd)
-  }
-  fileCrcs.set(memo, crc)
-  return crc
-}
 
 /** The outputs of an upstream unit, as the manifest records them, read through the store. */
 const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): UnitInput => {
