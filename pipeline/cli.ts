@@ -12,7 +12,7 @@ import { Console, Effect, Layer, Option } from "effect"
 import { loadConfig, type Config } from "./config.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
-import { runPipeline, runStatus } from "./runner.ts"
+import { runPipeline, runStatus, type RunOptions, type RunSummary } from "./runner.ts"
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
 import type { Stage, StageName } from "./stage.ts"
@@ -35,8 +35,11 @@ export interface CliOptions<R> {
 export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: CliOptions<R> = {}) => {
   const names = allStages.map((s) => s.name)
   const stageList = () => names.join(", ")
-  const provideStages = <A, E>(e: Effect.Effect<A, E, R>): Effect.Effect<A, E> =>
-    (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<A, E>
+  /** The runner on the run folder's disk store, with what the stages need. */
+  const runOnDisk = (config: Config, run: Omit<RunOptions<Stage<any, R>>, "stages">) => {
+    const e = runPipeline(config, { ...run, stages: allStages }).pipe(Effect.provide(nodeRunStore(config.runDir)))
+    return (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<RunSummary, RunError>
+  }
 
   const parseStages = (flag: string, given: ReadonlyArray<string>): Effect.Effect<StageName[], ConfigError> => {
     const bad = given.find((n) => !names.includes(n))
@@ -94,9 +97,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const forceStages = yield* parseStages("force", a.force)
       yield* validateInputs(config, onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages)
       const result = yield* Effect.either(
-        provideStages(runPipeline(config, { stages: allStages, only: onlyStages, force: forceStages, keepGoing: a.keepGoing }).pipe(
-          Effect.provide(nodeRunStore(config.runDir)),
-        )),
+        runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }),
       )
       for (const line of yield* hookLines(options.afterRun, config)) yield* Console.error(line)
       if (result._tag === "Left") {
@@ -143,9 +144,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const config = yield* loadConfig(a.config)
       const stage = options.report?.stage ?? "report"
       if (!names.includes(stage)) return yield* Effect.fail(new RunError({ message: `this build has no ${stage} stage` }))
-      const summary = yield* provideStages(
-        runPipeline(config, { stages: allStages, only: [stage], force: [stage] }).pipe(Effect.provide(nodeRunStore(config.runDir))),
-      ).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))
+      const summary = yield* runOnDisk(config, { only: [stage], force: [stage] }).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))
       yield* Console.log(`report: ${summary.runDir}/${options.report?.file ?? "report/index.html"}`)
     }),
   ).pipe(Command.withDescription("Rebuild only the HTML report from the tables already on disk."))

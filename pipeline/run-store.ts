@@ -78,6 +78,10 @@ export const readParquet = (store: RunStoreShape, rel: string, options: { readon
     }),
   )
 
+/** A whole Parquet file, or None when the run has no such file. */
+export const readParquetOption = (store: RunStoreShape, rel: string): Effect.Effect<Option.Option<arrow.Table>, StoreError> =>
+  Effect.flatMap(store.size(rel), (size) => (Option.isNone(size) ? Effect.succeed(Option.none()) : Effect.map(readParquet(store, rel), Option.some)))
+
 /** A Parquet file opened for row-group reads, closed with the scope (from disk when it is there, else from its bytes). */
 export const openParquet = (store: RunStoreShape, rel: string): Effect.Effect<RowGroupReader, StoreError, Scope.Scope> =>
   Effect.acquireRelease(

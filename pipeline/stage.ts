@@ -147,8 +147,5 @@ export interface Stage<P = any, R = never> {
   readonly run: (unit: UnitPlan<P>, ctx: UnitContext) => Effect.Effect<void, UnitError, R>
 }
 
-/** The environment a set of stages needs. */
-export type StageRequirements<S> = S extends Stage<any, infer R> ? R : never
-
 /** Identity with inference: `export const regressStage = defineStage<RegressParams>({ … })`. */
 export const defineStage = <P, R = never>(stage: Stage<P, R>): Stage<P, R> => stage

@@ -5,22 +5,19 @@
  *   which x-axis best predicts mean downstream accuracy.
  */
 import { Effect, Option } from "effect"
-import type { TableDef } from "../lib/tables.ts"
 import { modelsBySize, sameFraction, type Config } from "../pipeline/config.ts"
-import { readParquet, RunStore } from "../pipeline/run-store.ts"
+import { readParquetOption, RunStore } from "../pipeline/run-store.ts"
 import type { TableFile } from "../pipeline/stage.ts"
 import { checkpointsFile } from "./aggregate/contract.ts"
 import { classSummaryFile } from "./classify/contract.ts"
 import { correlationsFile, MEAN_TASK } from "./correlate/contract.ts"
 
 /** The rows of a run table, or undefined when it is missing or unreadable (the summary shows what exists). */
-const read = <T extends TableDef<any>>(file: TableFile & { table: T }) =>
-  Effect.gen(function* () {
-      const store = yield* RunStore
-      if (Option.isNone(yield* store.size(file.path))) return undefined
-      const t = yield* readParquet(store, file.path)
-      return file.table.toRows(t) as Array<Record<string, unknown>>
-    }).pipe(Effect.catchAllCause(() => Effect.succeed(undefined)))
+const read = (file: TableFile) =>
+  Effect.flatMap(RunStore, (store) => readParquetOption(store, file.path)).pipe(
+    Effect.map((t) => (Option.isNone(t) ? undefined : (file.table.toRows(t.value) as Array<Record<string, unknown>>))),
+    Effect.catchAllCause(() => Effect.succeed(undefined)),
+  )
 
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`

@@ -11,7 +11,7 @@
 import * as path from "node:path"
 import { Effect, Option } from "effect"
 import { displayPath, toUnitError, type UnitError } from "../../pipeline/errors.ts"
-import { readParquet, RunStore, type StoreError } from "../../pipeline/run-store.ts"
+import { readParquetOption, RunStore, type StoreError } from "../../pipeline/run-store.ts"
 import type { Stage, UnitContext, UnitRef } from "../../pipeline/stage.ts"
 import { parseScoreUnitId, SCORE } from "../score/contract.ts"
 import { CHECKS, checksFile, checksUnit, type Severity } from "./contract.ts"
@@ -21,10 +21,9 @@ import { checkpointKey, checkRowsOf, flaggedKeys, formatCheckWarnings, withoutFl
 /** Rows of the run's checkpoint_checks.parquet through the run store; None when the run has none. */
 export const readCheckRows = (): Effect.Effect<Option.Option<CheckRow[]>, StoreError | Error, RunStore> =>
   Effect.gen(function* () {
-    const store = yield* RunStore
-    if (Option.isNone(yield* store.size(checksFile.path))) return Option.none()
-    const table = yield* readParquet(store, checksFile.path)
-    return Option.some(yield* Effect.try({ try: () => checkRowsOf(table), catch: (e) => e as Error }))
+    const table = yield* readParquetOption(yield* RunStore, checksFile.path)
+    if (Option.isNone(table)) return Option.none()
+    return Option.some(yield* Effect.try({ try: () => checkRowsOf(table.value), catch: (e) => e as Error }))
   })
 
 /**
@@ -80,18 +79,24 @@ export const excludingFlagged = <P, R>(stage: Stage<P, R>): Stage<P, R> => ({
     }),
 })
 
-/** The checkpoints among a unit's score inputs that were not scored: `model/step` → the score unit's error. */
-export const unscoredCheckpoints = (ctx: UnitContext, refs: ReadonlyArray<UnitRef>): Map<string, string> => {
-  const out = new Map<string, string>()
+/** A checkpoint among a unit's score inputs that was not scored, with its (first) score unit's error. */
+export interface Unscored {
+  readonly model: string
+  readonly step: number
+  readonly error: string
+}
+
+/** The checkpoints among a unit's score inputs that were not scored, each once (in input order). */
+export const unscoredCheckpoints = (ctx: UnitContext, refs: ReadonlyArray<UnitRef>): Unscored[] => {
+  const out = new Map<string, Unscored>()
   for (const ref of refs) {
     const id = ref.stage === SCORE ? parseScoreUnitId(ref.id) : undefined
     if (id === undefined) continue
     const input = ctx.input(ref)
-    if (input.status === "done") continue
     const key = checkpointKey(id.model, id.step)
-    if (!out.has(key)) out.set(key, input.error ?? "it did not run")
+    if (input.status !== "done" && !out.has(key)) out.set(key, { model: id.model, step: id.step, error: input.error ?? "it did not run" })
   }
-  return out
+  return [...out.values()]
 }
 
 /**
@@ -110,10 +115,10 @@ export const excludingUnscored = <P, R>(stage: Stage<P, R>): Stage<P, R> => ({
   run: (unit, ctx) =>
     Effect.gen(function* () {
       const unscored = unscoredCheckpoints(ctx, unit.optionalInputs ?? [])
-      if (unscored.size === 0) return yield* stage.run(unit, ctx)
-      const models = ctx.config.models.map((m) => withoutFlagged(m, new Set(unscored.keys())))
-      const names = [...unscored.keys()].map((k) => k.replace("/", "@"))
-      yield* ctx.log(`${stage.name} ${unit.id}: left out ${names.join(", ")} (not scored; see the checks)`)
+      if (unscored.length === 0) return yield* stage.run(unit, ctx)
+      const left = new Set(unscored.map((u) => checkpointKey(u.model, u.step)))
+      const models = ctx.config.models.map((m) => withoutFlagged(m, left))
+      yield* ctx.log(`${stage.name} ${unit.id}: left out ${unscored.map((u) => `${u.model}@${u.step}`).join(", ")} (not scored; see the checks)`)
       return yield* stage.run(unit, { ...ctx, config: { ...ctx.config, models } })
     }),
 })

@@ -120,10 +120,7 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, 
   )
 
   // Checkpoints left out because they could not be scored (excludingUnscored) are broken.
-  for (const [key, error] of unscoredCheckpoints(ctx, _unit.optionalInputs ?? [])) {
-    const cut = key.lastIndexOf("/")
-    rows.push(unscoredRow(key.slice(0, cut), Number(key.slice(cut + 1)), error))
-  }
+  for (const u of unscoredCheckpoints(ctx, _unit.optionalInputs ?? [])) rows.push(unscoredRow(u.model, u.step, u.error))
   const merged = mergeRows(rows, config.models.map((m) => m.name))
   yield* ctx.writeParquet(checksFile, checksTable(merged))
   if (merged.length > 0) yield* ctx.log(`checks: ${flaggedKeys(merged).size} checkpoint(s) flagged (${checksFile.path})`)

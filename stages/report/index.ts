@@ -13,6 +13,7 @@ import type * as arrow from "apache-arrow"
 import { Effect, Option } from "effect"
 import { modelsBySize, type Config } from "../../pipeline/config.ts"
 import { firstLine } from "../../pipeline/errors.ts"
+import { unitName } from "../../pipeline/manifest.ts"
 import { defineStage, UnitError, type TableFile, type UnitContext, type UnitPlan, type UnitRef } from "../../pipeline/stage.ts"
 import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
@@ -99,9 +100,9 @@ export const readReportTables = (
 
 /** Sources read through the unit's inputs: those its key covers, as their units recorded them. */
 const unitReader = (ctx: UnitContext): SourceReader => {
-  const declared = new Set(ctx.inputs.map((r) => `${r.stage}/${r.id}`))
+  const declared = new Set(ctx.inputs.map((r) => unitName(r.stage, r.id)))
   return (src) => {
-    if (!declared.has(`${src.ref.stage}/${src.ref.id}`)) return Effect.succeed(Option.none())
+    if (!declared.has(unitName(src.ref.stage, src.ref.id))) return Effect.succeed(Option.none())
     const input = ctx.input(src.ref)
     if (!input.files.includes(src.file.path)) return Effect.succeed(Option.none())
     return input.read(src.file).pipe(
