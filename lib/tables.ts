@@ -25,7 +25,6 @@ export interface ColumnSpec<T = unknown> {
   readonly value: (v: unknown) => T
   /** The stored type is one this column accepts (e.g. dictionary or plain strings). */
   readonly accepts: (t: arrow.DataType) => boolean
-  readonly _T?: T
 }
 
 type Nullable<T, N extends boolean> = N extends true ? T | null : T
