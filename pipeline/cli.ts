@@ -27,6 +27,11 @@ export interface CliOptions<R> {
   readonly summary?: CliHook
   /** What the stages' runs need, provided once here. */
   readonly layer?: Layer.Layer<R>
+  /**
+   * Completes a loaded config before anything is planned (e.g. fetches a Hub tokenizer into the
+   * cache and points `tokenizer` at it); runs with `layer`. Failing it fails the command (exit 1).
+   */
+  readonly prepare?: (config: Config) => Effect.Effect<Config, RunError, R>
   /** Name of the report stage, for `trajectories report` (default "report") and the file it writes. */
   readonly report?: { readonly stage: string; readonly file: string }
 }
@@ -40,6 +45,14 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     const e = runPipeline(config, { ...run, stages: allStages }).pipe(Effect.provide(nodeRunStore(config.runDir)))
     return (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<RunSummary, RunError>
   }
+
+  /** Load a config and complete it (options.prepare). */
+  const load = (file: string) =>
+    Effect.flatMap(loadConfig(file), (config) => {
+      if (options.prepare === undefined) return Effect.succeed(config)
+      const e = options.prepare(config)
+      return (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<Config, RunError>
+    })
 
   const parseStages = (flag: string, given: ReadonlyArray<string>): Effect.Effect<StageName[], ConfigError> => {
     const bad = given.find((n) => !names.includes(n))
@@ -92,7 +105,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
 
   const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose }, (a) =>
     Effect.gen(function* () {
-      const config = yield* loadConfig(a.config)
+      const config = yield* load(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
       yield* validateInputs(config, onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages)
@@ -118,7 +131,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
 
   const status = Command.make("status", { config: configArg }, (a) =>
     Effect.gen(function* () {
-      const config = yield* loadConfig(a.config)
+      const config = yield* load(a.config)
       const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
       if (st.manifestProblem) yield* Console.log(`warning: manifest.json is unreadable (${st.manifestProblem}); the next run starts afresh`)
       yield* Console.log(`run "${config.run}" in ${config.runDir}`)
@@ -141,7 +154,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
 
   const report = Command.make("report", { config: configArg, verbose }, (a) =>
     Effect.gen(function* () {
-      const config = yield* loadConfig(a.config)
+      const config = yield* load(a.config)
       const stage = options.report?.stage ?? "report"
       if (!names.includes(stage)) return yield* Effect.fail(new RunError({ message: `this build has no ${stage} stage` }))
       const summary = yield* runOnDisk(config, { only: [stage], force: [stage] }).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))

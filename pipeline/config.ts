@@ -12,15 +12,29 @@ import * as path from "node:path"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { escapePath, globSync } from "tinyglobby"
 import * as YAML from "yaml"
-import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Scoring, type Sequences } from "../schemas/config.ts"
+import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Download, type Scoring, type Sequences } from "../schemas/config.ts"
 
-export type { Analysis, Checks, DatasetFormat, Scoring, Sequences, XAxis } from "../schemas/config.ts"
+export type { Analysis, Checks, DatasetFormat, Download, Scoring, Sequences, XAxis } from "../schemas/config.ts"
 import { ConfigError, displayPath, firstLine } from "./errors.ts"
 
-export interface Checkpoint {
+/**
+ * One checkpoint of a model. Local: `path` is an ONNX file or a Hugging Face folder (config.json +
+ * safetensors). Hub: `hub` names the repository and revision; its files are fetched by the download
+ * stage (stages/download/contract.ts checkpointPath says where they are at run time).
+ */
+export type Checkpoint = LocalCheckpoint | HubCheckpoint
+
+export interface LocalCheckpoint {
   readonly step: number
-  /** Absolute path of the ONNX file. */
+  /** Absolute path of the ONNX file or Hugging Face folder. */
   readonly path: string
+  readonly hub?: undefined
+}
+
+export interface HubCheckpoint {
+  readonly step: number
+  readonly hub: { readonly repo: string; readonly revision: string }
+  readonly path?: undefined
 }
 
 export interface Model {
@@ -30,6 +44,9 @@ export interface Model {
   /** Sorted by step, steps unique. */
   readonly checkpoints: ReadonlyArray<Checkpoint>
 }
+
+/** The tokenizer: a local file or folder, or a Hub revision (fetched when the run starts: pipeline/hub-inputs.ts). */
+export type TokenizerSource = { readonly path: string; readonly hub?: undefined } | { readonly hub: { readonly repo: string; readonly revision: string }; readonly path?: undefined }
 
 export interface Dataset {
   readonly name: string
@@ -85,7 +102,15 @@ export interface Config {
   /** Absolute output root; the run folder is `runDir`. */
   readonly outputRoot: string
   readonly runDir: string
+  /**
+   * Absolute path of the tokenizer.json file or tokenizer folder. For a Hub tokenizer, the snapshot
+   * folder once fetched (withHubInputs); empty before.
+   */
   readonly tokenizer: string
+  /** Where the tokenizer comes from, as configured. */
+  readonly tokenizerSource: TokenizerSource
+  /** The files the tokenizer reads (absolute): what enters the keys of the units that use it. */
+  readonly tokenizerFiles: ReadonlyArray<string>
   readonly context_length: number
   readonly stride: number
   readonly prepend?: string
@@ -95,6 +120,7 @@ export interface Config {
   readonly tasks: ReadonlyArray<Task>
   readonly analysis: ResolvedAnalysis
   readonly scoring: Scoring & { readonly threads: number }
+  readonly download: Download
   /** The sequences stage's settings; absent when the config has no `sequences` section. */
   readonly sequences?: ResolvedSequences
 }
@@ -185,8 +211,32 @@ const errAt = (loc: Located, docPath: ReadonlyArray<PropertyKey>, message: strin
   })
 }
 
-const expandGlobs = (patterns: ReadonlyArray<string>, cwd: string): string[] =>
-  globSync(patterns as string[], { cwd, absolute: true, onlyFiles: true, expandDirectories: false, dot: false }).sort()
+const expandGlobs = (patterns: ReadonlyArray<string>, cwd: string, o: { folders?: boolean } = {}): string[] =>
+  globSync(patterns as string[], { cwd, absolute: true, onlyFiles: !o.folders, expandDirectories: false, dot: false })
+    .map((p) => (p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p))
+    .sort()
+
+/** A checkpoint path: a file (ONNX), or a folder holding config.json (Hugging Face). */
+const isCheckpointPath = (p: string): boolean => {
+  try {
+    return !fs.statSync(p).isDirectory() || fs.existsSync(path.join(p, "config.json"))
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The files a tokenizer at `p` reads: the tokenizer.json file itself, or a folder's tokenizer.json,
+ * or its vocab.json + merges.txt (GPT-2 style) with the config files present. A string says what is wrong.
+ */
+export const tokenizerFilesOf = (p: string): string[] | string => {
+  if (!fs.statSync(p).isDirectory()) return [p]
+  const has = (f: string) => fs.existsSync(path.join(p, f))
+  const extra = ["tokenizer_config.json", "special_tokens_map.json"].filter(has).map((f) => path.join(p, f))
+  if (has("tokenizer.json")) return [path.join(p, "tokenizer.json"), ...extra]
+  if (has("vocab.json") && has("merges.txt")) return [path.join(p, "vocab.json"), path.join(p, "merges.txt"), ...extra]
+  return `${displayPath(p)} has no tokenizer.json and no vocab.json + merges.txt`
+}
 
 const isGlob = (p: string) => /[*?[\]{}]/.test(p)
 
@@ -240,43 +290,88 @@ export const parseConfig = (
     if (stride > c.context_length - 1) {
       throw errAt(loc, ["stride"], `must be at most context_length − 1 = ${c.context_length - 1} (got ${stride})`)
     }
-    const tokenizer = abs(c.tokenizer)
-    if (checkPaths && !fs.existsSync(tokenizer)) throw errAt(loc, ["tokenizer"], `file not found: ${displayPath(tokenizer)}`)
+    const tokenizerSource: TokenizerSource =
+      typeof c.tokenizer === "string" ? { path: abs(c.tokenizer) } : { hub: { repo: c.tokenizer.hub, revision: c.tokenizer.revision } }
+    const tokenizer = tokenizerSource.path ?? ""
+    let tokenizerFiles: string[] = []
+    if (checkPaths && tokenizerSource.path !== undefined) {
+      if (!fs.existsSync(tokenizer)) throw errAt(loc, ["tokenizer"], `file not found: ${displayPath(tokenizer)}`)
+      const files = tokenizerFilesOf(tokenizer)
+      if (typeof files === "string") throw errAt(loc, ["tokenizer"], files)
+      tokenizerFiles = files
+    }
 
-    const models: Model[] = c.models.map((m, mi) => {
-      let cps: Checkpoint[]
-      if (typeof m.checkpoints === "string") {
-        const pattern = abs(m.checkpoints)
+    /** ONNX files or Hugging Face folders, from a pattern with {step} (globbed) or a list. */
+    const localCheckpoints = (spec: string | ReadonlyArray<{ step: number; path: string }>, steps: ReadonlyArray<number> | undefined, mi: number): Checkpoint[] => {
+      let cps: LocalCheckpoint[]
+      if (typeof spec === "string") {
+        const pattern = abs(spec)
         if (!checkPaths) cps = []
         else {
           const [before, after] = [pattern.slice(0, pattern.indexOf("{step}")), pattern.slice(pattern.indexOf("{step}") + 6)]
           // Only {step} is a wildcard: the rest is the file's path as it is ("my run (v2)/…").
-          const globbed = expandGlobs([`${escapePath(before)}*${escapePath(after)}`], base)
+          const globbed = expandGlobs([`${escapePath(before)}*${escapePath(after)}`], base, { folders: true })
           const re = new RegExp(`^${escapeRe(before)}(\\d+)${escapeRe(after)}$`)
           cps = globbed.flatMap((p) => {
             const mm = p.match(re)
-            return mm ? [{ step: Number(mm[1]), path: p }] : []
+            return mm && isCheckpointPath(p) ? [{ step: Number(mm[1]), path: p }] : []
           })
-          if (cps.length === 0) throw errAt(loc, ["models", mi, "checkpoints"], `no file matches "${m.checkpoints}"`)
+          if (cps.length === 0) throw errAt(loc, ["models", mi, "checkpoints"], `no file or Hugging Face folder (with config.json) matches "${spec}"`)
         }
-        if (m.steps) {
-          const wanted = new Set(m.steps)
+        if (steps) {
+          const wanted = new Set(steps)
           if (checkPaths) {
-            const missing = m.steps.filter((s) => !cps.some((c) => c.step === s))
+            const missing = steps.filter((s) => !cps.some((c) => c.step === s))
             if (missing.length) throw errAt(loc, ["models", mi, "steps"], `no checkpoint file for step ${missing.join(", ")}`)
           }
           cps = cps.filter((c) => wanted.has(c.step))
         }
       } else {
-        cps = m.checkpoints.map((cp, ci) => {
+        cps = spec.map((cp, ci) => {
           const p = abs(cp.path)
           if (checkPaths && !fs.existsSync(p)) throw errAt(loc, ["models", mi, "checkpoints", ci, "path"], `file not found: ${displayPath(p)}`)
+          if (checkPaths && !isCheckpointPath(p)) throw errAt(loc, ["models", mi, "checkpoints", ci, "path"], `${displayPath(p)} is a folder without config.json (expected an ONNX file or a Hugging Face folder)`)
           return { step: cp.step, path: p }
         })
       }
+      return cps
+    }
+
+    const models: Model[] = c.models.map((m, mi) => {
+      const at = (...p: Array<string | number>) => ["models", mi, ...p]
+      let cps: Checkpoint[]
+      if (m.hub !== undefined) {
+        if (m.checkpoints !== undefined) throw errAt(loc, at("checkpoints"), "give either checkpoints (local files) or hub (a Hub repository), not both")
+        if (m.revisions !== undefined) {
+          if (m.revision !== undefined) throw errAt(loc, at("revision"), "give either revision (a pattern with {step}) or revisions (a step → revision map), not both")
+          const map = Object.entries(m.revisions).map(([k, revision]) => ({ step: Number(k), revision }))
+          if (map.length === 0) throw errAt(loc, at("revisions"), "expected at least one step → revision entry")
+          let chosen = map
+          if (m.steps) {
+            const missing = m.steps.filter((st) => !map.some((e) => e.step === st))
+            if (missing.length) throw errAt(loc, at("steps"), `no entry in revisions for step ${missing.join(", ")}`)
+            chosen = map.filter((e) => m.steps!.includes(e.step))
+          }
+          cps = chosen.map((e) => ({ step: e.step, hub: { repo: m.hub!, revision: e.revision } }))
+        } else {
+          const pattern = m.revision ?? "step{step}"
+          if (!m.steps || m.steps.length === 0) throw errAt(loc, at("steps"), `with hub and revision "${pattern}", list the steps to fetch`)
+          if (!pattern.includes("{step}") && m.steps.length > 1) {
+            throw errAt(loc, at("revision"), `"${pattern}" has no {step}, so it names one revision, but steps lists ${m.steps.length}; use a pattern or revisions`)
+          }
+          cps = m.steps.map((st) => ({ step: st, hub: { repo: m.hub!, revision: pattern.replaceAll("{step}", String(st)) } }))
+        }
+      } else if (m.checkpoints === undefined) {
+        throw errAt(loc, ["models", mi], "expected checkpoints (local files or folders) or hub (a Hub repository)")
+      } else {
+        if (m.revision !== undefined || m.revisions !== undefined) {
+          throw errAt(loc, at(m.revision !== undefined ? "revision" : "revisions"), "revisions name Hub checkpoints: give hub too, or leave it out")
+        }
+        cps = localCheckpoints(m.checkpoints, m.steps, mi)
+      }
       cps.sort((a, b) => a.step - b.step)
       const dupStep = cps.find((c, i) => i > 0 && cps[i - 1].step === c.step)
-      if (dupStep) throw errAt(loc, ["models", mi, "checkpoints"], `step ${dupStep.step} appears twice`)
+      if (dupStep) throw errAt(loc, at(m.hub !== undefined ? "steps" : "checkpoints"), `step ${dupStep.step} appears twice`)
       return { name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, checkpoints: cps }
     })
 
@@ -358,6 +453,8 @@ export const parseConfig = (
       outputRoot,
       runDir: path.join(outputRoot, c.run),
       tokenizer,
+      tokenizerSource,
+      tokenizerFiles,
       context_length: c.context_length,
       stride,
       ...(c.prepend !== undefined ? { prepend: c.prepend } : {}),
@@ -366,6 +463,7 @@ export const parseConfig = (
       tasks,
       analysis,
       scoring: { ...c.scoring, threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()) },
+      download: c.download,
       ...(sequences !== undefined ? { sequences } : {}),
     })
   } catch (e) {

@@ -1,5 +1,6 @@
 /** Entry point of `trajectories` (bin/trajectories.js, npm start): the registry, its services, and the CLI's extras. */
 import { checkWarnings } from "../stages/checks/flagged.ts"
+import { withHubTokenizer } from "../stages/download/prepare.ts"
 import { allStages } from "../stages/index.ts"
 import { REPORT, REPORT_PATH } from "../stages/report/contract.ts"
 import { StageServicesLive } from "../stages/services.ts"
@@ -12,6 +13,7 @@ runCli(
     afterRun: (c) => checkWarnings(c.runDir, { excluded: c.analysis.exclude_flagged }),
     summary: runSummaryLines,
     layer: StageServicesLive,
+    prepare: withHubTokenizer,
     report: { stage: REPORT, file: REPORT_PATH },
   }),
 )

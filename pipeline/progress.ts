@@ -26,15 +26,29 @@ export const fmtSeconds = (s: number): string => {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`
 }
 
+/** One unit in flight: its own progress, and how it ends. */
+export interface UnitSlot {
+  readonly progress: Progress
+  /** Print the unit's outcome line (`interrupted`: no line, the run is stopping). */
+  end(ok: boolean, seconds: number, detail?: string, interrupted?: boolean): void
+}
+
+interface Flight {
+  readonly stage: string
+  readonly unit: string
+  readonly start: number
+  total: number
+  done: number
+  what: string
+}
+
+/**
+ * Units of several lanes may be in flight at once (a download beside a score): the status line
+ * shows each, joined by " | ", and every finished unit prints its own line.
+ */
 export class Reporter {
-  private stage = ""
-  private unitsTotal = 0
-  private unitsDone = 0
-  private unit = ""
-  private unitStart = 0
-  private total = 0
-  private done = 0
-  private what = ""
+  private readonly counts = new Map<string, { total: number; done: number }>()
+  private readonly flights = new Set<Flight>()
   private lastDraw = 0
   private lastPlain = 0
   private drawn = false
@@ -50,63 +64,70 @@ export class Reporter {
     this.sink.write(`${message}\n`)
   }
 
+  /** How many units of `stage` this run expects to run (for "[k/N]"). */
   beginStage(stage: string, unitsToRun: number): void {
-    this.stage = stage
-    this.unitsTotal = unitsToRun
-    this.unitsDone = 0
+    this.counts.set(stage, { total: unitsToRun, done: 0 })
   }
 
-  beginUnit(id: string): void {
-    this.unit = id
-    this.unitStart = performance.now()
-    this.total = 0
-    this.done = 0
-    this.what = ""
-    this.lastPlain = this.unitStart
+  beginUnit(stage: string, id: string): UnitSlot {
+    const f: Flight = { stage, unit: id, start: performance.now(), total: 0, done: 0, what: "" }
+    this.flights.add(f)
+    if (this.flights.size === 1) this.lastPlain = f.start
     this.draw(true)
-  }
-
-  endUnit(ok: boolean, seconds: number, detail?: string): void {
-    this.unitsDone++
-    const rate = this.done > 0 && seconds > 0 ? `, ${fmtRate(this.done / seconds)} ${this.what}/s` : ""
-    this.clear()
-    this.sink.write(
-      `${this.stage} [${this.unitsDone}/${this.unitsTotal}] ${this.unit} ${ok ? "done" : "FAILED"} in ${fmtSeconds(seconds)}${rate}${detail ? `: ${detail}` : ""}\n`,
-    )
-  }
-
-  /** The Progress handed to the unit in flight. */
-  progress(): Progress {
     return {
-      start: (total, what) => {
-        this.total = total
-        this.what = what
-        this.done = 0
-        this.draw(true)
+      progress: {
+        start: (total, what) => {
+          f.total = total
+          f.what = what
+          f.done = 0
+          this.draw(true)
+        },
+        advance: (n) => {
+          f.done += n
+          this.draw(false)
+        },
       },
-      advance: (n) => {
-        this.done += n
-        this.draw(false)
+      end: (ok, seconds, detail, interrupted) => {
+        this.flights.delete(f)
+        if (interrupted) return this.clear()
+        const c = this.count(stage)
+        c.done++
+        const rate = f.done > 0 && seconds > 0 ? `, ${fmtRate(f.done / seconds)} ${f.what}/s` : ""
+        this.clear()
+        this.sink.write(`${stage} [${c.done}/${Math.max(c.total, c.done)}] ${id} ${ok ? "done" : "FAILED"} in ${fmtSeconds(seconds)}${rate}${detail ? `: ${detail}` : ""}\n`)
+        if (this.flights.size > 0) this.draw(true)
       },
     }
   }
 
-  private line(): string {
-    const el = (performance.now() - this.unitStart) / 1000
-    const parts = [`${this.stage} [${this.unitsDone + 1}/${this.unitsTotal}] ${this.unit}`]
-    if (this.total > 0) {
-      const rate = el > 0 ? this.done / el : 0
-      const eta = rate > 0 ? (this.total - this.done) / rate : Infinity
+  private count(stage: string) {
+    let c = this.counts.get(stage)
+    if (c === undefined) this.counts.set(stage, (c = { total: 0, done: 0 }))
+    return c
+  }
+
+  private flightLine(f: Flight): string {
+    const el = (performance.now() - f.start) / 1000
+    const c = this.count(f.stage)
+    const parts = [`${f.stage} [${c.done + 1}/${Math.max(c.total, c.done + 1)}] ${f.unit}`]
+    if (f.total > 0) {
+      const rate = el > 0 ? f.done / el : 0
+      const eta = rate > 0 ? (f.total - f.done) / rate : Infinity
       parts.push(
-        `${Math.min(100, (100 * this.done) / this.total).toFixed(0)}% of ${fmtRate(this.total)} ${this.what}`,
-        `${fmtRate(rate)} ${this.what}/s`,
+        `${Math.min(100, (100 * f.done) / f.total).toFixed(0)}% of ${fmtRate(f.total)} ${f.what}`,
+        `${fmtRate(rate)} ${f.what}/s`,
         `ETA ${fmtSeconds(eta)}`,
       )
     }
     return parts.join(" · ")
   }
 
+  private line(): string {
+    return [...this.flights].map((f) => this.flightLine(f)).join(" | ")
+  }
+
   private draw(force: boolean): void {
+    if (this.flights.size === 0) return
     const now = performance.now()
     if (this.sink.isTTY) {
       if (!force && now - this.lastDraw < 100) return

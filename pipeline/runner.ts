@@ -14,7 +14,7 @@
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import type * as arrow from "apache-arrow"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Deferred, Effect, Exit, Option } from "effect"
 import type { Config } from "./config.ts"
 import { causeChain, displayPath, firstLine, RunError, UnitError } from "./errors.ts"
 import { crc32OfFile, explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
@@ -181,6 +181,8 @@ export interface UnitOutcome {
   /** A failure's chain of causes (for --verbose). */
   readonly causes?: ReadonlyArray<string>
   readonly seconds?: number
+  /** Ran with the same key and wrote byte-identical files (early cutoff: its readers need not re-run). */
+  readonly unchanged?: boolean
 }
 
 export interface RunSummary {
@@ -234,63 +236,151 @@ export const runPipeline = <S extends Stage<any, any>>(
 
     const only = options.only && options.only.length ? new Set<string>(options.only) : undefined
     const force = new Set<string>(options.force ?? [])
-    const ranThisRun = new Set<string>()
+    const ranThisRun = new Set<string>() // ran and changed its outputs
     const bad = new Set<string>() // failed or blocked this run
     const outcomes: UnitOutcome[] = []
     let stop = false
+    const byName = new Map(plan.map((pu) => [pu.name, pu]))
+    const manifestLock = yield* Effect.makeSemaphore(1)
+    const record = (unit: string, failure?: string) =>
+      manifestLock.withPermits(1)(Effect.mapError(writeManifest(store, manifest), manifestFailure(unit, failure)))
 
+    // A first pass says which units will (probably) run: for the stages' counts, and to find the
+    // done units whose product outside the run folder is gone although a reader of theirs must run.
+    const stale = new Map<string, boolean>()
+    for (const pu of plan) {
+      const skipped = only !== undefined && !only.has(pu.stage.name)
+      const s = !skipped && (force.has(pu.stage.name) || !(yield* isUpToDate(pu)) || [...pu.inputNames, ...pu.softNames].some((n) => stale.get(n)))
+      stale.set(pu.name, s)
+    }
+    const rematerialize = new Set<string>()
+    for (const pu of plan) {
+      const present = pu.stage.present
+      if (present === undefined || stale.get(pu.name)) continue
+      if (!plan.some((r) => stale.get(r.name) && r.inputNames.includes(pu.name))) continue
+      if (!(yield* present(pu.unit, unitInput(store, manifest, { stage: pu.stage.name, id: pu.unit.id }), config))) rematerialize.add(pu.name)
+    }
+
+    // Lanes: each runs its units one at a time, in an order where a unit comes after its inputs;
+    // the main lane takes the units reading another lane's unit in that unit's order (the anchor),
+    // so what was downloaded first is scored first, and its download can be released early.
+    const laneOf = (pu: PlannedUnit) => pu.stage.lane ?? "main"
+    const stageIndex = new Map(orderStages(options.stages).map((st, i) => [st.name, i]))
+    const anchor = new Map<string, number>()
+    const laneIndex = new Map<string, number>()
+    plan.forEach((pu, i) => {
+      if (laneOf(pu) !== "main") {
+        const k = laneIndex.get(laneOf(pu)) ?? 0
+        laneIndex.set(laneOf(pu), k + 1)
+        anchor.set(pu.name, k)
+      } else anchor.set(pu.name, Math.max(-1, ...[...pu.inputNames, ...pu.softNames].map((n) => anchor.get(n) ?? -1)))
+      void i
+    })
+    const planIndex = new Map(plan.map((pu, i) => [pu.name, i]))
+    const lanes = new Map<string, PlannedUnit[]>()
+    for (const pu of plan) lanes.set(laneOf(pu), [...(lanes.get(laneOf(pu)) ?? []), pu])
+    const main = lanes.get("main")
+    if (main) {
+      main.sort(
+        (a, b) =>
+          anchor.get(a.name)! - anchor.get(b.name)! ||
+          stageIndex.get(a.stage.name)! - stageIndex.get(b.stage.name)! ||
+          planIndex.get(a.name)! - planIndex.get(b.name)!,
+      )
+    }
     for (const stage of orderStages(options.stages)) {
-      const units = plan.filter((p) => p.stage.name === stage.name)
-      if (only && !only.has(stage.name)) {
-        for (const pu of units) {
+      reporter.beginStage(stage.name, plan.filter((pu) => pu.stage.name === stage.name && (stale.get(pu.name) || rematerialize.has(pu.name))).length)
+    }
+
+    const finished = new Map(plan.map((pu) => [pu.name, Effect.runSync(Deferred.make<void>())]))
+    const readers = new Map<string, number>()
+    for (const pu of plan) for (const n of pu.inputNames) readers.set(n, (readers.get(n) ?? 0) + 1)
+    const busy = new Set<string>()
+    const release = (n: string) =>
+      Effect.gen(function* () {
+        const pu = byName.get(n)
+        if (pu?.stage.release === undefined || manifest.units[n]?.status !== "done") return
+        yield* pu.stage.release(pu.unit, unitInput(store, manifest, { stage: pu.stage.name, id: pu.unit.id }), config)
+      })
+    /** A unit is settled: its readers may go, and what it read may be released once no one else reads it. */
+    const settle = (pu: PlannedUnit) =>
+      Effect.gen(function* () {
+        yield* Deferred.succeed(finished.get(pu.name)!, undefined)
+        if ((readers.get(pu.name) ?? 0) === 0) yield* release(pu.name)
+        for (const n of pu.inputNames) {
+          const left = (readers.get(n) ?? 1) - 1
+          readers.set(n, left)
+          if (left === 0) yield* release(n)
+        }
+      })
+    const admitted = (pu: PlannedUnit, lane: string) =>
+      Effect.gen(function* () {
+        const admit = pu.stage.admit
+        if (admit === undefined) return
+        while (!(yield* admit(pu.unit, config)) && [...busy].some((l) => l !== lane)) yield* Effect.sleep("250 millis")
+      })
+
+    const decide = (pu: PlannedUnit, lane: string) =>
+      Effect.gen(function* () {
+        const stage = pu.stage
+        if (only && !only.has(stage.name)) {
           const ok = yield* isUpToDate(pu)
           if (!ok) bad.add(pu.name)
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: ok ? "up-to-date" : "not-run" })
+          return
         }
-        continue
-      }
-      const decisions: Array<{ pu: PlannedUnit; run: boolean; blockedBy?: string }> = []
-      for (const pu of units) {
         const blockedBy = pu.inputNames.find((n) => bad.has(n))
         if (blockedBy) {
-          decisions.push({ pu, run: false, blockedBy })
-          continue
+          bad.add(pu.name)
+          const upFailed = manifest.units[blockedBy]?.status === "failed"
+          const message = `needs ${blockedBy}, which ${upFailed ? "failed" : only ? "is not done (run without --only first)" : "did not run"}`
+          outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "blocked", message })
+          return
         }
         const must =
           force.has(stage.name) ||
+          rematerialize.has(pu.name) ||
           pu.inputNames.some((n) => ranThisRun.has(n)) ||
           pu.softNames.some((n) => ranThisRun.has(n)) ||
           !(yield* isUpToDate(pu))
-        decisions.push({ pu, run: must })
-      }
-      reporter.beginStage(stage.name, decisions.filter((d) => d.run).length)
-      for (const d of decisions) {
-        const { pu } = d
-        if (d.blockedBy) {
-          bad.add(pu.name)
-          const upFailed = manifest.units[d.blockedBy]?.status === "failed"
-          const message = `needs ${d.blockedBy}, which ${upFailed ? "failed" : only ? "is not done (run without --only first)" : "did not run"}`
-          outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "blocked", message })
-          continue
-        }
-        if (!d.run) {
+        if (!must) {
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "up-to-date" })
-          continue
+          return
         }
         if (stop) {
           bad.add(pu.name)
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "not-run" })
-          continue
+          return
         }
-        const result = yield* runUnit(config, store, pu, manifest, reporter)
+        yield* admitted(pu, lane)
+        busy.add(lane)
+        const result = yield* Effect.ensuring(runUnit(config, store, pu, manifest, reporter, record), Effect.sync(() => busy.delete(lane)))
         outcomes.push(result)
-        if (result.outcome === "ran") ranThisRun.add(pu.name)
-        else {
+        if (result.outcome === "ran") {
+          if (!result.unchanged) ranThisRun.add(pu.name)
+        } else {
           bad.add(pu.name)
           if (!options.keepGoing) stop = true
         }
-      }
-    }
+      })
+
+    const runLane = (lane: string, units: ReadonlyArray<PlannedUnit>) =>
+      Effect.forEach(
+        units,
+        (pu) =>
+          Effect.gen(function* () {
+            for (const n of [...pu.inputNames, ...pu.softNames]) {
+              const d = finished.get(n)
+              if (d) yield* Deferred.await(d)
+            }
+            yield* decide(pu, lane)
+            yield* settle(pu)
+          }),
+        { discard: true },
+      )
+    yield* Effect.forEach([...lanes], ([lane, units]) => runLane(lane, units), { concurrency: "unbounded", discard: true })
+    // Outcomes in plan order, whatever order the lanes finished in.
+    outcomes.sort((a, b) => planIndex.get(unitName(a.stage, a.id))! - planIndex.get(unitName(b.stage, b.id))!)
 
     const seconds = (performance.now() - t0) / 1000
     const count = (o: Outcome) => outcomes.filter((x) => x.outcome === o).length
@@ -462,8 +552,10 @@ const runUnit = (
   pu: PlannedUnit,
   manifest: Manifest,
   reporter: Reporter,
+  record: (unit: string, failure?: string) => Effect.Effect<void, RunError>,
 ): Effect.Effect<UnitOutcome, RunError, any> =>
   Effect.gen(function* () {
+    const slot = reporter.beginUnit(pu.stage.name, pu.unit.id)
     const { ctx, written } = makeUnitContext({
       config,
       store,
@@ -471,12 +563,11 @@ const runUnit = (
       id: pu.unit.id,
       manifest,
       allowed: [...pu.inputNames, ...pu.softNames],
-      progress: reporter.progress(),
+      progress: slot.progress,
       log: (m) => reporter.log(m),
     })
     const started = new Date().toISOString()
     const t0 = performance.now()
-    reporter.beginUnit(pu.unit.id)
     const exit = yield* Effect.exit(Effect.suspend(() => pu.stage.run(pu.unit, ctx)))
     const seconds = (performance.now() - t0) / 1000
     const stamp = (n: string) => (manifest.units[n]?.status === "done" ? manifest.units[n].started : "")
@@ -486,19 +577,29 @@ const runUnit = (
     const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, params, files: written, started, seconds, inputs: stamps }
     if (Exit.isSuccess(exit)) {
       const old = manifest.units[pu.name]
-      manifest.units[pu.name] = { ...base, status: "done" } satisfies UnitRecord
-      yield* Effect.mapError(writeManifest(store, manifest), manifestFailure(pu.name))
+      // Early cutoff: the same key and byte-identical outputs (a download made again after it was
+      // released) change nothing downstream, so the record keeps its stamp and readers stay done.
+      const unchanged =
+        old?.status === "done" &&
+        old.key === pu.key &&
+        old.files.length === written.length &&
+        written.every((w) => old.files.some((f) => f.path === w.path && f.bytes === w.bytes && f.crc32 === w.crc32))
+      manifest.units[pu.name] = { ...base, ...(unchanged ? { started: old.started } : {}), status: "done" } satisfies UnitRecord
+      yield* record(pu.name)
       // Files the unit wrote last time but not this time are no longer outputs.
       for (const f of old?.files ?? []) {
         if (!written.some((w) => w.path === f.path)) yield* Effect.ignore(store.remove(f.path))
       }
-      reporter.endUnit(true, seconds)
-      return { stage: pu.stage.name, id: pu.unit.id, outcome: "ran", seconds } satisfies UnitOutcome
+      slot.end(true, seconds)
+      return { stage: pu.stage.name, id: pu.unit.id, outcome: "ran", seconds, ...(unchanged ? { unchanged } : {}) } satisfies UnitOutcome
     }
-    if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+    if (Cause.isInterruptedOnly(exit.cause)) {
+      slot.end(false, seconds, "interrupted", true)
+      return yield* Effect.interrupt
+    }
     const { message, causes } = failureOf(exit.cause)
     manifest.units[pu.name] = { ...base, status: "failed", error: message } satisfies UnitRecord
-    yield* Effect.mapError(writeManifest(store, manifest), manifestFailure(pu.name, message))
-    reporter.endUnit(false, seconds, message)
+    yield* record(pu.name, message)
+    slot.end(false, seconds, message)
     return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, causes, seconds } satisfies UnitOutcome
   })

@@ -145,6 +145,27 @@ export interface Stage<P = any, R = never> {
    */
   readonly validate?: (config: Config) => ReadonlyArray<InputProblem>
   readonly run: (unit: UnitPlan<P>, ctx: UnitContext) => Effect.Effect<void, UnitError, R>
+  /**
+   * The lane its units run in (default "main"). Lanes run side by side, one unit at a time each,
+   * so a download (lane "io") proceeds while the main lane scores what was downloaded before.
+   */
+  readonly lane?: string
+  /**
+   * For units whose product lives outside the run folder (a download in the Hugging Face cache):
+   * whether it is still there. A done unit whose product is gone runs again when a unit reading it
+   * must run; otherwise it stays done (its readers need nothing from it).
+   */
+  readonly present?: (unit: UnitPlan<P>, own: UnitInput, config: Config) => Effect.Effect<boolean, never, R>
+  /**
+   * Called once every unit of this run that reads the unit (as a declared input) has finished or
+   * will not run: it may free what the unit holds outside the run folder (delete a download).
+   */
+  readonly release?: (unit: UnitPlan<P>, own: UnitInput, config: Config) => Effect.Effect<void, never, R>
+  /**
+   * Whether the unit may start now (a disk budget); asked again every 250 ms while another lane is
+   * running a unit, and skipped (the unit starts) when every other lane is idle, so it cannot deadlock.
+   */
+  readonly admit?: (unit: UnitPlan<P>, config: Config) => Effect.Effect<boolean, never, R>
 }
 
 /** Identity with inference: `export const regressStage = defineStage<RegressParams>({ … })`. */

@@ -18,8 +18,14 @@ const Paths = Schema.Union(Schema.String, Schema.Array(Schema.String).pipe(Schem
 
 export const CheckpointEntry = Schema.Struct({
   step: NonNegativeInt,
+  /** An ONNX file, or a Hugging Face folder (config.json + safetensors). */
   path: Schema.String,
 })
+
+/** A Hub repository id, `org/name` (e.g. `EleutherAI/pythia-160m`). */
+export const RepoId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: () => 'a Hub repository id "org/name"' }),
+)
 
 export const Model = Schema.Struct({
   name: Name,
@@ -27,12 +33,26 @@ export const Model = Schema.Struct({
   params: Schema.Number.pipe(Schema.positive()),
   /** Tokens consumed per optimizer step (batch size × sequence length). */
   tokens_per_step: Schema.Number.pipe(Schema.positive()),
-  /** A list of {step, path}, or a pattern with `{step}` that is globbed (e.g. `zoo/s/step-{step}.onnx`). */
-  checkpoints: Schema.Union(
-    Schema.String.pipe(Schema.filter((s) => s.includes("{step}") || "a pattern containing {step}")),
-    Schema.Array(CheckpointEntry).pipe(Schema.minItems(1)),
+  /**
+   * Local checkpoints: a list of {step, path}, or a pattern with `{step}` that is globbed
+   * (`zoo/s/step-{step}.onnx`, `runs/70m/checkpoint-{step}`). A path is an ONNX file or a Hugging Face
+   * folder (config.json + model.safetensors or sharded safetensors with their index). Not with `hub`.
+   */
+  checkpoints: Schema.optional(
+    Schema.Union(
+      Schema.String.pipe(Schema.filter((s) => s.includes("{step}") || "a pattern containing {step}")),
+      Schema.Array(CheckpointEntry).pipe(Schema.minItems(1)),
+    ),
   ),
-  /** Only these steps of the pattern's matches (optional). */
+  /** Checkpoints on the Hugging Face Hub: the repository (`EleutherAI/pythia-160m`). Not with `checkpoints`. */
+  hub: Schema.optional(RepoId),
+  /** With `hub`: the revision (branch, tag or commit) of each step, a pattern with `{step}` (default "step{step}", Pythia's branches). */
+  revision: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  /** With `hub`: an explicit step → revision map for irregular names (OLMo's `stage1-step1000-tokens4B`); its steps are the checkpoints. */
+  revisions: Schema.optional(
+    Schema.Record({ key: Schema.String.pipe(Schema.pattern(/^\d+$/, { message: () => "a step number" })), value: Schema.String.pipe(Schema.minLength(1)) }),
+  ),
+  /** Only these steps of the pattern's matches; with `hub` and `revision`, the steps to fetch. */
   steps: Schema.optional(Schema.Array(NonNegativeInt)),
 })
 export type Model = typeof Model.Type
@@ -167,11 +187,27 @@ export const Sequences = Schema.Struct({
 })
 export type Sequences = typeof Sequences.Type
 
+/** A tokenizer on the Hub: the files of one revision of a repository (downloaded once, when the run starts). */
+export const TokenizerHub = Schema.Struct({
+  hub: RepoId,
+  revision: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1)), { default: () => "main" }),
+})
+
+/** Downloads of Hub checkpoints (the download stage). */
+export const Download = Schema.Struct({
+  /** Keep downloaded checkpoints in the Hugging Face cache (default true); false deletes a revision's weights once every unit reading it is done. */
+  keep: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** With keep: false, hold at most this many GB of downloaded weights at once (a download waits until others are released). */
+  max_gb: Schema.optional(Schema.Number.pipe(Schema.positive())),
+})
+export type Download = typeof Download.Type
+
 export const Config = Schema.Struct({
   /** Run name: outputs go to `<output>/<run>/`. */
   run: Name,
   output: Schema.optionalWith(Schema.String, { default: () => "outputs" }),
-  tokenizer: Schema.String,
+  /** A tokenizer.json file, a Hugging Face folder (tokenizer.json, or vocab.json + merges.txt), or `{ hub, revision }`. */
+  tokenizer: Schema.Union(Schema.String, TokenizerHub),
   context_length: Schema.optionalWith(PositiveInt.pipe(Schema.greaterThanOrEqualTo(2)), { default: () => 128 }),
   /** New tokens per window after a document's first window (default: context_length / 2). */
   stride: Schema.optional(PositiveInt),
@@ -182,6 +218,8 @@ export const Config = Schema.Struct({
   tasks: Schema.optionalWith(Schema.Array(Task), { default: () => [] }),
   analysis: Schema.optionalWith(Analysis, { default: () => Schema.decodeSync(Analysis)({}) }),
   scoring: Schema.optionalWith(Scoring, { default: () => Schema.decodeSync(Scoring)({}) }),
+  /** Hub checkpoints: keep them or delete them once scored, and a disk budget. */
+  download: Schema.optionalWith(Download, { default: () => Schema.decodeSync(Download)({}) }),
   /** Joint decoding and noisy inputs (the sequences stage); absent: the stage does nothing. */
   sequences: Schema.optional(Sequences),
 })

@@ -9,6 +9,7 @@ import { excludingFlagged, excludingUnscored } from "./checks/flagged.ts"
 import { checksStage } from "./checks/index.ts"
 import { classifyStage } from "./classify/index.ts"
 import { correlateStage } from "./correlate/index.ts"
+import { downloadStage } from "./download/index.ts"
 import { downstreamStage } from "./downstream/index.ts"
 import { regressStage } from "./regress/index.ts"
 import { reportStage } from "./report/index.ts"
@@ -19,6 +20,7 @@ import { tokenizeStage } from "./tokenize/index.ts"
 
 export const allStages: ReadonlyArray<Stage<any, StageServices>> = [
   tokenizeStage,
+  downloadStage,
   scoreStage,
   // A checkpoint that could not be scored never blocks the analysis: these leave it out (and
   // checks records it as broken).

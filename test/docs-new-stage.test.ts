@@ -38,6 +38,9 @@ const config: Config = {
   outputRoot: "/planted/out",
   runDir: "/planted/out/docs",
   tokenizer: "",
+  tokenizerSource: { path: "" },
+  tokenizerFiles: [],
+  download: { keep: true },
   context_length: 8,
   stride: 4,
   models: [

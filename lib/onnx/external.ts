@@ -49,11 +49,33 @@ export const externalDataFiles = (onnxFile: string): Array<{ location: string; f
 }
 
 
-/** The checkpoint file and its external-data files: what a unit that reads it depends on (absolute paths). */
-export const checkpointFiles = (onnxFile: string): string[] => {
+/**
+ * The files of a Hugging Face checkpoint folder that the graph is built from: config.json, and
+ * model.safetensors or the index with every shard it names (absolute paths; those missing are left
+ * out: the unit reading the folder says what is missing).
+ */
+export const hfFolderFiles = (folder: string): string[] => {
+  const at = (f: string) => path.join(folder, f)
+  const out = [at("config.json")]
+  const index = at("model.safetensors.index.json")
+  if (fs.existsSync(index)) {
+    out.push(index)
+    try {
+      const map = (JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {}
+      out.push(...[...new Set(Object.values(map))].sort().map(at))
+    } catch {
+      // unreadable index: its own fingerprint covers it, and the unit says what is wrong
+    }
+  } else out.push(at("model.safetensors"))
+  return out.filter((f) => fs.existsSync(f))
+}
+
+/** The checkpoint's files: an ONNX file and its external-data files, or a Hugging Face folder's (absolute paths). */
+export const checkpointFiles = (checkpoint: string): string[] => {
   try {
-    return [onnxFile, ...externalDataFiles(onnxFile).map((e) => e.file)]
+    if (fs.statSync(checkpoint).isDirectory()) return hfFolderFiles(checkpoint)
+    return [checkpoint, ...externalDataFiles(checkpoint).map((e) => e.file)]
   } catch {
-    return [onnxFile] // unreadable: the unit reading it fails and says why
+    return [checkpoint] // unreadable: the unit reading it fails and says why
   }
 }

@@ -106,13 +106,20 @@ export const cachedGraphPath = (cacheDir: string, modelPath: string, key: string
  * the checkpoint file (externalizeWeights), followed by the head. Load them from bytes with the
  * checkpoint's folder as the external-data folder.
  */
-export const rewrittenBytes = (modelPath: string, fragment: Uint8Array): Uint8Array =>
-  Buffer.concat([externalizeWeights(modelPath), fragment])
+export const rewrittenBytes = (modelPath: string, fragment: Uint8Array, externalize = true): Uint8Array =>
+  // A graph built from safetensors (source.ts) keeps every weight external already; its small inline
+  // constants must stay inline (their bytes are not in the external-data folder).
+  Buffer.concat([externalize ? externalizeWeights(modelPath) : fs.readFileSync(modelPath), fragment])
 
 /** The rewritten model's bytes from the cache, written there (atomically) when missing. */
-export const cachedGraph = (target: string, modelPath: string, fragment: Uint8Array): { readonly bytes: Uint8Array; readonly reused: boolean } => {
+export const cachedGraph = (
+  target: string,
+  modelPath: string,
+  fragment: Uint8Array,
+  externalize = true,
+): { readonly bytes: Uint8Array; readonly reused: boolean } => {
   if (fs.existsSync(target)) return { bytes: fs.readFileSync(target), reused: true }
-  const bytes = rewrittenBytes(modelPath, fragment)
+  const bytes = rewrittenBytes(modelPath, fragment, externalize)
   writeFileAtomicSync(target, bytes)
   return { bytes, reused: false }
 }

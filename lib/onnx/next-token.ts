@@ -22,10 +22,12 @@
  * `next` decodes the prefixes of one call together: one session run, rows padded on the right
  * (attention_mask 0 there), each row's logits read at its own last token.
  */
+import * as fs from "node:fs"
 import * as ort from "onnxruntime-node"
 import { halfToFloat, softmax } from "./batching.ts"
 import { feedAll, feedsFor, isPastInput, type Feeds } from "./feeds.ts"
 import { Fail, createSession, sessionOptions, type SessionSettings } from "./session.ts"
+import { graphSource } from "./source.ts"
 
 export interface NextToken {
   /** Next-token probabilities [vocab] after each prefix (float64, sum 1), in order. */
@@ -54,6 +56,8 @@ export interface OpenOptions extends SessionSettings {
   readonly label?: string
   /** Use the export's KV cache when it has one (default true); false re-runs the prefix each step. */
   readonly kvCache?: boolean
+  /** Where a graph built from a Hugging Face folder is cached (default: the system's temporary folder). */
+  readonly cacheDir?: string
 }
 
 /** Last `n` tokens of a sequence. */
@@ -149,7 +153,10 @@ const lastDistributions = (t: ort.Tensor, cols: number, lengths: ReadonlyArray<n
  */
 export const openNextToken = async (modelPath: string, o: OpenOptions = {}): Promise<NextToken> => {
   const label = o.label ?? modelPath
-  const session = await createSession(modelPath, sessionOptions(o), label)
+  const src = graphSource(modelPath, o.cacheDir, label)
+  const session = src.built
+    ? await createSession(fs.readFileSync(src.file), { ...sessionOptions(o), extra: { session: { model_external_initializers_file_folder_path: src.externalFolder } } }, label)
+    : await createSession(src.file, sessionOptions(o), label)
   try {
     if (!session.outputNames.includes("logits")) throw new Fail(`${label}: the model has no output "logits"`)
     const feeds = feedsFor(session.inputMetadata)

@@ -30,6 +30,7 @@ import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
 import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
 import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
 import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, type SessionSettings } from "./session.ts"
+import { graphSource, type GraphSource } from "./source.ts"
 
 /** Score positions firstTarget…ids.length−1 of `ids` (firstTarget ≥ 1). */
 export interface ScoreRequest {
@@ -85,7 +86,7 @@ interface Opened {
 
 /** A session on the graph with the scoring head (cached on disk when a cacheDir is given), or why there is none. */
 const openRewritten = async (
-  abs: string,
+  src: GraphSource,
   header: ModelHeader,
   sig: Signature,
   options: ort.InferenceSession.SessionOptions,
@@ -95,12 +96,14 @@ const openRewritten = async (
   const plan = planRewrite(header, sig, { entropy: o.entropy ?? false })
   if (!plan.ok) return { fallback: plan.reason }
   const entropy = o.entropy ?? false
+  const abs = src.file
+  const externalize = !src.built
   const { bytes, reused } =
     o.cacheDir !== undefined
-      ? cachedGraph(cachedGraphPath(o.cacheDir, abs, rewriteKey(abs, { entropy })), abs, plan.fragment)
-      : { bytes: rewrittenBytes(abs, plan.fragment), reused: false }
-  // The weights stay in the checkpoint's folder: external data resolves against it.
-  const fromBytes = { ...options, extra: { session: { model_external_initializers_file_folder_path: path.dirname(abs) } } }
+      ? cachedGraph(cachedGraphPath(o.cacheDir, abs, rewriteKey(abs, { entropy })), abs, plan.fragment, externalize)
+      : { bytes: rewrittenBytes(abs, plan.fragment, externalize), reused: false }
+  // The weights stay where they are (the checkpoint's folder, or a built graph's safetensors folder): external data resolves against it.
+  const fromBytes = withExternalFolder(options, src.externalFolder)
   try {
     const session = await createSession(bytes, fromBytes, label)
     return { session, graph: reused ? "cached" : "rewritten" }
@@ -110,9 +113,15 @@ const openRewritten = async (
   }
 }
 
+/** Session options that load a model from bytes with its external data in `folder`. */
+const withExternalFolder = (options: ort.InferenceSession.SessionOptions, folder: string): ort.InferenceSession.SessionOptions => ({
+  ...options,
+  extra: { session: { model_external_initializers_file_folder_path: folder } },
+})
+
 const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
-  const abs = path.resolve(modelPath)
-  if (!fs.existsSync(abs)) throw new Fail(`${label}: checkpoint file not found: ${abs}`)
+  const src = graphSource(modelPath, o.cacheDir, label)
+  const abs = src.file
   let header
   try {
     header = readModelHeader(abs)
@@ -126,13 +135,13 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
   let graph: Scorer["graph"] = "logits"
   let fallback: string | undefined
   if (o.mode !== "logits") {
-    const r = await openRewritten(abs, header, sig, options, o, label)
+    const r = await openRewritten(src, header, sig, options, o, label)
     if ("fallback" in r) fallback = r.fallback
     else ({ session, graph } = r)
   }
   if (session === undefined) {
     try {
-      session = await createSession(abs, options, label)
+      session = src.built ? await createSession(fs.readFileSync(abs), withExternalFolder(options, src.externalFolder), label) : await createSession(abs, options, label)
     } catch (e) {
       if (e instanceof Fail) throw e
       throw new Fail(`${label}: not an ONNX model onnxruntime can load: ${abs} (${firstLine(e)})`, { cause: e })

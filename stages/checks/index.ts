@@ -22,7 +22,7 @@ import { AGGREGATE, aggregateUnit, checkpointColumn, readCheckpointRows } from "
 import { SCORE, scoreUnit } from "../score/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "./contract.ts"
 import { unscoredCheckpoints } from "./flagged.ts"
-import { DigestCache, checkpointDigest } from "./digest.ts"
+import { DigestCache, checkpointDigest, weightsDigest } from "./digest.ts"
 import {
   identicalPredictions,
   identicalWeights,
@@ -36,13 +36,14 @@ import {
 } from "./rules.ts"
 import { predictionCopies, scanModel } from "./scan.ts"
 import { checksTable, flaggedKeys } from "./table.ts"
-import { checkpointFiles } from "../../lib/onnx/external.ts"
+import { checkpointPlan, DOWNLOAD, downloadUnit, readDownload } from "../download/contract.ts"
 
 const fail = (message: string, cause?: unknown) => new UnitError({ message, cause })
 
 interface ChecksParams {
   readonly checks: Config["analysis"]["checks"]
   readonly models: ReadonlyArray<{ readonly name: string; readonly checkpoints: ReadonlyArray<{ readonly step: number; readonly path: string }> }>
+
   readonly datasets: ReadonlyArray<string>
 }
 
@@ -56,14 +57,20 @@ const plan = (config: Config): UnitPlan<ChecksParams>[] => {
       id: checksUnit.id,
       params: {
         checks: config.analysis.checks,
-        models: config.models.map((m) => ({ name: m.name, checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: rel(c.path) })) })),
+        models: config.models.map((m) => ({
+          name: m.name,
+          checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: c.hub === undefined ? rel(c.path) : `hub:${c.hub.repo}@${c.hub.revision}` })),
+        })),
         datasets: config.datasets.map((d) => d.name),
       },
       inputs: [
         aggregateUnit,
         ...config.models.flatMap((m) => m.checkpoints.flatMap((cp) => config.datasets.map((d) => scoreUnit(m.name, cp.step, d.name)))),
       ],
-      files: [config.tokenizer, ...config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointFiles(c.path)))],
+      // A Hub checkpoint's weights are known by the sha256s its download recorded: read when done,
+      // never blocking, and never holding a download that `download.keep: false` would release.
+      optionalInputs: config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointPlan(m, c).inputs)),
+      files: [...config.tokenizerFiles, ...config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointPlan(m, c).files))],
       weight: n * (1 + config.datasets.length),
     },
   ]
@@ -72,15 +79,29 @@ const plan = (config: Config): UnitPlan<ChecksParams>[] => {
 /** The vocabulary size from the run's tokenizer.json (undefined when it names no vocabulary). */
 const readVocabSize = (file: string) =>
   Effect.try({
-    try: () => vocabSizeOf(JSON.parse(fs.readFileSync(file, "utf8"))),
+    try: () => {
+      const j: unknown = JSON.parse(fs.readFileSync(file, "utf8"))
+      // GPT-2-style vocab.json: token → id.
+      if (path.basename(file) === "vocab.json" && j !== null && typeof j === "object") return Math.max(-1, ...Object.values(j as Record<string, number>)) + 1
+      return vocabSizeOf(j)
+    },
     catch: (e) => fail(`checks: cannot read the tokenizer ${displayPath(file)}: ${firstLine(e)}`, e),
   })
+
+/** A Hub checkpoint's digest from the sha256s its download recorded; undefined when it is not downloaded (its scores are missing too). */
+const hubDigest = (ctx: UnitContext, model: string, step: number): Effect.Effect<string | undefined, UnitError> => {
+  const input = ctx.input(downloadUnit(model, step))
+  if (input.status !== "done") return Effect.succeed(undefined)
+  return Effect.map(readDownload(input, model, step), (rows) =>
+    weightsDigest(rows.filter((r) => r.file.endsWith(".safetensors")).map((r) => ({ file: path.posix.basename(r.file), sha256: r.sha256 ?? `${r.bytes}` }))),
+  )
+}
 
 const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, ctx: UnitContext) {
   const config = ctx.config
   const opts = config.analysis.checks
   const datasets = config.datasets.map((d) => d.name)
-  const vocab = yield* readVocabSize(config.tokenizer)
+  const vocab = yield* readVocabSize(config.tokenizerFiles[0] ?? config.tokenizer)
   if (vocab === undefined) yield* ctx.log(`checks: ${config.tokenizer} names no vocabulary; the perplexity-above-uniform check is skipped`)
   const table = yield* readCheckpointRows(ctx)
   const cache = new DigestCache(path.join(ctx.cacheDir, "checks", "digests.json"))
@@ -91,10 +112,14 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, 
     const steps = model.checkpoints.map((c) => c.step)
     const digests: Array<{ step: number; digest: string }> = []
     for (const cp of model.checkpoints) {
-      const digest = yield* Effect.tryPromise({
-        try: () => checkpointDigest(cp.path, cache),
-        catch: (e) => fail(`checks: model ${model.name}, step ${cp.step}: cannot hash ${displayPath(cp.path)}: ${firstLine(e)}`, e),
-      })
+      const digest =
+        cp.hub !== undefined
+          ? yield* hubDigest(ctx, model.name, cp.step)
+          : yield* Effect.tryPromise({
+              try: () => checkpointDigest(cp.path, cache),
+              catch: (e) => fail(`checks: model ${model.name}, step ${cp.step}: cannot hash ${displayPath(cp.path)}: ${firstLine(e)}`, e),
+            })
+      if (digest === undefined) continue
       digests.push({ step: cp.step, digest })
       ctx.progress.advance(1)
     }
@@ -129,7 +154,7 @@ const run = Effect.fn("stage.checks")(function* (_unit: UnitPlan<ChecksParams>, 
 export const checksStage = defineStage<ChecksParams>({
   name: CHECKS,
   version: 1,
-  after: [AGGREGATE, SCORE],
+  after: [AGGREGATE, SCORE, DOWNLOAD],
   describe: "duplicated, misplaced and broken checkpoints (checkpoint_checks.parquet)",
   plan,
   run,

@@ -22,7 +22,8 @@ import { defineStage, UnitError, type InputProblem, type UnitContext, type UnitP
 import { DOWNSTREAM, downstreamUnits, optionsFile, Options } from "./contract.ts"
 import { buildPrompts, optionRequest, promptBoundary, type OptionRequest, type PromptedExample } from "./prompts.ts"
 import { parseTask } from "./tasks.ts"
-import { checkpointFiles } from "../../lib/onnx/external.ts"
+import { checkpointPath, checkpointPlan, DOWNLOAD } from "../download/contract.ts"
+import type { Hub } from "../../lib/hub/index.ts"
 
 export interface OptionRequests {
   /** One request per option, examples in order, options in order within each. */
@@ -120,8 +121,9 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
   const label = `${model.name} step ${checkpoint.step}`
   const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label, log: (m) => notes.push(m), entropy: false })
   const onnx = yield* Onnx
+  const where = yield* checkpointPath(ctx, model, checkpoint)
   const results = yield* onnx
-    .withScorer(checkpoint.path, options, (s) =>
+    .withScorer(where, options, (s) =>
       Effect.zipRight(
         Effect.forEach(notes, (m) => ctx.log(m)),
         s.scoreAll(reqs, (n) => ctx.progress.advance(n)),
@@ -151,13 +153,15 @@ const validate = (config: Config): InputProblem[] =>
     return Either.isLeft(parsed) ? [{ field: `tasks[${i}]`, reason: parsed.left.message }] : []
   })
 
-export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>({
+export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers | Hub>({
   name: DOWNSTREAM,
   version: 1,
-  after: [],
+  after: [DOWNLOAD],
   describe: "score every option of every multiple-choice task example on every checkpoint",
   plan: (config) =>
-    downstreamUnits(config).map(({ model, checkpoint, task, id }) => ({
+    downstreamUnits(config).map(({ model, checkpoint, task, id }) => {
+      const source = checkpointPlan(model, checkpoint)
+      return {
       id,
       params: {
         model: model.name,
@@ -166,9 +170,10 @@ export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers>(
         context_length: config.context_length,
         prepend: config.prepend ?? null,
       },
-      inputs: [],
-      files: [...checkpointFiles(checkpoint.path), task.path, config.tokenizer],
-    })),
+      inputs: source.inputs,
+      files: [...source.files, task.path, ...config.tokenizerFiles],
+      }
+    }),
   validate,
   run,
 })

@@ -21,7 +21,8 @@ import { TOKENIZE, tokenizeUnit, windowsFile } from "../tokenize/contract.ts"
 import { SCORE, scoresFile, scoresWriteOptions, scoreUnit } from "./contract.ts"
 import { Onnx, scorerOptions, type Scorer } from "../../lib/onnx/index.ts"
 import { scoresTable, targetsOf, windowsOf, type Window } from "./tables.ts"
-import { checkpointFiles } from "../../lib/onnx/external.ts"
+import { checkpointPath, checkpointPlan, DOWNLOAD } from "../download/contract.ts"
+import type { Hub } from "../../lib/hub/index.ts"
 
 /** Windows per scoreAll call (sorted by length inside it). */
 export const CHUNK = 1024
@@ -86,11 +87,13 @@ const scoreWindows = (r: RowGroupReader, scorer: Scorer, ctx: UnitContext, out: 
 const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx: UnitContext) {
   const { model, step, dataset } = unit.params
   const { scoring } = ctx.config
-  const checkpoint = unit.files[0]
+  const cp = ctx.config.models.find((m) => m.name === model)?.checkpoints.find((c) => c.step === step)
+  if (cp === undefined) return yield* Effect.fail(fail(`${model} step ${step} is not in the config`))
   const label = `${model} step ${step}`
 
   yield* Effect.scoped(
     Effect.gen(function* () {
+      const checkpoint = yield* checkpointPath(ctx, { name: model }, cp)
       const reader = yield* ctx.input(tokenizeUnit(dataset)).open(windowsFile(dataset))
       const { tokens, maxId } = yield* survey(reader, dataset)
       const notes: string[] = []
@@ -121,22 +124,25 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx
   )
 })
 
-export const scoreStage = defineStage<ScoreParams, Onnx>({
+export const scoreStage = defineStage<ScoreParams, Onnx | Hub>({
   name: SCORE,
   version: 1,
-  after: [TOKENIZE],
+  after: [TOKENIZE, DOWNLOAD],
   describe: "per-token log-probabilities of every checkpoint on every dataset (ONNX Runtime)",
   plan: (config) =>
     config.models.flatMap((m) =>
       m.checkpoints.flatMap((cp) =>
-        config.datasets.map((d) => ({
-          id: scoreUnit(m.name, cp.step, d.name).id,
-          // Only what changes the output: threads and batch size do not.
-          params: { model: m.name, step: cp.step, dataset: d.name, entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
-          inputs: [tokenizeUnit(d.name)],
-          files: checkpointFiles(cp.path), // the checkpoint first, then its external-data files
-          weight: m.params,
-        })),
+        config.datasets.map((d) => {
+          const source = checkpointPlan(m, cp) // a local checkpoint's files, or a Hub checkpoint's download unit
+          return {
+            id: scoreUnit(m.name, cp.step, d.name).id,
+            // Only what changes the output: threads and batch size do not.
+            params: { model: m.name, step: cp.step, dataset: d.name, entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
+            inputs: [tokenizeUnit(d.name), ...source.inputs],
+            files: source.files,
+            weight: m.params,
+          }
+        }),
       ),
     ),
   run,

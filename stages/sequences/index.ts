@@ -38,7 +38,8 @@ import {
 } from "./contract.ts"
 import { generateJoint } from "./generate.ts"
 import { pplOf, shuffleWords, substitute } from "./noise.ts"
-import { checkpointFiles } from "../../lib/onnx/external.ts"
+import { checkpointPath, checkpointPlan, DOWNLOAD } from "../download/contract.ts"
+import type { Hub } from "../../lib/hub/index.ts"
 
 /** Independent random streams of this stage (lib/random.ts streamSeed purposes). */
 const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
@@ -53,7 +54,10 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
   if (r === undefined) return []
   const section = r.section
   const validDataset = r.validDataset
-  const allCheckpoints = config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointFiles(c.path)))
+  // Every checkpoint is read: local ones by their files, Hub ones through their download units.
+  const sources = config.models.flatMap((m) => m.checkpoints.map((c) => checkpointPlan(m, c)))
+  const allCheckpoints = sources.flatMap((x) => x.files)
+  const downloads = sources.flatMap((x) => x.inputs)
   const nCheckpoints = config.models.reduce((n, m) => n + m.checkpoints.length, 0)
   const models = config.models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) }))
   const common = {
@@ -78,8 +82,8 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
       prompts_from: r.prompts,
       valid_dataset: validDataset,
     },
-    inputs: [...promptInputs, aggregateUnit],
-    files: [config.tokenizer, ...allCheckpoints],
+    inputs: [...promptInputs, aggregateUnit, ...downloads],
+    files: [...config.tokenizerFiles, ...allCheckpoints],
     weight: nCheckpoints + 2 * section.max_new_tokens,
   }))
   const noise: UnitPlan<SequencesParams> = {
@@ -92,8 +96,8 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
       noise_windows: section.noise_windows,
       seed: section.seed,
     },
-    inputs: [tokenizeUnit(validDataset)],
-    files: [config.tokenizer, ...allCheckpoints],
+    inputs: [tokenizeUnit(validDataset), ...downloads],
+    files: [...config.tokenizerFiles, ...allCheckpoints],
     weight: nCheckpoints,
   }
   return [...generation, noise]
@@ -144,7 +148,7 @@ const scoreEverywhere = (
   ctx: UnitContext,
   reqs: ReadonlyArray<ScoreRequest>,
   row: (model: string, step: number, logprobs: ReadonlyArray<Float32Array>) => void,
-): Effect.Effect<void, UnitError, Onnx> =>
+): Effect.Effect<void, UnitError, Onnx | Hub> =>
   Effect.gen(function* () {
     const { config } = ctx
     const onnx = yield* Onnx
@@ -152,8 +156,9 @@ const scoreEverywhere = (
       for (const cp of model.checkpoints) {
         // Sequences need log-probs only.
         const options = scorerOptions(config.scoring, { cacheDir: ctx.cacheDir, label: `${model.name}@${cp.step}`, entropy: false })
+        const where = yield* checkpointPath(ctx, model, cp)
         const results = yield* onnx
-          .withScorer(cp.path, options, (s) => s.scoreAll(reqs))
+          .withScorer(where, options, (s) => s.scoreAll(reqs))
           .pipe(Effect.catchTag("OnnxError", (e) => Effect.fail(new UnitError({ message: e.message, cause: e }))))
         row(model.name, cp.step, results.map((r) => r.logprob))
         ctx.progress.advance(1)
@@ -212,17 +217,20 @@ const startsWith = (ids: Int32Array, prefix: Int32Array): boolean =>
   prefix.length > 0 && ids.length >= prefix.length && prefix.every((v, i) => ids[i] === v)
 
 /** Open the small and the large checkpoint (once when they are the same file), release both afterwards. */
-const withPair = <A>(r: ResolvedSequences, config: Config, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError, Onnx> =>
+const withPair = <A>(r: ResolvedSequences, ctx: UnitContext, use: (s: NextToken, l: NextToken) => Promise<A>): Effect.Effect<A, UnitError, Onnx | Hub> =>
   Effect.scoped(
     Effect.gen(function* () {
+      const { config } = ctx
       const onnx = yield* Onnx
-      const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider }
-      const open = (side: ResolvedSequences["large"]) =>
+      const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider, cacheDir: ctx.cacheDir }
+      const largeAt = yield* checkpointPath(ctx, r.large.model, r.large.checkpoint)
+      const smallAt = yield* checkpointPath(ctx, r.small.model, r.small.checkpoint)
+      const open = (side: ResolvedSequences["large"], where: string) =>
         onnx
-          .openNextToken(side.checkpoint.path, { ...o, label: `${side.model.name}@${side.checkpoint.step}` })
+          .openNextToken(where, { ...o, label: `${side.model.name}@${side.checkpoint.step}` })
           .pipe(Effect.mapError((e) => fail(e.message)))
-      const large = yield* open(r.large)
-      const small = r.small.checkpoint.path === r.large.checkpoint.path ? large : yield* open(r.small)
+      const large = yield* open(r.large, largeAt)
+      const small = smallAt === largeAt ? large : yield* open(r.small, smallAt)
       return yield* Effect.tryPromise({ try: () => use(small, large), catch: toUnitError })
     }),
   )
@@ -241,7 +249,7 @@ const runGeneration = (unit: UnitPlan<SequencesParams>, ctx: UnitContext, r: Res
     const nCheckpoints = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
     ctx.progress.start(n + nCheckpoints, "steps")
     const seeds = prompts.map((_, i) => streamSeed(r.section.seed, STREAM.sample, i))
-    const gen = yield* withPair(r, config, (s, l) =>
+    const gen = yield* withPair(r, ctx, (s, l) =>
       generateJoint(s, l, prompts.map((p) => p.ids), {
         lambdaS,
         lambdaL,
@@ -370,10 +378,10 @@ const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan<SequencesPara
   return yield* runGeneration(unit, ctx, r)
 })
 
-export const sequencesStage = defineStage<SequencesParams, Onnx | Tokenizers>({
+export const sequencesStage = defineStage<SequencesParams, Onnx | Tokenizers | Hub>({
   name: SEQUENCES,
   version: 1,
-  after: [TOKENIZE, AGGREGATE],
+  after: [TOKENIZE, AGGREGATE, DOWNLOAD],
   describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint",
   plan,
   run,

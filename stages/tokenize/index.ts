@@ -13,6 +13,7 @@
  * document is cut there.
  */
 import * as fs from "node:fs"
+import * as path from "node:path"
 import { Effect } from "effect"
 import type { Config, Dataset } from "../../pipeline/config.ts"
 import { defineStage, type InputProblem, type Progress, type UnitContext, type UnitPlan, UnitError } from "../../pipeline/stage.ts"
@@ -182,10 +183,12 @@ const run = Effect.fn("stage.tokenize")(function* (unit: UnitPlan<TokenizeParams
 
 /** The tokenizer file reads and is a JSON object (the tokenizers library says more at load time). */
 const validate = (config: Config): InputProblem[] => {
-  const file = displayPath(config.tokenizer)
+  // A tokenizer.json, or a GPT-2-style folder's vocab.json: either is a JSON object.
+  const first = config.tokenizerFiles[0] ?? config.tokenizer
+  const file = displayPath(first)
   try {
-    const v: unknown = JSON.parse(fs.readFileSync(config.tokenizer, "utf8"))
-    return v !== null && typeof v === "object" && !Array.isArray(v) ? [] : [{ field: "tokenizer", reason: `${file}: not a tokenizer.json (a JSON object)` }]
+    const v: unknown = JSON.parse(fs.readFileSync(first, "utf8"))
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? [] : [{ field: "tokenizer", reason: `${file}: not a ${path.basename(first)} (a JSON object)` }]
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     return [{ field: "tokenizer", reason: `${file}: ${code ? `cannot read (${code})` : `not valid JSON (${firstLine(e)})`}` }]
@@ -214,7 +217,7 @@ export const tokenizeStage = defineStage<TokenizeParams, Tokenizers>({
       },
       inputs: [],
       // The tokenizer and the dataset's files enter the key by content (and path relative to the config).
-      files: [...d.files, config.tokenizer],
+      files: [...d.files, ...config.tokenizerFiles],
     })),
   validate,
   run,
