@@ -5,8 +5,12 @@
  * A unit runs when
  *   - it has no `done` record, or its record's key differs from the planned key, or one of its
  *     recorded files is missing or has another size, or an upstream unit was re-run since; or
- *   - an upstream unit ran in this run (everything downstream of what re-ran, re-runs); or
- *   - its stage is named by --force.
+ *   - an upstream unit ran in this run and changed its outputs (everything downstream of what
+ *     changed, re-runs); or
+ *   - its stage is named by --force (everything downstream of it re-runs too).
+ * Early cutoff: a unit that ran again with the same key and wrote byte-identical files (an output
+ * deleted by hand, a download made again after it was released) keeps its record's stamp, so what
+ * reads it stays up to date.
  * Otherwise it is up to date and skipped. A unit whose upstream failed (or is not done under
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
@@ -357,7 +361,8 @@ export const runPipeline = <S extends Stage<any, any>>(
         const result = yield* Effect.ensuring(runUnit(config, store, pu, manifest, reporter, record), Effect.sync(() => busy.delete(lane)))
         outcomes.push(result)
         if (result.outcome === "ran") {
-          if (!result.unchanged) ranThisRun.add(pu.name)
+          // --force re-runs everything downstream, whatever the forced units wrote.
+          if (!result.unchanged || force.has(stage.name)) ranThisRun.add(pu.name)
         } else {
           bad.add(pu.name)
           if (!options.keepGoing) stop = true

@@ -61,9 +61,12 @@ interface Family {
 const setup = (name: string, families: ReadonlyArray<Family>, analysis: Record<string, unknown> = {}): { config: Config; outputs: Outputs } => {
   const runDir = path.join(tmp, name, "out")
   const base = plantedConfig(runDir, families.map((f) => f.model), DATASETS, analysis, ROW_GROUP)
+  const tokenizer = writeTestTokenizer(path.join(tmp, name))
   const config: Config = {
     ...base,
-    tokenizer: writeTestTokenizer(path.join(tmp, name)),
+    tokenizer,
+    tokenizerSource: { path: tokenizer },
+    tokenizerFiles: [tokenizer],
     models: base.models.map((m, i) => ({ ...m, checkpoints: m.checkpoints.map((c) => ({ step: c.step, path: families[i].paths[c.step] })) })),
   }
   const outputs: Outputs = new Map()

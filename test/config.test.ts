@@ -48,7 +48,7 @@ describe("config", () => {
 
   it("unknown field: file, line, document path", () => {
     expect(fail(good.replace("    tokens_per_step: 64", "    tokens_per_step: 64\n    tokens_per_stp: 3"))).toBe(
-      'c.yaml:8: models[0].tokens_per_stp: unknown field (expected one of "name" | "params" | "tokens_per_step" | "checkpoints" | "steps")',
+      'c.yaml:8: models[0].tokens_per_stp: unknown field (expected one of "name" | "params" | "tokens_per_step" | "checkpoints" | "hub" | "revision" | "revisions" | "steps")',
     )
   })
 
@@ -85,7 +85,7 @@ describe("config", () => {
   })
 
   it("empty checkpoint glob", () => {
-    expect(fail(good.replace("ck/s/step-{step}.onnx", "ck/m/step-{step}.onnx"))).toBe('c.yaml:8: models[0].checkpoints: no file matches "ck/m/step-{step}.onnx"')
+    expect(fail(good.replace("ck/s/step-{step}.onnx", "ck/m/step-{step}.onnx"))).toBe('c.yaml:8: models[0].checkpoints: no file or Hugging Face folder (with config.json) matches "ck/m/step-{step}.onnx"')
   })
 
   it("dataset glob matching nothing, duplicate names, invalid YAML, missing config", async () => {

@@ -61,7 +61,7 @@ const graphKey = (folder: string): string => {
  */
 export const graphSource = (checkpoint: string, cacheDir: string | undefined, label: string): GraphSource => {
   const abs = path.resolve(checkpoint)
-  if (!fs.existsSync(abs)) throw new Fail(`${label}: checkpoint not found: ${abs}`)
+  if (!fs.existsSync(abs)) throw new Fail(`${label}: checkpoint file not found: ${abs}`)
   if (!fs.statSync(abs).isDirectory()) return { file: abs, externalFolder: path.dirname(abs), built: false }
   if (!isHfFolder(abs)) throw new Fail(`${label}: ${abs} is a folder without config.json (expected an ONNX file or a Hugging Face checkpoint folder)`)
   try {
