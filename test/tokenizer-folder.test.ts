@@ -7,9 +7,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { createRequire } from "node:module"
+import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { loadTokenizer, TokenizerLoadError, tokenizerFiles, type LoadedTokenizer } from "../lib/tokenizer-load.ts"
 import { parseMerges } from "../lib/tokenizer-folder.ts"
+import { makeTokenizers } from "../lib/tokenizer.ts"
 import { parseBrown } from "../stages/tokenize/brown.ts"
 import { byteSymbols, TEST_EOS_ID, TEST_MERGES, writeTestTokenizer } from "./fixtures/tokenizer.ts"
 
@@ -212,4 +214,12 @@ describe("tokenizer folders", () => {
     await expect(loadTokenizer(dir)).rejects.toThrow('added token "<|endoftext|>" should have id 2000 but gets 1023')
   })
 
+  it("the Tokenizers service reloads a folder when one of its files changes", async () => {
+    const dir = folder("cached", { ...gpt2Files(zooJson), "tokenizer_config.json": gpt2Config })
+    const s = makeTokenizers()
+    const a = await Effect.runPromise(s.load(dir))
+    expect(await Effect.runPromise(s.load(dir))).toBe(a)
+    fs.utimesSync(path.join(dir, "merges.txt"), new Date(), new Date(Date.now() + 5_000))
+    expect(await Effect.runPromise(s.load(dir))).not.toBe(a)
+  })
 })
