@@ -1,7 +1,7 @@
 /**
- * Loading a tokenizer.json with Hugging Face `tokenizers` and encoding documents into token ids with
- * UTF-16 character spans: the implementation of the Tokenizers service (tokenizer.ts) and the only
- * module that touches `tokenizers`.
+ * Loading a tokenizer (a tokenizer.json, or a Hugging Face folder: tokenizer-folder.ts) with Hugging
+ * Face `tokenizers` and encoding documents into token ids with UTF-16 character spans: the
+ * implementation of the Tokenizers service (tokenizer.ts) and the only module that touches `tokenizers`.
  *
  * Offsets: the Node binding reports offsets in Unicode code points (Python's "char" offsets), not in
  * the UTF-16 code units JavaScript strings index by, and other builds report bytes. The unit is
@@ -9,9 +9,11 @@
  * character into several tokens; each of them gets the whole character's span ("é" → "Ã" [0,1),
  * "©" [0,1)).
  */
-import * as fs from "node:fs"
 import { Tokenizer } from "tokenizers"
-import { firstLine } from "../pipeline/errors.ts"
+import { firstLine } from "./messages.ts"
+import { byteLevelBpeJson, resolveTokenizer, TokenizerLoadError, type TokenizerSource } from "./tokenizer-folder.ts"
+
+export { TokenizerLoadError, tokenizerFiles } from "./tokenizer-folder.ts"
 
 export type OffsetUnit = "codepoint" | "utf16" | "byte"
 
@@ -33,24 +35,16 @@ export interface LoadedTokenizer {
   readonly encodeBatch: (texts: ReadonlyArray<string>) => Promise<Encoded[]>
 }
 
-/** Thrown by loadTokenizer with a one-line reason. */
-export class TokenizerLoadError extends Error {}
-
 const PROBE = "é😀 x" // 4 code points, 5 UTF-16 units, 8 bytes
 
 /**
- * Load a tokenizer.json and detect its offset unit.
- * @throws TokenizerLoadError with a one-line reason (file missing, not a tokenizer, …)
+ * Load a tokenizer (a tokenizer.json file, or a folder with tokenizer.json or vocab.json +
+ * merges.txt) and detect its offset unit.
+ * @throws TokenizerLoadError with a one-line reason (file missing, not a tokenizer, folder without
+ *   tokenizer files, …)
  */
-export const loadTokenizer = async (file: string): Promise<LoadedTokenizer> => {
-  if (!fs.existsSync(file)) throw new TokenizerLoadError("file not found")
-  if (fs.statSync(file).isDirectory()) throw new TokenizerLoadError("is a folder, not a tokenizer.json file")
-  let tokenizer: Tokenizer
-  try {
-    tokenizer = Tokenizer.fromFile(file)
-  } catch (e) {
-    throw new TokenizerLoadError(`cannot load (${firstLine(e)})`)
-  }
+export const loadTokenizer = async (p: string): Promise<LoadedTokenizer> => {
+  const tokenizer = build(resolveTokenizer(p))
   const probe = await tokenizer.encode(PROBE, null, { addSpecialTokens: false })
   const maxEnd = Math.max(0, ...probe.getOffsets().map((o) => o[1]))
   const offsetUnit: OffsetUnit = maxEnd === 8 ? "byte" : maxEnd === 5 ? "utf16" : "codepoint"
@@ -63,6 +57,31 @@ export const loadTokenizer = async (file: string): Promise<LoadedTokenizer> => {
     })
   }
   return { tokenizer, offsetUnit, vocabSize: tokenizer.getVocabSize(true), encodeBatch }
+}
+
+const build = (source: TokenizerSource): Tokenizer => {
+  if (source.kind === "tokenizer.json") {
+    try {
+      return Tokenizer.fromFile(source.file)
+    } catch (e) {
+      throw new TokenizerLoadError(`cannot load (${firstLine(e)})`)
+    }
+  }
+  // The binding has no ByteLevel decoder and its ByteLevel post-processor always adds a prefix
+  // space (which shifts trimmed offsets), so the tokenizer is built from its tokenizer.json text.
+  const { json, added } = byteLevelBpeJson(source)
+  let tokenizer: Tokenizer
+  try {
+    tokenizer = Tokenizer.fromString(json)
+  } catch (e) {
+    throw new TokenizerLoadError(`cannot build a tokenizer from vocab.json + merges.txt (${firstLine(e)})`)
+  }
+  // `tokenizers` numbers added tokens itself (vocab id, else the next free one): check the configs' ids.
+  for (const t of added) {
+    const id = tokenizer.tokenToId(t.content)
+    if (id !== t.id) throw new TokenizerLoadError(`added token ${JSON.stringify(t.content)} should have id ${t.id} but gets ${id}`)
+  }
+  return tokenizer
 }
 
 /** Token ids of `text` without special tokens added by the post-processor (used for `prepend`). */

@@ -1,10 +1,12 @@
 /**
- * The Tokenizers service: tokenizer.json files loaded once per process (per layer), for every
- * stage that encodes text (tokenize, downstream, sequences). This module holds the interface, its
- * Tag, the error and the live Layer; loading and encoding sit next to it in tokenizer-load.ts.
+ * The Tokenizers service: tokenizers (tokenizer.json files or Hugging Face folders) loaded once
+ * per process (per layer), for every stage that encodes text (tokenize, downstream, sequences).
+ * This module holds the interface, its Tag, the error and the live Layer; loading and encoding sit
+ * next to it in tokenizer-load.ts, folders in tokenizer-folder.ts.
  *
- * One cache, keyed by the file's absolute path, size and mtime: a run loads each tokenizer once
- * for all its units, and a file rewritten in place is loaded again. A failed load is not cached.
+ * One cache, keyed by the absolute path, size and mtime of each file the tokenizer reads
+ * (tokenizerFiles): a run loads each tokenizer once for all its units, and a file rewritten in
+ * place is loaded again. A failed load is not cached.
  *
  *   const tokenizers = yield* Tokenizers
  *   const tok = yield* tokenizers.load("zoo/tokenizer.json")   // LoadedTokenizer, or TokenizerError
@@ -13,10 +15,10 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Context, Data, Effect, Layer } from "effect"
-import { loadTokenizer, TokenizerLoadError, type LoadedTokenizer } from "./tokenizer-load.ts"
+import { loadTokenizer, TokenizerLoadError, tokenizerFiles, type LoadedTokenizer } from "./tokenizer-load.ts"
 import { firstLine } from "../pipeline/errors.ts"
 
-export { encodeIds, toUtf16Offsets, type Encoded, type LoadedTokenizer, type OffsetUnit } from "./tokenizer-load.ts"
+export { encodeIds, tokenizerFiles, toUtf16Offsets, type Encoded, type LoadedTokenizer, type OffsetUnit } from "./tokenizer-load.ts"
 
 /** A tokenizer that cannot be loaded; `reason` is one line (file missing, not a tokenizer, …). */
 export class TokenizerError extends Data.TaggedError("TokenizerError")<{
@@ -30,19 +32,26 @@ export class TokenizerError extends Data.TaggedError("TokenizerError")<{
 }
 
 export interface TokenizersService {
-  /** The tokenizer of a tokenizer.json file, loaded on first use and shared afterwards. */
+  /** The tokenizer of a tokenizer.json file or tokenizer folder, loaded on first use and shared afterwards. */
   readonly load: (file: string) => Effect.Effect<LoadedTokenizer, TokenizerError>
 }
 
 export class Tokenizers extends Context.Tag("trajectories/Tokenizers")<Tokenizers, TokenizersService>() {}
 
 
-/** Cache key of a file: absolute path, size and mtime (the path alone when it cannot be read: the load reports why). */
+/**
+ * Cache key of a tokenizer path: the absolute path, size and mtime of each file it reads (the
+ * path alone when they cannot be read: the load reports why).
+ */
 const keyOf = (file: string): string => {
   const abs = path.resolve(file)
   try {
-    const st = fs.statSync(abs)
-    return `${abs}\0${st.size}\0${st.mtimeMs}`
+    return tokenizerFiles(abs)
+      .map((f) => {
+        const st = fs.statSync(f)
+        return `${f}\0${st.size}\0${st.mtimeMs}`
+      })
+      .join("\0")
   } catch {
     return abs
   }
