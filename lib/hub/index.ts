@@ -74,8 +74,8 @@ export interface HubService {
     (repo: string, revision: string, file: string, options?: FetchOptions & { readonly optional?: false }): Effect.Effect<HubFile, HubError>
   }
   /**
-   * What a safetensors checkpoint needs: config.json, then model.safetensors.index.json and every
-   * shard it lists, or else model.safetensors. A revision with only pytorch_model.bin fails (pickle
+   * What a safetensors checkpoint needs: config.json, then model.safetensors, or else
+   * model.safetensors.index.json and every shard it lists (transformers' order). A revision with only pytorch_model.bin fails (pickle
    * weights are not supported). All files come from the one commit the revision resolved to.
    */
   readonly fetchCheckpoint: (repo: string, revision: string, onProgress?: (p: Progress) => void) => Effect.Effect<Snapshot, HubError>
@@ -184,6 +184,9 @@ export const makeHub = (settings: HubSettings): HubService => {
       const config = yield* required(repo, revision, "config.json")
       const commit = config.commit // every other file from the same commit, whatever the branch does meanwhile
       const files: HubFile[] = [config]
+      // transformers' order: the single file first, then the index (a cached snapshot answers either without a request)
+      const single = yield* optional(repo, commit, "model.safetensors", onProgress)
+      if (Option.isSome(single)) return { commit, folder: folderOf(repo, commit), files: [...files, single.value] }
       const index = yield* optional(repo, commit, "model.safetensors.index.json")
       if (Option.isSome(index)) {
         files.push(index.value)
@@ -194,8 +197,6 @@ export const makeHub = (settings: HubSettings): HubService => {
         for (const shard of shards) files.push(yield* required(repo, commit, shard, onProgress))
         return { commit, folder: folderOf(repo, commit), files }
       }
-      const single = yield* optional(repo, commit, "model.safetensors", onProgress)
-      if (Option.isSome(single)) return { commit, folder: folderOf(repo, commit), files: [...files, single.value] }
       const where = { repo, revision, file: "model.safetensors" }
       if (!settings.offline) {
         for (const pickle of ["pytorch_model.bin", "pytorch_model.bin.index.json"]) {
