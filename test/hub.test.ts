@@ -11,9 +11,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { Effect, Option } from "effect"
+import { Effect, Fiber, Option } from "effect"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { hubSettingsFromEnv, makeHub, type HubError, type HubService, type HubSettings, type Progress } from "../lib/hub/index.ts"
+import { hubSettingsFromEnv, makeHub, storedToken, type HubError, type HubService, type HubSettings, type Progress } from "../lib/hub/index.ts"
 import { startMockHub, type MockHub } from "./fixtures/mock-hub.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-hub-"))
@@ -105,6 +105,14 @@ describe("hubSettingsFromEnv", () => {
     expect(hubSettingsFromEnv({ XDG_CACHE_HOME: "/xdg" }, "/h").cacheDir).toBe("/xdg/huggingface/hub")
     for (const v of ["true", "TRUE", "yes", "on"]) expect(hubSettingsFromEnv({ HF_HUB_OFFLINE: v }, "/h").offline).toBe(true)
     for (const v of ["0", "false", ""]) expect(hubSettingsFromEnv({ HF_HUB_OFFLINE: v }, "/h").offline).toBe(false)
+  })
+
+  it("storedToken reads the token huggingface-cli login wrote", () => {
+    const home = path.join(tmp, "login-home")
+    fs.mkdirSync(path.join(home, "hf"), { recursive: true })
+    fs.writeFileSync(path.join(home, "hf", "token"), "hf_stored\n")
+    expect(storedToken({ HF_HOME: path.join(home, "hf") })).toBe("hf_stored")
+    expect(storedToken({ HF_HOME: path.join(home, "none") })).toBeUndefined()
   })
 })
 
@@ -310,6 +318,52 @@ describe("integrity and resume", () => {
     const f = await run(s2, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
     expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
     expect(fs.readdirSync(blobs)).toEqual([sha256(weights)])
+  })
+
+  it("a live process's lock is waited for; one untouched for 10 minutes is stale", async () => {
+    const s = fresh()
+    const blobs = path.join(repoDir(s, "org/tiny"), "blobs")
+    fs.mkdirSync(blobs, { recursive: true })
+    const lock = path.join(blobs, `${sha256(weights)}.lock`)
+    fs.writeFileSync(lock, JSON.stringify({ pid: process.ppid, host: os.hostname(), token: "other", since: "x" }))
+    const pending = run(s, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
+    await new Promise((r) => setTimeout(r, 150))
+    expect(gets("cdn")).toEqual([]) // still waiting
+    fs.rmSync(lock)
+    await pending
+    expect(gets("cdn")).toHaveLength(1)
+
+    const s2 = fresh()
+    const blobs2 = path.join(repoDir(s2, "org/tiny"), "blobs")
+    fs.mkdirSync(blobs2, { recursive: true })
+    const lock2 = path.join(blobs2, `${sha256(weights)}.lock`)
+    fs.writeFileSync(lock2, JSON.stringify({ pid: process.ppid, host: "another-host", token: "other", since: "x" }))
+    const old = new Date(Date.now() - 11 * 60_000)
+    fs.utimesSync(lock2, old, old)
+    await run(s2, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
+    expect(fs.existsSync(lock2)).toBe(false)
+  })
+
+  it("an interrupted download keeps its .incomplete and frees the lock; the next run resumes it", async () => {
+    const s = fresh()
+    const blobs = path.join(repoDir(s, "org/tiny"), "blobs")
+    hub.fail({ file: "model.safetensors", server: "cdn", stallAfter: 70_000 })
+    const incomplete = path.join(blobs, `${sha256(weights)}.incomplete`)
+    const seen: number[] = []
+    await Effect.runPromise(
+      Effect.gen(function* () {
+        const fiber = yield* Effect.fork(makeHub(s).fetchFile("org/tiny", "main", "model.safetensors", { onProgress: (p) => seen.push(p.bytes) }))
+        yield* Effect.promise(async () => {
+          while (seen.at(-1) !== 70_000) await new Promise((r) => setTimeout(r, 10))
+        })
+        yield* Fiber.interrupt(fiber)
+      }),
+    )
+    expect(fs.statSync(incomplete).size).toBe(70_000)
+    expect(fs.readdirSync(blobs).sort()).toEqual([`${sha256(weights)}.incomplete`])
+    const f = await run(s, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
+    expect(gets("cdn").map((r) => r.headers.range)).toEqual([undefined, "bytes=70000-"])
+    expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
   })
 })
 
