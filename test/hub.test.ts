@@ -9,7 +9,8 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
+import { buildSync } from "esbuild"
 import { createHash, randomBytes } from "node:crypto"
 import { Effect, Fiber, Option } from "effect"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
@@ -318,6 +319,41 @@ describe("integrity and resume", () => {
     const f = await run(s2, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
     expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
     expect(fs.readdirSync(blobs)).toEqual([sha256(weights)])
+  })
+
+  it("processes racing for one blob download it once and agree on its bytes", async () => {
+    const s = fresh()
+    const entry = path.join(tmp, "racer-entry.ts")
+    const bundle = path.join(tmp, "racer.mjs")
+    fs.writeFileSync(
+      entry,
+      `import { Effect } from "effect"
+import { hubSettingsFromEnv, makeHub } from ${JSON.stringify(path.resolve("lib/hub/index.ts"))}
+const [endpoint, cacheDir] = process.argv.slice(2)
+const hub = makeHub({ ...hubSettingsFromEnv({}), endpoint, cacheDir, retry: { attempts: 4, baseMs: 5, maxMs: 20 }, lockPollMs: 5 })
+Effect.runPromise(hub.fetchFile("org/tiny", "main", "model.safetensors")).then(
+  (f) => process.stdout.write(f.sha256 ?? "none"),
+  (e) => process.stdout.write("ERR " + e.message),
+)
+`,
+    )
+    hub.fail({ file: "model.safetensors", server: "cdn", delayMs: 400 }) // the first download is slow: the others find its lock
+    buildSync({ entryPoints: [entry], outfile: bundle, bundle: true, platform: "node", format: "esm", logLevel: "error", nodePaths: [path.resolve("node_modules")] })
+    const outs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        new Promise<string>((resolve) => {
+          const c = spawn(process.execPath, [bundle, hub.url, s.cacheDir], { stdio: ["ignore", "pipe", "inherit"] })
+          let out = ""
+          c.stdout.on("data", (d) => (out += d))
+          c.on("exit", () => resolve(out))
+        }),
+      ),
+    )
+    expect(outs).toEqual([sha256(weights), sha256(weights), sha256(weights)])
+    expect(gets("cdn")).toHaveLength(1)
+    const blobs = path.join(repoDir(s, "org/tiny"), "blobs")
+    expect(fs.readdirSync(blobs)).toEqual([sha256(weights)])
+    expect(sha256(fs.readFileSync(path.join(blobs, sha256(weights))))).toBe(sha256(weights))
   })
 
   it("a live process's lock is waited for; one untouched for 10 minutes is stale", async () => {
