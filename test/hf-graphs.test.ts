@@ -311,14 +311,14 @@ describe("fixture and safetensors", () => {
     expect(built.weightFiles).toEqual(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"].map((f) => fs.realpathSync(path.join(dir, f))))
   })
 
-  it("ties the head to the embedding initializer (no duplicate) and uses Gemm transB=1 for Linear weights", () => {
+  it("ties the head to the embedding initializer (no duplicate); Linear weights go through Gemm / FusedMatMul with transB=1", () => {
     const dir = path.join(tmp, "tied")
     writeRandomCheckpoint(dir, { arch: "llama", tied: true })
     const model = decodeModel(buildHfGraph(dir).model)
     const users = model.graph!.node!.filter((n) => n.input!.includes("model.embed_tokens.weight")).map((n) => n.opType)
-    expect(users.sort()).toEqual(["Gather", "Gemm"])
+    expect(users.sort()).toEqual(["FusedMatMul", "Gather"]) // the head: FusedMatMul(x, embed, transB=1)
     expect(model.graph!.node!.some((n) => n.opType === "Transpose" && model.graph!.initializer!.some((t) => t.name === n.input![0]))).toBe(false)
-    const gemms = model.graph!.node!.filter((n) => n.opType === "Gemm")
+    const gemms = model.graph!.node!.filter((n) => n.opType === "Gemm" || n.opType === "FusedMatMul")
     expect(gemms.every((n) => n.attribute!.some((a) => a.name === "transB" && int(a.i) === 1))).toBe(true)
   })
 

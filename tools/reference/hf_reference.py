@@ -364,7 +364,10 @@ def bench(folder, batch, seq, threads, rounds, seed=7):
                 run()
                 times.append(time.perf_counter() - t0)
             best[th] = batch * (seq - 1) / min(times)
-    return {"tokens_per_s_by_threads": best, "tokens_per_s": max(best.values()), "threads": max(best, key=best.get)}
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"tokens_per_s_by_threads": best, "tokens_per_s": max(best.values()), "threads": max(best, key=best.get), "peak_rss_mb": peak}
 
 
 def main():
