@@ -86,6 +86,20 @@ export const hubSettingsFromEnv = (env: Readonly<Record<string, string | undefin
   }
 }
 
+/**
+ * The token `huggingface-cli login` (`hf auth login`) stored, for when HF_TOKEN is not set:
+ * `$HF_TOKEN_PATH`, else `$HF_HOME/token` (HF_HOME as in hubSettingsFromEnv). Reads one small file.
+ */
+export const storedToken = (env: Readonly<Record<string, string | undefined>>, home: string = env.HOME ?? os.homedir()): string | undefined => {
+  const hfHome = env.HF_HOME || path.join(env.XDG_CACHE_HOME || path.join(home, ".cache"), "huggingface")
+  try {
+    const t = fs.readFileSync(env.HF_TOKEN_PATH || path.join(hfHome, "token"), "utf8").trim()
+    return t === "" ? undefined : t
+  } catch {
+    return undefined
+  }
+}
+
 /** What a message names: `EleutherAI/pythia-70m (revision step1000) config.json`. */
 export interface Where {
   readonly repo: string
@@ -327,7 +341,13 @@ export const downloadTo = async (
       const res = await fetchOrRetry(
         meta.location,
         {
-          headers: { ...(sameHost ? authHeaders(s) : {}), ...(have > 0 ? { range: `bytes=${have}-` } : {}), "user-agent": "trajectories (hub client)" },
+          headers: {
+            ...(sameHost ? authHeaders(s) : {}),
+            ...(have > 0 ? { range: `bytes=${have}-` } : {}),
+            // the bytes as stored: a compressed reply has another length and cannot be resumed by offset
+            "accept-encoding": "identity",
+            "user-agent": "trajectories (hub client)",
+          },
           redirect: "follow",
           ...(signal !== undefined ? { signal } : {}),
         },

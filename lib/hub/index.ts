@@ -31,9 +31,9 @@ import * as path from "node:path"
 import { Context, Effect, Layer, Option } from "effect"
 import { firstLine } from "../messages.ts"
 import * as cache from "./cache.ts"
-import { describe, downloadTo, fetchMetadata, HubError, hubSettingsFromEnv, type HubSettings, type Progress, type Where } from "./client.ts"
+import { describe, downloadTo, fetchMetadata, HubError, hubSettingsFromEnv, storedToken, type HubSettings, type Progress, type Where } from "./client.ts"
 
-export { HubError, hubSettingsFromEnv, DEFAULT_RETRY, resolveUrl, type HubSettings, type Progress, type RetrySettings } from "./client.ts"
+export { HubError, hubSettingsFromEnv, storedToken, DEFAULT_RETRY, resolveUrl, type HubSettings, type Progress, type RetrySettings } from "./client.ts"
 export { repoFolderName } from "./cache.ts"
 
 /** A file in the cache. */
@@ -74,8 +74,8 @@ export interface HubService {
     (repo: string, revision: string, file: string, options?: FetchOptions & { readonly optional?: false }): Effect.Effect<HubFile, HubError>
   }
   /**
-   * What a safetensors checkpoint needs: config.json, then model.safetensors.index.json and every
-   * shard it lists, or else model.safetensors. A revision with only pytorch_model.bin fails (pickle
+   * What a safetensors checkpoint needs: config.json, then model.safetensors, or else
+   * model.safetensors.index.json and every shard it lists (transformers' order). A revision with only pytorch_model.bin fails (pickle
    * weights are not supported). All files come from the one commit the revision resolved to.
    */
   readonly fetchCheckpoint: (repo: string, revision: string, onProgress?: (p: Progress) => void) => Effect.Effect<Snapshot, HubError>
@@ -99,6 +99,24 @@ const toHubError =
   (w: Where) =>
   (e: unknown): HubError =>
     e instanceof HubError ? e : new HubError({ message: `${describe(w)}: ${firstLine(e)}`, cause: e })
+
+/**
+ * An async operation as an Effect whose interruption aborts it and waits for it to settle, so its
+ * own cleanup (closing the file, releasing the blob lock) is done when the interruption is.
+ */
+const abortable = <A>(f: (signal: AbortSignal) => Promise<A>, onError: (e: unknown) => HubError): Effect.Effect<A, HubError> =>
+  Effect.suspend(() => {
+    const ctrl = new AbortController()
+    let running: Promise<A> | undefined
+    return Effect.tryPromise({ try: () => (running = f(ctrl.signal)), catch: onError }).pipe(
+      Effect.onInterrupt(() =>
+        Effect.promise(async () => {
+          ctrl.abort()
+          await running?.catch(() => undefined)
+        }),
+      ),
+    )
+  })
 
 const hubFile = (file: string, p: string, commit: string): HubFile => {
   const blob = fs.realpathSync(p)
@@ -166,7 +184,7 @@ const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { read
 /** A HubService on these settings. */
 export const makeHub = (settings: HubSettings): HubService => {
   const run = (w: Where, options: FetchOptions & { readonly optional?: boolean }) =>
-    Effect.tryPromise({ try: (signal) => fetchOne(settings, w, options, signal), catch: toHubError(w) })
+    abortable((signal) => fetchOne(settings, w, options, signal), toHubError(w))
 
   const fetchFile = ((repo: string, revision: string, file: string, options: FetchOptions & { readonly optional?: boolean } = {}) => {
     const e = run({ repo, revision, file }, options)
@@ -184,6 +202,9 @@ export const makeHub = (settings: HubSettings): HubService => {
       const config = yield* required(repo, revision, "config.json")
       const commit = config.commit // every other file from the same commit, whatever the branch does meanwhile
       const files: HubFile[] = [config]
+      // transformers' order: the single file first, then the index (a cached snapshot answers either without a request)
+      const single = yield* optional(repo, commit, "model.safetensors", onProgress)
+      if (Option.isSome(single)) return { commit, folder: folderOf(repo, commit), files: [...files, single.value] }
       const index = yield* optional(repo, commit, "model.safetensors.index.json")
       if (Option.isSome(index)) {
         files.push(index.value)
@@ -194,15 +215,10 @@ export const makeHub = (settings: HubSettings): HubService => {
         for (const shard of shards) files.push(yield* required(repo, commit, shard, onProgress))
         return { commit, folder: folderOf(repo, commit), files }
       }
-      const single = yield* optional(repo, commit, "model.safetensors", onProgress)
-      if (Option.isSome(single)) return { commit, folder: folderOf(repo, commit), files: [...files, single.value] }
       const where = { repo, revision, file: "model.safetensors" }
       if (!settings.offline) {
         for (const pickle of ["pytorch_model.bin", "pytorch_model.bin.index.json"]) {
-          const found = yield* Effect.tryPromise({
-            try: (signal) => fetchMetadata(settings, { repo, revision: commit, file: pickle }, signal),
-            catch: toHubError({ repo, revision, file: pickle }),
-          })
+          const found = yield* abortable((signal) => fetchMetadata(settings, { repo, revision: commit, file: pickle }, signal), toHubError({ repo, revision, file: pickle }))
           if (found._tag === "found")
             return yield* new HubError({
               message: `${describe({ repo, revision, file: pickle })}: this revision has only PyTorch pickle weights (${pickle}), which are not supported; use a revision with model.safetensors`,
@@ -269,5 +285,12 @@ export const shardsOf = (indexJson: string): string[] => {
 /** A Hub service on these settings (tests: the mock Hub's URL and a temporary cache). */
 export const hubLayer = (settings: HubSettings): Layer.Layer<Hub> => Layer.succeed(Hub, makeHub(settings))
 
-/** The Hub service on this process's environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HOME, HF_HUB_CACHE). */
-export const HubLive: Layer.Layer<Hub> = Layer.sync(Hub, () => makeHub(hubSettingsFromEnv(process.env)))
+/**
+ * The Hub service on this process's environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HOME,
+ * HF_HUB_CACHE), with the token of `huggingface-cli login` when HF_TOKEN is not set.
+ */
+export const HubLive: Layer.Layer<Hub> = Layer.sync(Hub, () => {
+  const s = hubSettingsFromEnv(process.env)
+  const token = s.token ?? storedToken(process.env)
+  return makeHub(token !== undefined ? { ...s, token } : s)
+})

@@ -42,5 +42,5 @@ export const buildGptNeox = (m: HfGraph, c: NeoxConfig): void => {
     }
   }
   const head = c.tied ? "gpt_neox.embed_in.weight" : "embed_out.weight"
-  m.logits(m.linear(ln(x, "gpt_neox.final_layer_norm"), head, undefined, c.vocab, H))
+  m.lmHead(ln(x, "gpt_neox.final_layer_norm"), head, H)
 }

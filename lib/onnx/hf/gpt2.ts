@@ -28,5 +28,5 @@ export const buildGpt2 = (m: HfGraph, c: Gpt2Config): void => {
   }
   const head = !c.tied && m.has("lm_head.weight") ? "lm_head.weight" : `${t}wte.weight`
   if (!c.tied && head !== "lm_head.weight") m.pick("lm_head.weight") // untied but no head: an error naming it
-  m.logits(m.linear(ln(x, `${t}ln_f`), head, undefined, c.vocab, H))
+  m.lmHead(ln(x, `${t}ln_f`), head, H)
 }

@@ -5,7 +5,7 @@
  *   const m = new HfGraph(config, weights)        // weights: checkpointWeights(folder)
  *   let x = m.embed("model.embed_tokens.weight")  // [rows, hidden]
  *   const a = m.attention(q, k, v, { rotary: m.rope(64, 10000) })  // q,k,v [rows, heads·headDim] → [rows, heads·headDim]
- *   m.logits(m.linear(x, "lm_head.weight"))       // output `logits` [batch, seq, vocab]
+ *   m.lmHead(x, "lm_head.weight", hidden)          // output `logits` [batch, seq, vocab]
  *   const bytes = m.finish()                      // ModelProto bytes; weights stay in the safetensors files
  *
  * Weights are initializers with external data pointing into the safetensors files in place
@@ -20,7 +20,7 @@
  * meets kv head ⌊h / (heads/kvHeads)⌋ (transformers' repeat_kv) without copying k or v.
  */
 import * as path from "node:path"
-import { DT, GraphBuilder, encodeModel, onnx, tensorI64, valueInfo, type ITensorProto } from "../proto.ts"
+import { DT, GraphBuilder, encodeModel, node, onnx, tensorI64, valueInfo, type ITensorProto } from "../proto.ts"
 import type { WeightRef } from "../safetensors.ts"
 import type { Activation, HfConfig } from "./config.ts"
 
@@ -248,10 +248,16 @@ export class HfGraph {
   // -------------------------------------------------------------------------------------------
   // Output
 
-  /** rows [rows, vocab] → the graph output `logits` [batch, seq, vocab]. */
-  logits(rows: string): void {
-    const shape = this.g.op("Concat", [this.idsShape, this.g.i64([this.config.vocab])], { axis: 0 })
-    this.g.op("Reshape", [rows, shape], {}, "logits")
+  /**
+   * The head: x [rows, width] · W[vocab, width]ᵀ → the graph output `logits` [batch, seq, vocab].
+   * FusedMatMul (com.microsoft, transB=1) on x reshaped to [b, s, width] writes the output in its
+   * final shape; Gemm followed by a Reshape into the graph output costs one more [b, s, vocab]
+   * buffer in ONNX Runtime (measured: +412 MB at 4 × 512 × 50304).
+   */
+  lmHead(x: string, weight: string, width: number): void {
+    const w = this.w(weight, [this.config.vocab, width])
+    const x3 = this.g.op("Reshape", [x, this.g.op("Concat", [this.idsShape, this.g.i64([width])], { axis: 0 })])
+    this.g.nodes.push({ ...node("FusedMatMul", [x3, w], ["logits"], { transB: 1 }), domain: "com.microsoft" })
   }
 
   /** The ModelProto's bytes (input_ids int64 [batch, seq] → logits float32 [batch, seq, vocab]). */
@@ -259,7 +265,7 @@ export class HfGraph {
     return encodeModel({
       irVersion: 8,
       producerName: "trajectories-hf",
-      opsetImport: [{ domain: "", version: OPSET }],
+      opsetImport: [{ domain: "", version: OPSET }, { domain: "com.microsoft", version: 1 }],
       graph: {
         name: this.config.modelType,
         node: this.g.nodes,

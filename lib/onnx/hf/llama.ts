@@ -35,5 +35,5 @@ export const buildLlama = (m: HfGraph, c: LlamaConfig): void => {
     x = g.op("Add", [x, lin(g.op("Mul", [gate, up]), `${p}.mlp.down_proj`, H, c.intermediate, c.mlpBias)])
   }
   const head = c.tied ? "model.embed_tokens.weight" : "lm_head.weight"
-  m.logits(m.linear(rms(x, "model.norm"), head, undefined, c.vocab, H))
+  m.lmHead(rms(x, "model.norm"), head, H)
 }

@@ -45,5 +45,5 @@ export const buildOpt = (m: HfGraph, c: OptConfig): void => {
   if (c.finalLayerNorm) x = ln(x, `${P}.final_layer_norm`)
   if (E !== H) x = m.linear(x, `${P}.project_out.weight`, undefined, E, H)
   const head = !c.tied && m.has("lm_head.weight") ? "lm_head.weight" : `${P}.embed_tokens.weight`
-  m.logits(m.linear(x, head, undefined, c.vocab, E))
+  m.lmHead(x, head, E)
 }
