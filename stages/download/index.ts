@@ -51,7 +51,7 @@ const run = Effect.fn("stage.download")(function* (unit: UnitPlan<DownloadParams
     .fetchCheckpoint(repo, revision, (p) => {
       if (p.file !== current) {
         current = p.file
-        ctx.progress.start(p.total, `bytes of ${p.file}`)
+        ctx.progress.start(p.total, "bytes")
       }
       ctx.progress.advance(p.bytes - (lastBytes.get(p.file) ?? 0))
       lastBytes.set(p.file, p.bytes)
