@@ -16,6 +16,7 @@ import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Downloa
 
 export type { Analysis, Checks, DatasetFormat, Download, Scoring, Sequences, XAxis } from "../schemas/config.ts"
 import { ConfigError, displayPath, firstLine } from "./errors.ts"
+import { tokenizerFiles } from "../lib/tokenizer-folder.ts"
 
 /**
  * One checkpoint of a model. Local: `path` is an ONNX file or a Hugging Face folder (config.json +
@@ -225,19 +226,14 @@ const isCheckpointPath = (p: string): boolean => {
   }
 }
 
-/**
- * The files a tokenizer at `p` reads: the tokenizer.json file itself, or a folder's tokenizer.json,
- * or its vocab.json + merges.txt (GPT-2 style) with the config files present. A string says what is wrong.
- */
+/** The files a tokenizer at `p` reads (lib/tokenizer-folder.ts tokenizerFiles), or a one-line reason it has none. */
 export const tokenizerFilesOf = (p: string): string[] | string => {
-  if (!fs.statSync(p).isDirectory()) return [p]
-  const has = (f: string) => fs.existsSync(path.join(p, f))
-  const extra = ["tokenizer_config.json", "special_tokens_map.json"].filter(has).map((f) => path.join(p, f))
-  if (has("tokenizer.json")) return [path.join(p, "tokenizer.json"), ...extra]
-  if (has("vocab.json") && has("merges.txt")) return [path.join(p, "vocab.json"), path.join(p, "merges.txt"), ...extra]
-  return `${displayPath(p)} has no tokenizer.json and no vocab.json + merges.txt`
+  try {
+    return tokenizerFiles(p)
+  } catch (e) {
+    return firstLine(e)
+  }
 }
-
 const isGlob = (p: string) => /[*?[\]{}]/.test(p)
 
 /** Decode and resolve a config already parsed from YAML text. */
@@ -361,14 +357,11 @@ export const parseConfig = (
           }
           cps = m.steps.map((st) => ({ step: st, hub: { repo: m.hub!, revision: pattern.replaceAll("{step}", String(st)) } }))
         }
+      } else if (m.revision !== undefined || m.revisions !== undefined) {
+        throw errAt(loc, at(m.revision !== undefined ? "revision" : "revisions"), "revisions name Hub checkpoints: give hub too, or leave it out")
       } else if (m.checkpoints === undefined) {
         throw errAt(loc, ["models", mi], "expected checkpoints (local files or folders) or hub (a Hub repository)")
-      } else {
-        if (m.revision !== undefined || m.revisions !== undefined) {
-          throw errAt(loc, at(m.revision !== undefined ? "revision" : "revisions"), "revisions name Hub checkpoints: give hub too, or leave it out")
-        }
-        cps = localCheckpoints(m.checkpoints, m.steps, mi)
-      }
+      } else cps = localCheckpoints(m.checkpoints, m.steps, mi)
       cps.sort((a, b) => a.step - b.step)
       const dupStep = cps.find((c, i) => i > 0 && cps[i - 1].step === c.step)
       if (dupStep) throw errAt(loc, at(m.hub !== undefined ? "steps" : "checkpoints"), `step ${dupStep.step} appears twice`)

