@@ -143,6 +143,7 @@ describe("fetchFile", () => {
     expect(progress.length).toBeGreaterThan(1)
     expect(progress.at(-1)).toEqual({ file: "model.safetensors", bytes: weights.byteLength, total: weights.byteLength })
     expect(progress.every((p, i) => i === 0 || p.bytes > progress[i - 1].bytes)).toBe(true)
+    expect(fs.readFileSync(path.join(s.cacheDir, "CACHEDIR.TAG"), "utf8")).toMatch(/^Signature: 8a477f597d28d172789f06886806bc55\n/)
   })
 
   it("nested paths link with one more ../ per folder", async () => {

@@ -164,6 +164,7 @@ const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { read
   }
   const blob = cache.blobPath(rc, etag)
   if (fs.existsSync(blob)) return done()
+  cache.tagCacheDir(s.cacheDir)
   const lock = await cache.acquireBlobLock(rc, etag, { pollMs: s.lockPollMs, signal })
   try {
     if (!fs.existsSync(blob)) {
