@@ -143,6 +143,7 @@ describe("fetchFile", () => {
     expect(progress.length).toBeGreaterThan(1)
     expect(progress.at(-1)).toEqual({ file: "model.safetensors", bytes: weights.byteLength, total: weights.byteLength })
     expect(progress.every((p, i) => i === 0 || p.bytes > progress[i - 1].bytes)).toBe(true)
+    expect(fs.readFileSync(path.join(s.cacheDir, "CACHEDIR.TAG"), "utf8")).toMatch(/^Signature: 8a477f597d28d172789f06886806bc55\n/)
   })
 
   it("nested paths link with one more ../ per folder", async () => {
@@ -199,6 +200,22 @@ describe("fetchFile", () => {
     // The config is the same bytes at both commits: one blob, two snapshot links.
     await run(s, (h) => h.fetchFile("org/tiny", "main", "config.json"))
     expect(fs.readdirSync(path.join(repoDir(s, "org/tiny"), "blobs"))).toHaveLength(1)
+  })
+
+  it("a branch that moved on the Hub is seen with refresh: true (the cache answers otherwise)", async () => {
+    const s = fresh()
+    hub.setRevision("org/moving", "main", { files: { "config.json": "{}" } })
+    const first = await run(s, (h) => h.fetchFile("org/moving", "main", "config.json"))
+    hub.setRevision("org/moving", "main", { files: { "config.json": '{"v":2}' } })
+    hub.clearRequests()
+    expect((await run(s, (h) => h.fetchFile("org/moving", "main", "config.json"))).commit).toBe(first.commit)
+    expect(hub.requests).toEqual([])
+    const moved = await run(s, (h) => h.fetchFile("org/moving", "main", "config.json", { refresh: true }))
+    expect(moved.commit).toBe(hub.commitOf("org/moving", "main"))
+    expect(moved.commit).not.toBe(first.commit)
+    expect(fs.readFileSync(moved.path, "utf8")).toBe('{"v":2}')
+    expect(fs.readFileSync(path.join(repoDir(s, "org/moving"), "refs", "main"), "utf8")).toBe(moved.commit)
+    expect(fs.readFileSync(first.path, "utf8")).toBe("{}") // the old snapshot stays
   })
 
   it("a renamed repository (relative redirect) is followed", async () => {
@@ -293,6 +310,17 @@ describe("integrity and resume", () => {
     hub.fail({ file: "model.safetensors", server: "cdn", ignoreRange: true })
     const f = await run(s, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
     expect(gets("cdn").map((r) => `${r.headers.range} ${r.status}`)).toEqual(["bytes=5000- 200"])
+    expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
+  })
+
+  it("416 to a partial download: started over without Range", async () => {
+    const s = fresh()
+    const blobs = path.join(repoDir(s, "org/tiny"), "blobs")
+    fs.mkdirSync(blobs, { recursive: true })
+    fs.writeFileSync(path.join(blobs, `${sha256(weights)}.incomplete`), weights.subarray(0, 999))
+    hub.fail({ file: "model.safetensors", server: "cdn", status: 416 })
+    const f = await run(s, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
+    expect(gets("cdn").map((r) => `${r.headers.range} ${r.status}`)).toEqual(["bytes=999- 416", "undefined 200"])
     expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
   })
 

@@ -3,6 +3,7 @@
  * by Python (`hf_hub_download`, transformers' `from_pretrained`) is reused here and vice versa.
  * This module and client.ts are the only ones of lib/hub that touch node:fs.
  *
+ *   <cache>/CACHEDIR.TAG                     tells backup tools to skip the cache (written before a first download)
  *   <cache>/models--EleutherAI--pythia-70m/
  *     blobs/4a2e…(64 hex)                   an LFS file's bytes, named by its sha256 (the Hub's etag)
  *     blobs/9d1c…(40 hex)                   a small file's bytes, named by its git blob sha1 (its etag)
@@ -38,7 +39,7 @@ export interface RepoCache {
 export const repoFolderName = (repo: string): string => ["models", ...repo.split("/")].join("--")
 
 export const repoCache = (cacheDir: string, repo: string): RepoCache => {
-  const root = path.join(cacheDir, repoFolderName(repo))
+  const root = path.resolve(cacheDir, repoFolderName(repo))
   return {
     repo,
     root,
@@ -46,6 +47,20 @@ export const repoCache = (cacheDir: string, repo: string): RepoCache => {
     snapshots: path.join(root, "snapshots"),
     refs: path.join(root, "refs"),
     noExist: path.join(root, ".no_exist"),
+  }
+}
+
+/**
+ * `<cache>/CACHEDIR.TAG` (the Cache Directory Tagging Standard, which backup tools honour), as
+ * huggingface_hub writes it before a download; kept when present.
+ */
+export const tagCacheDir = (cacheDir: string): void => {
+  const tag = path.join(cacheDir, "CACHEDIR.TAG")
+  if (fs.existsSync(tag)) return
+  try {
+    writeFileAtomicSync(tag, "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag (https://bford.info/cachedir/) for the Hugging Face cache.\n")
+  } catch {
+    // a read-only cache: the tag is a courtesy
   }
 }
 

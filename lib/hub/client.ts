@@ -107,7 +107,7 @@ export interface Where {
   readonly file: string
 }
 
-export const describe = (w: Where): string => `Hub ${w.repo} (revision ${w.revision}) ${w.file}`
+export const whereText = (w: Where): string => `Hub ${w.repo} (revision ${w.revision}) ${w.file}`
 
 /** `{endpoint}/{repo}/resolve/{revision}/{file}`, the revision encoded as one segment. */
 export const resolveUrl = (endpoint: string, w: Where): string =>
@@ -146,7 +146,7 @@ const statusFailure = (res: Response, w: Where, s: HubSettings, tokenSent: boole
   const status = res.status
   const code = res.headers.get("x-error-code") ?? undefined
   const hubMessage = res.headers.get("x-error-message") ?? undefined
-  const at = describe(w)
+  const at = whereText(w)
   const repoUrl = `${s.endpoint}/${w.repo}`
   if (status === 429 || status >= 500) return new Retryable(`HTTP ${status}`, status, retryAfterMs(res.headers))
   const fail = (message: string) => new HubError({ message: `${at}: ${message}`, status, ...(code !== undefined ? { code } : {}) })
@@ -196,7 +196,7 @@ const withRetries = async <A>(
       failures++
       if (failures >= s.retry.attempts)
         throw new HubError({
-          message: `${describe(w)}: ${e.message}, ${failures} attempts in a row`,
+          message: `${whereText(w)}: ${e.message}, ${failures} attempts in a row`,
           ...(e.status !== undefined ? { status: e.status } : {}),
         })
       await abortableSleep(e.retryAfterMs ?? wait, signal)
@@ -257,7 +257,7 @@ export const fetchMetadata = (s: HubSettings, w: Where, signal?: AbortSignal): P
       const location = h.get("location")
       const isRedirect = res.status >= 300 && res.status < 400
       if (isRedirect && location !== null && !/^([a-z][a-z0-9+.-]*:)?\/\//i.test(location)) {
-        if (hops >= 10) throw new HubError({ message: `${describe(w)}: too many redirects`, status: res.status })
+        if (hops >= 10) throw new HubError({ message: `${whereText(w)}: too many redirects`, status: res.status })
         url = new URL(location, url).toString() // a renamed repository: follow
         continue
       }
@@ -274,7 +274,7 @@ export const fetchMetadata = (s: HubSettings, w: Where, signal?: AbortSignal): P
       const sizeText = h.get("x-linked-size") ?? (isRedirect ? null : h.get("content-length"))
       const missing = commit === null ? "X-Repo-Commit" : etag === undefined ? "ETag" : sizeText === null ? "a size (X-Linked-Size or Content-Length)" : undefined
       if (missing !== undefined)
-        throw new HubError({ message: `${describe(w)}: ${new URL(url).host} sent no ${missing}; is HF_ENDPOINT (${s.endpoint}) a Hugging Face Hub?` })
+        throw new HubError({ message: `${whereText(w)}: ${new URL(url).host} sent no ${missing}; is HF_ENDPOINT (${s.endpoint}) a Hugging Face Hub?` })
       return {
         _tag: "found",
         meta: { commit: commit!, etag: etag!, size: Number(sizeText), location: isRedirect && location !== null ? new URL(location, url).toString() : url },
@@ -408,7 +408,7 @@ export const downloadTo = async (
   const got = hash.digest("hex")
   if (/^[0-9a-f]{64}$/.test(meta.etag) && got !== meta.etag) {
     fs.rmSync(incomplete, { force: true })
-    throw new HubError({ message: `${describe(w)}: corrupt download, sha256 expected ${meta.etag}, got ${got} (removed; run again to download it anew)` })
+    throw new HubError({ message: `${whereText(w)}: corrupt download, sha256 expected ${meta.etag}, got ${got} (removed; run again to download it anew)` })
   }
   return got
 }

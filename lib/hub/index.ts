@@ -31,7 +31,7 @@ import * as path from "node:path"
 import { Context, Effect, Layer, Option } from "effect"
 import { firstLine } from "../messages.ts"
 import * as cache from "./cache.ts"
-import { describe, downloadTo, fetchMetadata, HubError, hubSettingsFromEnv, storedToken, type HubSettings, type Progress, type Where } from "./client.ts"
+import { whereText, downloadTo, fetchMetadata, HubError, hubSettingsFromEnv, storedToken, type HubSettings, type Progress, type Where } from "./client.ts"
 
 export { HubError, hubSettingsFromEnv, storedToken, DEFAULT_RETRY, resolveUrl, type HubSettings, type Progress, type RetrySettings } from "./client.ts"
 export { repoFolderName } from "./cache.ts"
@@ -98,7 +98,7 @@ export class Hub extends Context.Tag("trajectories/Hub")<Hub, HubService>() {}
 const toHubError =
   (w: Where) =>
   (e: unknown): HubError =>
-    e instanceof HubError ? e : new HubError({ message: `${describe(w)}: ${firstLine(e)}`, cause: e })
+    e instanceof HubError ? e : new HubError({ message: `${whereText(w)}: ${firstLine(e)}`, cause: e })
 
 /**
  * An async operation as an Effect whose interruption aborts it and waits for it to settle, so its
@@ -127,7 +127,7 @@ const hubFile = (file: string, p: string, commit: string): HubFile => {
 /** One file; `undefined` when optional and absent. */
 const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { readonly optional?: boolean }, signal: AbortSignal): Promise<HubFile | undefined> => {
   const bad = cache.badName(w.repo, w.revision, w.file)
-  if (bad !== undefined) throw new HubError({ message: `${describe(w)}: ${bad}` })
+  if (bad !== undefined) throw new HubError({ message: `${whereText(w)}: ${bad}` })
   const rc = cache.repoCache(s.cacheDir, w.repo)
   const known = cache.readRef(rc, w.revision)
   const offline = s.offline || options.cacheOnly === true
@@ -139,7 +139,7 @@ const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { read
   if (offline) {
     if (options.optional === true) return undefined
     const why = s.offline ? "HF_HUB_OFFLINE is set" : "only the cache was asked"
-    throw new HubError({ message: `${describe(w)}: not in the cache (${s.cacheDir}) and ${why}` })
+    throw new HubError({ message: `${whereText(w)}: not in the cache (${s.cacheDir}) and ${why}` })
   }
   const r = await fetchMetadata(s, w, signal)
   if (r._tag === "missing") {
@@ -151,8 +151,8 @@ const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { read
     throw r.error
   }
   const { commit, etag } = r.meta
-  if (!cache.isCommitHash(commit)) throw new HubError({ message: `${describe(w)}: the Hub sent "${commit}" as the commit, not a 40-hex hash` })
-  if (etag.includes("/") || etag.startsWith(".")) throw new HubError({ message: `${describe(w)}: the Hub sent "${etag}" as the etag` })
+  if (!cache.isCommitHash(commit)) throw new HubError({ message: `${whereText(w)}: the Hub sent "${commit}" as the commit, not a 40-hex hash` })
+  if (etag.includes("/") || etag.startsWith(".")) throw new HubError({ message: `${whereText(w)}: the Hub sent "${etag}" as the etag` })
   const done = () => {
     cache.writeRef(rc, w.revision, commit)
     return hubFile(w.file, cache.linkSnapshot(rc, commit, w.file, etag), commit)
@@ -164,6 +164,7 @@ const fetchOne = async (s: HubSettings, w: Where, options: FetchOptions & { read
   }
   const blob = cache.blobPath(rc, etag)
   if (fs.existsSync(blob)) return done()
+  cache.tagCacheDir(s.cacheDir)
   const lock = await cache.acquireBlobLock(rc, etag, { pollMs: s.lockPollMs, signal })
   try {
     if (!fs.existsSync(blob)) {
@@ -210,7 +211,7 @@ export const makeHub = (settings: HubSettings): HubService => {
         files.push(index.value)
         const shards = yield* Effect.try({
           try: () => shardsOf(fs.readFileSync(index.value.path, "utf8")),
-          catch: (e) => new HubError({ message: `${describe({ repo, revision, file: "model.safetensors.index.json" })}: ${firstLine(e)}` }),
+          catch: (e) => new HubError({ message: `${whereText({ repo, revision, file: "model.safetensors.index.json" })}: ${firstLine(e)}` }),
         })
         for (const shard of shards) files.push(yield* required(repo, commit, shard, onProgress))
         return { commit, folder: folderOf(repo, commit), files }
@@ -221,12 +222,12 @@ export const makeHub = (settings: HubSettings): HubService => {
           const found = yield* abortable((signal) => fetchMetadata(settings, { repo, revision: commit, file: pickle }, signal), toHubError({ repo, revision, file: pickle }))
           if (found._tag === "found")
             return yield* new HubError({
-              message: `${describe({ repo, revision, file: pickle })}: this revision has only PyTorch pickle weights (${pickle}), which are not supported; use a revision with model.safetensors`,
+              message: `${whereText({ repo, revision, file: pickle })}: this revision has only PyTorch pickle weights (${pickle}), which are not supported; use a revision with model.safetensors`,
             })
         }
       }
       return yield* new HubError({
-        message: `${describe(where)}: neither model.safetensors nor model.safetensors.index.json ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
+        message: `${whereText(where)}: neither model.safetensors nor model.safetensors.index.json ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
       })
     })
 
@@ -247,7 +248,7 @@ export const makeHub = (settings: HubSettings): HubService => {
       const merges = Option.isSome(vocab) ? yield* optional(repo, commit, "merges.txt") : Option.none()
       if (Option.isNone(vocab) || Option.isNone(merges))
         return yield* new HubError({
-          message: `${describe({ repo, revision, file: "tokenizer.json" })}: neither tokenizer.json nor vocab.json + merges.txt ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
+          message: `${whereText({ repo, revision, file: "tokenizer.json" })}: neither tokenizer.json nor vocab.json + merges.txt ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
         })
       return { commit, folder: folderOf(repo, commit), kind: "vocab+merges" as const, files: [vocab.value, merges.value, ...(yield* extras(commit))] }
     })
