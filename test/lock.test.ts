@@ -15,16 +15,26 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
 const racer = path.join(tmp, "racer.mjs")
 
 beforeAll(() => {
-  // Each racer waits for a start file, tries once, holds a won lock for 300 ms, and prints the outcome.
+  // Each racer waits for a start file, tries once, prints the outcome and leaves a mark; the winner
+  // holds the lock until every other racer has tried (or 30 s), so a racer the scheduler starts
+  // late on a loaded machine still meets a held lock, as racing runs would.
   fs.writeFileSync(
     path.join(tmp, "racer-entry.ts"),
     `import * as fs from "node:fs"
+import * as path from "node:path"
 import { acquireLock } from ${JSON.stringify(path.resolve("pipeline/lock.ts"))}
-const [dir, go] = process.argv.slice(2)
+const [dir, go, n] = process.argv.slice(2)
 while (!fs.existsSync(go)) {}
 const r = acquireLock(dir)
 process.stdout.write(r._tag)
-if (r._tag === "acquired") { const t = Date.now(); while (Date.now() - t < 300) {} ; r.release() }
+const marks = path.join(path.dirname(go), path.basename(go) + ".tried")
+fs.mkdirSync(marks, { recursive: true })
+fs.writeFileSync(path.join(marks, String(process.pid)), r._tag)
+if (r._tag === "acquired") {
+  const t = Date.now()
+  while (fs.readdirSync(marks).length < Number(n) && Date.now() - t < 30000) {}
+  r.release()
+}
 `,
   )
   buildSync({ entryPoints: [path.join(tmp, "racer-entry.ts")], outfile: racer, bundle: true, platform: "node", format: "esm", logLevel: "error" })
@@ -32,8 +42,9 @@ if (r._tag === "acquired") { const t = Date.now(); while (Date.now() - t < 300) 
 
 /** Start `n` racers on `dir`, release them at once, and return their outcomes. */
 const race = async (dir: string, n: number): Promise<string[]> => {
-  const go = path.join(dir, `go-${Math.random()}`)
-  const children = Array.from({ length: n }, () => spawn(process.execPath, [racer, dir, go], { stdio: ["ignore", "pipe", "inherit"] }))
+  // The start file and the racers' marks live beside the run folder, not in it.
+  const go = path.join(path.dirname(dir), `go-${path.basename(dir)}-${Math.random()}`)
+  const children = Array.from({ length: n }, () => spawn(process.execPath, [racer, dir, go, String(n)], { stdio: ["ignore", "pipe", "inherit"] }))
   const outs = children.map((c) => new Promise<string>((resolve) => {
     let s = ""
     c.stdout!.on("data", (d) => (s += d))
