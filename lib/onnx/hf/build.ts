@@ -19,7 +19,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { INDEX_FILE, SINGLE_FILE, checkpointWeights } from "../safetensors.ts"
-import { SUPPORTED_MODEL_TYPES, readHfConfig } from "./config.ts"
+import { readHfConfig } from "./config.ts"
 import { buildGpt2 } from "./gpt2.ts"
 import { buildGptNeox } from "./gpt-neox.ts"
 import { HfGraph } from "./layers.ts"
@@ -74,6 +74,3 @@ export const buildHfGraph = (folder: string): BuiltGraph => {
   }
   return { model: m.finish(), externalFolder: dirs[0], weightFiles, modelType: config.modelType }
 }
-
-/** For messages: the supported model types, comma-separated. */
-export const supportedModelTypes = (): string => SUPPORTED_MODEL_TYPES.join(", ")

@@ -2,17 +2,21 @@
  * Graph pieces shared by the Hugging Face architectures (opset 17). Hidden states stay 2-D
  * [batch·seq, hidden] ("rows"); only attention reshapes to heads.
  *
- *   const m = new HfGraph(config, weights)        // weights: checkpointWeights(folder)
- *   let x = m.embed("model.embed_tokens.weight")  // [rows, hidden]
- *   const a = m.attention(q, k, v, { rotary: m.rope(64, 10000) })  // q,k,v [rows, heads·headDim] → [rows, heads·headDim]
- *   m.lmHead(x, "lm_head.weight", hidden)          // output `logits` [batch, seq, vocab]
- *   const bytes = m.finish()                      // ModelProto bytes; weights stay in the safetensors files
+ *   const m = new HfGraph(config, checkpointWeights(folder), "folder/model.safetensors")
+ *   let x = m.embed("model.embed_tokens.weight", 64)              // [rows, 64], rows = batch·seq
+ *   const q = m.heads(m.linear(x, "…q_proj.weight", undefined, 64, 64), 4, 16)   // [b, s, 4, 16]
+ *   const rope = m.rope(16, 10000)                                // cos/sin [s, 1, 16], shared by all layers
+ *   const ctx = m.attend(m.applyRope(q, rope, 16), m.applyRope(k, rope, 16), v, 4, 2, 16)  // [rows, 64]
+ *   m.lmHead(x, "lm_head.weight", 64)                             // graph output `logits` [batch, seq, vocab]
+ *   const bytes = m.finish()                                      // ModelProto; weights stay in the safetensors files
  *
  * Weights are initializers with external data pointing into the safetensors files in place
  * (location = file name, offset = 8 + header length + data_offsets[0]) in their own data type;
  * F16 / BF16 ones are followed by Cast(to=float), an exact upcast. `linear` is
  * Gemm(x, W, b, transB=1) over PyTorch's [out, in] weights, `conv1d` Gemm(x, W, b) over GPT-2's
- * [in, out] ones: no weight is ever transposed or copied by the graph itself.
+ * [in, out] ones: no weight is ever transposed or copied by the graph itself. The head is
+ * FusedMatMul(x [b, s, width], W, transB=1) from ONNX Runtime's com.microsoft domain, so `logits`
+ * is written once in its final shape (see lmHead).
  *
  * Attention: [rows, n·d] → Reshape [b, s, n, d] (+ RoPE) → Transpose → scores = (q/√d)·kᵀ
  * + causal bias [s, s] (built in-graph from Range) → Softmax → ·v → [rows, n·d]. Grouped-query
@@ -121,14 +125,13 @@ export class HfGraph {
 
   /** Positions 0…seq−1 (+ offset) as int64 [seq]. */
   positions(offset = 0): string {
-    const r = this.g.op("Range", [this.i64s(offset), offset === 0 ? this.seqScalar : this.g.op("Add", [this.seqScalar, this.i64s(offset)]), this.i64s(1)])
-    return r
+    const end = offset === 0 ? this.seqScalar : this.g.op("Add", [this.seqScalar, this.i64s(offset)])
+    return this.g.op("Range", [this.i64s(offset), end, this.i64s(1)])
   }
 
   /** Learned position rows [rows, width]: table[p + offset] for p = 0…seq−1 of every sequence. */
   learnedPositions(table: string, rows: number, width: number, offset: number): string {
-    const pe = this.g.op("Gather", [this.w(table, [rows, width]), this.positions(offset)], { axis: 0 }) // [s, width]
-    return pe
+    return this.g.op("Gather", [this.w(table, [rows, width]), this.positions(offset)], { axis: 0 }) // [s, width]
   }
 
   /** x [rows, width] + pos [s, width] broadcast over the batch. */
