@@ -161,32 +161,37 @@ describe("rewrite plan", () => {
     expect(findSignature({ ...header(14), outputs: [{ name: "logits", elemType: 1, dims: ["b", 7] }] })).toMatch(/rank 2/)
   })
 
-  it("appends LogSoftmax, GatherElements of the next token, entropy and the logits shape, with axes per opset", () => {
+  it("appends log-sum-exp and GatherElements of the next token over the logits as they are (no vocabulary-sized copy), entropy and the logits shape, with axes per opset", () => {
     const ops = (opset: number, entropy: boolean, logitsType = DT.FLOAT) => {
       const h = header(opset, logitsType)
       const p = planRewrite(h, sigOf(h), { entropy })
       if (!p.ok) throw new Error(p.reason)
       const g = decodeModel(p.fragment).graph!
-      return { g, ops: (g.node ?? []).map((n) => `${n.opType}(${(n.input ?? []).length})`), outputs: (g.output ?? []).map((o) => o.name) }
+      const nodes = g.node ?? []
+      return {
+        g,
+        ops: nodes.map((n) => `${n.opType}(${(n.input ?? []).length})`),
+        outputs: (g.output ?? []).map((o) => o.name),
+        /** The ops that read the logits (or their float cast). */
+        readers: (name: string) => nodes.filter((n) => (n.input ?? []).includes(name)).map((n) => n.opType),
+        castOf: (name: string) => nodes.find((n) => n.opType === "Cast" && n.input?.[0] === name)?.output?.[0],
+      }
     }
-    const v14 = ops(14, true)
-    expect(v14.ops).toEqual([
-      "Slice(4)",
-      "LogSoftmax(1)",
-      "Slice(4)",
-      "Unsqueeze(2)",
-      "GatherElements(2)",
-      "Squeeze(2)",
-      "Exp(1)",
-      "Mul(2)",
-      "ReduceSum(2)",
-      "Neg(1)",
-      "Shape(1)",
-    ])
-    expect(v14.outputs).toEqual([OUT.logprob, OUT.entropy, OUT.logitsShape])
-    // Opset 11: axes are attributes; no entropy; float16 logits are cast first.
+    const v14 = ops(14, false)
+    expect(v14.readers("logits").sort()).toEqual(["GatherElements", "ReduceLogSumExp", "Shape"])
+    expect(v14.ops).not.toContain("LogSoftmax(1)")
+    expect(v14.ops.filter((o) => o.startsWith("ReduceLogSumExp"))).toEqual(["ReduceLogSumExp(1)"]) // axes an attribute before opset 18
+    expect(v14.outputs).toEqual([OUT.logprob, OUT.logitsShape])
+    // Entropy: one temporary of the logits' size, exp(logits − lse).
+    const e14 = ops(14, true)
+    expect(e14.readers("logits").sort()).toEqual(["GatherElements", "Mul", "ReduceLogSumExp", "Shape", "Sub"])
+    expect(e14.outputs).toEqual([OUT.logprob, OUT.entropy, OUT.logitsShape])
+    expect(ops(18, false).ops.filter((o) => o.startsWith("ReduceLogSumExp"))).toEqual(["ReduceLogSumExp(2)"]) // axes an input from 18
+    // Opset 11: float16 logits are cast once, and only the cast is read.
     const v11 = ops(11, false, DT.FLOAT16)
-    expect(v11.ops).toEqual(["Cast(1)", "Slice(4)", "LogSoftmax(1)", "Slice(4)", "Unsqueeze(1)", "GatherElements(2)", "Squeeze(1)", "Shape(1)"])
+    const cast = v11.castOf("logits")!
+    expect(v11.readers("logits").sort()).toEqual(["Cast", "Shape"])
+    expect(v11.readers(cast).sort()).toEqual(["GatherElements", "ReduceLogSumExp"])
     expect(v11.outputs).toEqual([OUT.logprob, OUT.logitsShape])
     // Only new pieces are in the fragment: no graph name, no inputs, nothing that would overwrite the model's fields.
     expect(v11.g.name).toBe("")

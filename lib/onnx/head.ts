@@ -1,12 +1,18 @@
 /**
  * The scoring head: appended to a causal LM's graph so ONNX Runtime returns per-token log-probs
- * [batch, seq−1] (and entropies) instead of logits [batch, seq, vocab].
+ * [batch, seq−1] (and entropies) instead of logits [batch, seq, vocab], without a second
+ * vocabulary-sized tensor beside the logits:
  *
- *   logits [b, s, V] ──Cast(float)?──Slice(:, :−1)──LogSoftmax(axis 2)──► lp [b, s−1, V]
- *   input_ids [b, s] ──Slice(:, 1:)──Unsqueeze(2)──┐
- *   lp ──GatherElements(axis 2)──Squeeze(2)──► trajectories/token_logprob [b, s−1]   lp[r, j−1, ids[r, j]]
- *   lp ──Exp·lp──ReduceSum(2)──Neg──► trajectories/token_entropy [b, s−1]           (when asked)
- *   logits ──Shape──► trajectories/logits_shape [3]                                   (the vocabulary width)
+ *   input_ids [b, s] ──Slice(:, 1:)──Concat(0)──Unsqueeze(2)──► next [b, s, 1]   ids shifted left, a 0 at the end
+ *   logits [b, s, V] ──Cast(float)?──┬─ReduceLogSumExp(axis 2)──► lse [b, s]
+ *                                    └─GatherElements(next, axis 2)──Squeeze(2)──► target [b, s]
+ *   (target − lse)[:, :−1] ──► trajectories/token_logprob [b, s−1]          = log softmax(logits[r, j−1])[ids[r, j]]
+ *   (lse − Σ_v exp(logits − lse)·logits)[:, :−1] ──► trajectories/token_entropy [b, s−1]   (when asked)
+ *   logits ──Shape──► trajectories/logits_shape [3]                          (the vocabulary width)
+ *
+ * The log-softmax is never materialised: only [b, s] results are sliced, so the peak holds the
+ * logits and nothing else of their size (the entropy, when asked, needs one temporary more). The
+ * last position's target is a dummy 0, dropped by the final slice.
  *
  * How it is appended: a serialized protobuf message followed by another one of the same type
  * parses as their merge (embedded messages merge, repeated fields concatenate). So the rewritten
@@ -32,7 +38,7 @@ import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts
 import { hashFile } from "../../pipeline/hash.ts"
 
 /** Bump when the appended head changes: cached graphs of older versions are not reused. */
-export const REWRITE_VERSION = 1
+export const REWRITE_VERSION = 2
 
 export const OUT = {
   logprob: "trajectories/token_logprob",
@@ -78,12 +84,20 @@ export const planRewrite = (h: ModelHeader, sig: Signature, options: { readonly 
 
   const g = new GraphBuilder(h.opset, "trajectories/")
   const logits = sig.logits.elemType === DT.FLOAT ? sig.logits.name : g.op("Cast", [sig.logits.name], { to: DT.FLOAT })
-  const lp = g.op("LogSoftmax", [g.slice(logits, [0], [-1], [1])], { axis: 2 })
-  const next = g.unsqueeze(g.slice(sig.inputIds.name, [1], [Number.MAX_SAFE_INTEGER], [1]), [2])
-  g.squeeze(g.op("GatherElements", [lp, next], { axis: 2 }), [2], OUT.logprob)
+  const ids = sig.inputIds.elemType === DT.INT64 ? sig.inputIds.name : g.op("Cast", [sig.inputIds.name], { to: DT.INT64 })
+  // [b, s] ids shifted left by one, a 0 in the last column: the target of every position.
+  const zeros = g.op("Mul", [g.slice(ids, [0], [1], [1]), g.i64([0])])
+  const next = g.unsqueeze(g.op("Concat", [g.slice(ids, [1], [Number.MAX_SAFE_INTEGER], [1]), zeros], { axis: 1 }), [2])
+  const lse = g.reduceLogSumExp(logits, [2], 0)
+  const target = g.squeeze(g.op("GatherElements", [logits, next], { axis: 2 }), [2])
+  const dropLast = (x: string, name: string) => g.op("Slice", [x, g.i64([0]), g.i64([-1]), g.i64([1])], {}, name)
+  dropLast(g.op("Sub", [target, lse]), OUT.logprob)
   const outputs = [valueInfo(OUT.logprob, DT.FLOAT, [null, null])]
   if (options.entropy) {
-    g.op("Neg", [g.reduceSum(g.op("Mul", [g.op("Exp", [lp]), lp]), [2], 0)], {}, OUT.entropy)
+    // H = lse − Σ_v p_v · logit_v with p = exp(logits − lse).
+    const p = g.op("Exp", [g.op("Sub", [logits, g.unsqueeze(lse, [2])])])
+    const expected = g.reduceSum(g.op("Mul", [p, logits]), [2], 0)
+    dropLast(g.op("Sub", [lse, expected]), OUT.entropy)
     outputs.push(valueInfo(OUT.entropy, DT.FLOAT, [null, null]))
   }
   g.op("Shape", [sig.logits.name], {}, OUT.logitsShape)

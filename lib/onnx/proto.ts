@@ -175,6 +175,9 @@ export class GraphBuilder {
   reduceMean(x: string, axes: ReadonlyArray<number>, keepdims: 0 | 1): string {
     return this.axesOp("ReduceMean", x, axes, 18, { keepdims })
   }
+  reduceLogSumExp(x: string, axes: ReadonlyArray<number>, keepdims: 0 | 1): string {
+    return this.axesOp("ReduceLogSumExp", x, axes, 18, { keepdims })
+  }
   /** x[axes: starts…ends) (opset ≥ 10). */
   slice(x: string, starts: ReadonlyArray<number>, ends: ReadonlyArray<number> | string, axes: ReadonlyArray<number>): string {
     return this.op("Slice", [x, this.i64(starts), typeof ends === "string" ? ends : this.i64(ends), this.i64(axes)])

@@ -5,7 +5,7 @@
  *   graphSource("/zoo/s/step-100.onnx")
  *   // → { file: "/zoo/s/step-100.onnx", externalFolder: "/zoo/s", built: false }
  *   graphSource("/runs/70m/checkpoint-1000", "/out/run/.cache")
- *   // → { file: "/out/run/.cache/hf-graphs/checkpoint-1000-<key>.onnx", externalFolder: "/runs/70m/checkpoint-1000", built: true }
+ *   // → { file: "/out/run/.cache/hf-graphs/<key>.onnx", externalFolder: "/runs/70m/checkpoint-1000", built: true }
  *
  * A built graph holds no weights: its initializers reference the safetensors bytes in place, so it
  * is a few hundred kilobytes whatever the model. It is cached under `<cacheDir>/hf-graphs/`, keyed
@@ -67,7 +67,7 @@ export const graphSource = (checkpoint: string, cacheDir: string | undefined, la
   try {
     const key = graphKey(abs)
     const dir = path.join(cacheDir ?? path.join(os.tmpdir(), "trajectories-graphs"), "hf-graphs")
-    const file = path.join(dir, `${path.basename(abs)}-${key}.onnx`)
+    const file = path.join(dir, `${key}.onnx`) // one graph for every checkpoint with this config and these headers
     const built = buildHfGraph(abs) // cheap (headers only); also gives the external folder of this checkpoint
     if (!fs.existsSync(file)) writeFileAtomicSync(file, built.model)
     return { file, externalFolder: built.externalFolder, built: true }
