@@ -65,10 +65,11 @@ export const graphSource = (checkpoint: string, cacheDir: string | undefined, la
   if (!fs.statSync(abs).isDirectory()) return { file: abs, externalFolder: path.dirname(abs), built: false }
   if (!isHfFolder(abs)) throw new Fail(`${label}: ${abs} is a folder without config.json (expected an ONNX file or a Hugging Face checkpoint folder)`)
   try {
-    const key = graphKey(abs)
+    // Cheap (config.json and the headers only), and it says first what is wrong with the folder
+    // (an unsupported model_type, a missing tensor); it also gives this checkpoint's external folder.
+    const built = buildHfGraph(abs)
     const dir = path.join(cacheDir ?? path.join(os.tmpdir(), "trajectories-graphs"), "hf-graphs")
-    const file = path.join(dir, `${key}.onnx`) // one graph for every checkpoint with this config and these headers
-    const built = buildHfGraph(abs) // cheap (headers only); also gives the external folder of this checkpoint
+    const file = path.join(dir, `${graphKey(abs)}.onnx`) // one graph for every checkpoint with this config and these headers
     if (!fs.existsSync(file)) writeFileAtomicSync(file, built.model)
     return { file, externalFolder: built.externalFolder, built: true }
   } catch (e) {
