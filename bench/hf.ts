@@ -9,18 +9,14 @@
  *   gpt2small   gpt2, hidden 768, 12 layers, 12 heads, vocab 50257, tied
  *
  * Each ONNX measurement runs in a child process of its own, as the scorer would: the built graph
- * with the fused log-prob head appended (head.ts planRewrite; the model's header is read back with
- * file.ts readModelHeader), one session, `batch` × `seq` random tokens per run, fetching only the
- * per-token log-probs; it reports tokens/s (targets = batch·(seq−1)) and its peak RSS
- * (process.resourceUsage().maxRSS). More ONNX runs per model, for the record (`--variants scorer`
- * runs the first only):
- *   scorer            the scorer's head and session options (session.ts) as they are;
- *   scorer_nopattern  the same with enableMemPattern: false (ORT then does not add a pre-planned
- *                     block of all intermediates on top of what its arena already holds, from the 2nd run on);
- *   lean_nopattern    and a head that never copies the logits: ReduceLogSumExp and GatherElements over
- *                     the full logits [b, s, V], the [b, s] results sliced to s−1 (what head.ts could
- *                     become: its LogSoftmax over a sliced copy holds two more [b, s−1, V] buffers);
- *   noprepack         the scorer with `session.disable_prepacking` = 1 (no packed copy of the weights).
+ * with the scoring head appended (head.ts planRewrite; the model's header is read back with
+ * file.ts readModelHeader) and the scorer's session options (session.ts sessionOptions), one
+ * session, `batch` × `seq` random tokens per run, fetching only the per-token log-probs; it reports
+ * tokens/s (targets = batch·(seq−1)) and its peak RSS (process.resourceUsage().maxRSS). One more
+ * ONNX run per model, for the record (`--variants scorer` skips it):
+ *   noprepack   the same with `session.disable_prepacking` = 1 (no packed copy of the weights: a
+ *               tied embedding, read by both a Gather and the head's MatMul, is then held once).
+ * Targets (issue 16): ORT ≥ 1.2× PyTorch's tokens/s, peak RSS ≤ 2.5× the fp32 weight bytes.
  * Prints progress lines, and as its last line one JSON object of the figures.
  */
 import { spawnSync } from "node:child_process"
@@ -34,7 +30,7 @@ import { OUT, findSignature, planRewrite, type Signature } from "../lib/onnx/hea
 import { buildHfGraph } from "../lib/onnx/hf/build.ts"
 import { writeRandomCheckpoint, type CheckpointSpec } from "../test/fixtures/safetensors.ts"
 import { mulberry32 } from "../lib/random.ts"
-import { DT, GraphBuilder, encodeModel, valueInfo } from "../lib/onnx/proto.ts"
+import { sessionOptions } from "../lib/onnx/session.ts"
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`)
@@ -57,24 +53,12 @@ const MODELS: Record<string, CheckpointSpec> = {
   gpt2small: { arch: "gpt2", config: { n_embd: 768, n_layer: 12, n_head: 12, vocab_size: 50257, n_positions: 1024 } },
 }
 
-/** The "lean" head: lp[r, j] = logits[r, j, ids[r, j+1]] − logsumexp(logits[r, j, :]), j < s−1, without copying the logits. */
-const leanHead = (): Uint8Array => {
-  const g = new GraphBuilder(17, "bench/")
-  const lse = g.op("ReduceLogSumExp", ["logits"], { axes: [2], keepdims: 0 }) // [b, s]
-  const next = g.op("Pad", [g.slice("input_ids", [1], [Number.MAX_SAFE_INTEGER], [1]), g.i64([0, 0, 0, 1])]) // ids[:, 1:] and a 0
-  const target = g.squeeze(g.op("GatherElements", ["logits", g.unsqueeze(next, [2])], { axis: 2 }), [2]) // [b, s]
-  g.op("Sub", [g.slice(target, [0], [-1], [1]), g.slice(lse, [0], [-1], [1])], {}, "bench/token_logprob")
-  return encodeModel({ graph: { node: g.nodes, initializer: g.initializers, output: [valueInfo("bench/token_logprob", DT.FLOAT, [null, null])] } })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child: one ONNX Runtime session on the built graph + head.
 
 if (process.argv.includes("--ort-child")) {
   const dir = arg("dir", "")
   const prepack = arg("prepack", "1") === "1"
-  const lean = arg("head", "scorer") === "lean"
-  const pattern = arg("pattern", "1") === "1"
   const t0 = performance.now()
   const built = buildHfGraph(dir)
   // The scorer reads the model's header from its file; do the same with the built bytes.
@@ -84,16 +68,9 @@ if (process.argv.includes("--ort-child")) {
   fs.rmSync(tmpModel)
   const plan = planRewrite(header, findSignature(header) as Signature, { entropy: false })
   if (!plan.ok) throw new Error(plan.reason)
-  const fragment = lean ? leanHead() : plan.fragment
-  const fetch = lean ? "bench/token_logprob" : OUT.logprob
-  const session = await ort.InferenceSession.create(Buffer.concat([built.model, fragment]), {
-    executionProviders: ["cpu"],
-    intraOpNumThreads: THREADS,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    logSeverityLevel: 3,
-    enableMemPattern: pattern,
+  const fetch = OUT.logprob
+  const session = await ort.InferenceSession.create(Buffer.concat([built.model, plan.fragment]), {
+    ...sessionOptions({ threads: THREADS }),
     extra: { session: { model_external_initializers_file_folder_path: built.externalFolder, ...(prepack ? {} : { disable_prepacking: "1" }) } },
   })
   const loadS = (performance.now() - t0) / 1000
@@ -123,10 +100,10 @@ if (process.argv.includes("--ort-child")) {
 
 const lastJson = (stdout: string): Record<string, number> => JSON.parse(stdout.trim().split("\n").at(-1)!)
 
-const runOrt = (dir: string, prepack: boolean, head: "scorer" | "lean" = "scorer", pattern = true): Record<string, number> => {
+const runOrt = (dir: string, prepack: boolean): Record<string, number> => {
   const child = spawnSync(
     process.execPath,
-    [...process.execArgv, fileURLToPath(import.meta.url), "--ort-child", "--dir", dir, "--prepack", prepack ? "1" : "0", "--head", head, "--pattern", pattern ? "1" : "0", "--batch", String(BATCH), "--seq", String(SEQ), "--rounds", String(ROUNDS), "--threads", String(THREADS)],
+    [...process.execArgv, fileURLToPath(import.meta.url), "--ort-child", "--dir", dir, "--prepack", prepack ? "1" : "0", "--batch", String(BATCH), "--seq", String(SEQ), "--rounds", String(ROUNDS), "--threads", String(THREADS)],
     { encoding: "utf8" },
   )
   if (child.status !== 0) throw new Error(`ORT child failed: ${child.stderr}`)
@@ -166,11 +143,13 @@ try {
       [`${name}_ort_rss_after_load_mb`]: Math.round(ort1.rss_after_load_mb),
       [`${name}_ort_peak_rss_over_weights`]: r3(ort1.peak_rss_mb / weightMb),
       [`${name}_torch_peak_rss_mb`]: Math.round(pt.peak_rss_mb),
+      [`${name}_speed_target_met`]: ort1.tokens_per_s >= 1.2 * pt.tokens_per_s ? "yes" : "no",
+      [`${name}_rss_target_met`]: ort1.peak_rss_mb <= 2.5 * weightMb ? "yes" : "no",
     })
     if (variants === "all") {
-      const more = [["scorer_nopattern", true, "scorer", false], ["lean_nopattern", true, "lean", false], ["noprepack", false, "scorer", true]] as const
-      for (const [key, prepack, head, pattern] of more) {
-        const o = runOrt(dir, prepack, head, pattern)
+      const more = [["noprepack", false]] as const
+      for (const [key, prepack] of more) {
+        const o = runOrt(dir, prepack)
         say(`${name}: ORT ${key} ${o.tokens_per_s.toFixed(0)} tokens/s, RSS after load ${o.rss_after_load_mb.toFixed(0)} MB, peak ${o.peak_rss_mb.toFixed(0)} MB`)
         Object.assign(figures, {
           [`${name}_ort_${key}_tokens_per_s`]: Math.round(o.tokens_per_s),
