@@ -10,7 +10,8 @@
  * A built graph holds no weights: its initializers reference the safetensors bytes in place, so it
  * is a few hundred kilobytes whatever the model. It is cached under `<cacheDir>/hf-graphs/`, keyed
  * by the content that decides it — config.json's bytes, each safetensors header (names, dtypes,
- * shapes, offsets) and the weight files' names, and the builder's version — not by path or mtime: all
+ * shapes, offsets) or each torch.save file's data.pkl and tensor offsets, the weight files' names,
+ * and the builder's version — not by path or mtime: all
  * the checkpoints of one Trainer run share one graph, each loaded with its own folder's weights.
  */
 import * as fs from "node:fs"
@@ -19,7 +20,8 @@ import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
 import { buildHfGraph, isHfFolder } from "./hf/build.ts"
-import { checkpointWeights } from "./safetensors.ts"
+import { checkpointWeights, weightSource } from "./safetensors.ts"
+import { readTorchBin } from "./torch-zip.ts"
 import { Fail, firstLine } from "./session.ts"
 
 /** Bump when the builders' graphs change: cached graphs of older versions are not reused. */
@@ -34,11 +36,22 @@ export interface GraphSource {
   readonly built: boolean
 }
 
-/** The bytes that decide a built graph: config.json, each weight file's name and header. */
+/**
+ * The bytes that decide a built graph: config.json, each weight file's name and header — for a
+ * torch.save file its data.pkl and the tensors' offsets (which also depend on the ZIP's layout).
+ */
 const graphKey = (folder: string): string => {
   const h = createHash("sha256").update(`v${BUILDER_VERSION}\0`)
   h.update(fs.readFileSync(path.join(folder, "config.json")))
   const files = [...new Set(Object.values(checkpointWeights(folder)).map((w) => w.file))].sort()
+  if (weightSource(folder)?.format === "torch") {
+    for (const f of files) {
+      const bin = readTorchBin(f)
+      const places = Object.entries(bin.tensors).map(([n, t]) => `${n} ${t.offset} ${t.length}`)
+      h.update(`\0${path.basename(f)}\0`).update(bin.pickle).update(`\0${places.join("\n")}`)
+    }
+    return h.digest("hex").slice(0, 24)
+  }
   for (const f of files) {
     const fd = fs.openSync(f, "r")
     try {
