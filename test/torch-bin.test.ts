@@ -33,7 +33,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as ort from "onnxruntime-node"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { hubSettingsFromEnv, makeHub } from "../lib/hub/index.ts"
 import { hfFolderFiles } from "../lib/onnx/external.ts"
 import { buildHfGraph, type BuiltGraph } from "../lib/onnx/hf/build.ts"
 import { checkpointWeights } from "../lib/onnx/safetensors.ts"
@@ -41,6 +43,7 @@ import { createSession, sessionOptions } from "../lib/onnx/session.ts"
 import { graphSource } from "../lib/onnx/source.ts"
 import { readTorchBin } from "../lib/onnx/torch-zip.ts"
 import { SEQUENCES } from "./fixtures/hf-variants.ts"
+import { startMockHub } from "./fixtures/mock-hub.ts"
 import { writeRandomCheckpoint, type CheckpointSpec } from "./fixtures/safetensors.ts"
 import { torchTwin, writeTorchBin } from "./fixtures/torch-zip.ts"
 
@@ -215,6 +218,27 @@ describe("random checkpoints as PyTorch weights give the same outputs as safeten
     fs.copyFileSync(path.join(pt, "pytorch_model.bin"), path.join(st, "pytorch_model.bin"))
     expect(new Set(Object.values(checkpointWeights(st)).map((r) => path.basename(r.file)))).toEqual(new Set(["model.safetensors"]))
     expect(hfFolderFiles(st).map((f) => path.basename(f))).toEqual(["config.json", "model.safetensors"])
+  })
+})
+
+describe("a pickle-only Hub revision", () => {
+  it("is fetched (index + shards) into the cache and built from the blobs in place", async () => {
+    const st = path.join(tmp, "hub-st")
+    const pt = path.join(tmp, "hub-pt")
+    writeRandomCheckpoint(st, { arch: "gpt_neox", dtype: "F16", seed: 9 })
+    const files = torchTwin(st, pt, { shards: 2 })
+    const hub = await startMockHub({ repos: { "org/old": { revisions: { step1000: { files: Object.fromEntries(files.map((f) => [f, new Uint8Array(fs.readFileSync(path.join(pt, f)))])) } } } } })
+    try {
+      const settings = { ...hubSettingsFromEnv({}, "/nonexistent"), endpoint: hub.url, cacheDir: path.join(tmp, "hf-cache"), retry: { attempts: 2, baseMs: 5, maxMs: 20 } }
+      const snap = await Effect.runPromise(makeHub(settings).fetchCheckpoint("org/old", "step1000"))
+      expect(snap.files.map((f) => f.file)).toEqual(["config.json", "pytorch_model.bin.index.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"])
+      const built = buildHfGraph(snap.folder)
+      expect(built.externalFolder).toBe(fs.realpathSync(path.join(settings.cacheDir, "models--org--old", "blobs")))
+      const [a, b] = [await run(buildHfGraph(st), SEQUENCES), await run(built, SEQUENCES)]
+      expect(maxAbs(a.logits, b.logits)).toBeLessThanOrEqual(1e-6)
+    } finally {
+      await hub.close()
+    }
   })
 })
 
