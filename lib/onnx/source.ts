@@ -1,13 +1,13 @@
 /**
  * What a checkpoint path is, as a graph ONNX Runtime can load: an ONNX file as it is, or a Hugging
- * Face folder (config.json + safetensors) turned into a graph by hf/build.ts.
+ * Face folder (config.json + safetensors, or pytorch_model.bin) turned into a graph by hf/build.ts.
  *
  *   graphSource("/zoo/s/step-100.onnx")
  *   // → { file: "/zoo/s/step-100.onnx", externalFolder: "/zoo/s", built: false }
  *   graphSource("/runs/70m/checkpoint-1000", "/out/run/.cache")
  *   // → { file: "/out/run/.cache/hf-graphs/checkpoint-1000-<key>.onnx", externalFolder: "/runs/70m/checkpoint-1000", built: true }
  *
- * A built graph holds no weights: its initializers reference the safetensors bytes in place, so it
+ * A built graph holds no weights: its initializers reference the weight files' bytes in place, so it
  * is a few hundred kilobytes whatever the model. It is cached under `<cacheDir>/hf-graphs/`, keyed
  * by the content that decides it — config.json's bytes, each safetensors header (names, dtypes,
  * shapes, offsets) or each torch.save file's data.pkl and tensor offsets, the weight files' names,
@@ -30,7 +30,7 @@ export const BUILDER_VERSION = 1
 export interface GraphSource {
   /** The ONNX file to read the header of and rewrite: the checkpoint itself, or the graph built from its folder. */
   readonly file: string
-  /** The folder external data resolves against (the checkpoint's folder; a built graph's: where its safetensors files really are). */
+  /** The folder external data resolves against (the checkpoint's folder; a built graph's: where its weight files really are). */
   readonly externalFolder: string
   /** Built from a Hugging Face folder: every weight is already external, nothing is to be externalized. */
   readonly built: boolean
@@ -70,7 +70,7 @@ const graphKey = (folder: string): string => {
 
 /**
  * The graph of a checkpoint path (see the module comment); `label` names it in errors.
- * @throws Fail with a one-line message (missing path, unsupported model_type, a bad safetensors file, …)
+ * @throws Fail with a one-line message (missing path, unsupported model_type, a bad safetensors or torch.save file, …)
  */
 export const graphSource = (checkpoint: string, cacheDir: string | undefined, label: string): GraphSource => {
   const abs = path.resolve(checkpoint)

@@ -69,7 +69,7 @@ export const downloadStage = defineStage<DownloadParams, Hub>({
   version: 1,
   after: [],
   lane: "io",
-  describe: "fetch Hub checkpoints (config.json + safetensors) into the Hugging Face cache; one unit per model × step",
+  describe: "fetch Hub checkpoints (config.json + safetensors or pytorch_model.bin) into the Hugging Face cache; one unit per model × step",
   plan: (config) =>
     config.models.flatMap((m) =>
       m.checkpoints.flatMap((cp) =>
