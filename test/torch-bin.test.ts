@@ -41,6 +41,7 @@ import { buildHfGraph, type BuiltGraph } from "../lib/onnx/hf/build.ts"
 import { checkpointWeights } from "../lib/onnx/safetensors.ts"
 import { createSession, sessionOptions } from "../lib/onnx/session.ts"
 import { graphSource } from "../lib/onnx/source.ts"
+import { PyDict, PyGlobal, PyList, PyTuple, unpickle, type PyValue } from "../lib/onnx/pickle.ts"
 import { readTorchBin } from "../lib/onnx/torch-zip.ts"
 import { SEQUENCES } from "./fixtures/hf-variants.ts"
 import { startMockHub } from "./fixtures/mock-hub.ts"
@@ -79,6 +80,42 @@ const valuesAt = (file: string, t: { dtype: string; offset: number; length: numb
   }
   return out
 }
+
+describe("the pickle interpreter", () => {
+  /** Plain JS of a decoded value: dicts as [key, value] pairs, tuples as { tuple: [...] }. */
+  const plain = (v: PyValue): unknown =>
+    v instanceof PyDict ? [...v.map].map(([k, x]) => [k, plain(x)]) : v instanceof PyList ? v.items.map(plain) : v instanceof PyTuple ? { tuple: v.items.map(plain) } : v
+  const hooks = {
+    global: (m: string, n: string) => {
+      if (`${m}.${n}` !== "collections.OrderedDict") throw new Error(`refused ${m}.${n}`)
+      return new PyGlobal(m, n)
+    },
+    reduce: () => new PyDict(),
+    persistentLoad: () => null,
+  }
+  // /usr/bin/python3 -c 'import pickle, collections; print(pickle.dumps(collections.OrderedDict([("k", [1, 2.5, None, True,
+  //   False, 2**40, -3, -70000, 300, "é"*2, (1,), (1,2), (1,2,3), (1,2,3,4), ()]), (7, {"n": "x"})]), protocol=P).hex())'
+  const P2 =
+    "800263636f6c6c656374696f6e730a4f726465726564446963740a7100295271012858010000006b71025d7103284b014740040000000000004e88898a060000000000014afdffffff4a90eefeff4d2c015804000000c3a9c3a971044b018571054b014b028671064b014b024b03877107284b014b024b034b0474710829654b077d710958010000006e710a580100000078710b73752e"
+  const P4 =
+    "80049581000000000000008c0b636f6c6c656374696f6e73948c0b4f72646572656444696374949394295294288c016b945d94284b014740040000000000004e88898a060000000000014afdffffff4a90eefeff4d2c018c04c3a9c3a9944b0185944b014b0286944b014b024b038794284b014b024b034b04749429654b077d948c016e948c01789473752e"
+  const expected = [
+    ["k", [1, 2.5, null, true, false, 2 ** 40, -3, -70000, 300, "éé", { tuple: [1] }, { tuple: [1, 2] }, { tuple: [1, 2, 3] }, { tuple: [1, 2, 3, 4] }, { tuple: [] }]],
+    [7, [["n", "x"]]],
+  ]
+
+  it("decodes what CPython's pickler writes with protocol 2 and 4 (FRAME, MEMOIZE, STACK_GLOBAL, SHORT_BINUNICODE)", () => {
+    expect(plain(unpickle(Buffer.from(P2, "hex"), hooks))).toEqual(expected)
+    expect(plain(unpickle(Buffer.from(P4, "hex"), hooks))).toEqual(expected)
+  })
+
+  it("stops at a refused global, an unknown opcode, a truncated stream", () => {
+    const evil = Buffer.from("\x80\x02cos\nsystem\n.", "latin1") // PROTO 2, GLOBAL "os system", STOP
+    expect(() => unpickle(evil, hooks)).toThrow("refused os.system at byte 2 of the pickle")
+    expect(() => unpickle(Buffer.from("8002692e", "hex"), hooks)).toThrow("unsupported pickle opcode 0x69 INST at byte 2 of the pickle")
+    expect(() => unpickle(Buffer.from(P2, "hex").subarray(0, 60), hooks)).toThrow(/truncated pickle/)
+  })
+})
 
 describe("a state dict written by real PyTorch", () => {
   const small = path.join(FIXTURES, "small.bin")
