@@ -15,8 +15,12 @@
  * give a PyDict whose map is Map { "a" → PyTuple [1, "x"] }.
  */
 
-/** A Python value as this interpreter knows it; `unknown` is whatever the hooks return. */
-export type PyValue = null | boolean | number | string | Uint8Array | PyTuple | PyList | PyDict | PyGlobal | unknown
+/**
+ * A Python value as this interpreter makes it: null, boolean, number (ints beyond 2^53 are refused),
+ * string (BINSTRING read as latin-1), PyTuple, PyList, PyDict, PyGlobal — or whatever the hooks
+ * return (torch-zip.ts: storages and tensors). Hence `unknown`: callers narrow with instanceof.
+ */
+export type PyValue = unknown
 
 export class PyTuple {
   constructor(readonly items: ReadonlyArray<PyValue>) {}
