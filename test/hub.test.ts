@@ -25,6 +25,7 @@ const weights = randomBytes(300_000) // big enough to arrive in several chunks
 const weights2 = randomBytes(50_000)
 const shard1 = randomBytes(40_000)
 const shard2 = randomBytes(30_000)
+const pickleWeights = randomBytes(1000)
 const config = '{"model_type":"gpt_neox","hidden_size":8}'
 const COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -55,7 +56,20 @@ beforeAll(async () => {
           },
         },
       },
-      "org/pickle": { revisions: { main: { files: { "config.json": config, "pytorch_model.bin": randomBytes(1000) } } } },
+      "org/pickle": { revisions: { main: { files: { "config.json": config, "pytorch_model.bin": pickleWeights } } } },
+      "org/pickle-sharded": {
+        revisions: {
+          main: {
+            files: {
+              "config.json": config,
+              "pytorch_model.bin.index.json": JSON.stringify({ metadata: { total_size: 2_000 }, weight_map: { "a.weight": "pytorch_model-00001-of-00002.bin", "b.weight": "pytorch_model-00002-of-00002.bin" } }),
+              "pytorch_model-00001-of-00002.bin": shard1,
+              "pytorch_model-00002-of-00002.bin": shard2,
+            },
+          },
+        },
+      },
+      "org/empty": { revisions: { main: { files: { "config.json": config } } } },
       "org/opt": { revisions: { main: { files: { "config.json": config, "vocab.json": '{"a":0}', "merges.txt": "#version: 0.2\na b\n", "special_tokens_map.json": "{}" } } } },
       "org/gated": { gated: { accepted: ["hf_ok"] }, revisions: { main: { files: { "config.json": config } } } },
       "org/private": { private: true, revisions: { main: { files: { "config.json": config } } } },
@@ -507,11 +521,26 @@ describe("fetchCheckpoint and fetchTokenizer", () => {
     expect(gets("cdn")).toHaveLength(2)
   })
 
-  it("only pytorch_model.bin: an error naming it, and nothing downloaded", async () => {
+  it("no safetensors: pytorch_model.bin, or pytorch_model.bin.index.json and its shards", async () => {
     const s = fresh()
-    const e = await failure(s, (h) => h.fetchCheckpoint("org/pickle", "main"))
+    const c = await run(s, (h) => h.fetchCheckpoint("org/pickle", "main"))
+    expect(c.files.map((f) => f.file)).toEqual(["config.json", "pytorch_model.bin"])
+    expect(sha256(fs.readFileSync(path.join(c.folder, "pytorch_model.bin")))).toBe(sha256(pickleWeights))
+    expect(gets("cdn")).toHaveLength(1)
+    const sh = await run(s, (h) => h.fetchCheckpoint("org/pickle-sharded", "main"))
+    expect(sh.files.map((f) => f.file)).toEqual(["config.json", "pytorch_model.bin.index.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"])
+    expect(sha256(fs.readFileSync(path.join(sh.folder, "pytorch_model-00002-of-00002.bin")))).toBe(sha256(shard2))
+    hub.clearRequests()
+    const again = await run({ ...s, offline: true }, (h) => h.fetchCheckpoint("org/pickle", "main"))
+    expect(again.files.map((f) => f.file)).toEqual(["config.json", "pytorch_model.bin"])
+    expect(hub.requests).toEqual([])
+  })
+
+  it("no weights at all: an error naming the four file names, and no weights downloaded", async () => {
+    const s = fresh()
+    const e = await failure(s, (h) => h.fetchCheckpoint("org/empty", "main"))
     expect(e.message).toBe(
-      "Hub org/pickle (revision main) pytorch_model.bin: this revision has only PyTorch pickle weights (pytorch_model.bin), which are not supported; use a revision with model.safetensors",
+      "Hub org/empty (revision main) model.safetensors: none of model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json exists at this revision",
     )
     expect(gets("cdn")).toEqual([])
   })

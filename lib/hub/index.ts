@@ -74,9 +74,11 @@ export interface HubService {
     (repo: string, revision: string, file: string, options?: FetchOptions & { readonly optional?: false }): Effect.Effect<HubFile, HubError>
   }
   /**
-   * What a safetensors checkpoint needs: config.json, then model.safetensors, or else
-   * model.safetensors.index.json and every shard it lists (transformers' order). A revision with only pytorch_model.bin fails (pickle
-   * weights are not supported). All files come from the one commit the revision resolved to.
+   * What a checkpoint needs: config.json, then model.safetensors, or else model.safetensors.index.json
+   * and every shard it lists; a revision without safetensors (older repositories, pythia's step
+   * branches) gives pytorch_model.bin, or else pytorch_model.bin.index.json and its shards
+   * (transformers' order; lib/onnx/torch-zip.ts reads them without running their pickle). All files
+   * come from the one commit the revision resolved to.
    */
   readonly fetchCheckpoint: (repo: string, revision: string, onProgress?: (p: Progress) => void) => Effect.Effect<Snapshot, HubError>
   /**
@@ -203,31 +205,28 @@ export const makeHub = (settings: HubSettings): HubService => {
       const config = yield* required(repo, revision, "config.json")
       const commit = config.commit // every other file from the same commit, whatever the branch does meanwhile
       const files: HubFile[] = [config]
-      // transformers' order: the single file first, then the index (a cached snapshot answers either without a request)
-      const single = yield* optional(repo, commit, "model.safetensors", onProgress)
-      if (Option.isSome(single)) return { commit, folder: folderOf(repo, commit), files: [...files, single.value] }
-      const index = yield* optional(repo, commit, "model.safetensors.index.json")
-      if (Option.isSome(index)) {
-        files.push(index.value)
-        const shards = yield* Effect.try({
-          try: () => shardsOf(fs.readFileSync(index.value.path, "utf8")),
-          catch: (e) => new HubError({ message: `${whereText({ repo, revision, file: "model.safetensors.index.json" })}: ${firstLine(e)}` }),
+      // transformers' order: the single file first, then the index, safetensors before PyTorch's
+      // pickle weights (a cached snapshot answers either without a request)
+      const sharded = (indexName: string) =>
+        Effect.gen(function* () {
+          const index = yield* optional(repo, commit, indexName)
+          if (Option.isNone(index)) return Option.none<Snapshot>()
+          const shards = yield* Effect.try({
+            try: () => shardsOf(fs.readFileSync(index.value.path, "utf8")),
+            catch: (e) => new HubError({ message: `${whereText({ repo, revision, file: indexName })}: ${firstLine(e)}` }),
+          })
+          const out = [...files, index.value]
+          for (const shard of shards) out.push(yield* required(repo, commit, shard, onProgress))
+          return Option.some({ commit, folder: folderOf(repo, commit), files: out })
         })
-        for (const shard of shards) files.push(yield* required(repo, commit, shard, onProgress))
-        return { commit, folder: folderOf(repo, commit), files }
-      }
-      const where = { repo, revision, file: "model.safetensors" }
-      if (!settings.offline) {
-        for (const pickle of ["pytorch_model.bin", "pytorch_model.bin.index.json"]) {
-          const found = yield* abortable((signal) => fetchMetadata(settings, { repo, revision: commit, file: pickle }, signal), toHubError({ repo, revision, file: pickle }))
-          if (found._tag === "found")
-            return yield* new HubError({
-              message: `${whereText({ repo, revision, file: pickle })}: this revision has only PyTorch pickle weights (${pickle}), which are not supported; use a revision with model.safetensors`,
-            })
-        }
+      const single = (name: string) =>
+        Effect.map(optional(repo, commit, name, onProgress), Option.map((f): Snapshot => ({ commit, folder: folderOf(repo, commit), files: [...files, f] })))
+      for (const attempt of [single("model.safetensors"), sharded("model.safetensors.index.json"), single("pytorch_model.bin"), sharded("pytorch_model.bin.index.json")]) {
+        const found = yield* attempt
+        if (Option.isSome(found)) return found.value
       }
       return yield* new HubError({
-        message: `${whereText(where)}: neither model.safetensors nor model.safetensors.index.json ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
+        message: `${whereText({ repo, revision, file: "model.safetensors" })}: none of model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json ${settings.offline ? "is in the cache (HF_HUB_OFFLINE is set)" : "exists at this revision"}`,
       })
     })
 
@@ -273,7 +272,7 @@ export const makeHub = (settings: HubSettings): HubService => {
   return { settings, fetchFile, fetchCheckpoint, fetchTokenizer, cachedSnapshot, releaseFiles, cacheBytes }
 }
 
-/** The shard files a model.safetensors.index.json lists (its weight_map values, each once, in order). */
+/** The shard files a model.safetensors.index.json (or pytorch_model.bin.index.json) lists (its weight_map values, each once, in order). */
 export const shardsOf = (indexJson: string): string[] => {
   const map = (JSON.parse(indexJson) as { weight_map?: Record<string, unknown> }).weight_map
   if (typeof map !== "object" || map === null) throw new Error("no weight_map in the index")

@@ -6,6 +6,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NotOnnx, decodeModel, readModelHeader, type IGraphProto, type ITensorProto } from "./proto.ts"
+import { weightSource } from "./safetensors.ts"
 
 /** Locations of every external-data tensor in a graph and its subgraphs (If/Loop bodies), sorted, unique. */
 export const externalLocations = (graph: IGraphProto | null | undefined): string[] => {
@@ -51,22 +52,23 @@ export const externalDataFiles = (onnxFile: string): Array<{ location: string; f
 
 /**
  * The files of a Hugging Face checkpoint folder that the graph is built from: config.json, and
- * model.safetensors or the index with every shard it names (absolute paths; those missing are left
- * out: the unit reading the folder says what is missing).
+ * model.safetensors or the index with every shard it names — without safetensors, pytorch_model.bin
+ * or its index and shards (safetensors.ts weightSource; absolute paths; those missing are left out:
+ * the unit reading the folder says what is missing).
  */
 export const hfFolderFiles = (folder: string): string[] => {
   const at = (f: string) => path.join(folder, f)
   const out = [at("config.json")]
-  const index = at("model.safetensors.index.json")
-  if (fs.existsSync(index)) {
-    out.push(index)
+  const source = weightSource(folder)
+  if (source?.sharded === true) {
+    out.push(source.file)
     try {
-      const map = (JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {}
+      const map = (JSON.parse(fs.readFileSync(source.file, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {}
       out.push(...[...new Set(Object.values(map))].sort().map(at))
     } catch {
       // unreadable index: its own fingerprint covers it, and the unit says what is wrong
     }
-  } else out.push(at("model.safetensors"))
+  } else if (source !== undefined) out.push(source.file)
   return out.filter((f) => fs.existsSync(f))
 }
 

@@ -13,10 +13,13 @@
  * { file: "/realpath/of/model.safetensors", dtype: "F16", shape: [100, 32], offset: 128, length: 6400 }.
  *
  * A sharded checkpoint has `model.safetensors.index.json` whose `weight_map` names the shard of
- * every tensor (`"gpt_neox.embed_in.weight": "model-00001-of-00002.safetensors"`).
+ * every tensor (`"gpt_neox.embed_in.weight": "model-00001-of-00002.safetensors"`). A folder with
+ * only PyTorch weights (`pytorch_model.bin`, or `pytorch_model.bin.index.json` and its shards) gives
+ * the same WeightRefs through torch-zip.ts: offsets into the storage entries of the ZIP, in place.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { readTorchBin } from "./torch-zip.ts"
 
 /** Bytes per element of the safetensors dtypes. */
 export const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -127,48 +130,89 @@ export interface WeightRef {
 
 export const SINGLE_FILE = "model.safetensors"
 export const INDEX_FILE = "model.safetensors.index.json"
+/** PyTorch's torch.save weights (torch-zip.ts), used only when a folder has no safetensors. */
+export const TORCH_SINGLE_FILE = "pytorch_model.bin"
+export const TORCH_INDEX_FILE = "pytorch_model.bin.index.json"
+
+/** A weight file of a checkpoint folder (a shard or the single file), by name. */
+export const isWeightFile = (file: string): boolean => file.endsWith(".safetensors") || file.endsWith(".bin")
+
+export interface WeightSource {
+  readonly format: "safetensors" | "torch"
+  /** The index or the single file (absolute): what errors about the checkpoint name. */
+  readonly file: string
+  readonly sharded: boolean
+}
 
 /**
- * Every tensor of a Hugging Face checkpoint folder: `model.safetensors`, or the shards named by
- * `model.safetensors.index.json`. Files are resolved with realpath (the Hub cache's snapshot files
- * are symlinks into blobs/). A tensor the index maps to a shard that lacks it is an error naming both.
+ * Where a folder's weights are, in this order of preference: model.safetensors.index.json,
+ * model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin; undefined when none exists.
+ */
+export const weightSource = (folder: string): WeightSource | undefined => {
+  const candidates: ReadonlyArray<[string, WeightSource["format"], boolean]> = [
+    [INDEX_FILE, "safetensors", true],
+    [SINGLE_FILE, "safetensors", false],
+    [TORCH_INDEX_FILE, "torch", true],
+    [TORCH_SINGLE_FILE, "torch", false],
+  ]
+  for (const [name, format, sharded] of candidates) {
+    const file = path.join(folder, name)
+    if (fs.existsSync(file)) return { format, file, sharded }
+  }
+  return undefined
+}
+
+/** The tensors of one weight file, offsets absolute. */
+const fileTensors = (file: string, format: WeightSource["format"]): Record<string, Omit<WeightRef, "file">> => {
+  if (format === "torch") return readTorchBin(file).tensors
+  const h = readSafetensorsHeader(file)
+  return Object.fromEntries(Object.entries(h.tensors).map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, offset: h.dataStart + t.begin, length: t.end - t.begin }]))
+}
+
+/**
+ * Every tensor of a Hugging Face checkpoint folder (see weightSource): `model.safetensors`, or the
+ * shards named by `model.safetensors.index.json`; without safetensors, `pytorch_model.bin` or the
+ * shards of `pytorch_model.bin.index.json` (torch.save files, read without running their pickle).
+ * Files are resolved with realpath (the Hub cache's snapshot files are symlinks into blobs/). A
+ * tensor the index maps to a shard that lacks it is an error naming both.
  */
 export const checkpointWeights = (folder: string): Record<string, WeightRef> => {
-  const index = path.join(folder, INDEX_FILE)
-  const single = path.join(folder, SINGLE_FILE)
+  const source = weightSource(folder)
+  if (source === undefined) {
+    throw new Error(`${folder}: no ${SINGLE_FILE} and no ${INDEX_FILE} (nor ${TORCH_SINGLE_FILE} or ${TORCH_INDEX_FILE})`)
+  }
   const out: Record<string, WeightRef> = {}
   const add = (file: string, only?: ReadonlySet<string>) => {
     const real = fs.realpathSync(file)
-    const h = readSafetensorsHeader(file)
-    for (const [name, t] of Object.entries(h.tensors)) {
+    for (const [name, t] of Object.entries(fileTensors(file, source.format))) {
       if (only !== undefined && !only.has(name)) continue
-      out[name] = { file: real, dtype: t.dtype, shape: t.shape, offset: h.dataStart + t.begin, length: t.end - t.begin }
+      out[name] = { file: real, ...t }
     }
   }
-  if (fs.existsSync(index)) {
-    let map: Record<string, unknown>
-    try {
-      const j = JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: unknown }
-      if (j === null || typeof j.weight_map !== "object" || j.weight_map === null) throw new Error("it has no weight_map object")
-      map = j.weight_map as Record<string, unknown>
-    } catch (e) {
-      throw new Error(`${index}: cannot read the shard index: ${e instanceof Error ? e.message : String(e)}`)
-    }
-    const byShard = new Map<string, Set<string>>()
-    for (const [name, shard] of Object.entries(map)) {
-      if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) throw new Error(`${index}: weight_map["${name}"] is not a file name in the folder`)
-      if (!byShard.has(shard)) byShard.set(shard, new Set())
-      byShard.get(shard)!.add(name)
-    }
-    for (const [shard, names] of [...byShard.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-      const file = path.join(folder, shard)
-      if (!fs.existsSync(file)) throw new Error(`${index}: shard ${shard} is missing from ${folder}`)
-      add(file, names)
-      for (const name of names) if (!(name in out)) throw new Error(`${file}: tensor "${name}" (listed in ${INDEX_FILE}) is not in the shard`)
-    }
+  if (!source.sharded) {
+    add(source.file)
     return out
   }
-  if (!fs.existsSync(single)) throw new Error(`${folder}: no ${SINGLE_FILE} and no ${INDEX_FILE} (only safetensors checkpoints are supported)`)
-  add(single)
+  const index = source.file
+  let map: Record<string, unknown>
+  try {
+    const j = JSON.parse(fs.readFileSync(index, "utf8")) as { weight_map?: unknown }
+    if (j === null || typeof j.weight_map !== "object" || j.weight_map === null) throw new Error("it has no weight_map object")
+    map = j.weight_map as Record<string, unknown>
+  } catch (e) {
+    throw new Error(`${index}: cannot read the shard index: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  const byShard = new Map<string, Set<string>>()
+  for (const [name, shard] of Object.entries(map)) {
+    if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) throw new Error(`${index}: weight_map["${name}"] is not a file name in the folder`)
+    if (!byShard.has(shard)) byShard.set(shard, new Set())
+    byShard.get(shard)!.add(name)
+  }
+  for (const [shard, names] of [...byShard.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const file = path.join(folder, shard)
+    if (!fs.existsSync(file)) throw new Error(`${index}: shard ${shard} is missing from ${folder}`)
+    add(file, names)
+    for (const name of names) if (!(name in out)) throw new Error(`${file}: tensor "${name}" (listed in ${path.basename(index)}) is not in the shard`)
+  }
   return out
 }

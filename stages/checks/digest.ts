@@ -19,6 +19,7 @@ import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
 import { externalDataFiles, hfFolderFiles } from "../../lib/onnx/external.ts"
+import { isWeightFile } from "../../lib/onnx/safetensors.ts"
 
 interface Entry {
   readonly size: number
@@ -89,7 +90,7 @@ export class DigestCache {
 export { externalDataFiles, externalLocations } from "../../lib/onnx/external.ts"
 
 /**
- * The digest of a Hugging Face checkpoint's weights from each safetensors file's name in the folder
+ * The digest of a Hugging Face checkpoint's weights from each weight file's name in the folder
  * and sha256: `<file> <sha256>` lines, sorted. Hub checkpoints pass their LFS sha256s (recorded by
  * the download stage) without reading a byte; a local folder's files are hashed — the same weights
  * give the same digest either way.
@@ -102,7 +103,7 @@ export const weightsDigest = (files: ReadonlyArray<{ readonly file: string; read
 /** The content digest of a checkpoint (see the module comment): an ONNX file with its external data, or a Hugging Face folder's weights. */
 export const checkpointDigest = async (onnxFile: string, cache: DigestCache): Promise<string> => {
   if (fs.statSync(onnxFile).isDirectory()) {
-    const weights = hfFolderFiles(onnxFile).filter((f) => f.endsWith(".safetensors"))
+    const weights = hfFolderFiles(onnxFile).filter(isWeightFile)
     return weightsDigest(await Promise.all(weights.map(async (f) => ({ file: path.basename(f), sha256: await cache.sha256(f) }))))
   }
   const lines = [`onnx ${await cache.sha256(onnxFile)}`]

@@ -23,6 +23,7 @@ import { SCORE, scoreUnit } from "../score/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "./contract.ts"
 import { unscoredCheckpoints } from "./flagged.ts"
 import { DigestCache, checkpointDigest, weightsDigest } from "./digest.ts"
+import { isWeightFile } from "../../lib/onnx/safetensors.ts"
 import {
   identicalPredictions,
   identicalWeights,
@@ -93,7 +94,7 @@ const hubDigest = (ctx: UnitContext, model: string, step: number): Effect.Effect
   const input = ctx.input(downloadUnit(model, step))
   if (input.status !== "done") return Effect.succeed(undefined)
   return Effect.map(readDownload(input, model, step), (rows) =>
-    weightsDigest(rows.filter((r) => r.file.endsWith(".safetensors")).map((r) => ({ file: path.posix.basename(r.file), sha256: r.sha256 ?? `${r.bytes}` }))),
+    weightsDigest(rows.filter((r) => isWeightFile(r.file)).map((r) => ({ file: path.posix.basename(r.file), sha256: r.sha256 ?? `${r.bytes}` }))),
   )
 }
 

@@ -1,7 +1,8 @@
 /**
  * The download stage: one unit per Hub checkpoint (model × step) fetches the revision's
- * config.json and safetensors weights into the Hugging Face cache (lib/hub: resumed, verified,
- * shared with Python's huggingface_hub) and records them in `downloads/model=M/step=S/files.parquet`.
+ * config.json and safetensors weights (or, without them, pytorch_model.bin) into the Hugging Face
+ * cache (lib/hub: resumed, verified, shared with Python's huggingface_hub) and records them in
+ * `downloads/model=M/step=S/files.parquet`.
  *
  * Its units run in the "io" lane, beside the main lane: the next checkpoint downloads while the
  * one before it is scored. With `download.keep: false` a checkpoint's weights are deleted from the
@@ -21,6 +22,7 @@ import { Effect } from "effect"
 import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import type { Config } from "../../pipeline/config.ts"
 import { Hub } from "../../lib/hub/index.ts"
+import { isWeightFile } from "../../lib/onnx/safetensors.ts"
 import { DOWNLOAD, DownloadFiles, downloadFile, downloadUnit, readDownload, snapshotFolder } from "./contract.ts"
 
 export interface DownloadParams {
@@ -40,8 +42,6 @@ const heldIn = (config: Config) => {
 /** The size of a model's last download: what the next one of that model is expected to need. */
 const lastSize = new Map<string, number>()
 
-const isWeights = (file: string) => file.endsWith(".safetensors")
-
 const run = Effect.fn("stage.download")(function* (unit: UnitPlan<DownloadParams>, ctx: UnitContext) {
   const { model, step, repo, revision } = unit.params
   const hub = yield* Hub
@@ -58,7 +58,7 @@ const run = Effect.fn("stage.download")(function* (unit: UnitPlan<DownloadParams
     })
     .pipe(Effect.mapError((e) => new UnitError({ message: `${model} step ${step}: ${e.message}`, cause: e })))
   const rows = snapshot.files.map((f) => ({ repo, revision, commit: snapshot.commit, file: f.file, bytes: f.size, sha256: f.sha256 ?? null }))
-  const weights = rows.filter((r) => isWeights(r.file)).reduce((a, r) => a + r.bytes, 0)
+  const weights = rows.filter((r) => isWeightFile(r.file)).reduce((a, r) => a + r.bytes, 0)
   if (!ctx.config.download.keep) heldIn(ctx.config).set(unit.id, weights)
   lastSize.set(model, weights)
   yield* ctx.writeParquet(downloadFile(model, step), DownloadFiles.fromRows(rows))
@@ -69,7 +69,7 @@ export const downloadStage = defineStage<DownloadParams, Hub>({
   version: 1,
   after: [],
   lane: "io",
-  describe: "fetch Hub checkpoints (config.json + safetensors) into the Hugging Face cache; one unit per model × step",
+  describe: "fetch Hub checkpoints (config.json + safetensors or pytorch_model.bin) into the Hugging Face cache; one unit per model × step",
   plan: (config) =>
     config.models.flatMap((m) =>
       m.checkpoints.flatMap((cp) =>
@@ -93,7 +93,7 @@ export const downloadStage = defineStage<DownloadParams, Hub>({
       const rows = yield* readDownload(own, unit.params.model, unit.params.step)
       if (rows.length === 0) return
       const hub = yield* Hub
-      yield* hub.releaseFiles(rows[0].repo, rows[0].commit, rows.filter((r) => isWeights(r.file)).map((r) => r.file))
+      yield* hub.releaseFiles(rows[0].repo, rows[0].commit, rows.filter((r) => isWeightFile(r.file)).map((r) => r.file))
       heldIn(config).delete(unit.id)
     }).pipe(Effect.ignore),
   admit: (unit, config) =>

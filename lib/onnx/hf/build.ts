@@ -1,8 +1,10 @@
 /**
  * ONNX graphs from Hugging Face checkpoint folders (`config.json` + `model.safetensors`, or shards
- * named by `model.safetensors.index.json`), built in TypeScript for gpt_neox, gpt2, opt and llama.
+ * named by `model.safetensors.index.json`; without safetensors, `pytorch_model.bin` or the shards of
+ * `pytorch_model.bin.index.json`), built in TypeScript for gpt_neox, gpt2, opt and llama.
  * The weights are never copied: every initializer is external data pointing into the safetensors
- * files in place (their own dtype, Cast to float32 in the graph when F16 / BF16).
+ * files (or the torch.save ZIPs' stored storage entries) in place (their own dtype, Cast to float32
+ * in the graph when F16 / BF16).
  *
  *   const built = buildHfGraph("/hf/pythia-160m/step1000")
  *   // built.model: ModelProto bytes, input input_ids int64 [batch, seq] → logits float32 [batch, seq, vocab]
@@ -18,7 +20,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { INDEX_FILE, SINGLE_FILE, checkpointWeights } from "../safetensors.ts"
+import { checkpointWeights, weightSource } from "../safetensors.ts"
 import { readHfConfig } from "./config.ts"
 import { buildGpt2 } from "./gpt2.ts"
 import { buildGptNeox } from "./gpt-neox.ts"
@@ -31,9 +33,9 @@ export { SUPPORTED_MODEL_TYPES } from "./config.ts"
 export interface BuiltGraph {
   /** A complete ModelProto: input `input_ids` int64 [batch, seq], output `logits` float32 [batch, seq, vocab]. */
   readonly model: Uint8Array
-  /** The folder ONNX Runtime must be given as external-data folder (realpath dir of the safetensors files). */
+  /** The folder ONNX Runtime must be given as external-data folder (realpath dir of the weight files). */
   readonly externalFolder: string
-  /** Realpaths of the safetensors files referenced. */
+  /** Realpaths of the weight files referenced (safetensors, or torch.save .bin). */
   readonly weightFiles: ReadonlyArray<string>
   readonly modelType: string
 }
@@ -51,7 +53,7 @@ export const isHfFolder = (p: string): boolean => {
 export const buildHfGraph = (folder: string): BuiltGraph => {
   const config = readHfConfig(path.join(folder, "config.json"))
   const weights = checkpointWeights(folder)
-  const source = path.join(folder, fs.existsSync(path.join(folder, INDEX_FILE)) ? INDEX_FILE : SINGLE_FILE)
+  const source = weightSource(folder)!.file // checkpointWeights has thrown when there is none
   const m = new HfGraph(config, weights, source)
   switch (config.modelType) {
     case "gpt_neox":
@@ -70,7 +72,7 @@ export const buildHfGraph = (folder: string): BuiltGraph => {
   const weightFiles = m.weightFiles()
   const dirs = [...new Set(weightFiles.map((f) => path.dirname(f)))]
   if (dirs.length !== 1) {
-    throw new Error(`${folder}: the safetensors files resolve into ${dirs.length} folders (${dirs.join(", ")}); ONNX Runtime needs them in one`)
+    throw new Error(`${folder}: the weight files resolve into ${dirs.length} folders (${dirs.join(", ")}); ONNX Runtime needs them in one`)
   }
   return { model: m.finish(), externalFolder: dirs[0], weightFiles, modelType: config.modelType }
 }

@@ -10,8 +10,9 @@
  *   m.lmHead(x, "lm_head.weight", 64)                             // graph output `logits` [batch, seq, vocab]
  *   const bytes = m.finish()                                      // ModelProto; weights stay in the safetensors files
  *
- * Weights are initializers with external data pointing into the safetensors files in place
- * (location = file name, offset = 8 + header length + data_offsets[0]) in their own data type;
+ * Weights are initializers with external data pointing into the weight files in place, in their
+ * own data type (location = file name; safetensors: offset = 8 + header length + data_offsets[0];
+ * torch.save: offset = the storage entry's data offset + storage_offset × element size);
  * F16 / BF16 ones are followed by Cast(to=float), an exact upcast. `linear` is
  * Gemm(x, W, b, transB=1) over PyTorch's [out, in] weights, `conv1d` Gemm(x, W, b) over GPT-2's
  * [in, out] ones: no weight is ever transposed or copied by the graph itself. The head is
@@ -109,7 +110,7 @@ export class HfGraph {
     return out
   }
 
-  /** Realpaths of the safetensors files referenced so far. */
+  /** Realpaths of the weight files (safetensors or torch.save) referenced so far. */
   weightFiles(): string[] {
     return [...this.files].sort()
   }
