@@ -95,3 +95,22 @@ export const isAlive = (pid: number): boolean => {
     return true // no /proc (not Linux): kill(pid, 0) is all there is
   }
 }
+
+/**
+ * Create `file` with `body` atomically, content first and then the name (a hard link, which fails
+ * when `file` exists): no reader ever sees it half-written. False when it exists. The run lock and
+ * the Hub cache's blob locks are made this way.
+ */
+export const createExclusive = (file: string, body: string): boolean => {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
+  fs.writeFileSync(tmp, body, { flag: "wx" })
+  try {
+    fs.linkSync(tmp, file)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
+    throw e
+  } finally {
+    fs.rmSync(tmp, { force: true })
+  }
+}

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
-import { isAlive } from "./atomic.ts"
+import { createExclusive, isAlive } from "./atomic.ts"
 
 export const LOCK = ".lock"
 const TAKEOVER = ".lock.takeover"
@@ -32,20 +32,6 @@ interface Owner {
   readonly token?: string
 }
 
-/** Create `file` with `body` atomically (content first, then the name); false when it exists. */
-const createExclusive = (file: string, body: string): boolean => {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
-  fs.writeFileSync(tmp, body, { flag: "wx" })
-  try {
-    fs.linkSync(tmp, file)
-    return true
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
-    throw e
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
 
 const readOwner = (file: string): Owner | undefined => {
   try {

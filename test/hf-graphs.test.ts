@@ -23,14 +23,14 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as ort from "onnxruntime-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { DT, GraphBuilder, decodeModel, encodeModel, int, valueInfo } from "../lib/onnx/proto.ts"
-import { createSession, sessionOptions } from "../lib/onnx/session.ts"
+import { DT, decodeModel, encodeModel, int, valueInfo } from "../lib/onnx/proto.ts"
 import { checkpointWeights, readSafetensorsHeader } from "../lib/onnx/safetensors.ts"
-import { SUPPORTED_MODEL_TYPES, buildHfGraph, isHfFolder, type BuiltGraph } from "../lib/onnx/hf/build.ts"
+import { SUPPORTED_MODEL_TYPES, buildHfGraph, isHfFolder } from "../lib/onnx/hf/build.ts"
 import { readHfConfig } from "../lib/onnx/hf/config.ts"
 import { HfGraph } from "../lib/onnx/hf/layers.ts"
 import { SEQUENCES, VARIANTS, folderDigest } from "./fixtures/hf-variants.ts"
 import { toBf16, toF16, writeRandomCheckpoint, writeSafetensors } from "./fixtures/safetensors.ts"
+import { openBuilt, runBuilt } from "./fixtures/built-graph.ts"
 
 /** Measured max |ORT − reference| is ~1.5e-6 nats (float32 graph vs float64 reference). */
 const TOL = 2e-5
@@ -190,28 +190,13 @@ beforeAll(() => {
 })
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
 
-const open = (b: BuiltGraph): Promise<ort.InferenceSession> =>
-  createSession(b.model, { ...sessionOptions({ threads: 1 }), extra: { session: { model_external_initializers_file_folder_path: b.externalFolder } } }, b.modelType)
+const open = openBuilt
 
 /** Per-token log-probs of `seqs` run as one batch padded on the right with 0: [seq][j−1] = log p(ids[j] | ids[<j]). */
 const scoreBatch = async (s: ort.InferenceSession, seqs: ReadonlyArray<ReadonlyArray<number>>): Promise<number[][]> => {
-  const cols = Math.max(...seqs.map((x) => x.length))
-  const ids = new BigInt64Array(seqs.length * cols)
-  seqs.forEach((sq, r) => sq.forEach((t, j) => (ids[r * cols + j] = BigInt(t))))
-  const out = await s.run({ input_ids: new ort.Tensor("int64", ids, [seqs.length, cols]) })
-  const logits = out.logits.data as Float32Array
-  const V = out.logits.dims[2]
-  expect(out.logits.dims).toEqual([seqs.length, cols, V])
-  return seqs.map((sq, r) =>
-    sq.slice(1).map((t, i) => {
-      const row = logits.subarray((r * cols + i) * V, (r * cols + i + 1) * V)
-      let m = -Infinity
-      for (const x of row) m = Math.max(m, x)
-      let z = 0
-      for (const x of row) z += Math.exp(x - m)
-      return row[t] - m - Math.log(z)
-    }),
-  )
+  const r = await runBuilt(s, seqs)
+  expect(r.dims).toEqual([seqs.length, Math.max(...seqs.map((x) => x.length)), r.dims[2]])
+  return r.logprobs
 }
 
 const maxDiff = (a: ReadonlyArray<ReadonlyArray<number>>, b: ReadonlyArray<ReadonlyArray<number>>): number => {

@@ -10,12 +10,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Either } from "effect"
-import * as ort from "onnxruntime-node"
 import { afterAll, describe, expect, it } from "vitest"
 import { buildHfGraph } from "../lib/onnx/hf/build.ts"
 import { openNextToken } from "../lib/onnx/next-token.ts"
 import { withScorer } from "../lib/onnx/scorer.ts"
-import { createSession, sessionOptions } from "../lib/onnx/session.ts"
+import { openBuilt, runBuilt } from "./fixtures/built-graph.ts"
 import { SEQUENCES, VARIANTS } from "./fixtures/hf-variants.ts"
 import { writeRandomCheckpoint } from "./fixtures/safetensors.ts"
 
@@ -24,19 +23,9 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
 
 /** log p(ids[j] | ids[<j]) from the built graph's raw logits, log-softmax in float64. */
 const fromLogits = async (folder: string, seq: ReadonlyArray<number>): Promise<number[]> => {
-  const b = buildHfGraph(folder)
-  const s = await createSession(b.model, { ...sessionOptions({ threads: 1 }), extra: { session: { model_external_initializers_file_folder_path: b.externalFolder } } }, "ref")
+  const s = await openBuilt(buildHfGraph(folder))
   try {
-    const out = await s.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from(seq, BigInt), [1, seq.length]) })
-    const V = out.logits.dims[2]
-    const lg = out.logits.data as Float32Array
-    return seq.slice(1).map((t, i) => {
-      const row = lg.subarray(i * V, (i + 1) * V)
-      const m = Math.max(...row)
-      let z = 0
-      for (const x of row) z += Math.exp(x - m)
-      return row[t] - m - Math.log(z)
-    })
+    return (await runBuilt(s, [seq])).logprobs[0]
   } finally {
     await s.release()
   }

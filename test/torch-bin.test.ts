@@ -32,14 +32,12 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as ort from "onnxruntime-node"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { hubSettingsFromEnv, makeHub } from "../lib/hub/index.ts"
 import { hfFolderFiles } from "../lib/onnx/external.ts"
 import { buildHfGraph, type BuiltGraph } from "../lib/onnx/hf/build.ts"
 import { checkpointWeights } from "../lib/onnx/safetensors.ts"
-import { createSession, sessionOptions } from "../lib/onnx/session.ts"
 import { graphSource } from "../lib/onnx/source.ts"
 import { PyDict, PyGlobal, PyList, PyTuple, unpickle, type PyValue } from "../lib/onnx/pickle.ts"
 import { readTorchBin } from "../lib/onnx/torch-zip.ts"
@@ -47,6 +45,7 @@ import { SEQUENCES } from "./fixtures/hf-variants.ts"
 import { startMockHub } from "./fixtures/mock-hub.ts"
 import { writeRandomCheckpoint, type CheckpointSpec } from "./fixtures/safetensors.ts"
 import { torchTwin, writeTorchBin } from "./fixtures/torch-zip.ts"
+import { openBuilt, runBuilt } from "./fixtures/built-graph.ts"
 
 // Committed binaries live in zoo/ (the one place for them).
 const FIXTURES = path.join(import.meta.dirname, "..", "zoo", "fixtures", "torch")
@@ -175,27 +174,12 @@ describe("a state dict written by real PyTorch", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const open = (b: BuiltGraph): Promise<ort.InferenceSession> =>
-  createSession(b.model, { ...sessionOptions({ threads: 1 }), extra: { session: { model_external_initializers_file_folder_path: b.externalFolder } } }, b.modelType)
-
 /** Logits of `seqs` as one batch padded on the right with 0, and the per-token log-probs. */
 const run = async (b: BuiltGraph, seqs: ReadonlyArray<ReadonlyArray<number>>): Promise<{ logits: Float32Array; logprobs: number[] }> => {
-  const s = await open(b)
+  const s = await openBuilt(b)
   try {
-    const cols = Math.max(...seqs.map((x) => x.length))
-    const ids = new BigInt64Array(seqs.length * cols)
-    seqs.forEach((sq, r) => sq.forEach((t, j) => (ids[r * cols + j] = BigInt(t))))
-    const out = await s.run({ input_ids: new ort.Tensor("int64", ids, [seqs.length, cols]) })
-    const logits = out.logits.data as Float32Array
-    const V = out.logits.dims[2]
-    const logprobs = seqs.flatMap((sq, r) =>
-      sq.slice(1).map((t, i) => {
-        const row = logits.subarray((r * cols + i) * V, (r * cols + i + 1) * V)
-        const m = Math.max(...row)
-        return row[t] - m - Math.log(row.reduce((z, x) => z + Math.exp(x - m), 0))
-      }),
-    )
-    return { logits, logprobs }
+    const r = await runBuilt(s, seqs)
+    return { logits: r.logits, logprobs: r.logprobs.flat() }
   } finally {
     await s.release()
   }

@@ -23,7 +23,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { randomBytes } from "node:crypto"
-import { isAlive, tmpNameFor, writeFileAtomicSync } from "../../pipeline/atomic.ts"
+import { createExclusive, isAlive, tmpNameFor, writeFileAtomicSync } from "../../pipeline/atomic.ts"
 
 /** One repository's folder in the cache and its parts. */
 export interface RepoCache {
@@ -244,20 +244,6 @@ export interface BlobLock {
 
 /** Tokens of the blob locks this process holds (another fibre of ours holding one is not stale). */
 const heldHere = new Set<string>()
-
-const createExclusive = (file: string, body: string): boolean => {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
-  fs.writeFileSync(tmp, body, { flag: "wx" })
-  try {
-    fs.linkSync(tmp, file)
-    return true
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
-    throw e
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
 
 const readOwner = (file: string): LockOwner | undefined | "unreadable" => {
   try {
