@@ -2,7 +2,7 @@
  * The whole pipeline through the real CLI on the committed demo family (zoo/), cut down to run in
  * seconds: 2 sizes × 9 checkpoints, one held-out dataset, one task.
  */
-import { spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -49,12 +49,25 @@ ${extra}`,
   return file
 }
 const list = (m: string, pairs: Array<[number, number]>) => pairs.map(([s, f]) => `      - { step: ${s}, path: ${root}/zoo/${m}/step-${f}.onnx }`).join("\n")
-const cli = (...args: string[]) => spawnSync(tsx, [main, ...args], { encoding: "utf8", cwd: tmp })
+/**
+ * The CLI in a child process, awaited (not spawnSync: a run of a minute or more would block this
+ * worker's event loop, and vitest's worker RPC times out after 60 s of that on a loaded machine).
+ */
+const spawnCli = (args: ReadonlyArray<string>, cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const c = spawn(tsx, [main, ...args], { cwd })
+    let stdout = ""
+    let stderr = ""
+    c.stdout.on("data", (d) => (stdout += d))
+    c.stderr.on("data", (d) => (stderr += d))
+    c.on("close", (status) => resolve({ status, stdout, stderr }))
+  })
+const cli = (...args: string[]) => spawnCli(args, tmp)
 
 describe("end to end on the demo family", () => {
   it("runs every stage, prints the summary, then has nothing to do; status shows every unit done", async () => {
     const file = cfg("full", list("tiny", steps.map((s) => [s, s])))
-    const r = cli("run", file)
+    const r = await cli("run", file)
     expect(r.stderr).not.toMatch(/FAILED|internal error/)
     expect(r.status).toBe(0)
     const runDir = path.join(tmp, "out/full")
@@ -78,16 +91,16 @@ describe("end to end on the demo family", () => {
     const before = JSON.parse(fs.readFileSync(path.join(root, "test/fixtures/e2e-digest-76db982.json"), "utf8"))
     expect(compareDigests(before, await runDigest(runDir))).toEqual([])
 
-    const again = cli("run", file)
+    const again = await cli("run", file)
     expect(again.status).toBe(0)
     expect(again.stderr).toMatch(/nothing to do: all \d+ units are up to date/)
-    const st = cli("status", file)
+    const st = await cli("status", file)
     expect(st.status).toBe(0)
     expect(st.stdout).not.toMatch(/pending|stale|failed/)
     expect(st.stdout).toMatch(/report \(1 units: 1 done\)/)
   })
 
-  it("one model and no tasks: every stage finishes, and correlate writes its tables empty", () => {
+  it("one model and no tasks: every stage finishes, and correlate writes its tables empty", async () => {
     const file = path.join(tmp, "one.yaml")
     fs.writeFileSync(
       file,
@@ -103,7 +116,7 @@ analysis:
   thresholds: [0.1]
 `,
     )
-    const r = cli("run", file)
+    const r = await cli("run", file)
     expect(r.stderr).not.toMatch(/FAILED|internal error/)
     expect(r.status, r.stderr).toBe(0)
     const runDir = path.join(tmp, "out/one")
@@ -114,7 +127,7 @@ analysis:
     }
   })
 
-  it("a task file or tokenizer that cannot be read is a config error before anything runs: exit 2, one line, nothing created", () => {
+  it("a task file or tokenizer that cannot be read is a config error before anything runs: exit 2, one line, nothing created", async () => {
     const dir = path.join(tmp, "early")
     fs.mkdirSync(dir, { recursive: true })
     fs.writeFileSync(path.join(dir, "bad.jsonl"), '{"prompt": "Q", "choices": [" a", " b"], "answer": 0}\n{"prompt": "Q", "choices": [" a"], "answer": 3}\n')
@@ -137,22 +150,22 @@ tasks:
       )
       return file
     }
-    const badTask = spawnSync(tsx, [main, "run", write("badtask", `${root}/zoo/tokenizer.json`, "bad.jsonl")], { encoding: "utf8", cwd: dir })
+    const badTask = await spawnCli(["run", write("badtask", `${root}/zoo/tokenizer.json`, "bad.jsonl")], dir)
     expect(badTask.status).toBe(2)
     expect(badTask.stderr.trim().split("\n")).toEqual(["error: badtask.yaml: tasks[1]: bad.jsonl: example 1 (line 2): choices: needs at least two options, got 1"])
-    const badTok = spawnSync(tsx, [main, "run", write("badtok", "tok.json", `${root}/zoo/tasks/subject_verb.jsonl`, "pairs")], { encoding: "utf8", cwd: dir })
+    const badTok = await spawnCli(["run", write("badtok", "tok.json", `${root}/zoo/tasks/subject_verb.jsonl`, "pairs")], dir)
     expect(badTok.status).toBe(2)
     // (the JSON parser's own words differ between Node versions)
     expect(badTok.stderr.trim()).toMatch(/^error: badtok\.yaml: tokenizer: tok\.json: not valid JSON \([^()]*\)$/)
     expect(fs.existsSync(path.join(dir, "out"))).toBe(false)
   })
 
-  it("a checkpoint that cannot be scored is recorded as broken and left out; the analysis still runs (--keep-going)", () => {
+  it("a checkpoint that cannot be scored is recorded as broken and left out; the analysis still runs (--keep-going)", async () => {
     // tiny "step 151" is a truncated file: its score and downstream units fail, nothing else does.
     const broken = path.join(tmp, "truncated-151.onnx")
     fs.writeFileSync(broken, fs.readFileSync(`${root}/zoo/tiny/step-151.onnx`).subarray(0, 4000))
     const tiny = steps.map((s) => `      - { step: ${s}, path: ${s === 151 ? broken : `${root}/zoo/tiny/step-${s}.onnx`} }`).join("\n")
-    const r = cli("run", cfg("unscored", tiny), "--keep-going")
+    const r = await cli("run", cfg("unscored", tiny), "--keep-going")
     expect(r.status).toBe(1)
     const failed = r.stderr.split("\n").filter((l) => /^ {2}\S+\/\S+: /.test(l))
     expect(failed.map((l) => l.trim().split(":")[0])).toEqual(["score/model=tiny/step=151/dataset=press", "downstream/model=tiny/step=151/task=sv"])
@@ -170,10 +183,10 @@ tasks:
     expect(fs.existsSync(path.join(runDir, "report/index.html"))).toBe(true)
   })
 
-  it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", () => {
+  it("a late checkpoint planted under an early step is flagged, warned about, and dropped with exclude_flagged", async () => {
     // tiny "step 151" is really the final checkpoint (as in a mis-uploaded suite).
     const file = cfg("planted", list("tiny", steps.map((s) => [s, s === 151 ? 908 : s])), "  exclude_flagged: true\n")
-    const r = cli("run", file)
+    const r = await cli("run", file)
     expect(r.status).toBe(0)
     const runDir = path.join(tmp, "out/planted")
     const checks = readParquetFile(path.join(runDir, "checkpoint_checks.parquet")).toArray().map((x) => x.toJSON())
