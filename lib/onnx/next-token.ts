@@ -22,12 +22,11 @@
  * `next` decodes the prefixes of one call together: one session run, rows padded on the right
  * (attention_mask 0 there), each row's logits read at its own last token.
  */
-import * as fs from "node:fs"
 import * as ort from "onnxruntime-node"
 import { halfToFloat, softmax } from "./batching.ts"
 import { feedAll, feedsFor, isPastInput, type Feeds } from "./feeds.ts"
-import { Fail, createSession, sessionOptions, type SessionSettings } from "./session.ts"
-import { graphSource } from "./source.ts"
+import { Fail, sessionOptions, type SessionSettings } from "./session.ts"
+import { graphSource, openSource } from "./source.ts"
 
 export interface NextToken {
   /** Next-token probabilities [vocab] after each prefix (float64, sum 1), in order. */
@@ -154,9 +153,7 @@ const lastDistributions = (t: ort.Tensor, cols: number, lengths: ReadonlyArray<n
 export const openNextToken = async (modelPath: string, o: OpenOptions = {}): Promise<NextToken> => {
   const label = o.label ?? modelPath
   const src = graphSource(modelPath, o.cacheDir, label)
-  const session = src.built
-    ? await createSession(fs.readFileSync(src.file), { ...sessionOptions(o), extra: { session: { model_external_initializers_file_folder_path: src.externalFolder } } }, label)
-    : await createSession(src.file, sessionOptions(o), label)
+  const session = await openSource(src, sessionOptions(o), label)
   try {
     if (!session.outputNames.includes("logits")) throw new Fail(`${label}: the model has no output "logits"`)
     const feeds = feedsFor(session.inputMetadata)

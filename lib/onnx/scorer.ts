@@ -21,7 +21,6 @@
  * past_key_values.* (past dimension 0, element type as declared) and use_cache_branch (false).
  * Any other input is an error.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
 import type * as ort from "onnxruntime-node"
@@ -29,8 +28,8 @@ import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches }
 import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
 import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
 import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
-import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, type SessionSettings } from "./session.ts"
-import { graphSource, type GraphSource } from "./source.ts"
+import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, withExternalFolder, type SessionSettings } from "./session.ts"
+import { graphSource, openSource, type GraphSource } from "./source.ts"
 
 /** Score positions firstTarget…ids.length−1 of `ids` (firstTarget ≥ 1). */
 export interface ScoreRequest {
@@ -113,12 +112,6 @@ const openRewritten = async (
   }
 }
 
-/** Session options that load a model from bytes with its external data in `folder`. */
-const withExternalFolder = (options: ort.InferenceSession.SessionOptions, folder: string): ort.InferenceSession.SessionOptions => ({
-  ...options,
-  extra: { session: { model_external_initializers_file_folder_path: folder } },
-})
-
 const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
   const src = graphSource(modelPath, o.cacheDir, label)
   const abs = src.file
@@ -141,7 +134,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
   }
   if (session === undefined) {
     try {
-      session = src.built ? await createSession(fs.readFileSync(abs), withExternalFolder(options, src.externalFolder), label) : await createSession(abs, options, label)
+      session = await openSource(src, options, label)
     } catch (e) {
       if (e instanceof Fail) throw e
       throw new Fail(`${label}: not an ONNX model onnxruntime can load: ${abs} (${firstLine(e)})`, { cause: e })

@@ -53,6 +53,12 @@ export const sessionOptions = (o: SessionSettings): ort.InferenceSession.Session
   logSeverityLevel: 3,
 })
 
+/** Session options that load a model from bytes with its external data in `folder`. */
+export const withExternalFolder = (options: ort.InferenceSession.SessionOptions, folder: string): ort.InferenceSession.SessionOptions => ({
+  ...options,
+  extra: { session: { model_external_initializers_file_folder_path: folder } },
+})
+
 /**
  * A session on a model file or on model bytes. A missing CUDA provider becomes a Fail saying how
  * to install it; any other error is rethrown as it is.

@@ -8,11 +8,10 @@
  *   // → { file: "/out/run/.cache/hf-graphs/<key>.onnx", externalFolder: "/runs/70m/checkpoint-1000", built: true }
  *
  * A built graph holds no weights: its initializers reference the weight files' bytes in place, so it
- * is a few hundred kilobytes whatever the model. It is cached under `<cacheDir>/hf-graphs/`, keyed
- * by the content that decides it — config.json's bytes, each safetensors header (names, dtypes,
- * shapes, offsets) or each torch.save file's data.pkl and tensor offsets, the weight files' names,
- * and the builder's version — not by path or mtime: all
- * the checkpoints of one Trainer run share one graph, each loaded with its own folder's weights.
+ * is a few hundred kilobytes whatever the model. It is cached under `<cacheDir>/hf-graphs/`, named by
+ * the sha256 of its own bytes, which hold everything that decides it (the config's shapes, each
+ * tensor's dtype, file name, offset and length; the builder's code) — not by path or mtime: all the
+ * checkpoints of one Trainer run share one graph, each loaded with its own folder's weights.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -20,12 +19,8 @@ import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
 import { buildHfGraph, isHfFolder } from "./hf/build.ts"
-import { checkpointWeights, weightSource } from "./safetensors.ts"
-import { readTorchBin } from "./torch-zip.ts"
-import { Fail, firstLine } from "./session.ts"
-
-/** Bump when the builders' graphs change: cached graphs of older versions are not reused. */
-export const BUILDER_VERSION = 1
+import type * as ort from "onnxruntime-node"
+import { Fail, createSession, firstLine, withExternalFolder } from "./session.ts"
 
 export interface GraphSource {
   /** The ONNX file to read the header of and rewrite: the checkpoint itself, or the graph built from its folder. */
@@ -34,38 +29,6 @@ export interface GraphSource {
   readonly externalFolder: string
   /** Built from a Hugging Face folder: every weight is already external, nothing is to be externalized. */
   readonly built: boolean
-}
-
-/**
- * The bytes that decide a built graph: config.json, each weight file's name and header — for a
- * torch.save file its data.pkl and the tensors' offsets (which also depend on the ZIP's layout).
- */
-const graphKey = (folder: string): string => {
-  const h = createHash("sha256").update(`v${BUILDER_VERSION}\0`)
-  h.update(fs.readFileSync(path.join(folder, "config.json")))
-  const files = [...new Set(Object.values(checkpointWeights(folder)).map((w) => w.file))].sort()
-  if (weightSource(folder)?.format === "torch") {
-    for (const f of files) {
-      const bin = readTorchBin(f)
-      const places = Object.entries(bin.tensors).map(([n, t]) => `${n} ${t.offset} ${t.length}`)
-      h.update(`\0${path.basename(f)}\0`).update(bin.pickle).update(`\0${places.join("\n")}`)
-    }
-    return h.digest("hex").slice(0, 24)
-  }
-  for (const f of files) {
-    const fd = fs.openSync(f, "r")
-    try {
-      const len = Buffer.alloc(8)
-      fs.readSync(fd, len, 0, 8, 0)
-      const n = Number(len.readBigUInt64LE(0))
-      const header = Buffer.alloc(n)
-      fs.readSync(fd, header, 0, n, 8)
-      h.update(`\0${path.basename(f)}\0`).update(header)
-    } finally {
-      fs.closeSync(fd)
-    }
-  }
-  return h.digest("hex").slice(0, 24)
 }
 
 /**
@@ -82,7 +45,8 @@ export const graphSource = (checkpoint: string, cacheDir: string | undefined, la
     // (an unsupported model_type, a missing tensor); it also gives this checkpoint's external folder.
     const built = buildHfGraph(abs)
     const dir = path.join(cacheDir ?? path.join(os.tmpdir(), "trajectories-graphs"), "hf-graphs")
-    const file = path.join(dir, `${graphKey(abs)}.onnx`) // one graph for every checkpoint with this config and these headers
+    // Named by its own bytes: one graph for every checkpoint with the same config, tensors and file names.
+    const file = path.join(dir, `${createHash("sha256").update(built.model).digest("hex").slice(0, 24)}.onnx`)
     if (!fs.existsSync(file)) writeFileAtomicSync(file, built.model)
     return { file, externalFolder: built.externalFolder, built: true }
   } catch (e) {
@@ -90,3 +54,7 @@ export const graphSource = (checkpoint: string, cacheDir: string | undefined, la
     throw new Fail(`${label}: ${firstLine(e)}`, { cause: e })
   }
 }
+
+/** A session on a graph source: an ONNX file as it is, or a built graph from bytes with its weights' folder. */
+export const openSource = (src: GraphSource, options: ort.InferenceSession.SessionOptions, label: string): Promise<ort.InferenceSession> =>
+  src.built ? createSession(fs.readFileSync(src.file), withExternalFolder(options, src.externalFolder), label) : createSession(src.file, options, label)
