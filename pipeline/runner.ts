@@ -251,18 +251,32 @@ export const runPipeline = <S extends Stage<any, any>>(
 
     // A first pass says which units will (probably) run: for the stages' counts, and to find the
     // done units whose product outside the run folder is gone although a reader of theirs must run.
+    // A unit's record does not change before the unit is decided (only its own run writes it), so
+    // this pass's answer is the one `decide` uses.
+    const current = new Map<string, boolean>()
     const stale = new Map<string, boolean>()
     for (const pu of plan) {
+      const ok = yield* isUpToDate(pu)
+      current.set(pu.name, ok)
       const skipped = only !== undefined && !only.has(pu.stage.name)
-      const s = !skipped && (force.has(pu.stage.name) || !(yield* isUpToDate(pu)) || [...pu.inputNames, ...pu.softNames].some((n) => stale.get(n)))
-      stale.set(pu.name, s)
+      stale.set(pu.name, !skipped && (force.has(pu.stage.name) || !ok || [...pu.inputNames, ...pu.softNames].some((n) => stale.get(n))))
     }
+    /** The units that read each unit as a declared input. */
+    const readersOf = new Map<string, PlannedUnit[]>()
+    for (const pu of plan) {
+      for (const n of pu.inputNames) {
+        const rs = readersOf.get(n) ?? []
+        readersOf.set(n, rs)
+        rs.push(pu)
+      }
+    }
+    const ownInput = (pu: PlannedUnit) => unitInput(store, manifest, { stage: pu.stage.name, id: pu.unit.id })
     const rematerialize = new Set<string>()
     for (const pu of plan) {
       const present = pu.stage.present
       if (present === undefined || stale.get(pu.name)) continue
-      if (!plan.some((r) => stale.get(r.name) && r.inputNames.includes(pu.name))) continue
-      if (!(yield* present(pu.unit, unitInput(store, manifest, { stage: pu.stage.name, id: pu.unit.id }), config))) rematerialize.add(pu.name)
+      if (!(readersOf.get(pu.name) ?? []).some((r) => stale.get(r.name))) continue
+      if (!(yield* present(pu.unit, ownInput(pu), config))) rematerialize.add(pu.name)
     }
 
     // Lanes: each runs its units one at a time, in an order where a unit comes after its inputs;
@@ -270,19 +284,15 @@ export const runPipeline = <S extends Stage<any, any>>(
     // so what was downloaded first is scored first, and its download can be released early.
     const laneOf = (pu: PlannedUnit) => pu.stage.lane ?? "main"
     const stageIndex = new Map(orderStages(options.stages).map((st, i) => [st.name, i]))
-    const anchor = new Map<string, number>()
-    const laneIndex = new Map<string, number>()
-    plan.forEach((pu, i) => {
-      if (laneOf(pu) !== "main") {
-        const k = laneIndex.get(laneOf(pu)) ?? 0
-        laneIndex.set(laneOf(pu), k + 1)
-        anchor.set(pu.name, k)
-      } else anchor.set(pu.name, Math.max(-1, ...[...pu.inputNames, ...pu.softNames].map((n) => anchor.get(n) ?? -1)))
-      void i
-    })
-    const planIndex = new Map(plan.map((pu, i) => [pu.name, i]))
     const lanes = new Map<string, PlannedUnit[]>()
-    for (const pu of plan) lanes.set(laneOf(pu), [...(lanes.get(laneOf(pu)) ?? []), pu])
+    const anchor = new Map<string, number>()
+    for (const pu of plan) {
+      const lane = lanes.get(laneOf(pu)) ?? []
+      lanes.set(laneOf(pu), lane)
+      anchor.set(pu.name, laneOf(pu) !== "main" ? lane.length : Math.max(-1, ...[...pu.inputNames, ...pu.softNames].map((n) => anchor.get(n) ?? -1)))
+      lane.push(pu)
+    }
+    const planIndex = new Map(plan.map((pu, i) => [pu.name, i]))
     const main = lanes.get("main")
     if (main) {
       main.sort(
@@ -296,15 +306,16 @@ export const runPipeline = <S extends Stage<any, any>>(
       reporter.beginStage(stage.name, plan.filter((pu) => pu.stage.name === stage.name && (stale.get(pu.name) || rematerialize.has(pu.name))).length)
     }
 
-    const finished = new Map(plan.map((pu) => [pu.name, Effect.runSync(Deferred.make<void>())]))
-    const readers = new Map<string, number>()
-    for (const pu of plan) for (const n of pu.inputNames) readers.set(n, (readers.get(n) ?? 0) + 1)
+    const finished = new Map<string, Deferred.Deferred<void>>()
+    for (const pu of plan) finished.set(pu.name, yield* Deferred.make<void>())
+    /** Readers of each unit not settled yet. */
+    const readers = new Map([...readersOf].map(([n, rs]) => [n, rs.length]))
     const busy = new Set<string>()
     const release = (n: string) =>
       Effect.gen(function* () {
         const pu = byName.get(n)
         if (pu?.stage.release === undefined || manifest.units[n]?.status !== "done") return
-        yield* pu.stage.release(pu.unit, unitInput(store, manifest, { stage: pu.stage.name, id: pu.unit.id }), config)
+        yield* pu.stage.release(pu.unit, ownInput(pu), config)
       })
     /** A unit is settled: its readers may go, and what it read may be released once no one else reads it. */
     const settle = (pu: PlannedUnit) =>
@@ -328,7 +339,7 @@ export const runPipeline = <S extends Stage<any, any>>(
       Effect.gen(function* () {
         const stage = pu.stage
         if (only && !only.has(stage.name)) {
-          const ok = yield* isUpToDate(pu)
+          const ok = current.get(pu.name)!
           if (!ok) bad.add(pu.name)
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: ok ? "up-to-date" : "not-run" })
           return
@@ -346,7 +357,7 @@ export const runPipeline = <S extends Stage<any, any>>(
           rematerialize.has(pu.name) ||
           pu.inputNames.some((n) => ranThisRun.has(n)) ||
           pu.softNames.some((n) => ranThisRun.has(n)) ||
-          !(yield* isUpToDate(pu))
+          !current.get(pu.name)
         if (!must) {
           outcomes.push({ stage: stage.name, id: pu.unit.id, outcome: "up-to-date" })
           return
