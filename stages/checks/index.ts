@@ -53,6 +53,7 @@ const plan = (config: Config): UnitPlan<ChecksParams>[] => {
   // so a run moved together with its inputs keeps its key.
   const rel = (p: string) => path.relative(path.dirname(config.file), p).split(path.sep).join("/")
   const n = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
+  const sources = config.models.flatMap((m) => m.checkpoints.map((c) => checkpointPlan(m, c))) // reads each checkpoint's index or header once
   return [
     {
       id: checksUnit.id,
@@ -70,8 +71,8 @@ const plan = (config: Config): UnitPlan<ChecksParams>[] => {
       ],
       // A Hub checkpoint's weights are known by the sha256s its download recorded: read when done,
       // never blocking, and never holding a download that `download.keep: false` would release.
-      optionalInputs: config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointPlan(m, c).inputs)),
-      files: [...config.tokenizerFiles, ...config.models.flatMap((m) => m.checkpoints.flatMap((c) => checkpointPlan(m, c).files))],
+      optionalInputs: sources.flatMap((x) => x.inputs),
+      files: [...config.tokenizerFiles, ...sources.flatMap((x) => x.files)],
       weight: n * (1 + config.datasets.length),
     },
   ]

@@ -53,6 +53,13 @@ export const checkpointPlan = (model: Pick<Model, "name">, cp: Checkpoint): { in
 export const snapshotFolder = (hub: HubService, repo: string, commit: string): string =>
   path.join(hub.settings.cacheDir, repoFolderName(repo), "snapshots", commit)
 
+/** Where a download's files are in the cache the Hub service uses now, and the first of them that is gone (if any). */
+export const inCache = (hub: HubService, rows: ReadonlyArray<DownloadFileRow>): { folder: string; missing?: DownloadFileRow } => {
+  const folder = snapshotFolder(hub, rows[0].repo, rows[0].commit)
+  const missing = rows.find((r) => !fs.existsSync(path.join(folder, r.file)))
+  return missing === undefined ? { folder } : { folder, missing }
+}
+
 /** The rows a done download unit recorded. */
 export const readDownload = (input: UnitInput, model: string, step: number): Effect.Effect<DownloadFileRow[], UnitError> =>
   Effect.map(input.read(downloadFile(model, step)), (t) => DownloadFiles.toRows(t))
@@ -68,9 +75,7 @@ export const checkpointPath = (ctx: UnitContext, model: Pick<Model, "name">, cp:
     : Effect.gen(function* () {
         const rows = yield* readDownload(ctx.input(downloadUnit(model.name, cp.step)), model.name, cp.step)
         if (rows.length === 0) return yield* Effect.fail(new UnitError({ message: `${model.name} step ${cp.step}: its download recorded no files` }))
-        const hub = yield* Hub
-        const folder = snapshotFolder(hub, rows[0].repo, rows[0].commit)
-        const missing = rows.find((r) => !fs.existsSync(path.join(folder, r.file)))
+        const { folder, missing } = inCache(yield* Hub, rows)
         if (missing) {
           return yield* Effect.fail(
             new UnitError({
@@ -80,6 +85,3 @@ export const checkpointPath = (ctx: UnitContext, model: Pick<Model, "name">, cp:
         }
         return folder
       })
-
-/** The checkpoint's label in messages: "pythia-70m step 1000". */
-export const checkpointLabel = (model: Pick<Model, "name">, cp: Checkpoint): string => `${model.name} step ${cp.step}`

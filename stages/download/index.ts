@@ -16,14 +16,12 @@
  * writes rows (config.json, 570 bytes, null) and (model.safetensors, 166 MB, "a3f…") with the
  * commit the branch pointed at.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { Effect } from "effect"
 import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import type { Config } from "../../pipeline/config.ts"
 import { Hub } from "../../lib/hub/index.ts"
 import { isWeightFile } from "../../lib/onnx/safetensors.ts"
-import { DOWNLOAD, DownloadFiles, downloadFile, downloadUnit, readDownload, snapshotFolder } from "./contract.ts"
+import { DOWNLOAD, DownloadFiles, downloadFile, downloadUnit, inCache, readDownload } from "./contract.ts"
 
 export interface DownloadParams {
   readonly model: string
@@ -82,10 +80,7 @@ export const downloadStage = defineStage<DownloadParams, Hub>({
   present: (unit, own) =>
     Effect.gen(function* () {
       const rows = yield* readDownload(own, unit.params.model, unit.params.step)
-      if (rows.length === 0) return false
-      const hub = yield* Hub
-      const folder = snapshotFolder(hub, rows[0].repo, rows[0].commit)
-      return rows.every((r) => fs.existsSync(path.join(folder, r.file)))
+      return rows.length > 0 && inCache(yield* Hub, rows).missing === undefined
     }).pipe(Effect.orElseSucceed(() => false)),
   release: (unit, own, config) =>
     Effect.gen(function* () {
