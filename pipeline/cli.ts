@@ -7,8 +7,13 @@
  * The stages come from the caller (the registry in main.ts; tests pass their own), with `layer`
  * providing what their runs need (e.g. ONNX sessions, tokenizers).
  */
+import * as os from "node:os"
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { clientLayer } from "./cluster/layers.ts"
+import { parseDevice } from "./cluster/pool.ts"
+import { serveRunner, shownUrl } from "./cluster/serve.ts"
+import { clusterExecutor } from "./cluster/submit.ts"
 import { loadConfig, type Config } from "./config.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
@@ -34,6 +39,11 @@ export interface CliOptions<R> {
   readonly prepare?: (config: Config) => Effect.Effect<Config, RunError, R>
   /** Name of the report stage, for `trajectories report` (default "report") and the file it writes. */
   readonly report?: { readonly stage: string; readonly file: string }
+  /**
+   * The registry as a module URL (it exports `stages` and `layer`: stages/registry.ts), which a
+   * cluster runner's worker threads load; without it there is no `runner` command.
+   */
+  readonly registry?: string
 }
 
 /** The CLI over a set of stages. */
@@ -41,10 +51,24 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
   const names = allStages.map((s) => s.name)
   const stageList = () => names.join(", ")
   /** The runner on the run folder's disk store, with what the stages need. */
-  const runOnDisk = (config: Config, run: Omit<RunOptions<Stage<any, R>>, "stages">) => {
-    const e = runPipeline(config, { ...run, stages: allStages }).pipe(Effect.provide(nodeRunStore(config.runDir)))
+  const runOnDisk = (config: Config, run: Omit<RunOptions<Stage<any, R>>, "stages" | "executor">, cluster?: string) => {
+    const local = runPipeline(config, { ...run, stages: allStages, ...(cluster !== undefined ? { executor: clusterExecutor } : {}) })
+    // In a cluster run, the cluster's own logs only when something is wrong.
+    const e = (cluster === undefined ? local : local.pipe(Effect.provide(clientLayer(cluster)), Logger.withMinimumLogLevel(LogLevel.Warning))).pipe(
+      Effect.provide(nodeRunStore(config.runDir)),
+    )
     return (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<RunSummary, RunError>
   }
+
+  /** A `--cluster` value: a PostgreSQL URL. */
+  const clusterUrl = (given: Option.Option<string>): Effect.Effect<string | undefined, ConfigError> =>
+    Option.match(given, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (u) =>
+        /^postgres(ql)?:\/\/[^/]+/.test(u)
+          ? Effect.succeed(u)
+          : Effect.fail(new ConfigError({ field: "--cluster", reason: `expected a PostgreSQL URL like postgres://user@host:5432/trajectories, got ${JSON.stringify(shownUrl(u))}` })),
+    })
 
   /** Load a config and complete it (options.prepare). */
   const load = (file: string) =>
@@ -100,17 +124,25 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     Options.withDescription("after a failure, also print the chain of causes of each failed unit (foreign errors with their stacks)"),
   )
 
+  const cluster = Options.text("cluster").pipe(
+    Options.optional,
+    Options.withDescription(
+      "run the units on the cluster of `trajectories runner` processes that share this PostgreSQL database (postgres://user@host:5432/db); every machine must see the config's files and the output folder at the same paths. Without it, units run in this process",
+    ),
+  )
+
   const printDetails = (e: RunError, on: boolean) =>
     on && e.details?.length ? Console.error(["causes:", ...e.details].join("\n")) : Effect.void
 
-  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose }, (a) =>
+  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose, cluster }, (a) =>
     Effect.gen(function* () {
+      const url = yield* clusterUrl(a.cluster)
       const config = yield* load(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
       yield* validateInputs(config, onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages)
       const result = yield* Effect.either(
-        runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }),
+        runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }, url),
       )
       for (const line of yield* hookLines(options.afterRun, config)) yield* Console.error(line)
       if (result._tag === "Left") {
@@ -183,12 +215,72 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     }),
   ).pipe(Command.withDescription(`Print the DAG of stages (${stageList()}) and their edges; with a config, how many units each plans.`))
 
+  const runnerCluster = Options.text("cluster").pipe(
+    Options.withDescription("the cluster's PostgreSQL database (postgres://user@host:5432/db), the same for every runner and every `run --cluster`"),
+  )
+  const host = Options.text("host").pipe(
+    Options.withDefault(os.hostname()),
+    Options.withDescription("the name or address other runners and `run --cluster` reach this runner at (default: this machine's host name)"),
+  )
+  const port = Options.integer("port").pipe(Options.withDefault(34431), Options.withDescription("the port this runner listens on (default 34431; one per runner on a machine)"))
+  const listenHost = Options.text("listen").pipe(
+    Options.optional,
+    Options.withDescription("the address to listen on, when it is not --host (e.g. 0.0.0.0 in a container)"),
+  )
+  const jobs = Options.integer("jobs").pipe(Options.withDefault(1), Options.withDescription("units this runner runs at once, each in its own worker thread (default 1)"))
+  const threads = Options.integer("threads").pipe(
+    Options.optional,
+    Options.withDescription("onnxruntime intra-op threads for the units run here (default: the config's scoring.threads)"),
+  )
+  const device = Options.text("device").pipe(
+    Options.optional,
+    Options.withDescription("cpu or cuda:K: where this runner's units score (default: the config's scoring.execution_provider); cuda needs the CUDA provider files (docs/gpu.md)"),
+  )
+  const name = Options.text("name").pipe(Options.optional, Options.withDescription("this runner's name in progress lines (default host:port)"))
+  const runner = Command.make("runner", { cluster: runnerCluster, host, port, listenHost, jobs, threads, device, name }, (a) =>
+    Effect.gen(function* () {
+      if (options.registry === undefined) return yield* Effect.fail(new RunError({ message: "this build has no stage registry for runners" }))
+      const url = yield* clusterUrl(Option.some(a.cluster))
+      const dev = Option.map(a.device, (d) => [d, parseDevice(d)] as const)
+      if (Option.isSome(dev) && dev.value[1] === undefined) {
+        return yield* Effect.fail(new ConfigError({ field: "--device", reason: `expected cpu or cuda:K (e.g. cuda:0), got ${JSON.stringify(dev.value[0])}` }))
+      }
+      if (a.jobs < 1) return yield* Effect.fail(new ConfigError({ field: "--jobs", reason: `expected at least 1, got ${a.jobs}` }))
+      if (Option.isSome(a.threads) && a.threads.value < 1) return yield* Effect.fail(new ConfigError({ field: "--threads", reason: `expected at least 1, got ${a.threads.value}` }))
+      const runnerName = Option.getOrElse(a.name, () => `${a.host}:${a.port}`)
+      const overrides = {
+        ...(Option.isSome(a.threads) ? { threads: a.threads.value } : {}),
+        ...(Option.isSome(dev) && dev.value[1] !== undefined ? { device: dev.value[1] } : {}),
+      }
+      yield* Console.error(
+        `runner ${runnerName}: ${a.jobs} unit(s) at a time` +
+          (overrides.threads !== undefined ? `, ${overrides.threads} thread(s)` : "") +
+          (Option.isSome(a.device) ? `, device ${a.device.value}` : "") +
+          `; cluster ${shownUrl(url!)}; Ctrl-C stops it (its units move to other runners)`,
+      )
+      return yield* serveRunner({
+        url: url!,
+        host: a.host,
+        port: a.port,
+        ...(Option.isSome(a.listenHost) ? { listenHost: a.listenHost.value } : {}),
+        name: runnerName,
+        jobs: a.jobs,
+        overrides,
+        registry: options.registry,
+      })
+    }),
+  ).pipe(
+    Command.withDescription(
+      "Serve a cluster: run the units that `trajectories run --cluster` submits, until stopped. Start any number, on machines that see the config's files and the output folder at the same paths.",
+    ),
+  )
+
   const command = Command.make("trajectories").pipe(
     Command.withDescription(
       "Training trajectories of language-model checkpoint families: per-token perplexity trends, " +
         "downstream accuracy, and what predicts it. Outputs Parquet tables and an HTML report under <output>/<run>/.",
     ),
-    Command.withSubcommands([run, status, report, dag]),
+    Command.withSubcommands([run, status, report, dag, runner]),
   )
 
   return Command.run(command, { name: "trajectories", version: "0.1.0" })

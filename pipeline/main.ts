@@ -15,5 +15,6 @@ runCli(
     layer: StageServicesLive,
     prepare: withHubTokenizer,
     report: { stage: REPORT, file: REPORT_PATH },
+    registry: new URL("../stages/registry.ts", import.meta.url).href,
   }),
 )

@@ -29,8 +29,8 @@ export const fmtSeconds = (s: number): string => {
 /** One unit in flight: its own progress, and how it ends. */
 export interface UnitSlot {
   readonly progress: Progress
-  /** Print the unit's outcome line (`interrupted`: no line, the run is stopping). */
-  end(ok: boolean, seconds: number, detail?: string, interrupted?: boolean): void
+  /** Print the unit's outcome line (`interrupted`: no line, the run is stopping; `where`: the cluster runner it ran on). */
+  end(ok: boolean, seconds: number, detail?: string, interrupted?: boolean, where?: string): void
 }
 
 interface Flight {
@@ -87,14 +87,14 @@ export class Reporter {
           this.draw(false)
         },
       },
-      end: (ok, seconds, detail, interrupted) => {
+      end: (ok, seconds, detail, interrupted, where) => {
         this.flights.delete(f)
         if (interrupted) return this.clear()
         const c = this.count(stage)
         c.done++
         const rate = f.done > 0 && seconds > 0 ? `, ${fmtRate(f.done / seconds)} ${f.what}/s` : ""
         this.clear()
-        this.sink.write(`${stage} [${c.done}/${Math.max(c.total, c.done)}] ${id} ${ok ? "done" : "FAILED"} in ${fmtSeconds(seconds)}${rate}${detail ? `: ${detail}` : ""}\n`)
+        this.sink.write(`${stage} [${c.done}/${Math.max(c.total, c.done)}] ${id} ${ok ? "done" : "FAILED"} in ${fmtSeconds(seconds)}${rate}${where ? ` on ${where}` : ""}${detail ? `: ${detail}` : ""}\n`)
         if (this.flights.size > 0) this.draw(true)
       },
     }
@@ -123,7 +123,11 @@ export class Reporter {
   }
 
   private line(): string {
-    return [...this.flights].map((f) => this.flightLine(f)).join(" | ")
+    // Many units in flight (a cluster run): the first few, and how many more.
+    const all = [...this.flights]
+    const shown = all.slice(0, 3).map((f) => this.flightLine(f))
+    if (all.length > 3) shown.push(`+${all.length - 3} more in flight`)
+    return shown.join(" | ")
   }
 
   private draw(force: boolean): void {

@@ -173,6 +173,8 @@ export interface RunOptions<S extends Stage<any, any> = Stage<any, any>> {
   /** Stages to plan (the CLI passes the registry, stages/index.ts). */
   readonly stages: ReadonlyArray<S>
   readonly sink?: Sink
+  /** Where units run (default: this process, localExecutor). */
+  readonly executor?: Executor<any>
 }
 
 export type Outcome = "ran" | "up-to-date" | "failed" | "blocked" | "not-run"
@@ -187,6 +189,8 @@ export interface UnitOutcome {
   readonly seconds?: number
   /** Ran with the same key and wrote byte-identical files (early cutoff: its readers need not re-run). */
   readonly unchanged?: boolean
+  /** The cluster runner it ran on (absent: this process). */
+  readonly where?: string
 }
 
 export interface RunSummary {
@@ -218,6 +222,7 @@ export const runPipeline = <S extends Stage<any, any>>(
     const t0 = performance.now()
     const store = yield* RunStore
     const sink = options.sink ?? stderrSink()
+    const executor = options.executor ?? localExecutor
     const reporter = new Reporter(sink)
     const runDir = store.location
     const fingerprints = fingerprintsFor(config, store)
@@ -369,8 +374,9 @@ export const runPipeline = <S extends Stage<any, any>>(
         }
         yield* admitted(pu, lane)
         busy.add(lane)
-        const result = yield* Effect.ensuring(runUnit(config, store, pu, manifest, reporter, record), Effect.sync(() => busy.delete(lane)))
+        const result = yield* Effect.ensuring(runUnit(config, store, pu, manifest, reporter, record, executor), Effect.sync(() => busy.delete(lane)))
         outcomes.push(result)
+        if (result.outcome === "ran" && stage.recorded !== undefined) yield* stage.recorded(pu.unit, ownInput(pu), config)
         if (result.outcome === "ran") {
           // --force re-runs everything downstream, whatever the forced units wrote.
           if (!result.unchanged || force.has(stage.name)) ranThisRun.add(pu.name)
@@ -394,7 +400,10 @@ export const runPipeline = <S extends Stage<any, any>>(
           }),
         { discard: true },
       )
-    yield* Effect.forEach([...lanes], ([lane, units]) => runLane(lane, units), { concurrency: "unbounded", discard: true })
+    if (executor.concurrent) {
+      // Every unit as soon as its inputs are settled (a unit is its own lane for `admit`).
+      yield* Effect.forEach(plan, (pu) => runLane(pu.name, [pu]), { concurrency: "unbounded", discard: true })
+    } else yield* Effect.forEach([...lanes], ([lane, units]) => runLane(lane, units), { concurrency: "unbounded", discard: true })
     // Outcomes in plan order, whatever order the lanes finished in.
     outcomes.sort((a, b) => planIndex.get(unitName(a.stage, a.id))! - planIndex.get(unitName(b.stage, b.id))!)
 
@@ -414,6 +423,9 @@ export const runPipeline = <S extends Stage<any, any>>(
           ` in ${fmtSeconds(seconds)}`,
       )
     }
+    const byRunner = new Map<string, number>()
+    for (const o of outcomes) if (o.where !== undefined) byRunner.set(o.where, (byRunner.get(o.where) ?? 0) + 1)
+    if (byRunner.size) reporter.log(`units per runner: ${[...byRunner].sort((a, b) => a[0].localeCompare(b[0])).map(([w, n]) => `${w} ${n}`).join(", ")}`)
     if (failed.length || blocked.length) {
       const lines = [...failed, ...blocked].slice(0, 20).map((o) => `  ${o.stage}/${o.id}: ${o.message}`)
       const more = failed.length + blocked.length > 20 ? [`  … and ${failed.length + blocked.length - 20} more`] : []
@@ -562,6 +574,90 @@ export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; re
   return { ctx, written }
 }
 
+/** What running one unit produced, wherever it ran (this process, or a cluster runner). */
+export interface UnitExecution {
+  readonly ok: boolean
+  /** The files it wrote, in order, with their sizes and CRC-32s. */
+  readonly files: ReadonlyArray<FileRecord>
+  readonly started: string
+  readonly seconds: number
+  /** A failure's one-line message, and its chain of causes (for --verbose). */
+  readonly message?: string
+  readonly causes?: ReadonlyArray<string>
+  /** Upstream units whose files it found changed since they were written (name → error): marked failed, so the next run writes them again. */
+  readonly corrupt?: Readonly<Record<string, string>>
+  /** Where it ran (a cluster runner's name); absent in this process. */
+  readonly where?: string
+}
+
+/** One unit to execute: what the unit reads is given as the manifest records of its allowed inputs. */
+export interface UnitJob {
+  readonly config: Config
+  readonly stage: Stage<any, any>
+  readonly unit: UnitPlan
+  /** `stage/id`. */
+  readonly name: string
+  /** Its key (a cluster executor names the execution by it). */
+  readonly key: string
+  /** Names (`stage/id`) of the upstream units it may read: its inputs and soft inputs. */
+  readonly allowed: ReadonlyArray<string>
+  /** The manifest records of those units (absent: not in the manifest). */
+  readonly inputs: Readonly<Record<string, UnitRecord>>
+  /** The unit's own record before this run (a cluster executor tells a new execution from a re-attached one by it). */
+  readonly previous?: UnitRecord
+}
+
+/**
+ * Where units run. The local executor runs each in this process, one at a time per lane; a
+ * concurrent one (the cluster, pipeline/cluster/) takes every unit whose inputs are done at once.
+ */
+export interface Executor<R = never> {
+  readonly concurrent: boolean
+  readonly execute: (job: UnitJob, store: RunStoreShape, progress: Progress, log: (m: string) => void) => Effect.Effect<UnitExecution, RunError, R>
+}
+
+/**
+ * Run a unit's stage over a run store, with its inputs as recorded: the whole of a unit's work,
+ * here or in a cluster runner's worker thread. Interruption propagates; every other way of ending
+ * is an execution (a failure is `ok: false` with its message).
+ */
+export const executeUnit = (
+  job: UnitJob,
+  store: RunStoreShape,
+  progress: Progress,
+  log: (m: string) => void,
+): Effect.Effect<UnitExecution, never, any> =>
+  Effect.gen(function* () {
+    const view: Manifest = { version: 1, run: job.config.run, units: { ...job.inputs } }
+    const { ctx, written } = makeUnitContext({
+      config: job.config,
+      store,
+      stage: job.stage.name,
+      id: job.unit.id,
+      manifest: view,
+      allowed: job.allowed,
+      progress,
+      log,
+    })
+    const started = new Date().toISOString()
+    const t0 = performance.now()
+    const exit = yield* Effect.exit(Effect.suspend(() => job.stage.run(job.unit, ctx)))
+    const seconds = (performance.now() - t0) / 1000
+    const corrupt = Object.fromEntries(
+      Object.entries(view.units)
+        .filter(([n, r]) => r.status === "failed" && job.inputs[n]?.status === "done")
+        .map(([n, r]) => [n, r.error ?? "changed since it was written"]),
+    )
+    const base = { files: [...written], started, seconds, ...(Object.keys(corrupt).length ? { corrupt } : {}) }
+    if (Exit.isSuccess(exit)) return { ...base, ok: true } satisfies UnitExecution
+    if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+    const { message, causes } = failureOf(exit.cause)
+    return { ...base, ok: false, message, causes } satisfies UnitExecution
+  })
+
+/** Runs every unit in this process. */
+export const localExecutor: Executor<any> = { concurrent: false, execute: executeUnit }
+
 const runUnit = (
   config: Config,
   store: RunStoreShape,
@@ -569,29 +665,29 @@ const runUnit = (
   manifest: Manifest,
   reporter: Reporter,
   record: (unit: string, failure?: string) => Effect.Effect<void, RunError>,
+  executor: Executor<any>,
 ): Effect.Effect<UnitOutcome, RunError, any> =>
   Effect.gen(function* () {
     const slot = reporter.beginUnit(pu.stage.name, pu.unit.id)
-    const { ctx, written } = makeUnitContext({
-      config,
-      store,
-      stage: pu.stage.name,
-      id: pu.unit.id,
-      manifest,
-      allowed: [...pu.inputNames, ...pu.softNames],
-      progress: slot.progress,
-      log: (m) => reporter.log(m),
-    })
-    const started = new Date().toISOString()
-    const t0 = performance.now()
-    const exit = yield* Effect.exit(Effect.suspend(() => pu.stage.run(pu.unit, ctx)))
-    const seconds = (performance.now() - t0) / 1000
+    const allowed = [...pu.inputNames, ...pu.softNames]
+    const inputs = Object.fromEntries(allowed.flatMap((n) => (manifest.units[n] ? [[n, manifest.units[n]] as const] : [])))
+    const job: UnitJob = { config, stage: pu.stage, unit: pu.unit, name: pu.name, key: pu.key, allowed, inputs, ...(manifest.units[pu.name] ? { previous: manifest.units[pu.name] } : {}) }
+    const exec = yield* executor.execute(job, store, slot.progress, (m) => reporter.log(m)).pipe(
+      Effect.onInterrupt(() => Effect.sync(() => slot.end(false, 0, "interrupted", true))),
+    )
+    // An input whose file changed since it was written is marked failed: the next run writes it again.
+    for (const [n, error] of Object.entries(exec.corrupt ?? {})) {
+      const r = manifest.units[n]
+      if (r !== undefined) manifest.units[n] = { ...r, status: "failed", error }
+    }
     const stamp = (n: string) => (manifest.units[n]?.status === "done" ? manifest.units[n].started : "")
-    const stamps = Object.fromEntries([...pu.inputNames, ...pu.softNames].map((n) => [n, stamp(n)]))
+    const stamps = Object.fromEntries(allowed.map((n) => [n, stamp(n)]))
     // Params round-tripped through JSON, as the manifest will hold them.
     const params: unknown = JSON.parse(JSON.stringify(pu.unit.params ?? null))
-    const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, params, files: written, started, seconds, inputs: stamps }
-    if (Exit.isSuccess(exit)) {
+    const written = exec.files
+    const { seconds, started } = exec
+    const base = { stage: pu.stage.name, id: pu.unit.id, key: pu.key, parts: pu.parts, params, files: [...written], started, seconds, inputs: stamps }
+    if (exec.ok) {
       const old = manifest.units[pu.name]
       // Early cutoff: the same key and byte-identical outputs (a download made again after it was
       // released) change nothing downstream, so the record keeps its stamp and readers stay done.
@@ -606,16 +702,12 @@ const runUnit = (
       for (const f of old?.files ?? []) {
         if (!written.some((w) => w.path === f.path)) yield* Effect.ignore(store.remove(f.path))
       }
-      slot.end(true, seconds)
-      return { stage: pu.stage.name, id: pu.unit.id, outcome: "ran", seconds, ...(unchanged ? { unchanged } : {}) } satisfies UnitOutcome
+      slot.end(true, seconds, undefined, false, exec.where)
+      return { stage: pu.stage.name, id: pu.unit.id, outcome: "ran", seconds, ...(unchanged ? { unchanged } : {}), ...(exec.where ? { where: exec.where } : {}) } satisfies UnitOutcome
     }
-    if (Cause.isInterruptedOnly(exit.cause)) {
-      slot.end(false, seconds, "interrupted", true)
-      return yield* Effect.interrupt
-    }
-    const { message, causes } = failureOf(exit.cause)
+    const message = exec.message ?? "failed"
     manifest.units[pu.name] = { ...base, status: "failed", error: message } satisfies UnitRecord
     yield* record(pu.name, message)
-    slot.end(false, seconds, message)
-    return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, causes, seconds } satisfies UnitOutcome
+    slot.end(false, seconds, message, false, exec.where)
+    return { stage: pu.stage.name, id: pu.unit.id, outcome: "failed", message, causes: [...(exec.causes ?? [])], seconds, ...(exec.where ? { where: exec.where } : {}) } satisfies UnitOutcome
   })

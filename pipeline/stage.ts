@@ -162,6 +162,12 @@ export interface Stage<P = any, R = never> {
    */
   readonly release?: (unit: UnitPlan<P>, own: UnitInput, config: Config) => Effect.Effect<void, never, R>
   /**
+   * Called in the process that schedules the run (the `run` command, wherever the unit ran) once
+   * the unit's done record is in the manifest: what the scheduler keeps of it (the bytes a
+   * download holds, for `admit`).
+   */
+  readonly recorded?: (unit: UnitPlan<P>, own: UnitInput, config: Config) => Effect.Effect<void, never, R>
+  /**
    * Whether the unit may start now (a disk budget); asked again every 250 ms while another lane is
    * running a unit, and skipped (the unit starts) when every other lane is idle, so it cannot deadlock.
    */

@@ -30,7 +30,7 @@ export interface DownloadParams {
   readonly revision: string
 }
 
-/** Bytes of weights this process downloaded and has not released, by run folder (the budget of `max_gb`). */
+/** Bytes of weights downloaded in this run and not released, by run folder (the budget of `max_gb`), as the scheduling process counts them. */
 const held = new Map<string, Map<string, number>>()
 const heldIn = (config: Config) => {
   let m = held.get(config.runDir)
@@ -56,9 +56,6 @@ const run = Effect.fn("stage.download")(function* (unit: UnitPlan<DownloadParams
     })
     .pipe(Effect.mapError((e) => new UnitError({ message: `${model} step ${step}: ${e.message}`, cause: e })))
   const rows = snapshot.files.map((f) => ({ repo, revision, commit: snapshot.commit, file: f.file, bytes: f.size, sha256: f.sha256 ?? null }))
-  const weights = rows.filter((r) => isWeightFile(r.file)).reduce((a, r) => a + r.bytes, 0)
-  if (!ctx.config.download.keep) heldIn(ctx.config).set(unit.id, weights)
-  lastSize.set(model, weights)
   yield* ctx.writeParquet(downloadFile(model, step), DownloadFiles.fromRows(rows))
 })
 
@@ -82,6 +79,14 @@ export const downloadStage = defineStage<DownloadParams, Hub>({
       const rows = yield* readDownload(own, unit.params.model, unit.params.step)
       return rows.length > 0 && inCache(yield* Hub, rows).missing === undefined
     }).pipe(Effect.orElseSucceed(() => false)),
+  // Counted where the run is scheduled (the download itself may have run on a cluster runner).
+  recorded: (unit, own, config) =>
+    Effect.gen(function* () {
+      const rows = yield* readDownload(own, unit.params.model, unit.params.step)
+      const weights = rows.filter((r) => isWeightFile(r.file)).reduce((a, r) => a + r.bytes, 0)
+      if (!config.download.keep) heldIn(config).set(unit.id, weights)
+      lastSize.set(unit.params.model, weights)
+    }).pipe(Effect.ignore),
   release: (unit, own, config) =>
     Effect.gen(function* () {
       if (config.download.keep) return

@@ -1,0 +1,56 @@
+/**
+ * The cluster's layers: @effect/cluster's socket runners with their state (runners, shard locks,
+ * messages, replies) in PostgreSQL (@effect/sql-pg), and @effect/workflow's engine on top.
+ *
+ *   clientLayer(url)                       the `run --cluster` process: submits, runs nothing
+ *   runnerLayer(url, { host, port })       a `runner` process: owns shards, runs their units
+ *
+ * Every runner and client of one cluster uses the same database; the tables (cluster_*) are made by
+ * the first process that connects. Settings are ours, never read from the environment (the
+ * library's `layerFromEnv` would take HOST and PORT from it).
+ */
+import * as ClusterWorkflowEngine from "@effect/cluster/ClusterWorkflowEngine"
+import { RunnerAddress } from "@effect/cluster/RunnerAddress"
+import type * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Duration, Layer, Option, Redacted } from "effect"
+
+/** How often a runner looks for work and for other runners: short, so a lost runner's units move within seconds. */
+const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
+  entityMessagePollInterval: Duration.seconds(1),
+  entityReplyPollInterval: Duration.millis(100),
+  refreshAssignmentsInterval: Duration.seconds(1),
+  runnerHealthCheckInterval: Duration.seconds(5),
+  // A unit runs for as long as it needs; an entity with a request in flight is never idle.
+  entityMaxIdleTime: Duration.minutes(5),
+  // Until a runner has registered the unit workflow, messages wait for one (runners may start later).
+  entityRegistrationTimeout: Duration.days(7),
+}
+
+/** The PostgreSQL client of a `postgres://…` URL (the password, if any, kept redacted). */
+export const pgLayer = (url: string, applicationName: string) =>
+  PgClient.layer({ url: Redacted.make(url), applicationName, maxConnections: 8 })
+
+/** The submitting process: a client of the cluster (it owns no shards). */
+export const clientLayer = (url: string) =>
+  ClusterWorkflowEngine.layer.pipe(
+    Layer.provideMerge(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: { ...common, runnerAddress: Option.none() } })),
+    Layer.provide(pgLayer(url, "trajectories run")),
+  )
+
+/** A runner: listens on `listen` (other runners and clients reach it at `address`), owns shards, runs units. */
+export const runnerLayer = (url: string, address: { readonly host: string; readonly port: number }, listen?: { readonly host: string; readonly port: number }) =>
+  ClusterWorkflowEngine.layer.pipe(
+    Layer.provideMerge(
+      NodeClusterSocket.layer({
+        storage: "sql",
+        shardingConfig: {
+          ...common,
+          runnerAddress: Option.some(RunnerAddress.make(address)),
+          runnerListenAddress: listen ? Option.some(RunnerAddress.make(listen)) : Option.none(),
+        },
+      }),
+    ),
+    Layer.provideMerge(pgLayer(url, `trajectories runner ${address.host}:${address.port}`)),
+  )

@@ -1,0 +1,101 @@
+/**
+ * `trajectories runner --cluster postgres://…`: a long-lived process that owns a share of the
+ * cluster's shards and runs the units that land on them, in worker threads (pool.ts), until it is
+ * stopped. Start any number, on any machines that see the run folders at the same paths.
+ *
+ * A unit runs as one activity of its workflow (job.ts): the cluster persists the result, so a
+ * finished unit is answered from storage and never runs again; a runner that dies has its shards,
+ * and the units on them, taken over by the others. Besides the cluster's own shard locks, each unit
+ * holds a PostgreSQL advisory lock on its run folder and name while it runs (released by the server
+ * when the runner's connection drops), so no two runners ever write the same unit at once.
+ */
+import { createHash } from "node:crypto"
+import * as Activity from "@effect/workflow/Activity"
+import { SqlClient } from "@effect/sql/SqlClient"
+import { Effect, Layer, Schema } from "effect"
+import { firstLine, RunError } from "../errors.ts"
+import { Reporter, stderrSink } from "../progress.ts"
+import type { UnitExecution } from "../runner.ts"
+import { decodeExecution, encodeExecution, UnitWorkflow, type JobMessage } from "./job.ts"
+import { runnerLayer } from "./layers.ts"
+import { makePool, type RunnerOverrides } from "./pool.ts"
+
+export interface RunnerOptions {
+  /** postgres://user[:password]@host:port/database */
+  readonly url: string
+  /** The address other runners and clients reach this one at. */
+  readonly host: string
+  readonly port: number
+  /** The address to listen on (default: host). */
+  readonly listenHost?: string
+  /** Shown in progress lines and the run's "units per runner" (default host:port). */
+  readonly name: string
+  /** Units at once (worker threads). */
+  readonly jobs: number
+  readonly overrides: RunnerOverrides
+  /** The stage registry module (URL) the worker threads load: it exports `stages` and `layer`. */
+  readonly registry: string
+}
+
+/** A database URL with its password hidden, for messages. */
+export const shownUrl = (url: string): string => url.replace(/^(\w+:\/\/[^:/@]*):[^@/]*@/, "$1:***@")
+
+/** Two int4 keys of an advisory lock on a unit of a run. */
+const lockKeys = (runDir: string, name: string): [number, number] => {
+  const h = createHash("sha256").update(`${runDir}\0${name}`).digest()
+  return [h.readInt32BE(0), h.readInt32BE(4)]
+}
+
+/** Hold the unit's advisory lock for the scope, waiting while another runner holds it. */
+const unitLock = (runDir: string, name: string, log: (m: string) => void) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+    const conn = yield* sql.reserve
+    const keys = lockKeys(runDir, name)
+    let warned = false
+    for (;;) {
+      const rows = yield* conn.execute("SELECT pg_try_advisory_lock($1, $2) AS ok", keys, undefined)
+      if (rows[0]?.ok === true) break
+      if (!warned) log(`${name}: another runner is running it; waiting for it to stop`)
+      warned = true
+      yield* Effect.sleep("1 second")
+    }
+    yield* Effect.addFinalizer(() => Effect.ignore(conn.execute("SELECT pg_advisory_unlock($1, $2)", keys, undefined)))
+  })
+
+const failed = (message: string, where: string): UnitExecution => ({ ok: false, files: [], started: new Date().toISOString(), seconds: 0, message, where })
+
+/** The runner's program: serves until interrupted (SIGINT/SIGTERM), then hands its shards back. */
+export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> => {
+  const reporter = new Reporter(stderrSink())
+  const log = (m: string) => reporter.log(m)
+  const workflows = Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const pool = yield* makePool({ size: o.jobs, registry: o.registry, overrides: o.overrides })
+      return UnitWorkflow.toLayer((payload) =>
+        Activity.make({
+          name: "run",
+          success: Schema.String,
+          execute: Effect.gen(function* () {
+            const m = JSON.parse(payload.job) as JobMessage
+            yield* unitLock(m.config.runDir, m.name, log)
+            const slot = reporter.beginUnit(m.stage, m.unit.id)
+            const exec = decodeExecution(
+              yield* pool.run(payload.job, slot.progress, log).pipe(Effect.onInterrupt(() => Effect.sync(() => slot.end(false, 0, "interrupted", true)))),
+            )
+            slot.end(exec.ok, exec.seconds, exec.message)
+            return encodeExecution({ ...exec, where: o.name })
+          }).pipe(
+            Effect.scoped,
+            Effect.catchAll((e) => Effect.succeed(encodeExecution(failed(`the cluster's database failed: ${firstLine(e)}`, o.name)))),
+          ),
+        }),
+      )
+    }),
+  )
+  const listen = { host: o.listenHost ?? o.host, port: o.port }
+  return Layer.launch(workflows.pipe(Layer.provide(runnerLayer(o.url, { host: o.host, port: o.port }, listen)))).pipe(
+    Effect.onExit(() => Effect.sync(() => reporter.clear())),
+    Effect.catchAllCause((cause) => Effect.fail(new RunError({ message: `runner ${o.name} on ${shownUrl(o.url)}: ${firstLine(cause)}` }))),
+  ) as Effect.Effect<never, RunError>
+}
