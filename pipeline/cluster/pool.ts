@@ -5,7 +5,7 @@
  * dies, is replaced.
  *
  *   const pool = yield* makePool({ size: 1, registry, overrides: { threads: 4 } })
- *   const result = yield* pool.run(jobJson, progress, log)   // the UnitExecution as JSON
+ *   const result = yield* pool.run(jobJson, () => progress, log)   // the UnitExecution as JSON
  */
 import { Worker } from "node:worker_threads"
 import { Effect, Queue, type Scope } from "effect"
@@ -47,8 +47,11 @@ export type WorkerReply =
   | { readonly type: "interrupted"; readonly id: number }
 
 export interface Pool {
-  /** Run a job (JobMessage JSON) in a free worker; its UnitExecution as JSON. */
-  readonly run: (job: string, progress: Progress, log: (m: string) => void) => Effect.Effect<string>
+  /**
+   * Run a job (JobMessage JSON) in a free worker; its UnitExecution as JSON. `begin` is called when
+   * a worker takes it (until then it waits for one) and gives where its progress goes.
+   */
+  readonly run: (job: string, begin: () => Progress, log: (m: string) => void) => Effect.Effect<string>
 }
 
 const failedJson = (message: string): string =>
@@ -106,7 +109,7 @@ export const makePool = (options: { readonly size: number; readonly registry: st
         w.postMessage({ type: "job", id, job } satisfies WorkerRequest)
       })
 
-    const run = (job: string, progress: Progress, log: (m: string) => void) =>
+    const run = (job: string, begin: () => Progress, log: (m: string) => void) =>
       Effect.acquireUseRelease(
         Effect.map(Queue.take(idle), (worker) => ({ worker, pending: undefined as Promise<unknown> | undefined })),
         (slot) =>
@@ -117,7 +120,7 @@ export const makePool = (options: { readonly size: number; readonly registry: st
               slot.worker = w
             }
             const id = ++next
-            const running = runIn(slot.worker, id, job, progress, log)
+            const running = runIn(slot.worker, id, job, begin(), log)
             slot.pending = running
             const r = yield* Effect.promise((signal) => {
               signal.addEventListener("abort", () => slot.worker?.postMessage({ type: "cancel", id } satisfies WorkerRequest))

@@ -14,7 +14,7 @@ import * as Activity from "@effect/workflow/Activity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Effect, Layer, Schema } from "effect"
 import { firstLine, RunError } from "../errors.ts"
-import { Reporter, stderrSink } from "../progress.ts"
+import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
 import type { UnitExecution } from "../runner.ts"
 import { decodeExecution, encodeExecution, UnitWorkflow, type JobMessage } from "./job.ts"
 import { runnerLayer } from "./layers.ts"
@@ -67,7 +67,8 @@ const failed = (message: string, where: string): UnitExecution => ({ ok: false, 
 
 /** The runner's program: serves until interrupted (SIGINT/SIGTERM), then hands its shards back. */
 export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> => {
-  const reporter = new Reporter(stderrSink())
+  const sink = stderrSink()
+  const reporter = new Reporter(sink)
   const log = (m: string) => reporter.log(m)
   const workflows = Layer.unwrapScoped(
     Effect.gen(function* () {
@@ -79,11 +80,17 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
           execute: Effect.gen(function* () {
             const m = JSON.parse(payload.job) as JobMessage
             yield* unitLock(m.config.runDir, m.name, log)
-            const slot = reporter.beginUnit(m.stage, m.unit.id)
+            let slot: UnitSlot | undefined
+            const begin = () => {
+              // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
+              if (!sink.isTTY) log(`${m.stage} ${m.unit.id} started`)
+              slot = reporter.beginUnit(m.stage, m.unit.id)
+              return slot.progress
+            }
             const exec = decodeExecution(
-              yield* pool.run(payload.job, slot.progress, log).pipe(Effect.onInterrupt(() => Effect.sync(() => slot.end(false, 0, "interrupted", true)))),
+              yield* pool.run(payload.job, begin, log).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
             )
-            slot.end(exec.ok, exec.seconds, exec.message)
+            slot?.end(exec.ok, exec.seconds, exec.message)
             return encodeExecution({ ...exec, where: o.name })
           }).pipe(
             Effect.scoped,
