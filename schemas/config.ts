@@ -136,6 +136,8 @@ export const Scoring = Schema.Struct({
   /** Intra-op threads (default: the number of cores). */
   threads: Schema.optional(PositiveInt),
   execution_provider: Schema.optionalWith(Schema.Literal("cpu", "cuda"), { default: () => "cpu" as const }),
+  /** CUDA device id for `execution_provider: cuda` (ignored on cpu); not part of any unit's key. */
+  cuda_device: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
   /** Also write the entropy of each predictive distribution. */
   entropy: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Rows per Parquet row group of score files; blocks of this size align across checkpoints. */

@@ -44,6 +44,15 @@ describe("config", () => {
     expect(c.runDir).toBe(path.join(tmp, "outputs/demo"))
     expect(c.analysis.thresholds).toEqual([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     expect(c.scoring.batch_size).toBe(8)
+    expect(c.scoring.execution_provider).toBe("cpu")
+    expect(c.scoring.cuda_device).toBe(0)
+  })
+
+  it("scoring.cuda_device: a non-negative integer", () => {
+    const r = parseConfig(path.join(tmp, "c.yaml"), `${good}scoring: { execution_provider: cuda, cuda_device: 2 }\n`)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    expect(r.right.scoring.cuda_device).toBe(2)
+    expect(fail(`${good}scoring: { cuda_device: -1 }\n`)).toMatch(/scoring\.cuda_device: expected a non-negative number, got -1$/)
   })
 
   it("unknown field: file, line, document path", () => {

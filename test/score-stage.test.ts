@@ -102,8 +102,9 @@ describe("score stage: plan", () => {
     expect(units[0].params).toEqual({ model: "s", step: 8, dataset: "press", entropy: true, row_group_size: 4 })
     expect(units[1].inputs).toEqual([{ stage: "tokenize", id: "dataset=fiction" }])
     expect(units[2].files).toEqual([path.join(tmp, "plan/ckpt/s-16.onnx")])
-    const other = project("plan2", "{ entropy: true, row_group_size: 4, threads: 2, batch_size: 16 }")
+    const other = project("plan2", "{ entropy: true, row_group_size: 4, threads: 2, batch_size: 16, execution_provider: cuda, cuda_device: 3 }")
     expect(scoreStage.plan(other)[0].params).toEqual(units[0].params)
+    expect(scoreStage.plan(other)[0].id).toBe(units[0].id)
   })
 })
 

@@ -9,7 +9,7 @@
  *   batching.ts    pure batch plans, padding, (log-)softmax
  *   scorer.ts      withScorer: per-token log-probs, batched longest first, order restored
  *   next-token.ts  openNextToken: next-token distributions, with the export's KV cache when it has one
- *   options.ts     scorerOptions: the config's `scoring` section as ScorerOptions
+ *   options.ts     scorerOptions, sessionSettings: the config's `scoring` section as ScorerOptions / SessionSettings
  *
  * Stage code:
  *
@@ -23,7 +23,7 @@ import { OnnxError, toOnnxError } from "./session.ts"
 import { withScorer, type Scorer, type ScorerOptions } from "./scorer.ts"
 
 export { OnnxError } from "./session.ts"
-export { scorerOptions, type ScorerContext, type ScoringSection } from "./options.ts"
+export { scorerOptions, sessionSettings, type ScorerContext, type ScoringSection } from "./options.ts"
 export type { ScoreRequest, ScoreResult, Scorer, ScorerOptions } from "./scorer.ts"
 export type { NextToken, OpenOptions, Stepper } from "./next-token.ts"
 

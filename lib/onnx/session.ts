@@ -4,11 +4,13 @@
  *
  *   sessionOptions({ threads: 4 })
  *   // → { executionProviders: ["cpu"], intraOpNumThreads: 4, interOpNumThreads: 1, executionMode: "sequential", … }
+ *   sessionOptions({ executionProvider: "cuda", cudaDevice: 1 })
+ *   // → { executionProviders: [{ name: "cuda", deviceId: 1 }], … }
  *
  * GPU: `executionProvider: "cuda"` needs onnxruntime-node's CUDA provider, which this
  * project's `.npmrc` (ignore-scripts) does not install: run
  * `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false` (it downloads
- * the CUDA 12 provider libraries), and put CUDA 12 and cuDNN 9 on the library path.
+ * the CUDA 12 provider libraries), and put CUDA 12 and cuDNN 9 on the library path (docs/gpu.md).
  */
 import * as os from "node:os"
 import { Data } from "effect"
@@ -38,11 +40,21 @@ export interface SessionSettings {
   readonly threads?: number
   /** Default "cpu". */
   readonly executionProvider?: "cpu" | "cuda"
+  /** CUDA device id for executionProvider "cuda" (default 0); ignored on cpu. */
+  readonly cudaDevice?: number
 }
 
-/** Session options: the execution provider, intra-op threads, one inter-op thread, sequential execution, all graph optimizations. */
+/** The one execution provider of a session: plain "cpu", or CUDA on one device. */
+const providers = (o: SessionSettings): ort.InferenceSession.SessionOptions["executionProviders"] =>
+  o.executionProvider === "cuda" ? [{ name: "cuda", deviceId: o.cudaDevice ?? 0 }] : ["cpu"]
+
+/** Whether session options ask for CUDA (as a name or as an option object). */
+const wantsCuda = (options: ort.InferenceSession.SessionOptions): boolean =>
+  (options.executionProviders ?? []).some((p) => (typeof p === "string" ? p : p.name) === "cuda")
+
+/** Session options: the execution provider (CUDA with its device id), intra-op threads, one inter-op thread, sequential execution, all graph optimizations. */
 export const sessionOptions = (o: SessionSettings): ort.InferenceSession.SessionOptions => ({
-  executionProviders: [o.executionProvider ?? "cpu"],
+  executionProviders: providers(o),
   intraOpNumThreads: o.threads ?? Math.max(1, os.availableParallelism()),
   interOpNumThreads: 1,
   executionMode: "sequential",
@@ -59,9 +71,26 @@ export const withExternalFolder = (options: ort.InferenceSession.SessionOptions,
   extra: { session: { model_external_initializers_file_folder_path: folder } },
 })
 
+/** The CUDA device id that session options ask for (0 when given as the plain name "cuda"). */
+const cudaDeviceOf = (options: ort.InferenceSession.SessionOptions): number => {
+  const p = (options.executionProviders ?? []).find((x) => typeof x !== "string" && x.name === "cuda")
+  return p !== undefined && typeof p !== "string" && "deviceId" in p && typeof p.deviceId === "number" ? p.deviceId : 0
+}
+
 /**
- * A session on a model file or on model bytes. A missing CUDA provider becomes a Fail saying how
- * to install it; any other error is rethrown as it is.
+ * The user's line for onnxruntime's CUDA error `msg` at session creation. The provider's shared
+ * libraries not loading (onnxruntime-node's CUDA files not installed, or CUDA 12 / cuDNN 9 not on
+ * the library path) says how to install them; any other CUDA error (e.g. "CUDA failure 101:
+ * invalid device ordinal") names the device.
+ */
+export const cudaFailureMessage = (label: string, msg: string, device: number): string =>
+  /Failed to load|shared library|cannot open shared object/i.test(msg)
+    ? `${label}: execution provider "cuda" is not available (${msg}); run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false" and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`
+    : `${label}: execution provider "cuda" failed on device ${device} (${msg}); check scoring.cuda_device against the devices nvidia-smi lists, or use execution_provider: cpu`
+
+/**
+ * A session on a model file or on model bytes. A CUDA failure becomes a Fail saying how to install
+ * the provider or which device failed (cudaFailureMessage); any other error is rethrown as it is.
  */
 export const createSession = async (
   src: string | Uint8Array,
@@ -72,12 +101,7 @@ export const createSession = async (
     return typeof src === "string" ? await ort.InferenceSession.create(src, options) : await ort.InferenceSession.create(src, options)
   } catch (e) {
     const msg = firstLine(e)
-    if (/Cuda|CUDA/.test(msg) && options.executionProviders?.includes("cuda")) {
-      throw new Fail(
-        `${label}: execution provider "cuda" is not available (${msg}); run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false" and put CUDA 12 + cuDNN 9 on the library path, or use execution_provider: cpu`,
-        { cause: e },
-      )
-    }
+    if (/Cuda|CUDA/.test(msg) && wantsCuda(options)) throw new Fail(cudaFailureMessage(label, msg, cudaDeviceOf(options)), { cause: e })
     throw e
   }
 }

@@ -136,7 +136,7 @@ export const scoreStage = defineStage<ScoreParams, Onnx | Hub>({
           const source = checkpointPlan(m, cp) // a local checkpoint's files, or a Hub checkpoint's download unit
           return {
             id: scoreUnit(m.name, cp.step, d.name).id,
-            // Only what changes the output: threads and batch size do not.
+            // Only what changes the output: threads, batch size and the device (execution_provider, cuda_device) do not.
             params: { model: m.name, step: cp.step, dataset: d.name, entropy: config.scoring.entropy, row_group_size: config.scoring.row_group_size },
             inputs: [tokenizeUnit(d.name), ...source.inputs],
             files: source.files,

@@ -16,7 +16,7 @@
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
 import type { TableRow } from "../../lib/tables.ts"
-import { Onnx, scorerOptions, type NextToken, type ScoreRequest } from "../../lib/onnx/index.ts"
+import { Onnx, scorerOptions, sessionSettings, type NextToken, type ScoreRequest } from "../../lib/onnx/index.ts"
 import { mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
 import { encodeIds, Tokenizers, type LoadedTokenizer } from "../../lib/tokenizer.ts"
 import type { Config, ResolvedSequences } from "../../pipeline/config.ts"
@@ -222,7 +222,7 @@ const withPair = <A>(r: ResolvedSequences, ctx: UnitContext, use: (s: NextToken,
     Effect.gen(function* () {
       const { config } = ctx
       const onnx = yield* Onnx
-      const o = { threads: config.scoring.threads, executionProvider: config.scoring.execution_provider, cacheDir: ctx.cacheDir }
+      const o = { ...sessionSettings(config.scoring), cacheDir: ctx.cacheDir }
       const largeAt = yield* checkpointPath(ctx, r.large.model, r.large.checkpoint)
       const smallAt = yield* checkpointPath(ctx, r.small.model, r.small.checkpoint)
       const open = (side: ResolvedSequences["large"], where: string) =>
