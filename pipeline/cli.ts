@@ -10,7 +10,7 @@
 import * as os from "node:os"
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { clientLayer } from "./cluster/layers.ts"
+import { clientLayer, stderrLogs } from "./cluster/layers.ts"
 import { parseDevice } from "./cluster/pool.ts"
 import { serveRunner, shownUrl } from "./cluster/serve.ts"
 import { clusterExecutor } from "./cluster/submit.ts"
@@ -54,7 +54,11 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
   const runOnDisk = (config: Config, run: Omit<RunOptions<Stage<any, R>>, "stages" | "executor">, cluster?: string) => {
     const local = runPipeline(config, { ...run, stages: allStages, ...(cluster !== undefined ? { executor: clusterExecutor } : {}) })
     // In a cluster run, the cluster's own logs only when something is wrong.
-    const e = (cluster === undefined ? local : local.pipe(Effect.provide(clientLayer(cluster)), Logger.withMinimumLogLevel(LogLevel.Warning))).pipe(
+    const e = (cluster === undefined ? local : local.pipe(
+            Effect.provide(clientLayer(cluster)),
+            Logger.withMinimumLogLevel(LogLevel.Warning),
+            Effect.provide(stderrLogs),
+          )).pipe(
       Effect.provide(nodeRunStore(config.runDir)),
     )
     return (options.layer ? Effect.provide(e, options.layer) : e) as Effect.Effect<RunSummary, RunError>

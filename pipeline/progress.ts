@@ -52,6 +52,8 @@ export class Reporter {
   private lastDraw = 0
   private lastPlain = 0
   private drawn = false
+  /** Redraws while units are in flight, also when they report no progress (a cluster run's units). */
+  private timer: ReturnType<typeof setInterval> | undefined
 
   constructor(
     private readonly sink: Sink,
@@ -73,6 +75,10 @@ export class Reporter {
     const f: Flight = { stage, unit: id, start: performance.now(), total: 0, done: 0, what: "" }
     this.flights.add(f)
     if (this.flights.size === 1) this.lastPlain = f.start
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.draw(false), Math.max(50, Math.min(1000, this.intervalMs)))
+      this.timer.unref()
+    }
     this.draw(true)
     return {
       progress: {
@@ -89,6 +95,10 @@ export class Reporter {
       },
       end: (ok, seconds, detail, interrupted, where) => {
         this.flights.delete(f)
+        if (this.flights.size === 0 && this.timer !== undefined) {
+          clearInterval(this.timer)
+          this.timer = undefined
+        }
         if (interrupted) return this.clear()
         const c = this.count(stage)
         c.done++

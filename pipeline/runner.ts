@@ -15,6 +15,7 @@
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
  */
+import { randomUUID } from "node:crypto"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import type * as arrow from "apache-arrow"
@@ -241,6 +242,11 @@ export const runPipeline = <S extends Stage<any, any>>(
       reporter.log(`manifest.json was unreadable (${loaded.reason}); moved it to ${aside} and starting afresh`)
       manifest = emptyManifest(config.run)
     } else manifest = loaded.manifest
+    // A manifest of an older version has no instance yet: it gets one, kept from now on.
+    const fresh = manifest.instance === undefined || Object.keys(manifest.units).length === 0
+    if (manifest.instance === undefined) manifest.instance = randomUUID()
+    // A cluster names executions by the instance: it is on disk before the first one is submitted.
+    if (fresh && executor.concurrent) yield* Effect.mapError(writeManifest(store, manifest), manifestFailure("the run"))
     const isUpToDate = (pu: PlannedUnit) => Effect.map(Effect.mapError(upToDate(store, manifest, pu), storeFailure), (u) => u.ok)
 
     const only = options.only && options.only.length ? new Set<string>(options.only) : undefined
@@ -605,6 +611,8 @@ export interface UnitJob {
   readonly inputs: Readonly<Record<string, UnitRecord>>
   /** The unit's own record before this run (a cluster executor tells a new execution from a re-attached one by it). */
   readonly previous?: UnitRecord
+  /** The run folder's instance (Manifest.instance). */
+  readonly instance: string
 }
 
 /**
@@ -671,7 +679,17 @@ const runUnit = (
     const slot = reporter.beginUnit(pu.stage.name, pu.unit.id)
     const allowed = [...pu.inputNames, ...pu.softNames]
     const inputs = Object.fromEntries(allowed.flatMap((n) => (manifest.units[n] ? [[n, manifest.units[n]] as const] : [])))
-    const job: UnitJob = { config, stage: pu.stage, unit: pu.unit, name: pu.name, key: pu.key, allowed, inputs, ...(manifest.units[pu.name] ? { previous: manifest.units[pu.name] } : {}) }
+    const job: UnitJob = {
+      config,
+      stage: pu.stage,
+      unit: pu.unit,
+      name: pu.name,
+      key: pu.key,
+      allowed,
+      inputs,
+      instance: manifest.instance ?? "",
+      ...(manifest.units[pu.name] ? { previous: manifest.units[pu.name] } : {}),
+    }
     const exec = yield* executor.execute(job, store, slot.progress, (m) => reporter.log(m)).pipe(
       Effect.onInterrupt(() => Effect.sync(() => slot.end(false, 0, "interrupted", true))),
     )

@@ -10,7 +10,7 @@
  *     names a new execution, which runs.
  *
  *   executionName(job)
- *   // sha256 of [run folder, "score/model=s/step=1/dataset=d", key, previous record, inputs' stamps]
+ *   // sha256 of [run folder, instance, "score/model=s/step=1/dataset=d", key, previous record, inputs' stamps]
  */
 import { createHash } from "node:crypto"
 import { Workflow } from "@effect/workflow"
@@ -64,11 +64,11 @@ export const jobFromMessage = (m: JobMessage, stages: ReadonlyArray<Stage<any, a
   if (stage.version !== m.version) {
     return `this runner's ${m.stage} stage is version ${stage.version}, the run was planned with version ${m.version}; run the same version of trajectories everywhere`
   }
-  return { config: m.config, stage, unit: m.unit, name: m.name, key: m.key, allowed: m.allowed, inputs: m.inputs }
+  return { config: m.config, stage, unit: m.unit, name: m.name, key: m.key, allowed: m.allowed, inputs: m.inputs, instance: "" }
 }
 
 /**
- * The execution's name: the unit in this run (folder, name, key), its record before this run
+ * The execution's name: the unit in this run (folder, its instance, name, key), its record before this run
  * (all of it: a re-run that keeps its stamp by early cutoff still changes its duration), and the
  * stamps of the inputs it reads.
  */
@@ -77,6 +77,7 @@ export const executionName = (job: UnitJob): string =>
     .update(
       JSON.stringify([
         job.config.runDir,
+        job.instance,
         job.name,
         job.key,
         job.previous ?? null,

@@ -14,7 +14,7 @@ import { RunnerAddress } from "@effect/cluster/RunnerAddress"
 import type * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Duration, Layer, Option, Redacted } from "effect"
+import { Duration, Layer, Logger, Option, Redacted, Schedule } from "effect"
 
 /** How often a runner looks for work and for other runners: short, so a lost runner's units move within seconds. */
 const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
@@ -28,6 +28,12 @@ const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
   entityRegistrationTimeout: Duration.days(7),
 }
 
+/**
+ * Processes that start together on a new database race to make its tables (a Slurm job array
+ * does that): the losers' first statements fail, and they try again a few times.
+ */
+const startRetries = Schedule.exponential("250 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(6)))
+
 /** The PostgreSQL client of a `postgres://…` URL (the password, if any, kept redacted). */
 export const pgLayer = (url: string, applicationName: string) =>
   PgClient.layer({ url: Redacted.make(url), applicationName, maxConnections: 8 })
@@ -37,6 +43,7 @@ export const clientLayer = (url: string) =>
   ClusterWorkflowEngine.layer.pipe(
     Layer.provideMerge(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: { ...common, runnerAddress: Option.none() } })),
     Layer.provide(pgLayer(url, "trajectories run")),
+    Layer.retry(startRetries),
   )
 
 /** A runner: listens on `listen` (other runners and clients reach it at `address`), owns shards, runs units. */
@@ -53,4 +60,11 @@ export const runnerLayer = (url: string, address: { readonly host: string; reado
       }),
     ),
     Layer.provideMerge(pgLayer(url, `trajectories runner ${address.host}:${address.port}`)),
+    Layer.retry(startRetries),
   )
+
+/** The cluster's log lines on stderr (with the progress lines; stdout stays for results), in place of the default logger. */
+export const stderrLogs = Layer.mergeAll(
+  Logger.remove(Logger.defaultLogger),
+  Logger.replace(Logger.prettyLoggerDefault, Logger.prettyLogger({ stderr: true })),
+)

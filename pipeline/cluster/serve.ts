@@ -17,7 +17,7 @@ import { firstLine, RunError } from "../errors.ts"
 import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
 import type { UnitExecution } from "../runner.ts"
 import { decodeExecution, encodeExecution, UnitWorkflow, type JobMessage } from "./job.ts"
-import { runnerLayer } from "./layers.ts"
+import { runnerLayer, stderrLogs } from "./layers.ts"
 import { makePool, type RunnerOverrides } from "./pool.ts"
 
 export interface RunnerOptions {
@@ -103,6 +103,8 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
   const listen = { host: o.listenHost ?? o.host, port: o.port }
   return Layer.launch(workflows.pipe(Layer.provide(runnerLayer(o.url, { host: o.host, port: o.port }, listen)))).pipe(
     Effect.onExit(() => Effect.sync(() => reporter.clear())),
+    // The cluster's own log lines go to stderr, with the progress lines (stdout stays empty).
+    Effect.provide(stderrLogs),
     Effect.catchAllCause((cause) => Effect.fail(new RunError({ message: `runner ${o.name} on ${shownUrl(o.url)}: ${firstLine(cause)}` }))),
   ) as Effect.Effect<never, RunError>
 }
