@@ -7,15 +7,24 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
+import * as os from "node:os"
 
 export const TMP_PREFIX = ".tmp-"
 
 /** Temporary files written by this process and not yet renamed (removed on interruption). */
 const live = new Set<string>()
 
+/**
+ * This machine in temporary names: runs and cluster runners on several machines write into one
+ * shared folder, and a pid says whether its writer is alive only on the machine that wrote it.
+ */
+const HOST = createHash("sha256").update(os.hostname()).digest("hex").slice(0, 8)
+/** A temporary file of another machine is swept only once it is this old (its writer is surely gone). */
+const FOREIGN_STALE_MS = 24 * 3600_000
+
 export const tmpNameFor = (finalPath: string): string =>
-  path.join(path.dirname(finalPath), `${TMP_PREFIX}${process.pid}-${randomBytes(4).toString("hex")}-${path.basename(finalPath)}`)
+  path.join(path.dirname(finalPath), `${TMP_PREFIX}${process.pid}.${HOST}-${randomBytes(4).toString("hex")}-${path.basename(finalPath)}`)
 
 /** Write `data` to `finalPath` atomically (temp file in the same folder, fsync, rename). Returns bytes written. */
 export const writeFileAtomicSync = (finalPath: string, data: Uint8Array | string): number => {
@@ -53,7 +62,8 @@ export const removeLiveTemps = (): void => {
 
 /**
  * Remove temporary files under `root` whose writer is no longer alive (a SIGKILLed run).
- * Files of a live process other than ours are left alone. Returns the paths removed.
+ * Files of a live process other than ours are left alone, and so are another machine's (a cluster
+ * runner's) until they are a day old. Returns the paths removed.
  */
 export const sweepStaleTemps = (root: string): string[] => {
   const removed: string[] = []
@@ -64,8 +74,14 @@ export const sweepStaleTemps = (root: string): string[] => {
       const p = path.join(dir, e.name)
       if (e.isDirectory()) walk(p)
       else if (e.name.startsWith(TMP_PREFIX)) {
-        const pid = Number(e.name.slice(TMP_PREFIX.length).split("-")[0])
-        if (pid !== process.pid && isAlive(pid)) continue
+        // ".tmp-<pid>.<host>-…" (".tmp-<pid>-…" before hosts were named: this machine's).
+        const [pidText, host = HOST] = e.name.slice(TMP_PREFIX.length).split("-")[0].split(".")
+        const pid = Number(pidText)
+        if (host !== HOST) {
+          let age = 0
+          try { age = Date.now() - fs.statSync(p).mtimeMs } catch { continue }
+          if (age < FOREIGN_STALE_MS) continue
+        } else if (pid !== process.pid && isAlive(pid)) continue
         try { fs.rmSync(p, { force: true }); removed.push(p) } catch { /* ignore */ }
       }
     }

@@ -10,7 +10,7 @@
 import * as os from "node:os"
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { clientLayer, stderrLogs } from "./cluster/layers.ts"
+import { clientLayer, dbFailure, stderrLogs } from "./cluster/layers.ts"
 import { parseDevice } from "./cluster/pool.ts"
 import { serveRunner, shownUrl } from "./cluster/serve.ts"
 import { clusterExecutor } from "./cluster/submit.ts"
@@ -56,6 +56,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     // In a cluster run, the cluster's own logs only when something is wrong.
     const e = (cluster === undefined ? local : local.pipe(
             Effect.provide(clientLayer(cluster)),
+            Effect.mapError((e) => (e instanceof RunError ? e : new RunError({ message: `the cluster's database ${shownUrl(cluster)}: ${dbFailure(e)}` }))),
             Logger.withMinimumLogLevel(LogLevel.Warning),
             Effect.provide(stderrLogs),
           )).pipe(

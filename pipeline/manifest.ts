@@ -2,7 +2,6 @@
  * `outputs/<run>/manifest.json`: what every unit produced, under which key (and the parts of that
  * key), and how it ended. Rewritten atomically through the run store after every unit.
  */
-import { randomUUID } from "node:crypto"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { KeyParts } from "./hash.ts"
 import { readTextOption, type RunStoreShape, type StoreError } from "./run-store.ts"
@@ -36,7 +35,7 @@ export interface Manifest {
   readonly version: 1
   readonly run: string
   /**
-   * Made when the manifest is: a run folder deleted and made again is another instance, so a
+   * Given by the first run of a run folder: a folder deleted and made again is another instance, so a
    * cluster never answers its units from what it ran for the old one (pipeline/cluster/job.ts).
    */
   instance?: string
@@ -50,7 +49,7 @@ export type LoadedManifest =
   | { readonly _tag: "ok"; readonly manifest: Manifest }
   | { readonly _tag: "corrupt"; readonly reason: string }
 
-export const emptyManifest = (run: string): Manifest => ({ version: 1, run, instance: randomUUID(), units: {} })
+export const emptyManifest = (run: string): Manifest => ({ version: 1, run, units: {} })
 
 /** The manifest's shape, checked when it is read: a file that is not one is moved aside like an unreadable one. */
 const FileRecordSchema = Schema.Struct({ path: Schema.String, bytes: Schema.Number, crc32: Schema.optional(Schema.Number) })

@@ -242,9 +242,9 @@ export const runPipeline = <S extends Stage<any, any>>(
       reporter.log(`manifest.json was unreadable (${loaded.reason}); moved it to ${aside} and starting afresh`)
       manifest = emptyManifest(config.run)
     } else manifest = loaded.manifest
-    // A manifest of an older version has no instance yet: it gets one, kept from now on.
-    const fresh = manifest.instance === undefined || Object.keys(manifest.units).length === 0
-    if (manifest.instance === undefined) manifest.instance = randomUUID()
+    // A new run folder (or one of an older version) gets its instance, kept from now on.
+    const fresh = manifest.instance === undefined
+    if (fresh) manifest.instance = randomUUID()
     // A cluster names executions by the instance: it is on disk before the first one is submitted.
     if (fresh && executor.concurrent) yield* Effect.mapError(writeManifest(store, manifest), manifestFailure("the run"))
     const isUpToDate = (pu: PlannedUnit) => Effect.map(Effect.mapError(upToDate(store, manifest, pu), storeFailure), (u) => u.ok)

@@ -212,3 +212,21 @@ describe("trajectories run --cluster", () => {
     await expectSameAsLocal("d")
   }, 240_000)
 })
+
+describe("cluster arguments", () => {
+  it("a URL that is not PostgreSQL's, or a bad --device, is exit 2 with one line; a database that cannot be reached is exit 1 naming it", async () => {
+    const bad = startCli(["run", config("e"), "--cluster", "mysql://me@db/x"])
+    expect(await bad.exited).toBe(2)
+    expect(bad.stderr.trim()).toBe('error: --cluster: expected a PostgreSQL URL like postgres://user@host:5432/trajectories, got "mysql://me@db/x"')
+    const device = startCli(["runner", "--cluster", pg.url, "--device", "gpu"])
+    expect(await device.exited).toBe(2)
+    expect(device.stderr.trim()).toBe('error: --device: expected cpu or cuda:K (e.g. cuda:0), got "gpu"')
+    // A closed port (the server's own port + 1 is free: postgres took only its own).
+    const closed = pg.url.replace(/:(\d+)\//, (_, p) => `:${Number(p) + 1}/`).replace("postgres://postgres@", "postgres://postgres:secret@")
+    const down = startCli(["run", config("e"), "--cluster", closed])
+    expect(await down.exited).toBe(1)
+    const lines = down.stderr.trim().split("\n")
+    expect(lines.at(-1)).toMatch(/^error: the cluster's database postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/trajectories: .*ECONNREFUSED/)
+    expect(down.stderr).not.toMatch(/secret|at .*\.ts:\d+/)
+  }, 120_000)
+})

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -312,10 +312,24 @@ describe("lock", () => {
   })
 })
 
+/**
+ * A child process, awaited (not spawnSync: under load a CLI run can take most of a minute, and a
+ * worker blocked that long makes vitest's worker RPC time out).
+ */
+const spawnAsync = (cmd: string, args: ReadonlyArray<string>): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const c = spawn(cmd, args)
+    let stdout = ""
+    let stderr = ""
+    c.stdout.on("data", (d) => (stdout += String(d)))
+    c.stderr.on("data", (d) => (stderr += String(d)))
+    c.on("close", (status) => resolve({ status, stdout, stderr }))
+  })
+
 describe("CLI processes", () => {
   it("a run killed with SIGKILL mid-stage resumes to the same outputs, with no temporary file left", async () => {
     const ref = writeFakeRun(path.join(tmp, "ref"), { a: "alpha", b: "beta", c: "gamma" })
-    expect(spawnSync(tsx, [fakeCli, "run", ref], { encoding: "utf8" }).status).toBe(0)
+    expect((await spawnAsync(tsx, [fakeCli, "run", ref])).status).toBe(0)
 
     const cfg = writeFakeRun(path.join(tmp, "killed"), { a: "alpha", b: "beta", c: "gamma" })
     const runDir = path.join(tmp, "killed/out/t")
@@ -333,7 +347,7 @@ describe("CLI processes", () => {
     expect(listFiles(runDir).some((f) => path.basename(f).startsWith(".tmp-"))).toBe(true) // a write was cut short
     expect(fs.existsSync(path.join(runDir, ".lock"))).toBe(true) // and the dead run's lock is still there
 
-    const resumed = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
+    const resumed = await spawnAsync(tsx, [fakeCli, "run", cfg])
     expect(resumed.status, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain("took over the lock of a run that is gone")
     expect(resumed.stderr).toMatch(/removed 1 temporary file\(s\) left by an interrupted run/)
@@ -355,7 +369,7 @@ describe("CLI processes", () => {
     const child = spawn(tsx, [fakeCli, "run", cfg], { env: { ...process.env, FAKE_SLOW_MS: "3000" }, stdio: "ignore" })
     const deadline = Date.now() + 30_000
     while (!fs.existsSync(path.join(runDir, ".lock")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    const second = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
+    const second = await spawnAsync(tsx, [fakeCli, "run", cfg])
     expect(second.status).toBe(1)
     expect(second.stderr.trim()).toMatch(/^error: .*concurrent\/out\/t is in use by another run \(pid \d+, since .*\); wait for it to finish, or stop it$/)
     await new Promise((r) => child.on("exit", r))
@@ -381,48 +395,48 @@ describe("CLI processes", () => {
     expect(stderr).toContain("interrupted: finished units are kept")
     expect(fs.existsSync(path.join(runDir, ".lock"))).toBe(false)
     expect(listFiles(runDir).filter((f) => path.basename(f).startsWith(".tmp-"))).toEqual([])
-    const resumed = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
+    const resumed = await spawnAsync(tsx, [fakeCli, "run", cfg])
     expect(resumed.status).toBe(0)
     expect(resumed.stderr).toMatch(/^3 unit\(s\) ran, 1 up to date/m)
   })
 
-  it("bad arguments exit 2 with one line; status lists units", () => {
+  it("bad arguments exit 2 with one line; status lists units", async () => {
     const cfg = writeFakeRun(path.join(tmp, "args"), { a: "x" })
-    const bad = spawnSync(tsx, [fakeCli, "run", cfg, "--only", "nosuch"], { encoding: "utf8" })
+    const bad = await spawnAsync(tsx, [fakeCli, "run", cfg, "--only", "nosuch"])
     expect(bad.status).toBe(2)
     expect(bad.stderr.trim()).toBe("error: --only nosuch: no such stage (stages: gen, sum)")
     expect(fs.existsSync(path.join(tmp, "args/out"))).toBe(false)
-    const st = spawnSync(tsx, [fakeCli, "status", cfg], { encoding: "utf8" })
+    const st = await spawnAsync(tsx, [fakeCli, "status", cfg])
     expect(st.status).toBe(0)
     expect(st.stdout).toContain("gen (1 units: 1 pending)")
     expect(st.stdout).toContain("  pending dataset=a")
-    const dag = spawnSync(tsx, [fakeCli, "dag", cfg], { encoding: "utf8" })
+    const dag = await spawnAsync(tsx, [fakeCli, "dag", cfg])
     expect(dag.status).toBe(0)
     expect(dag.stdout).toMatch(/^ {2}gen +1 unit {2}← \(inputs only\)/m)
     expect(dag.stdout).toContain("edges (1): gen → sum")
-    const help = spawnSync(tsx, [fakeCli, "--help"], { encoding: "utf8" })
+    const help = await spawnAsync(tsx, [fakeCli, "--help"])
     expect(help.stdout).toContain("Run the pipeline (gen → sum)")
     expect(help.stdout).toMatch(/dag/)
   })
 
-  it("a reader that stops early (| head -1) ends the command quietly", () => {
+  it("a reader that stops early (| head -1) ends the command quietly", async () => {
     // Enough units that status writes past the pipe's buffer (64 KiB) after head has gone.
     const cfg = writeFakeRun(path.join(tmp, "epipe"), Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`d${i}`, "x"])))
-    const r = spawnSync("sh", ["-c", `'${tsx}' '${fakeCli}' status '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`], { encoding: "utf8" })
+    const r = await spawnAsync("sh", ["-c", `'${tsx}' '${fakeCli}' status '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`])
     expect(r.stdout.split("\n")[0]).toMatch(/^run "t" in /)
     expect(r.stderr).not.toMatch(/EPIPE|Error/)
   })
 
-  it("a failure is one line; --verbose adds its chain of causes", () => {
+  it("a failure is one line; --verbose adds its chain of causes", async () => {
     const dir = path.join(tmp, "verbose")
     const cfg = writeFakeRun(dir, { a: "x" })
     fs.writeFileSync(path.join(dir, "throw-a"), "")
-    const plain = spawnSync(tsx, [fakeCli, "run", cfg], { encoding: "utf8" })
+    const plain = await spawnAsync(tsx, [fakeCli, "run", cfg])
     expect(plain.status).toBe(1)
     expect(plain.stderr).toMatch(/^ {2}gen\/dataset=a: dataset a: cannot parse its notes: .*JSON/m)
     expect(plain.stderr).not.toContain("causes:")
     expect(plain.stderr).not.toMatch(/^\s+at /m)
-    const verbose = spawnSync(tsx, [fakeCli, "run", cfg, "--verbose"], { encoding: "utf8" })
+    const verbose = await spawnAsync(tsx, [fakeCli, "run", cfg, "--verbose"])
     expect(verbose.status).toBe(1)
     expect(verbose.stderr).toContain("causes:\ngen/dataset=a:\n  UnitError: dataset a: cannot parse its notes")
     expect(verbose.stderr).toMatch(/SyntaxError: .*JSON[\s\S]*\n\s+at /)

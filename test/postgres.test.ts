@@ -21,11 +21,14 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(() => pg?.stop())
 
-const client = () => PgClient.layer({ url: Redacted.make(pg.url) })
+const client = (maxConnections?: number) => PgClient.layer({ url: Redacted.make(pg.url), ...(maxConnections ? { maxConnections } : {}) })
 
-/** A client of its own (own pool, own sessions) open until `scope` closes. */
+/**
+ * A client of its own, open until `scope` closes: a pool of one session, so that every reserve
+ * gets the same session (with more, an unlock could land on another session than the lock).
+ */
 const openClient = (scope: Scope.Scope) =>
-  Effect.map(Layer.buildWithScope(client(), scope), (ctx) => Context.get(ctx, SqlClient.SqlClient))
+  Effect.map(Layer.buildWithScope(client(1), scope), (ctx) => Context.get(ctx, SqlClient.SqlClient))
 
 /** `pg_try_advisory_lock(42)` on a reserved connection of `sql`, which goes back to its pool after. */
 const tryLock = (conn: { readonly execute: (sql: string, params: ReadonlyArray<unknown>, t: undefined) => Effect.Effect<ReadonlyArray<any>, unknown> }) =>

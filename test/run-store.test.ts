@@ -11,6 +11,7 @@ import { Effect, Exit, Layer, Option } from "effect"
 import { afterAll } from "vitest"
 import { col, defineTable } from "../lib/tables.ts"
 import { emptyManifest, filesIntact, readManifest, writeManifest } from "../pipeline/manifest.ts"
+import { sweepStaleTemps, tmpNameFor } from "../pipeline/atomic.ts"
 import { nodeRunStore } from "../pipeline/run-store-node.ts"
 import { memoryRunStore } from "../pipeline/run-store-memory.ts"
 import { openParquet, readParquet, readTextOption, RunStore, writeParquet } from "../pipeline/run-store.ts"
@@ -114,5 +115,30 @@ describe("RunStore", () => {
     const names = fs.readdirSync(dir, { recursive: true }).map(String).sort()
     expect(names.filter((n) => path.basename(n).startsWith(".tmp-"))).toEqual([])
     expect(names).toContain("manifest.json")
+  })
+})
+
+describe("sweepStaleTemps", () => {
+  it("removes this machine's temporary files of dead writers, and another machine's only once they are a day old", () => {
+    const dir = path.join(tmp, "sweep")
+    fs.mkdirSync(path.join(dir, "sub"), { recursive: true })
+    const ours = path.basename(tmpNameFor(path.join(dir, "x.parquet"))) // .tmp-<our pid>.<our host>-…
+    const host = ours.slice(".tmp-".length).split("-")[0].split(".")[1]
+    expect(host).toMatch(/^[0-9a-f]{8}$/)
+    const dead = 2 ** 22 + 17 // above Linux's pid_max default: never a live process
+    const files = {
+      deadHere: `sub/.tmp-${dead}.${host}-aa-x.parquet`,
+      legacyDead: `.tmp-${dead}-bb-y.parquet`, // the name before hosts were named: this machine's
+      liveHere: `.tmp-1.${host}-cc-z.parquet`, // pid 1 is alive
+      otherHostFresh: `.tmp-${dead}.0badc0de-dd-w.parquet`,
+      otherHostOld: `sub/.tmp-${dead}.0badc0de-ee-v.parquet`,
+    }
+    for (const f of Object.values(files)) fs.writeFileSync(path.join(dir, f), "partial")
+    const twoDaysAgo = new Date(Date.now() - 2 * 24 * 3600_000)
+    fs.utimesSync(path.join(dir, files.otherHostOld), twoDaysAgo, twoDaysAgo)
+    const removed = sweepStaleTemps(dir).map((p) => path.relative(dir, p)).sort()
+    expect(removed).toEqual([files.legacyDead, files.deadHere, files.otherHostOld].sort())
+    expect(fs.existsSync(path.join(dir, files.liveHere))).toBe(true)
+    expect(fs.existsSync(path.join(dir, files.otherHostFresh))).toBe(true)
   })
 })

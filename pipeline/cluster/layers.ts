@@ -32,7 +32,7 @@ const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
  * Processes that start together on a new database race to make its tables (a Slurm job array
  * does that): the losers' first statements fail, and they try again a few times.
  */
-const startRetries = Schedule.exponential("250 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(6)))
+const startRetries = Schedule.exponential("250 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4)))
 
 /** The PostgreSQL client of a `postgres://…` URL (the password, if any, kept redacted). */
 export const pgLayer = (url: string, applicationName: string) =>
@@ -68,3 +68,11 @@ export const stderrLogs = Layer.mergeAll(
   Logger.remove(Logger.defaultLogger),
   Logger.replace(Logger.prettyLoggerDefault, Logger.prettyLogger({ stderr: true })),
 )
+
+/** A database failure in one line: what the library says, and what the server or the socket said. */
+export const dbFailure = (e: unknown): string => {
+  const cause = (e as { cause?: { message?: string; code?: string } })?.cause
+  const detail = cause?.message ?? cause?.code
+  const top = e instanceof Error ? e.message : String(e)
+  return detail && !top.includes(detail) ? `${top} (${detail.split("\n")[0]})` : top.split("\n")[0]
+}

@@ -12,12 +12,12 @@
 import { createHash } from "node:crypto"
 import * as Activity from "@effect/workflow/Activity"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Effect, Layer, Schema } from "effect"
+import { Cause, Effect, Layer, Schema } from "effect"
 import { firstLine, RunError } from "../errors.ts"
 import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
 import type { UnitExecution } from "../runner.ts"
 import { decodeExecution, encodeExecution, UnitWorkflow, type JobMessage } from "./job.ts"
-import { runnerLayer, stderrLogs } from "./layers.ts"
+import { dbFailure, runnerLayer, stderrLogs } from "./layers.ts"
 import { makePool, type RunnerOverrides } from "./pool.ts"
 
 export interface RunnerOptions {
@@ -105,6 +105,6 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
     Effect.onExit(() => Effect.sync(() => reporter.clear())),
     // The cluster's own log lines go to stderr, with the progress lines (stdout stays empty).
     Effect.provide(stderrLogs),
-    Effect.catchAllCause((cause) => Effect.fail(new RunError({ message: `runner ${o.name} on ${shownUrl(o.url)}: ${firstLine(cause)}` }))),
+    Effect.catchAllCause((cause) => Effect.fail(new RunError({ message: `runner ${o.name} on ${shownUrl(o.url)}: ${dbFailure(Cause.squash(cause))}` }))),
   ) as Effect.Effect<never, RunError>
 }
