@@ -7,10 +7,12 @@
  *   bare   session.run over prepared feeds on the rewritten graph (the ceiling),
  *   full   the score stage's run(): windows Parquet in, engine, scores Parquet out,
  *   naive  full logits into JavaScript and the log-softmax there (the engine's "logits" mode).
- * Then the full stage runs alone in child processes at two window counts to show its peak RSS.
+ * Then bare runs compare onnxruntime's thread settings (1 thread; all cores with idle threads
+ * spinning or sleeping) on the machine as it is and beside one busy process per core, and the full
+ * stage runs alone in child processes at two window counts to show its peak RSS.
  * Prints progress lines, and as its last line one JSON object of the figures.
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -26,6 +28,7 @@ import { withScorer } from "../lib/onnx/scorer.ts"
 import { scoreStage } from "../stages/score/index.ts"
 import { readModelHeader } from "../lib/onnx/file.ts"
 import { OUT, findSignature, planRewrite, rewrittenBytes, type Signature } from "../lib/onnx/head.ts"
+import { sessionOptions, withExternalFolder } from "../lib/onnx/session.ts"
 import { gptModel, gptParams, gptWeights, rng, saveModel } from "../test/fixtures/onnx.ts"
 import { windowsTable, type WindowRow } from "../test/fixtures/windows.ts"
 
@@ -159,6 +162,43 @@ try {
   await session.release()
   const rate = (k: keyof typeof ways) => (ways[k].tokens * rounds) / seconds[k]
 
+  // Threads: bare runs with 1 thread, and with the machine's threads spinning or sleeping when
+  // idle, on this machine as it is and again with one busy process per core beside it (a loaded
+  // machine, a runner sharing its node): which default is robust.
+  const many = Math.max(2, os.availableParallelism())
+  const settings = { one: { threads: 1 }, spin: { threads: many, spin: true }, sleep: { threads: many, spin: false } } as const
+  const sessions = Object.fromEntries(
+    await Promise.all(
+      Object.entries(settings).map(async ([k, st]) => [k, await ort.InferenceSession.create(rewrittenBytes(model, plan.fragment), withExternalFolder(sessionOptions(st), path.dirname(model)))] as const),
+    ),
+  ) as Record<keyof typeof settings, ort.InferenceSession>
+  const few = feeds.slice(0, Math.max(4, Math.floor(feeds.length / 4)))
+  const threadRates = async (label: string) => {
+    const secs = { one: 0, spin: 0, sleep: 0 }
+    for (const k of Object.keys(sessions) as Array<keyof typeof settings>) for (const f of few.slice(0, 2)) await sessions[k].run(f, [OUT.logprob]) // warm-up
+    for (let r = 0; r < rounds; r++) {
+      const keys = Object.keys(sessions) as Array<keyof typeof settings>
+      for (const k of r % 2 === 0 ? keys : keys.reverse()) {
+        const t0 = performance.now()
+        for (const f of few) await sessions[k].run(f, [OUT.logprob])
+        secs[k] += (performance.now() - t0) / 1000
+      }
+    }
+    const tps = (k: keyof typeof settings) => (few.length * BATCH * (CONTEXT - 1) * rounds) / secs[k]
+    say(`${label}: 1 thread ${(tps("one") / 1000).toFixed(1)}k tokens/s, ${many} spinning ${(tps("spin") / 1000).toFixed(1)}k, ${many} sleeping ${(tps("sleep") / 1000).toFixed(1)}k`)
+    return { spin_over_one: tps("spin") / tps("one"), sleep_over_one: tps("sleep") / tps("one") }
+  }
+  const quiet = await threadRates("threads, machine as it is")
+  const hogs = Array.from({ length: os.availableParallelism() }, () => spawn(process.execPath, ["-e", "for(;;){}"], { stdio: "ignore" }))
+  let busy: Awaited<ReturnType<typeof threadRates>>
+  try {
+    await new Promise((r) => setTimeout(r, 300))
+    busy = await threadRates(`threads, beside ${hogs.length} busy process(es)`)
+  } finally {
+    for (const h of hogs) h.kill("SIGKILL")
+  }
+  for (const s of Object.values(sessions)) await s.release()
+
   const rss: Record<string, number> = {}
   for (const n of rssCounts) {
     const { config: childConfig } = setup(path.join(dir, `rss-${n}`), model)
@@ -189,6 +229,11 @@ try {
       naive_tokens_per_s: Math.round(rate("naive")),
       full_over_bare: r3(rate("full") / rate("bare")),
       full_over_naive: r3(rate("full") / rate("naive")),
+      threads_many: many,
+      quiet_spin_over_one_thread: r3(quiet.spin_over_one),
+      quiet_sleep_over_one_thread: r3(quiet.sleep_over_one),
+      busy_spin_over_one_thread: r3(busy.spin_over_one),
+      busy_sleep_over_one_thread: r3(busy.sleep_over_one),
       ...rss,
     }),
   )

@@ -135,6 +135,11 @@ export const Scoring = Schema.Struct({
   batch_size: Schema.optionalWith(PositiveInt, { default: () => 8 }),
   /** Intra-op threads (default: the number of cores). */
   threads: Schema.optional(PositiveInt),
+  /**
+   * Let onnxruntime's idle threads spin-wait for work (default false: they sleep). Spinning is a
+   * little faster on an idle machine and 1.5× slower than one thread on a busy one (bench:score).
+   */
+  spin: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   execution_provider: Schema.optionalWith(Schema.Literal("cpu", "cuda"), { default: () => "cpu" as const }),
   /** CUDA device id for `execution_provider: cuda` (ignored on cpu); not part of any unit's key. */
   cuda_device: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),

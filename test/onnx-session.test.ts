@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest"
 import { scorerOptions, sessionSettings } from "../lib/onnx/options.ts"
-import { cudaFailureMessage, sessionOptions } from "../lib/onnx/session.ts"
+import { cudaFailureMessage, sessionOptions, withExternalFolder } from "../lib/onnx/session.ts"
 
 describe("sessionOptions: execution provider", () => {
   it("cuda on the configured device; cpu as the plain name", () => {
@@ -17,10 +17,25 @@ describe("sessionOptions: execution provider", () => {
 
   it("scoring.cuda_device travels through scorerOptions and sessionSettings", () => {
     const scoring = { batch_size: 4, threads: 2, execution_provider: "cuda", cuda_device: 1, entropy: false } as const
-    expect(sessionSettings(scoring)).toEqual({ threads: 2, executionProvider: "cuda", cudaDevice: 1 })
+    expect(sessionSettings(scoring)).toEqual({ threads: 2, executionProvider: "cuda", cudaDevice: 1, spin: false })
     const o = scorerOptions(scoring, { cacheDir: "/tmp/c", label: "s step 1" })
     expect(sessionOptions(o).executionProviders).toEqual([{ name: "cuda", deviceId: 1 }])
     expect(sessionOptions(o).intraOpNumThreads).toBe(2)
+  })
+})
+
+describe("sessionOptions: threads", () => {
+  it("idle threads sleep unless scoring.spin says spin, also for a graph loaded with its external-data folder", () => {
+    const spinning = (o: ReturnType<typeof sessionOptions>) => (o.extra as { session: { intra_op: { allow_spinning: string }; inter_op: { allow_spinning: string } } }).session
+    expect(spinning(sessionOptions({ threads: 2 }))).toEqual({ intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } })
+    expect(spinning(sessionOptions({ threads: 2, spin: true }))).toEqual({ intra_op: { allow_spinning: "1" }, inter_op: { allow_spinning: "1" } })
+    expect(spinning(withExternalFolder(sessionOptions({}), "/ckpt"))).toEqual({
+      intra_op: { allow_spinning: "0" },
+      inter_op: { allow_spinning: "0" },
+      model_external_initializers_file_folder_path: "/ckpt",
+    })
+    const scoring = { batch_size: 4, threads: 3, execution_provider: "cpu", cuda_device: 0, entropy: false, spin: true } as const
+    expect(sessionOptions(scorerOptions(scoring, { cacheDir: "/tmp/c", label: "x" })).extra).toEqual({ session: { intra_op: { allow_spinning: "1" }, inter_op: { allow_spinning: "1" } } })
   })
 })
 

@@ -12,7 +12,7 @@ import type { ScorerOptions } from "./scorer.ts"
 import type { SessionSettings } from "./session.ts"
 
 /** What the scorer reads of the `scoring` section (the decoded config's; threads resolved or not). */
-export type ScoringSection = Pick<Scoring, "batch_size" | "threads" | "execution_provider" | "cuda_device" | "entropy">
+export type ScoringSection = Pick<Scoring, "batch_size" | "threads" | "execution_provider" | "cuda_device" | "entropy"> & Partial<Pick<Scoring, "spin">>
 
 export interface ScorerContext {
   /** Folder for rewritten graphs (the run's cache folder). */
@@ -26,10 +26,11 @@ export interface ScorerContext {
 }
 
 /** Threads and execution provider (with its CUDA device) of the `scoring` section, for any session. */
-export const sessionSettings = (scoring: Pick<ScoringSection, "threads" | "execution_provider" | "cuda_device">): SessionSettings => ({
+export const sessionSettings = (scoring: Pick<ScoringSection, "threads" | "execution_provider" | "cuda_device" | "spin">): SessionSettings => ({
   threads: scoring.threads,
   executionProvider: scoring.execution_provider,
   cudaDevice: scoring.cuda_device,
+  spin: scoring.spin ?? false,
 })
 
 export const scorerOptions = (scoring: ScoringSection, c: ScorerContext): ScorerOptions => ({

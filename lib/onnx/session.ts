@@ -42,6 +42,8 @@ export interface SessionSettings {
   readonly executionProvider?: "cpu" | "cuda"
   /** CUDA device id for executionProvider "cuda" (default 0); ignored on cpu. */
   readonly cudaDevice?: number
+  /** Idle threads spin-wait for work (default false: they sleep; see schemas/config.ts scoring.spin). */
+  readonly spin?: boolean
 }
 
 /** The one execution provider of a session: plain "cpu", or CUDA on one device. */
@@ -63,12 +65,15 @@ export const sessionOptions = (o: SessionSettings): ort.InferenceSession.Session
   // at batch 4 × 512 × 50k vocabulary), for no measurable speed (bench:hf).
   enableMemPattern: false,
   logSeverityLevel: 3,
+  // Spinning threads steal the cores other processes (or a runner's other units) need: on a busy
+  // 2-core machine 2 spinning threads ran 1.5× slower than 1 thread, 2 sleeping ones as fast (bench:score).
+  extra: { session: { intra_op: { allow_spinning: o.spin ? "1" : "0" }, inter_op: { allow_spinning: o.spin ? "1" : "0" } } },
 })
 
 /** Session options that load a model from bytes with its external data in `folder`. */
 export const withExternalFolder = (options: ort.InferenceSession.SessionOptions, folder: string): ort.InferenceSession.SessionOptions => ({
   ...options,
-  extra: { session: { model_external_initializers_file_folder_path: folder } },
+  extra: { ...options.extra, session: { ...(options.extra as { session?: object } | undefined)?.session, model_external_initializers_file_folder_path: folder } },
 })
 
 /** The CUDA device id that session options ask for (0 when given as the plain name "cuda"). */

@@ -13,6 +13,7 @@
  * 10M tokens thus holds ~100 MB while it is scored; the benchmark's 95k- and 381k-token runs peak
  * at the same RSS within noise.
  */
+import * as os from "node:os"
 import { Effect } from "effect"
 import { firstLine } from "../../pipeline/errors.ts"
 import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
@@ -84,9 +85,24 @@ const scoreWindows = (r: RowGroupReader, scorer: Scorer, ctx: UnitContext, out: 
     }
   })
 
+/** The thread settings in use, said once per process (a run, or a runner's worker thread). */
+let threadsSaid = ""
+const sayThreads = (ctx: UnitContext) => {
+  const { scoring } = ctx.config
+  const line =
+    scoring.execution_provider === "cuda"
+      ? `scoring on cuda:${scoring.cuda_device}`
+      : `scoring with ${scoring.threads} onnxruntime thread(s) (scoring.threads; default: this machine's ${os.availableParallelism()} cores), ` +
+        `idle threads ${scoring.spin ? "spinning" : "sleeping"} (scoring.spin)`
+  if (line === threadsSaid) return Effect.void
+  threadsSaid = line
+  return ctx.log(line)
+}
+
 const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx: UnitContext) {
   const { model, step, dataset } = unit.params
   const { scoring } = ctx.config
+  yield* sayThreads(ctx)
   const cp = ctx.config.models.find((m) => m.name === model)?.checkpoints.find((c) => c.step === step)
   if (cp === undefined) return yield* Effect.fail(fail(`${model} step ${step} is not in the config`))
   const label = `${model} step ${step}`
