@@ -120,7 +120,7 @@ export interface Config {
   readonly datasets: ReadonlyArray<Dataset>
   readonly tasks: ReadonlyArray<Task>
   readonly analysis: ResolvedAnalysis
-  readonly scoring: Scoring & { readonly threads: number }
+  readonly scoring: Scoring & { readonly threads: number; readonly max_memory_gb: number }
   readonly download: Download
   /** The sequences stage's settings; absent when the config has no `sequences` section. */
   readonly sequences?: ResolvedSequences
@@ -455,7 +455,11 @@ export const parseConfig = (
       datasets,
       tasks,
       analysis,
-      scoring: { ...c.scoring, threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()) },
+      scoring: {
+        ...c.scoring,
+        threads: c.scoring.threads ?? Math.max(1, os.availableParallelism()),
+        max_memory_gb: c.scoring.max_memory_gb ?? Math.round(os.totalmem() / 16 / 1e7) / 100,
+      },
       download: c.download,
       ...(sequences !== undefined ? { sequences } : {}),
     })

@@ -131,8 +131,13 @@ export const Analysis = Schema.Struct({
 export type Analysis = typeof Analysis.Type
 
 export const Scoring = Schema.Struct({
-  /** Windows per ONNX Runtime call. */
+  /** Windows per ONNX Runtime call, at most (fewer when their logits would pass max_memory_gb). */
   batch_size: Schema.optionalWith(PositiveInt, { default: () => 8 }),
+  /**
+   * What one call's logits and their one temporary may take, in GB (batch × context × vocabulary ×
+   * 4 bytes × 2, three copies with entropy): the batch is cut to fit. Default: 1/16 of this machine's memory.
+   */
+  max_memory_gb: Schema.optional(Schema.Number.pipe(Schema.positive())),
   /** Intra-op threads (default: the number of cores). */
   threads: Schema.optional(PositiveInt),
   /**

@@ -50,7 +50,7 @@ const config: Config = {
   datasets: [{ name: "d", format: "text", files: [], text_field: "text", id_field: "id" }],
   tasks: [],
   analysis: resolveAnalysis(Schema.decodeSync(Analysis)({}), [{ name: "s", params: 10 }, { name: "l", params: 20 }], [{ name: "d" }]),
-  scoring: { ...Schema.decodeSync(Scoring)({}), threads: 1 },
+  scoring: { ...Schema.decodeSync(Scoring)({}), threads: 1, max_memory_gb: 1 },
 }
 
 describe("docs/new-stage.md", () => {

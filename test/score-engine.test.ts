@@ -104,6 +104,26 @@ describe("fixture models vs independent log-probs (1e-5)", () => {
     expectMatches(many.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
   })
 
+  it("(a) a memory budget cuts the batch: batch × longest × vocab × 4 bytes × copies fits it, and results do not change", async () => {
+    const reqs = mixed(lw.vocab) // 7 requests, the longest 9 tokens
+    const perSeq = 9 * lw.vocab * 4 * 3 // with entropy: logits, the log-sum-exp's temporary, the entropy's
+    const calls = async (opts: Partial<ScorerOptions>) => {
+      let n = 0
+      const r = await Effect.runPromise(
+        withScorer(linear, { ...base, ...opts }, (s) => Effect.map(s.scoreAll(reqs, () => n++), (results) => ({ results, batch: s.batchFor(9) }))),
+      )
+      return { ...r, calls: n }
+    }
+    const free = await calls({ batchSize: 8 })
+    expect([free.batch, free.calls]).toEqual([8, 1])
+    const cut = await calls({ batchSize: 8, maxMemoryBytes: 2.5 * perSeq })
+    expect([cut.batch, cut.calls]).toEqual([2, 4]) // ⌊2.5⌋ = 2 sequences a call, ⌈7 / 2⌉ calls
+    const tiny = await calls({ batchSize: 8, maxMemoryBytes: 1 })
+    expect([tiny.batch, tiny.calls]).toEqual([1, 7]) // never below 1
+    tiny.results.forEach((r, i) => r.logprob.forEach((x, k) => expect(Math.abs(x - free.results[i].logprob[k])).toBeLessThan(1e-6)))
+    expectMatches(cut.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+  })
+
   it("(a) opset 11 (axes as attributes), int32 input_ids, and a vocabulary the model does not declare", async () => {
     const reqs = mixed(lw.vocab)
     for (const [name, o] of [

@@ -10,6 +10,16 @@
  * columns 1, 2, 3 (column j−1 predicts position j).
  */
 
+/**
+ * How many sequences of `length` tokens one call may take when their logits ([batch, length,
+ * vocab] float32) and `copies − 1` temporaries of that size must fit in `budgetBytes`: at most
+ * `maxBatch`, at least 1.
+ *   batchForBudget(8, 512, 50304, 1.5e9, 2) → 7   (206 MB a sequence)
+ *   batchForBudget(8, 128, 2048, 1.5e9, 2) → 8
+ */
+export const batchForBudget = (maxBatch: number, length: number, vocab: number, budgetBytes: number, copies: number): number =>
+  Math.max(1, Math.min(maxBatch, Math.floor(budgetBytes / (length * vocab * 4 * copies))))
+
 /** Batches of request indices: sorted by length, longest first (stable), `batchSize` rows each. */
 export const planBatches = (lengths: ArrayLike<number>, batchSize: number): number[][] => {
   const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b)

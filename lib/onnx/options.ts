@@ -12,7 +12,7 @@ import type { ScorerOptions } from "./scorer.ts"
 import type { SessionSettings } from "./session.ts"
 
 /** What the scorer reads of the `scoring` section (the decoded config's; threads resolved or not). */
-export type ScoringSection = Pick<Scoring, "batch_size" | "threads" | "execution_provider" | "cuda_device" | "entropy"> & Partial<Pick<Scoring, "spin">>
+export type ScoringSection = Pick<Scoring, "batch_size" | "threads" | "execution_provider" | "cuda_device" | "entropy"> & Partial<Pick<Scoring, "spin" | "max_memory_gb">>
 
 export interface ScorerContext {
   /** Folder for rewritten graphs (the run's cache folder). */
@@ -36,6 +36,7 @@ export const sessionSettings = (scoring: Pick<ScoringSection, "threads" | "execu
 export const scorerOptions = (scoring: ScoringSection, c: ScorerContext): ScorerOptions => ({
   ...sessionSettings(scoring),
   batchSize: scoring.batch_size,
+  ...(scoring.max_memory_gb !== undefined ? { maxMemoryBytes: scoring.max_memory_gb * 1e9 } : {}),
   entropy: c.entropy ?? scoring.entropy,
   cacheDir: c.cacheDir,
   label: c.label,

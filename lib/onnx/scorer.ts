@@ -24,7 +24,7 @@
 import * as path from "node:path"
 import { Effect } from "effect"
 import type * as ort from "onnxruntime-node"
-import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "./batching.ts"
+import { batchForBudget, firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "./batching.ts"
 import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
 import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
 import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
@@ -50,14 +50,18 @@ export interface Scorer {
   readonly scoreAll: (reqs: ReadonlyArray<ScoreRequest>, onTokens?: (n: number) => void) => Effect.Effect<ReadonlyArray<ScoreResult>, OnnxError>
   /** Width of the logits (token ids must be below it). */
   readonly vocabSize: number | undefined
+  /** The batch a run of sequences of `length` tokens gets (batchSize cut to the memory budget). */
+  readonly batchFor: (length: number) => number
   /** How log-probs are computed: head appended now, head read from the cache, or logits read into TypeScript. */
   readonly graph: "rewritten" | "cached" | "logits"
 }
 
 /** Session settings (threads, execution provider: session.ts) and how to score. Stages build them with scorerOptions (options.ts). */
 export interface ScorerOptions extends SessionSettings {
-  /** Sequences per session run (default 8). */
+  /** Sequences per session run, at most (default 8). */
   readonly batchSize?: number
+  /** What one run's logits and their temporaries may take (bytes); the batch is cut to fit (batching.ts batchForBudget). Default: no limit. */
+  readonly maxMemoryBytes?: number
   /** Also compute entropies (default false). */
   readonly entropy?: boolean
   /** Folder for rewritten graphs; without it the rewrite is redone in memory at every open. */
@@ -236,28 +240,35 @@ const runBatch = async (
   return tokens
 }
 
-const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => ({
-  vocabSize: s.vocab,
-  graph: s.graph,
-  scoreAll: (reqs, onTokens) =>
-    Effect.gen(function* () {
-      yield* Effect.try({ try: () => checkRequests(reqs, s.vocab, label), catch: toOnnxError(label) })
-      const entropy = o.entropy ?? false
-      const results: ScoreResult[] = reqs.map(() =>
-        entropy ? { logprob: new Float32Array(0), entropy: new Float32Array(0) } : { logprob: new Float32Array(0) },
-      )
-      // Sequences without targets stay empty and never reach the session.
-      const scored = reqs.flatMap((r, i) => (r.ids.length > r.firstTarget ? [i] : []))
-      for (const batch of planBatches(scored.map((i) => reqs[i].ids.length), Math.max(1, o.batchSize ?? 8))) {
-        const n = yield* Effect.tryPromise({
-          try: () => runBatch(s, reqs, batch.map((j) => scored[j]), entropy, label, results),
-          catch: toOnnxError(label),
-        })
-        onTokens?.(n)
-      }
-      return results
-    }),
-})
+const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
+  // The logits, the log-sum-exp's temporary, the entropy's one more; read into TypeScript, a copy more.
+  const copies = 2 + (o.entropy ? 1 : 0) + (s.graph === "logits" ? 1 : 0)
+  const batchFor = (length: number) => batchForBudget(Math.max(1, o.batchSize ?? 8), length, s.vocab, o.maxMemoryBytes ?? Infinity, copies)
+  return {
+    vocabSize: s.vocab,
+    graph: s.graph,
+    batchFor,
+    scoreAll: (reqs, onTokens) =>
+      Effect.gen(function* () {
+        yield* Effect.try({ try: () => checkRequests(reqs, s.vocab, label), catch: toOnnxError(label) })
+        const entropy = o.entropy ?? false
+        const results: ScoreResult[] = reqs.map(() =>
+          entropy ? { logprob: new Float32Array(0), entropy: new Float32Array(0) } : { logprob: new Float32Array(0) },
+        )
+        // Sequences without targets stay empty and never reach the session.
+        const scored = reqs.flatMap((r, i) => (r.ids.length > r.firstTarget ? [i] : []))
+        const longest = scored.reduce((m, i) => Math.max(m, reqs[i].ids.length), 1)
+        for (const batch of planBatches(scored.map((i) => reqs[i].ids.length), batchFor(longest))) {
+          const n = yield* Effect.tryPromise({
+            try: () => runBatch(s, reqs, batch.map((j) => scored[j]), entropy, label, results),
+            catch: toOnnxError(label),
+          })
+          onTokens?.(n)
+        }
+        return results
+      }),
+  }
+}
 
 /**
  * Open one session on `modelPath`, give `use` a Scorer, and release the session afterwards

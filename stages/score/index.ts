@@ -85,6 +85,18 @@ const scoreWindows = (r: RowGroupReader, scorer: Scorer, ctx: UnitContext, out: 
     }
   })
 
+/** The batch a vocabulary gets, said once per process and (vocabulary, batch). */
+const batchesSaid = new Set<string>()
+const sayBatch = (ctx: UnitContext, scorer: Scorer, label: string) => {
+  const { scoring, context_length } = ctx.config
+  const batch = scorer.batchFor(context_length)
+  const key = `${scorer.vocabSize}/${batch}`
+  if (batchesSaid.has(key)) return Effect.void
+  batchesSaid.add(key)
+  const cut = batch < scoring.batch_size ? `, cut from scoring.batch_size ${scoring.batch_size} to fit scoring.max_memory_gb ${scoring.max_memory_gb}` : ""
+  return ctx.log(`${label}: ${batch} window(s) of ${context_length} tokens per call (vocabulary ${scorer.vocabSize}${cut})`)
+}
+
 /** The thread settings in use, said once per process (a run, or a runner's worker thread). */
 let threadsSaid = ""
 const sayThreads = (ctx: UnitContext) => {
@@ -118,6 +130,7 @@ const run = Effect.fn("stage.score")(function* (unit: UnitPlan<ScoreParams>, ctx
       const table = yield* onnx.withScorer(checkpoint, options, (scorer) =>
         Effect.gen(function* () {
           yield* Effect.forEach(notes, (m) => ctx.log(m))
+          yield* sayBatch(ctx, scorer, label)
           if (scorer.vocabSize !== undefined && maxId >= scorer.vocabSize) {
             return yield* Effect.fail(
               fail(
