@@ -14,6 +14,9 @@
  * Otherwise it is up to date and skipped. A unit whose upstream failed (or is not done under
  * --only) is blocked: it does not run and its old record is kept. Without --keep-going the run stops
  * scheduling after the first failure; with it, every independent unit still runs.
+ *
+ * Where a unit runs is the Executor's business (executeUnit here, or a cluster runner: see
+ * pipeline/cluster/); deciding, ordering and recording are this file's, the same for both.
  */
 import { randomUUID } from "node:crypto"
 import * as path from "node:path"
