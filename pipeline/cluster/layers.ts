@@ -3,7 +3,7 @@
  * messages, replies) in PostgreSQL (@effect/sql-pg), and @effect/workflow's engine on top.
  *
  *   clientLayer(url)                       the `run --cluster` process: submits, runs nothing
- *   runnerLayer(url, { host, port })       a `runner` process: owns shards, runs their units
+ *   runnerLayer(url, { host, port }, listen, jobs)   a `runner` process: owns shards, runs their units
  *
  * Every runner and client of one cluster uses the same database; the tables (cluster_*) are made by
  * the first process that connects. Settings are ours, never read from the environment (the
@@ -35,8 +35,8 @@ const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
 const startRetries = Schedule.exponential("250 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4)))
 
 /** The PostgreSQL client of a `postgres://…` URL (the password, if any, kept redacted). */
-export const pgLayer = (url: string, applicationName: string) =>
-  PgClient.layer({ url: Redacted.make(url), applicationName, maxConnections: 8 })
+export const pgLayer = (url: string, applicationName: string, maxConnections = 8) =>
+  PgClient.layer({ url: Redacted.make(url), applicationName, maxConnections })
 
 /** The submitting process: a client of the cluster (it owns no shards). */
 export const clientLayer = (url: string) =>
@@ -47,7 +47,13 @@ export const clientLayer = (url: string) =>
   )
 
 /** A runner: listens on `listen` (other runners and clients reach it at `address`), owns shards, runs units. */
-export const runnerLayer = (url: string, address: { readonly host: string; readonly port: number }, listen?: { readonly host: string; readonly port: number }) =>
+export const runnerLayer = (
+  url: string,
+  address: { readonly host: string; readonly port: number },
+  listen?: { readonly host: string; readonly port: number },
+  /** Units at once: each holds one connection (its advisory lock) besides the cluster's own 8. */
+  jobs = 1,
+) =>
   ClusterWorkflowEngine.layer.pipe(
     Layer.provideMerge(
       NodeClusterSocket.layer({
@@ -59,7 +65,7 @@ export const runnerLayer = (url: string, address: { readonly host: string; reado
         },
       }),
     ),
-    Layer.provideMerge(pgLayer(url, `trajectories runner ${address.host}:${address.port}`)),
+    Layer.provideMerge(pgLayer(url, `trajectories runner ${address.host}:${address.port}`, 8 + jobs)),
     Layer.retry(startRetries),
   )
 

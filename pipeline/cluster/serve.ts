@@ -73,6 +73,10 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
   const workflows = Layer.unwrapScoped(
     Effect.gen(function* () {
       const pool = yield* makePool({ size: o.jobs, registry: o.registry, overrides: o.overrides })
+      // A unit takes its lock (and the database connection the lock lives on) only once a worker is
+      // free for it: queued units holding connections would starve the cluster's own storage of
+      // them, and with every connection taken no reply could be written (a deadlock).
+      const slots = yield* Effect.makeSemaphore(o.jobs)
       return UnitWorkflow.toLayer((payload) =>
         Activity.make({
           name: "run",
@@ -94,6 +98,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
             return encodeExecution({ ...exec, where: o.name })
           }).pipe(
             Effect.scoped,
+            slots.withPermits(1),
             Effect.catchAll((e) => Effect.succeed(encodeExecution(failed(`the cluster's database failed: ${firstLine(e)}`, o.name)))),
           ),
         }),
@@ -101,7 +106,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
     }),
   )
   const listen = { host: o.listenHost ?? o.host, port: o.port }
-  return Layer.launch(workflows.pipe(Layer.provide(runnerLayer(o.url, { host: o.host, port: o.port }, listen)))).pipe(
+  return Layer.launch(workflows.pipe(Layer.provide(runnerLayer(o.url, { host: o.host, port: o.port }, listen, o.jobs)))).pipe(
     Effect.onExit(() => Effect.sync(() => reporter.clear())),
     // The cluster's own log lines go to stderr, with the progress lines (stdout stays empty).
     Effect.provide(stderrLogs),
