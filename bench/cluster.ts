@@ -19,8 +19,8 @@
  *      latency of single units: `singles` runs of one unit each, one after the other (median), and
  *        a run of `singles` units chained (each reads the one before), wall / units;
  *      the most unit advisory locks, and PostgreSQL connections, one runner held at once (sampled
- *        every 100 ms): serve.ts takes a unit's lock on a reserved connection before a worker is
- *        free, so locks above `jobs` are units waiting while holding a connection of the 8;
+ *        every 100 ms): serve.ts takes a unit's lock on a reserved connection only once a worker
+ *        is free, so locks above `jobs` would be units waiting while holding a connection;
  *      the manifest's size at the end (both executors rewrite it whole after every unit).
  * 2. Speed-up of a CPU-bound run. The real pipeline through the CLI (`trajectories run --only score
  *    --cluster`) on the zoo: tiny/small/base × `steps` checkpoints × `tokens` tokens of Brown's
