@@ -42,7 +42,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -56,7 +55,7 @@ import { loadConfig, type Config } from "../pipeline/config.ts"
 import { quietSink } from "../pipeline/progress.ts"
 import { nodeRunStore } from "../pipeline/run-store-node.ts"
 import { runPipeline, type RunSummary } from "../pipeline/runner.ts"
-import { startPostgres, type PrivatePostgres } from "../test/fixtures/postgres.ts"
+import { freePort, startPostgres, type PrivatePostgres } from "../test/fixtures/postgres.ts"
 import { noopStage } from "./cluster-noop-registry.ts"
 import { cpuOfMachine, cpuOfPid, cpuOfPostgres, cpuOfReaped } from "./proc-cpu.ts"
 
@@ -86,16 +85,6 @@ const median = (xs: ReadonlyArray<number>) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
 
 // ---------------------------------------------------------------------------------------------
 // Processes

@@ -15,7 +15,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { compareRuns, identical } from "../tools/compare-runs.ts"
-import { startPostgres, type PrivatePostgres } from "./fixtures/postgres.ts"
+import { freePort, startPostgres, type PrivatePostgres } from "./fixtures/postgres.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-cluster-"))
 const root = path.resolve(".")
@@ -86,10 +86,9 @@ const waitFor = async (what: string, ok: () => boolean, ms = 120_000) => {
 }
 
 let pg: PrivatePostgres
-let port = 42100 + (process.pid % 500) * 8
-/** A runner, up once it logged that it listens. */
+/** A runner on a free port, up once it logged that it listens. */
 const startRunner = async (): Promise<Proc & { name: string }> => {
-  const p = port++
+  const p = await freePort()
   const r = Object.assign(startCli(["runner", "--cluster", pg.url, "--host", "127.0.0.1", "--port", String(p), "--threads", "1"]), { name: `127.0.0.1:${p}` })
   await waitFor(`runner ${r.name}`, () => /Listening on/.test(r.stderr) || r.child.exitCode !== null, 60_000)
   expect(r.child.exitCode, r.stderr).toBeNull()
