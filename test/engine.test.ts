@@ -366,7 +366,9 @@ describe("CLI processes", () => {
   it("a second run on the same folder is refused while the first is running", async () => {
     const cfg = writeFakeRun(path.join(tmp, "concurrent"), { a: "x", b: "y" })
     const runDir = path.join(tmp, "concurrent/out/t")
-    const child = spawn(tsx, [fakeCli, "run", cfg], { env: { ...process.env, FAKE_SLOW_MS: "3000" }, stdio: "ignore" })
+    // Units slow enough that the first run still holds the lock when the second has started (a
+    // second CLI start takes over 6 s on a loaded 2-core machine).
+    const child = spawn(tsx, [fakeCli, "run", cfg], { env: { ...process.env, FAKE_SLOW_MS: "10000" }, stdio: "ignore" })
     const deadline = Date.now() + 30_000
     while (!fs.existsSync(path.join(runDir, ".lock")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     const second = await spawnAsync(tsx, [fakeCli, "run", cfg])
