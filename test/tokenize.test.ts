@@ -344,6 +344,38 @@ describe("tables builder", () => {
     expect([...windows.getChild("first_target")!.toArray()]).toEqual([1, 2, 1, 3])
     expect([...windows.getChild("first_token_index")!.toArray()]).toEqual([0, 3, 5, 8])
   })
+
+  it("hands out chunks of a fixed number of rows as they fill (tables.ts example); together they are the whole table", () => {
+    const doc = (id: string, n: number) => ({
+      id,
+      ids: Int32Array.from({ length: n }, (_, i) => 10 + i),
+      nPrepend: 0,
+      charStarts: Int32Array.from({ length: n }, (_, i) => i),
+      charEnds: Int32Array.from({ length: n }, (_, i) => i + 1),
+      tags: Array.from({ length: n }, () => null),
+      categories: Array.from({ length: n }, () => "content" as const),
+    })
+    const whole = new TokenTablesBuilder(4, 2)
+    const chunked = new TokenTablesBuilder(4, 2, { tokens: 4, windows: 3 })
+    const sizes = (ts: ReadonlyArray<arrow.Table>) => ts.map((t) => t.numRows)
+    const index = (ts: ReadonlyArray<arrow.Table>) => ts.flatMap((t) => [...t.getChild("token_index")!.toArray()])
+    for (const b of [whole, chunked]) b.add(doc("a", 7)) // 6 predicted tokens, windows [0,4) [2,6) [4,7)
+    const first = chunked.take() // sealed while "a" was added: token_index 0–3, its 3 windows
+    expect([sizes(first.tokens), index(first.tokens), sizes(first.windows)]).toEqual([[4], [0, 1, 2, 3], [3]])
+    expect(sizes(chunked.take().tokens)).toEqual([]) // taken once
+    for (const b of [whole, chunked]) b.add(doc("b", 4)) // 3 more: tokens 6–8, one window
+    const mid = chunked.take()
+    expect([sizes(mid.tokens), index(mid.tokens), sizes(mid.windows)]).toEqual([[4], [4, 5, 6, 7], []])
+    const last = chunked.take(true)
+    expect([index(last.tokens), sizes(last.windows)]).toEqual([[8], [1]])
+    const rows = (t: arrow.Table) => t.toArray().map((r) => JSON.stringify(r.toJSON(), (_, v) => (ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v)))
+    const chunks = new TokenTablesBuilder(4, 2, { tokens: 4, windows: 3 })
+    chunks.add(doc("a", 7))
+    chunks.add(doc("b", 4))
+    const all = chunks.take(true)
+    expect(all.tokens.flatMap(rows)).toEqual(rows(whole.tokens()))
+    expect(all.windows.flatMap(rows)).toEqual(rows(whole.windows()))
+  })
 })
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
