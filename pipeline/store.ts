@@ -298,6 +298,8 @@ export const readParquetFile = (
  */
 export interface RowGroupReader {
   readonly path: string
+  /** The file's columns (from its footer). */
+  readonly schema: arrow.Schema
   readonly numRows: number
   /** Row counts of each row group, in file order. */
   readonly rowGroupRows: ReadonlyArray<number>
@@ -375,6 +377,9 @@ const openSource = async (path: string, source: ByteSource): Promise<RowGroupRea
   }
   return {
     path,
+    get schema() {
+      return arrow.tableFromIPC(file.schema().intoIPCStream()).schema
+    },
     numRows: rowGroupRows.reduce((a, b) => a + b, 0),
     rowGroupRows,
     read: async (rowGroup, columns) => {

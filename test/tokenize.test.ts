@@ -14,7 +14,7 @@ import { categorizeTokens, categoryOfTag, categoryOfText, normalizeTag, textWord
 import { loadTokenizer, toUtf16Offsets } from "../lib/tokenizer-load.ts"
 import { Effect, Either } from "effect"
 import { makeTokenizers, TokenizerError } from "../lib/tokenizer.ts"
-import { commonFolder, parseJsonl, readDocuments } from "../stages/tokenize/formats.ts"
+import { commonFolder, parseJsonl, readDocuments, streamDocuments } from "../stages/tokenize/formats.ts"
 import { TokenTablesBuilder } from "../stages/tokenize/tables.ts"
 import { documentWindows, predictedCount } from "../stages/tokenize/windows.ts"
 import * as arrow from "apache-arrow"
@@ -303,6 +303,65 @@ describe("formats", () => {
     expect(() => readDocuments({ ...ds("parquet", [file]), text_field: "n" }, file)).toThrow(/column "n" is Int32, expected strings/)
     const notParquet = path.join(tmp, "t/y.txt")
     expect(() => readDocuments(ds("parquet", [notParquet]), notParquet)).toThrow(new RegExp(`^${escape(notParquet)}: cannot read as Parquet`))
+  })
+
+  it("streamDocuments reads jsonl and parquet a piece at a time and gives what readDocuments gives", async () => {
+    const read = async (d: Dataset, file: string) => {
+      const notes: string[] = []
+      const docs: Array<{ id: string; text: string }> = []
+      let bytes = 0
+      for await (const r of streamDocuments(d, file, (m) => notes.push(m))) {
+        docs.push(r.doc)
+        bytes += r.bytes
+      }
+      return { docs, notes, bytes }
+    }
+    const whole = (d: Dataset, file: string) => {
+      const notes: string[] = []
+      return { docs: readDocuments(d, file, (m) => notes.push(m)), notes }
+    }
+    // BOM, CRLF, blank lines, invalid UTF-8 (and a U+FFFD written on purpose), a line longer than a read block.
+    const long = "é".repeat(3 << 20) // 6 MiB of UTF-8
+    const lines = [
+      Buffer.from('\ufeff{"text":"first","id":"a"}\r\n'),
+      Buffer.from("\n   \n"),
+      Buffer.concat([Buffer.from('{"text":"bad '), Buffer.from([0xff, 0xc3]), Buffer.from('"}\n')]),
+      Buffer.from(`{"text":"${long}"}\n`),
+      Buffer.from('{"text":"kept \ufffd"}'), // no newline at the end
+    ]
+    fs.mkdirSync(path.join(tmp, "s"), { recursive: true })
+    const jsonl = path.join(tmp, "s/a.jsonl")
+    fs.writeFileSync(jsonl, Buffer.concat(lines))
+    const other = path.join(tmp, "s/b.jsonl")
+    fs.writeFileSync(other, '{"text":"x"}\n')
+    for (const d of [ds("jsonl", [jsonl]), ds("jsonl", [jsonl, other])]) {
+      const streamed = await read(d, jsonl)
+      expect(streamed.docs.map((x) => x.id)).toEqual(d.files.length > 1 ? ["a", "a.jsonl:4", "a.jsonl:5", "a.jsonl:6"] : ["a", "4", "5", "6"])
+      expect({ docs: streamed.docs, notes: streamed.notes }).toEqual(whole(d, jsonl))
+      expect(streamed.notes).toEqual([`${jsonl}: 2 invalid UTF-8 byte sequences replaced by U+FFFD (is the file in another encoding?)`])
+      expect(streamed.bytes).toBe(fs.statSync(jsonl).size)
+    }
+    // Errors as readDocuments: a bad line (after documents were read), an empty file, a missing one.
+    const bad = path.join(tmp, "s/bad.jsonl")
+    fs.writeFileSync(bad, '{"text":"ok"}\n{"text": oops}\n')
+    await expect(read(ds("jsonl", [bad]), bad)).rejects.toThrow(new RegExp(`^${escape(bad)}:2: invalid JSON \\(.+\\)$`))
+    const empty = path.join(tmp, "s/empty.jsonl")
+    fs.writeFileSync(empty, "\n\n")
+    await expect(read(ds("jsonl", [empty]), empty)).rejects.toThrow(`${empty}: no documents (empty file)`)
+    const missing = path.join(tmp, "s/missing.jsonl")
+    await expect(read(ds("jsonl", [missing]), missing)).rejects.toThrow(`${missing}: cannot read (file not found)`)
+
+    // Parquet a row group at a time: ids from the column or the row number across row groups; checks as readDocuments.
+    const pq = path.join(tmp, "s/docs.parquet")
+    writeParquetFile(pq, arrow.tableFromArrays({ text: Array.from({ length: 10 }, (_, i) => `doc ${i}`), n: Int32Array.from({ length: 10 }, (_, i) => 100 + i) }), { rowGroupSize: 3 })
+    for (const d of [ds("parquet", [pq]), { ...ds("parquet", [pq]), id_field: "n" }]) {
+      const streamed = await read(d, pq)
+      expect(streamed.docs).toEqual(whole(d, pq).docs)
+      expect(streamed.bytes).toBeCloseTo(fs.statSync(pq).size, 6)
+    }
+    await expect(read({ ...ds("parquet", [pq]), text_field: "body" }, pq)).rejects.toThrow(`${pq}: no column "body" (columns: text, n)`)
+    await expect(read({ ...ds("parquet", [pq]), text_field: "n" }, pq)).rejects.toThrow(/column "n" is Int32, expected strings/)
+    await expect(read(ds("parquet", [jsonl]), jsonl)).rejects.toThrow(new RegExp(`^${escape(jsonl)}: cannot read as Parquet`))
   })
 
   it("brown: one document per file with word spans and tags, id = file name", () => {

@@ -15,9 +15,9 @@
  * Memory is flat in the dataset's size: the tables are built and written a row group at a time
  * (tables.ts chunks, ctx.parquetWriter). Nothing in them needs the whole corpus: token_index,
  * seq_id and first_token_index are running counts, windows never cross documents, and max_tokens
- * needs only the count so far. What is held is a file's documents (formats.ts reads a file
- * whole), two batches of them being encoded and cut, a chunk of each table, and the row group
- * the encoder is filling.
+ * needs only the count so far. What is held is a block of the file being read (formats.ts: a
+ * text or brown file whole, jsonl 4 MiB of lines, Parquet a row group), two batches of documents
+ * being encoded and cut, a chunk of each table, and the row group the encoder is filling.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -29,7 +29,7 @@ import { DEFAULT_ROW_GROUP_SIZE } from "../../pipeline/store.ts"
 import { TOKENIZE, Tokens, tokenizeUnit, tokensFile, Windows, windowsFile } from "./contract.ts"
 import { categorizeTokens, textWords } from "./categories.ts"
 import { encodeIds, Tokenizers, type Encoded, type LoadedTokenizer } from "../../lib/tokenizer.ts"
-import { type Document, readDocuments } from "./formats.ts"
+import { type ReadDocument, streamDocuments } from "./formats.ts"
 import { TokenTablesBuilder } from "./tables.ts"
 import { displayPath, firstLine, toUnitError } from "../../pipeline/errors.ts"
 
@@ -105,7 +105,7 @@ export async function* tokenizeChunks(
   let documents = 0
   let words = 0
   /** Documents waiting to be encoded, with the progress each is worth. */
-  type Item = { doc: Document; bytes: number }
+  type Item = ReadDocument
   const add = (items: ReadonlyArray<Item>, encoded: ReadonlyArray<Encoded>) => {
     for (let i = 0; i < items.length && builder.tokenCount < maxTokens; i++) {
       const { doc, bytes } = items[i]
@@ -147,13 +147,11 @@ export async function* tokenizeChunks(
     if (signal?.aborted) throw new Error("interrupted")
   }
 
-  for (const [fi, file] of dataset.files.entries()) {
+  for (const file of dataset.files) {
     if (builder.tokenCount >= maxTokens) break
-    const docs = readDocuments(dataset, file, (m) => notes.push(m))
-    const totalChars = docs.reduce((a, d) => a + d.text.length, 0) || 1
-    for (const doc of docs) {
-      batch.push({ doc, bytes: (sizes[fi] * doc.text.length) / totalChars })
-      batchChars += doc.text.length
+    for await (const item of streamDocuments(dataset, file, (m) => notes.push(m))) {
+      batch.push(item)
+      batchChars += item.doc.text.length
       if (batchChars >= BATCH_CHARS || batch.length >= BATCH_DOCS) {
         yield* flush()
         if (builder.tokenCount >= maxTokens) break
@@ -246,8 +244,11 @@ export const writeTokenTables = (
       const tokens = yield* ctx.parquetWriter(files.tokens, { ...files.tokens.writeOptions, rowGroupSize: rowGroups.tokens })
       const windows = yield* ctx.parquetWriter(files.windows, { ...files.windows.writeOptions, rowGroupSize: rowGroups.windows })
       const stop = new AbortController()
-      yield* Effect.addFinalizer(() => Effect.sync(() => stop.abort())) // an interrupted unit stops encoding
       const chunks = tokenizeChunks(dataset, tokenizer, { ...options, chunkRows }, ctx.progress, stop.signal)
+      // Ended early (a failure, an interruption): the generator stops at its next batch and closes
+      // the file it reads (finalizers run last-added first: abort, then return).
+      yield* Effect.addFinalizer(() => Effect.promise(() => chunks.return({ documents: 0, words: 0, notes: [] }).catch(() => undefined)))
+      yield* Effect.addFinalizer(() => Effect.sync(() => stop.abort()))
       const next = Effect.tryPromise({ try: () => chunks.next(), catch: (e) => toUnitError(e) })
       let step = yield* next
       for (; !step.done; step = yield* next) {
