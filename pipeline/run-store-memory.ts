@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Layer, Option } from "effect"
-import { RunStore, StoreError, type RunStoreShape } from "./run-store.ts"
+import { RunStore, StoreError, type FileSink, type RunStoreShape } from "./run-store.ts"
 
 export interface MemoryRunStore {
   readonly store: RunStoreShape
@@ -44,6 +44,35 @@ export const memoryRunStore = (options: { readonly name?: string; readonly cache
         const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data.slice()
         files.set(norm(rel), bytes)
         return bytes.byteLength
+      }),
+    // Pieces are buffered and joined on commit: the memory store holds whole files anyway.
+    writeStream: (rel) =>
+      Effect.sync(() => {
+        const pieces: Uint8Array[] = []
+        let bytes = 0
+        let committed = false
+        const sink: FileSink = {
+          write: (data) =>
+            Effect.suspend(() => {
+              if (committed) return Effect.die(new Error(`${rel}: written after its commit`))
+              pieces.push(data.slice())
+              bytes += data.byteLength
+              return Effect.void
+            }),
+          commit: Effect.sync(() => {
+            const file = new Uint8Array(bytes)
+            let o = 0
+            for (const p of pieces) {
+              file.set(p, o)
+              o += p.byteLength
+            }
+            pieces.length = 0
+            committed = true
+            files.set(norm(rel), file)
+            return bytes
+          }),
+        }
+        return sink
       }),
     size: (rel) => Effect.sync(() => Option.fromNullable(files.get(norm(rel))).pipe(Option.map((b) => b.byteLength))),
     remove: (rel) => Effect.sync(() => void files.delete(norm(rel))),

@@ -2,18 +2,19 @@
  * The run store on this machine's disk (`outputs/<run>/`), through @effect/platform's FileSystem.
  *
  * Writes are atomic: a temporary name in the final folder (pid in the name, see atomic.ts), fsync,
- * rename; an interrupted write removes its temporary file, and those of SIGKILLed runs are swept by
- * `acquire`, which also takes the run's lock file (lock.ts).
+ * rename, whole (writeAtomic) or piece by piece (writeStream); an interrupted write removes its
+ * temporary file, and those of SIGKILLed runs are swept by `acquire`, which also takes the run's
+ * lock file (lock.ts).
  */
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import { sweepStaleTemps, tmpNameFor } from "./atomic.ts"
 import { RunError } from "./errors.ts"
 import { acquireLock } from "./lock.ts"
-import { RunStore, StoreError, type RunStoreShape } from "./run-store.ts"
+import { RunStore, StoreError, type FileSink, type RunStoreShape } from "./run-store.ts"
 
 const reasonOf = (e: PlatformError, fallback: StoreError["reason"]): StoreError["reason"] =>
   e._tag === "SystemError" && e.reason === "NotFound" ? "NotFound" : fallback
@@ -84,11 +85,44 @@ export const makeNodeRunStore = (runDir: string) =>
       )
     }
 
+    const writeStream = (rel: string) => {
+      const target = abs(rel)
+      const tmp = tmpNameFor(target)
+      const mapError = <A, R>(self: Effect.Effect<A, PlatformError | StoreError, R>): Effect.Effect<A, StoreError, R> =>
+        Effect.catchIf(self, (e): e is PlatformError => e._tag !== "StoreError", (e) => Effect.fail(fail(rel, "Unwritable", "write")(e)))
+      return Effect.gen(function* () {
+        yield* noLinkBetween(rel)
+        yield* fs.makeDirectory(nodePath.dirname(target), { recursive: true })
+        let committed = false
+        // Finalizers run last-added first: the descriptor is closed, then the temporary file removed.
+        yield* Effect.addFinalizer(() => (committed ? Effect.void : fs.remove(tmp).pipe(Effect.ignore)))
+        const fileScope = yield* Effect.acquireRelease(Scope.make(), (s) => Scope.close(s, Exit.void))
+        const file = yield* fs.open(tmp, { flag: "w" }).pipe(Scope.extend(fileScope))
+        let bytes = 0
+        const sink: FileSink = {
+          write: (data) =>
+            Effect.suspend(() => {
+              if (committed) return Effect.die(new Error(`${rel}: written after its commit`))
+              return Effect.map(file.writeAll(data), () => void (bytes += data.byteLength))
+            }).pipe(mapError),
+          commit: Effect.gen(function* () {
+            yield* file.sync
+            yield* Scope.close(fileScope, Exit.void)
+            yield* fs.rename(tmp, target)
+            committed = true
+            return bytes
+          }).pipe(mapError),
+        }
+        return sink
+      }).pipe(mapError)
+    }
+
     const store: RunStoreShape = {
       location: runDir,
       cacheDir: nodePath.join(runDir, ".cache"),
       readBytes: (rel) => fs.readFile(abs(rel)).pipe(Effect.mapError(fail(rel, "Unreadable", "read"))),
       writeAtomic,
+      writeStream,
       size: (rel) =>
         fs.stat(abs(rel)).pipe(
           Effect.map((info) => (info.type === "File" ? Option.some(Number(info.size)) : Option.none())),

@@ -9,10 +9,19 @@
  *   yield* writeParquet(store, "checkpoints.parquet", table)
  *   const t = yield* readParquet(store, "checkpoints.parquet")
  */
+import * as zlib from "node:zlib"
 import type * as arrow from "apache-arrow"
 import { Context, Data, Effect, Option, type Scope } from "effect"
 import type { RunError } from "./errors.ts"
-import { decodeParquet, encodeParquet, openRowGroups, openRowGroupsFromBytes, type RowGroupReader, type WriteOptions } from "./store.ts"
+import {
+  decodeParquet,
+  encodeParquet,
+  openRowGroups,
+  openRowGroupsFromBytes,
+  parquetStreamEncoder,
+  type RowGroupReader,
+  type WriteOptions,
+} from "./store.ts"
 import { firstLine } from "./errors.ts"
 
 /** A store operation that failed; `reason` says how, `path` which file (relative to the run). */
@@ -35,6 +44,13 @@ export interface RunStoreShape {
   readonly readBytes: (rel: string) => Effect.Effect<Uint8Array, StoreError>
   /** Write atomically: no reader ever sees a part-written file under `rel`. Returns the bytes written. */
   readonly writeAtomic: (rel: string, data: Uint8Array | string) => Effect.Effect<number, StoreError>
+  /**
+   * Write a file piece by piece, as atomically as writeAtomic: the pieces go to a temporary name
+   * in the final folder (disk) or a buffer (memory), and the sink's `commit` puts the file under
+   * `rel`. Closing the scope without a commit (a failure, an interruption) removes what was
+   * written; nothing ever appears under `rel` part-written.
+   */
+  readonly writeStream: (rel: string) => Effect.Effect<FileSink, StoreError, Scope.Scope>
   /** Size in bytes, or None when there is no such file. */
   readonly size: (rel: string) => Effect.Effect<Option.Option<number>, StoreError>
   /** Remove a file (nothing when it does not exist). */
@@ -48,6 +64,14 @@ export interface RunStoreShape {
    * dead runs swept). Succeeds with notices for the user; fails when another live run holds it.
    */
   readonly acquire: Effect.Effect<ReadonlyArray<string>, RunError, Scope.Scope>
+}
+
+/** A file being written by RunStoreShape.writeStream. */
+export interface FileSink {
+  /** Append bytes (written through: the sink keeps no reference to them on disk). */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, StoreError>
+  /** Flush, sync and rename the file into place; returns its size in bytes. Once only; no write after it. */
+  readonly commit: Effect.Effect<number, StoreError>
 }
 
 export class RunStore extends Context.Tag("trajectories/RunStore")<RunStore, RunStoreShape>() {}
@@ -68,6 +92,51 @@ export const writeParquet = (store: RunStoreShape, rel: string, table: arrow.Tab
     }),
     (bytes) => store.writeAtomic(rel, bytes),
   )
+
+/** A Parquet file being written by writeParquetStream. */
+export interface ParquetSink {
+  /** Encode and append the rows of `table` (row groups of options.rowGroupSize rows, cut across tables). */
+  readonly write: (table: arrow.Table) => Effect.Effect<void, StoreError>
+  /** End the file and put it in place: its size and the CRC-32 of its bytes, computed as they were written. */
+  readonly close: Effect.Effect<{ readonly bytes: number; readonly crc32: number }, StoreError>
+}
+
+/**
+ * Write a Parquet file a table at a time (store.ts parquetStreamEncoder into store.writeStream):
+ * memory holds a row group, not the file. Atomic as writeParquet: the file appears under `rel`
+ * only on `close`; a scope closed before leaves no file and no temporary one. `schema`: the
+ * file's columns (every table must have them; the file of no rows has them).
+ */
+export const writeParquetStream = (
+  store: RunStoreShape,
+  rel: string,
+  options: WriteOptions & { readonly schema?: arrow.Schema } = {},
+): Effect.Effect<ParquetSink, StoreError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const sink = yield* store.writeStream(rel)
+    let closed = false
+    const encoder = yield* Effect.acquireRelease(
+      Effect.sync(() => parquetStreamEncoder(options)),
+      (enc) => Effect.sync(() => closed || enc.abort()),
+    )
+    const cannotEncode = (e: unknown) => new StoreError({ reason: "Unwritable", path: rel, detail: `cannot encode Parquet: ${firstLine(e)}`, cause: e })
+    let crc = 0
+    /** Write out what the encoder has ready. */
+    const drain = Effect.suspend(() =>
+      Effect.forEach(encoder.take(), (bytes) => Effect.suspend(() => ((crc = zlib.crc32(bytes, crc)), sink.write(bytes))), { discard: true }),
+    )
+    const parquet: ParquetSink = {
+      write: (table) => Effect.zipRight(Effect.tryPromise({ try: () => encoder.write(table), catch: cannotEncode }), drain),
+      close: Effect.gen(function* () {
+        yield* Effect.tryPromise({ try: () => encoder.finish(), catch: cannotEncode })
+        yield* drain
+        closed = true
+        const bytes = yield* sink.commit
+        return { bytes, crc32: crc }
+      }),
+    }
+    return parquet
+  })
 
 /** Read a whole Parquet file (optionally some columns). */
 export const readParquet = (store: RunStoreShape, rel: string, options: { readonly columns?: string[] } = {}): Effect.Effect<arrow.Table, StoreError> =>

@@ -28,7 +28,7 @@ import { causeChain, displayPath, firstLine, RunError, UnitError } from "./error
 import { crc32OfFile, explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
 import { emptyManifest, filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
 import { Reporter, fmtSeconds, stderrSink, type Sink } from "./progress.ts"
-import { openParquet, RunStore, type RunStoreShape, type StoreError } from "./run-store.ts"
+import { openParquet, RunStore, writeParquetStream, type RunStoreShape, type StoreError } from "./run-store.ts"
 import { decodeParquet, encodeParquet } from "./store.ts"
 import type { Progress, Stage, StageName, TableFile, UnitContext, UnitInput, UnitPlan, UnitRef } from "./stage.ts"
 
@@ -567,6 +567,15 @@ export const makeUnitContext = (a: ContextArgs): { readonly ctx: UnitContext; re
         }),
         (bytes) => writeBytes(rel, bytes),
       )
+    },
+    parquetWriter: (file, opts) => {
+      const rel = typeof file === "string" ? file : file.path
+      const options = opts ?? (typeof file === "string" ? undefined : file.writeOptions)
+      const schema = typeof file === "string" ? undefined : file.table.schema
+      return Effect.map(Effect.mapError(writeParquetStream(store, rel, { ...options, schema }), cannotWrite), (w) => ({
+        write: (table) => Effect.mapError(w.write(table), cannotWrite),
+        close: Effect.map(Effect.mapError(w.close, cannotWrite), (f) => record(rel, f.bytes, f.crc32)),
+      }))
     },
     writeFile: (rel, data) => writeBytes(rel, typeof data === "string" ? new TextEncoder().encode(data) : data),
     input: (ref) => {

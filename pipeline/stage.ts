@@ -99,6 +99,18 @@ export interface UnitContext {
   readonly cacheDir: string
   /** Write an Arrow table as Parquet under the run folder, atomically, and record it as this unit's output. */
   readonly writeParquet: (rel: string | TableFile, table: arrow.Table, options?: WriteOptions) => Effect.Effect<void, UnitError>
+  /**
+   * Write a Parquet file a table at a time, for outputs too large to hold whole: memory holds one
+   * row group (`rowGroupSize` rows, cut across the tables written), not the file. Atomic as
+   * writeParquet: the writer's `close` puts the file in place and records it as this unit's output
+   * (size, and CRC-32 of the bytes as written); a scope closed before (a failure, an interruption)
+   * leaves neither the file nor a temporary one. Every table must have the TableFile's columns.
+   *
+   *   const tokens = yield* ctx.parquetWriter(tokensFile(d))   // in Effect.scoped
+   *   for (const t of chunks) yield* tokens.write(t)
+   *   yield* tokens.close
+   */
+  readonly parquetWriter: (file: string | TableFile, options?: WriteOptions) => Effect.Effect<ParquetWriter, UnitError, Scope.Scope>
   /** Write bytes or text under the run folder, atomically, and record it as this unit's output. */
   readonly writeFile: (rel: string, data: Uint8Array | string) => Effect.Effect<void, UnitError>
   /**
@@ -111,6 +123,14 @@ export interface UnitContext {
   readonly progress: Progress
   /** A notice for the user (printed once, above the progress line). */
   readonly log: (message: string) => Effect.Effect<void>
+}
+
+/** A Parquet file being written by UnitContext.parquetWriter. */
+export interface ParquetWriter {
+  /** Encode and append the rows of `table`. */
+  readonly write: (table: arrow.Table) => Effect.Effect<void, UnitError>
+  /** End the file, put it in place and record it. Nothing may be written after it. */
+  readonly close: Effect.Effect<void, UnitError>
 }
 
 /** A bad input found before the run: the config field that names it, and what is wrong (one line). */

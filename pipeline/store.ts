@@ -12,9 +12,11 @@ import {
   EnabledStatistics,
   Encoding,
   ParquetFile,
+  RecordBatch as WasmRecordBatch,
   Table as WasmTable,
   WriterPropertiesBuilder,
   readParquet,
+  transformParquetStream,
   wasmMemory,
   writeParquet,
 } from "parquet-wasm/node"
@@ -53,13 +55,13 @@ export interface WriteOptions {
   readonly deltaColumns?: ReadonlyArray<string>
 }
 
-/** Encode an Arrow table as Parquet bytes (zstd). */
-export const encodeParquet = (table: arrow.Table, options: WriteOptions = {}): Uint8Array => {
-  const ipc = arrow.tableToIPC(table, "stream")
-  const wasmTable = WasmTable.fromIPCStream(ipc)
+/** Rows per row group when the writer does not say (WriteOptions.rowGroupSize). */
+export const DEFAULT_ROW_GROUP_SIZE = 65_536
+
+const writerProperties = (options: WriteOptions) => {
   let builder = new WriterPropertiesBuilder()
     .setCompression(Compression.ZSTD)
-    .setMaxRowGroupSize(options.rowGroupSize ?? 65_536)
+    .setMaxRowGroupSize(options.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE)
   if (options.dictionaryColumns) {
     builder = builder.setDictionaryEnabled(false)
     for (const c of options.dictionaryColumns) builder = builder.setColumnDictionaryEnabled(c, true)
@@ -73,7 +75,201 @@ export const encodeParquet = (table: arrow.Table, options: WriteOptions = {}): U
     for (const c of options.statisticsColumns) builder = builder.setColumnStatisticsEnabled(c, EnabledStatistics.Page)
   }
   if (options.metadata) builder = builder.setKeyValueMetadata(new Map(Object.entries(options.metadata)))
-  return writeParquet(wasmTable, builder.build())
+  return builder.build()
+}
+
+/** Encode an Arrow table as Parquet bytes (zstd). */
+export const encodeParquet = (table: arrow.Table, options: WriteOptions = {}): Uint8Array => {
+  const ipc = arrow.tableToIPC(table, "stream")
+  const wasmTable = WasmTable.fromIPCStream(ipc)
+  return writeParquet(wasmTable, writerProperties(options))
+}
+
+/**
+ * A Parquet file encoded as its rows arrive, for files too large to hold as one table: tables in,
+ * the file's bytes out a row group at a time (the page indexes and footer last), through
+ * parquet-wasm's transformParquetStream (arrow-rs's AsyncArrowWriter). Row groups are cut every
+ * `rowGroupSize` rows across the tables written, as encodeParquet cuts one table; tables of
+ * exactly `rowGroupSize` rows (the last one shorter) give the very bytes encodeParquet gives for
+ * their concatenation. Memory: the table being handed over (its IPC copy, in wasm memory), the
+ * row group being encoded (its pages, compressed as they fill), up to 8 KiB of output the writer
+ * buffers, and the bytes not yet taken — not the file.
+ *
+ *   const enc = parquetStreamEncoder({ schema: Tokens.schema })
+ *   for (const t of tables) { await enc.write(t); sink(enc.take()) }
+ *   await enc.finish(); sink(enc.take())
+ *
+ * arrow-rs's write errors do not reach JavaScript through transformParquetStream (it drops them),
+ * so every table is checked against the first one's schema before it is handed over, and
+ * `finish` checks that the footer counts every row written.
+ */
+export interface ParquetStreamEncoder {
+  /** Encode the rows of `table` (the columns of options.schema, else of the first table); resolves once the encoder has taken them. */
+  write(table: arrow.Table): Promise<void>
+  /** The file's bytes encoded since the last take, in file order (possibly none). */
+  take(): Uint8Array[]
+  /** End the file: resolves once its last bytes are ready to take. */
+  finish(): Promise<void>
+  /** Give up (a failure elsewhere): the encoder stops, and what it holds is dropped. */
+  abort(): void
+  /** Rows written so far. */
+  readonly rows: number
+}
+
+const sameFields = (a: arrow.Schema, b: arrow.Schema): boolean =>
+  a.fields.length === b.fields.length &&
+  a.fields.every((f, i) => f.name === b.fields[i].name && f.nullable === b.fields[i].nullable && String(f.type) === String(b.fields[i].type))
+
+export const parquetStreamEncoder = (options: WriteOptions & { readonly schema?: arrow.Schema } = {}): ParquetStreamEncoder => {
+  let schema = options.schema
+  let rows = 0
+  let ready: Uint8Array[] = []
+  /** The bytes that came after `finish` began: they hold the page indexes and the footer. */
+  const tail: Uint8Array[] = []
+  let size = 0
+  let finishing = false
+  let aborted = false
+  let failure: unknown
+  /** The encoder's pending read of its input: give it a batch, or null to end the file. */
+  let give: ((batch: WasmRecordBatch | null) => void) | undefined
+  /** write/finish waiting for the encoder to read again. */
+  let waiting: { resolve: () => void; reject: (e: unknown) => void } | undefined
+  let output: Promise<void> | undefined
+  const fail = (e: unknown) => {
+    failure ??= e
+    waiting?.reject(failure)
+    waiting = undefined
+  }
+  const input = new ReadableStream<WasmRecordBatch>(
+    {
+      pull: (controller) =>
+        new Promise<void>((resolve) => {
+          give = (batch) => {
+            give = undefined
+            if (batch === null) controller.close()
+            else controller.enqueue(batch)
+            resolve()
+          }
+          if (aborted) give(null)
+          waiting?.resolve()
+          waiting = undefined
+        }),
+    },
+    { highWaterMark: 0 },
+  )
+  /** The encoder's next read (it has finished with everything given before). */
+  const read = (): Promise<(batch: WasmRecordBatch | null) => void> => {
+    if (failure !== undefined) return Promise.reject(failure)
+    if (give !== undefined) return Promise.resolve(give)
+    return new Promise<void>((resolve, reject) => (waiting = { resolve, reject })).then(() => give!)
+  }
+  /** Starts the encoder on its first batch (transformParquetStream resolves only once it has one). */
+  const start = async (first: WasmRecordBatch) => {
+    const stream = transformParquetStream(input, writerProperties(options))
+    ;(await read())(first)
+    const bytes = (await stream) as ReadableStream<Uint8Array>
+    output = (async () => {
+      for await (const chunk of bytes) {
+        if (aborted) continue
+        ready.push(chunk)
+        size += chunk.length
+        if (finishing) tail.push(chunk)
+      }
+    })()
+    output.catch(fail)
+  }
+  return {
+    get rows() {
+      return rows
+    },
+    write: async (table) => {
+      if (failure !== undefined) throw failure
+      if (finishing || aborted) throw new Error("parquet stream: write after finish")
+      schema ??= table.schema
+      if (!sameFields(schema, table.schema)) {
+        throw new Error(`parquet stream: a table of other columns (${table.schema.fields.join(", ")}) than the file's (${schema.fields.join(", ")})`)
+      }
+      if (table.numRows === 0) return
+      const wasm = WasmTable.fromIPCStream(arrow.tableToIPC(table, "stream"))
+      const batches = wasm.recordBatches()
+      wasm.free()
+      let given = 0
+      try {
+        for (const b of batches) {
+          if (output === undefined) await start(b)
+          else (await read())(b)
+          given++
+        }
+        await read() // the encoder has encoded them and asks for more
+      } finally {
+        for (const b of batches.slice(given)) b.free()
+      }
+      rows += table.numRows
+    },
+    take: () => {
+      const out = ready
+      ready = []
+      return out
+    },
+    finish: async () => {
+      if (failure !== undefined) throw failure
+      if (output === undefined) {
+        // Nothing written: the file of no rows, as encodeParquet writes it.
+        if (schema === undefined) throw new Error("parquet stream: no rows and no schema")
+        finishing = true
+        ready.push(encodeParquet(new arrow.Table(schema), options))
+        return
+      }
+      finishing = true
+      ;(await read())(null)
+      await output
+      const counted = await footerRows(tail, size)
+      if (counted !== undefined && counted !== rows) {
+        throw new Error(`parquet stream: the encoder wrote ${counted} rows of the ${rows} given (an encoding error inside parquet-wasm)`)
+      }
+    },
+    abort: () => {
+      aborted = true
+      ready = []
+      give?.(null)
+      fail(new Error("parquet stream: aborted"))
+    },
+  }
+}
+
+/**
+ * The row count in the footer of a Parquet file of `size` bytes whose last bytes are `tail`;
+ * undefined when the footer does not lie inside them (nothing to check against).
+ */
+const footerRows = async (tail: ReadonlyArray<Uint8Array>, size: number): Promise<number | undefined> => {
+  const length = tail.reduce((n, c) => n + c.length, 0)
+  const bytes = new Uint8Array(length)
+  let o = 0
+  for (const c of tail) {
+    bytes.set(c, o)
+    o += c.length
+  }
+  const start = size - length
+  const outside = new Error("outside the tail")
+  try {
+    const file = await ParquetFile.fromFile(
+      fileRanges("footer", {
+        size,
+        readAt: (into, offset) => {
+          if (offset < start) throw outside
+          return memorySource(bytes).readAt(into, offset - start)
+        },
+      }),
+    )
+    try {
+      return Number(file.metadata().fileMetadata().numRows())
+    } finally {
+      file.free()
+    }
+  } catch (e) {
+    if (e === outside || (e instanceof Error && e.message.includes("outside the tail"))) return undefined
+    throw e
+  }
 }
 
 /** Decode Parquet bytes into an Arrow table (optionally some columns / row groups only). */
@@ -102,6 +298,8 @@ export const readParquetFile = (
  */
 export interface RowGroupReader {
   readonly path: string
+  /** The file's columns (from its footer). */
+  readonly schema: arrow.Schema
   readonly numRows: number
   /** Row counts of each row group, in file order. */
   readonly rowGroupRows: ReadonlyArray<number>
@@ -179,6 +377,9 @@ const openSource = async (path: string, source: ByteSource): Promise<RowGroupRea
   }
   return {
     path,
+    get schema() {
+      return arrow.tableFromIPC(file.schema().intoIPCStream()).schema
+    },
     numRows: rowGroupRows.reduce((a, b) => a + b, 0),
     rowGroupRows,
     read: async (rowGroup, columns) => {

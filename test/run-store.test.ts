@@ -41,6 +41,34 @@ const contract = (name: string, store: Layer.Layer<RunStore>) =>
       }),
     )
 
+    it.effect("writeStream: pieces appear as one file on commit; a scope closed without commit leaves nothing", () =>
+      Effect.gen(function* () {
+        const s = yield* RunStore
+        const size = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const sink = yield* s.writeStream("w/file.bin")
+            yield* sink.write(new Uint8Array([1, 2]))
+            yield* sink.write(new Uint8Array([3]))
+            expect(yield* s.size("w/file.bin")).toEqual(Option.none()) // nothing under the name before the commit
+            return yield* sink.commit
+          }),
+        )
+        expect(size).toBe(3)
+        expect([...(yield* s.readBytes("w/file.bin"))]).toEqual([1, 2, 3])
+        const failed = yield* Effect.exit(
+          Effect.scoped(
+            Effect.gen(function* () {
+              const sink = yield* s.writeStream("w/other.bin")
+              yield* sink.write(new Uint8Array([9]))
+              return yield* Effect.fail("stopped midway")
+            }),
+          ),
+        )
+        expect(Exit.isFailure(failed)).toBe(true)
+        expect(yield* s.size("w/other.bin")).toEqual(Option.none())
+      }),
+    )
+
     it.effect("a missing file is a StoreError with reason NotFound naming it", () =>
       Effect.gen(function* () {
         const s = yield* RunStore
@@ -110,7 +138,7 @@ describe("RunStore", () => {
     }),
   )
 
-  it("the disk store writes under the run folder and leaves no temporary file", () => {
+  it("the disk store writes under the run folder and leaves no temporary file (writeStream's failed write included)", () => {
     const dir = path.join(tmp, "run")
     const names = fs.readdirSync(dir, { recursive: true }).map(String).sort()
     expect(names.filter((n) => path.basename(n).startsWith(".tmp-"))).toEqual([])

@@ -8,7 +8,8 @@ import * as path from "node:path"
 import { createRequire } from "node:module"
 import { DuckDBInstance } from "@duckdb/node-api"
 import type * as arrow from "apache-arrow"
-import { Effect, Either } from "effect"
+import * as zlib from "node:zlib"
+import { Cause, Effect, Either, Exit } from "effect"
 import { Tokenizer } from "tokenizers"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Config, loadConfig } from "../pipeline/config.ts"
@@ -20,7 +21,15 @@ import type { RunStoreShape } from "../pipeline/run-store.ts"
 import { memoryRunStore } from "../pipeline/run-store-memory.ts"
 import { StageServicesLive } from "../stages/services.ts"
 import { plantedRun } from "./fixtures/planted.ts"
-import { tokenizeStage } from "../stages/tokenize/index.ts"
+import { tokenizeDataset, tokenizeStage, writeTokenTables } from "../stages/tokenize/index.ts"
+import { categorizeTokens, textWords } from "../stages/tokenize/categories.ts"
+import { loadTokenizer } from "../lib/tokenizer-load.ts"
+import { emptyManifest } from "../pipeline/manifest.ts"
+import { nodeRunStore } from "../pipeline/run-store-node.ts"
+import { RunStore } from "../pipeline/run-store.ts"
+import { makeUnitContext } from "../pipeline/runner.ts"
+import { encodeParquet, parquetRowGroups } from "../pipeline/store.ts"
+import type { TokenRow, WindowRow } from "../stages/tokenize/contract.ts"
 import { TEST_EOS_ID, writeTestTokenizer } from "./fixtures/tokenizer.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-tokenize-stage-"))
@@ -304,5 +313,139 @@ describe("tokenize stage in the runner", () => {
     const second = await Effect.runPromise(runOnDisk(config, { stages: [tokenizeStage], sink }))
     expect(second.outcomes.map((o) => [o.id, o.outcome])).toEqual([["dataset=a", "up-to-date"]])
     expect(out.join("")).toContain("nothing to do")
+  })
+})
+
+/**
+ * The rows a dataset of ASCII jsonl documents must give, built without the stage's tables code:
+ * ids from `tokenizers` directly, and each predicted token placed in its window by the rule of
+ * windows.ts stated per token (token p of a document is predicted by the first window k whose end
+ * min(n, L + k·stride) is past p; that window starts at max(0, end − L)). Categories come from
+ * categories.ts on the document alone (nothing there depends on how the tables are cut).
+ */
+const expectedRows = async (
+  tokenizerFile: string,
+  docs: ReadonlyArray<{ id: string; text: string }>,
+  o: { L: number; stride: number; prepend: number[]; maxTokens: number },
+): Promise<{ tokens: TokenRow[]; windows: WindowRow[] }> => {
+  const tok = Tokenizer.fromFile(tokenizerFile)
+  const tokens: TokenRow[] = []
+  const windows: WindowRow[] = []
+  for (const doc of docs) {
+    if (tokens.length >= o.maxTokens) break
+    const enc = await tok.encode(doc.text, null, { addSpecialTokens: false })
+    const offsets = enc.getOffsets() // ASCII text: byte, code point and UTF-16 offsets agree
+    const starts = Int32Array.from(offsets.map((x) => x[0]))
+    const ends = Int32Array.from(offsets.map((x) => x[1]))
+    const { tags, categories } = categorizeTokens(doc.text, textWords(doc.text), starts, ends)
+    const nPrepend = o.prepend.length
+    // The document as max_tokens cuts it: its first tokens, up to the last one still predicted.
+    const ids = [...o.prepend, ...enc.getIds()].slice(0, Math.max(1, nPrepend) + (o.maxTokens - tokens.length))
+    let window: { k: number; start: number } | undefined
+    for (let p = Math.max(1, nPrepend); p < ids.length; p++) {
+      let k = 0
+      while (Math.min(ids.length, o.L + k * o.stride) <= p) k++
+      if (window?.k !== k) {
+        const end = Math.min(ids.length, o.L + k * o.stride)
+        const start = Math.max(0, end - o.L)
+        window = { k, start }
+        windows.push({ seq_id: windows.length, doc_id: doc.id, input_ids: Int32Array.from(ids.slice(start, end)), first_target: p - start, first_token_index: tokens.length })
+      }
+      const j = p - nPrepend
+      tokens.push({
+        token_index: tokens.length,
+        seq_id: windows.length - 1,
+        position: p - window.start,
+        token_id: ids[p],
+        doc_id: doc.id,
+        char_start: starts[j],
+        char_end: ends[j],
+        tag: tags[j],
+        category: categories[j],
+      })
+    }
+  }
+  return { tokens, windows }
+}
+
+describe("tokenize stage streaming", () => {
+  /** A unit context over the disk store of config.runDir, and what it records. */
+  const unitContext = (config: Config) =>
+    makeUnitContext({
+      config,
+      store: Effect.runSync(Effect.provide(RunStore, nodeRunStore(config.runDir))),
+      stage: "tokenize",
+      id: "dataset=d",
+      manifest: emptyManifest(config.run),
+      allowed: [],
+      progress: { start: () => {}, advance: () => {} },
+      log: () => {},
+    })
+  const listFiles = (dir: string): string[] =>
+    fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort()
+
+  it("written in row groups of 7 tokens and 3 windows, the files hold the rows expected (tokens: the bytes of one whole-table write)", async () => {
+    const dir = path.join(tmp, "stream")
+    fs.mkdirSync(dir, { recursive: true })
+    const words = ["the", "cat", "and", "a", "hat", "sat", "on", "of", "mat", "in", "barn", "ran", "off", "to"]
+    const docs = Array.from({ length: 9 }, (_, d) => ({
+      id: `doc${d}`,
+      // lengths vary: some documents fill several chunks, some end inside one, one is a single token ("x")
+      text: d === 4 ? "x" : Array.from({ length: 3 + ((d * 5) % 11) }, (_, w) => words[(d * 3 + w * 7) % words.length]).join(" ") + ".",
+    }))
+    fs.writeFileSync(path.join(dir, "d.jsonl"), docs.map((d) => JSON.stringify(d)).join("\n"))
+    const maxTokens = 100 // cuts a document, in the middle of a chunk
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, [`  - { name: d, format: jsonl, path: d.jsonl, max_tokens: ${maxTokens} }`], ["prepend: '</s>'"])))
+    const tokenizer = await loadTokenizer(path.join(dir, "tokenizer.json"))
+    const options = { contextLength: 8, stride: 4, prepend: "</s>", maxTokens }
+    const { ctx, written } = unitContext(config)
+    // Tokens chunks are the row groups; windows come in chunks of 2, cut into row groups of 3.
+    const streaming = { rowGroupSize: { tokens: 7, windows: 3 }, chunkRows: { tokens: 7, windows: 2 } }
+    await Effect.runPromise(writeTokenTables(ctx, config.datasets[0], tokenizer, { ...options, ...streaming }))
+
+    const expected = await expectedRows(path.join(dir, "tokenizer.json"), docs, { L: 8, stride: 4, prepend: [TEST_EOS_ID], maxTokens })
+    expect(expected.tokens).toHaveLength(maxTokens)
+    const uncut = await expectedRows(path.join(dir, "tokenizer.json"), docs, { L: 8, stride: 4, prepend: [TEST_EOS_ID], maxTokens: Infinity })
+    expect(uncut.tokens[maxTokens].doc_id).toBe(uncut.tokens[maxTokens - 1].doc_id) // the cut is inside a document
+    const tokensAt = path.join(config.runDir, tokensPath("d"))
+    const windowsAt = path.join(config.runDir, windowsPath("d"))
+    expect(Tokens.toRows(readParquetFile(tokensAt))).toEqual(expected.tokens)
+    expect(Windows.toRows(readParquetFile(windowsAt))).toEqual(expected.windows)
+    const groups = (n: number, size: number) => [...Array.from({ length: Math.floor(n / size) }, () => size), ...(n % size ? [n % size] : [])]
+    expect(await parquetRowGroups(tokensAt)).toEqual(groups(expected.tokens.length, 7))
+    expect(await parquetRowGroups(windowsAt)).toEqual(groups(expected.windows.length, 3))
+
+    // The reference without streaming: the whole tables built at once, encoded in one go.
+    const whole = await tokenizeDataset(config.datasets[0], tokenizer, options)
+    expect(Buffer.from(fs.readFileSync(tokensAt)).equals(Buffer.from(encodeParquet(whole.tokens, { rowGroupSize: 7 })))).toBe(true)
+    expect(Windows.toRows(whole.windows)).toEqual(expected.windows)
+
+    expect(written.map((w) => w.path)).toEqual([tokensPath("d"), windowsPath("d")])
+    for (const w of written) {
+      const bytes = fs.readFileSync(path.join(config.runDir, w.path))
+      expect([w.bytes, w.crc32]).toEqual([bytes.length, zlib.crc32(bytes)])
+    }
+    expect(listFiles(config.runDir)).toEqual([tokensPath("d"), windowsPath("d")].sort())
+  })
+
+  it("a unit that fails after writing row groups leaves neither file, and no temporary file", async () => {
+    const dir = path.join(tmp, "stream-fail")
+    fs.mkdirSync(dir, { recursive: true })
+    // 2,100 documents: two batches are encoded, the first one's chunks written, before b.jsonl fails.
+    fs.writeFileSync(path.join(dir, "a.jsonl"), Array.from({ length: 2100 }, (_, i) => JSON.stringify({ text: `the cat ${i} sat on the mat` })).join("\n"))
+    fs.writeFileSync(path.join(dir, "b.jsonl"), '{"text": "fine"}\n{"text":\n')
+    const config = await Effect.runPromise(loadConfig(writeRun(dir, ["  - { name: d, format: jsonl, path: '*.jsonl' }"])))
+    const tokenizer = await loadTokenizer(path.join(dir, "tokenizer.json"))
+    const { ctx, written } = unitContext(config)
+    let chunksWritten = 0
+    const counting = { ...ctx, parquetWriter: (f: Parameters<typeof ctx.parquetWriter>[0], o?: Parameters<typeof ctx.parquetWriter>[1]) =>
+      Effect.map(ctx.parquetWriter(f, o), (w) => ({ ...w, write: (t: arrow.Table) => Effect.zipRight(Effect.sync(() => chunksWritten++), w.write(t)) })) }
+    const exit = await Effect.runPromiseExit(
+      writeTokenTables(counting, config.datasets[0], tokenizer, { contextLength: 8, stride: 4, rowGroupSize: { tokens: 7, windows: 3 } }),
+    )
+    expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/b\.jsonl:2: invalid JSON/)
+    expect(chunksWritten).toBeGreaterThan(100)
+    expect(written).toEqual([])
+    expect(fs.existsSync(config.runDir) ? listFiles(config.runDir) : []).toEqual([])
   })
 })

@@ -14,7 +14,7 @@ import { categorizeTokens, categoryOfTag, categoryOfText, normalizeTag, textWord
 import { loadTokenizer, toUtf16Offsets } from "../lib/tokenizer-load.ts"
 import { Effect, Either } from "effect"
 import { makeTokenizers, TokenizerError } from "../lib/tokenizer.ts"
-import { commonFolder, parseJsonl, readDocuments } from "../stages/tokenize/formats.ts"
+import { commonFolder, parseJsonl, readDocuments, streamDocuments } from "../stages/tokenize/formats.ts"
 import { TokenTablesBuilder } from "../stages/tokenize/tables.ts"
 import { documentWindows, predictedCount } from "../stages/tokenize/windows.ts"
 import * as arrow from "apache-arrow"
@@ -305,6 +305,65 @@ describe("formats", () => {
     expect(() => readDocuments(ds("parquet", [notParquet]), notParquet)).toThrow(new RegExp(`^${escape(notParquet)}: cannot read as Parquet`))
   })
 
+  it("streamDocuments reads jsonl and parquet a piece at a time and gives what readDocuments gives", async () => {
+    const read = async (d: Dataset, file: string) => {
+      const notes: string[] = []
+      const docs: Array<{ id: string; text: string }> = []
+      let bytes = 0
+      for await (const r of streamDocuments(d, file, (m) => notes.push(m))) {
+        docs.push(r.doc)
+        bytes += r.bytes
+      }
+      return { docs, notes, bytes }
+    }
+    const whole = (d: Dataset, file: string) => {
+      const notes: string[] = []
+      return { docs: readDocuments(d, file, (m) => notes.push(m)), notes }
+    }
+    // BOM, CRLF, blank lines, invalid UTF-8 (and a U+FFFD written on purpose), a line longer than a read block.
+    const long = "é".repeat(3 << 20) // 6 MiB of UTF-8
+    const lines = [
+      Buffer.from('\ufeff{"text":"first","id":"a"}\r\n'),
+      Buffer.from("\n   \n"),
+      Buffer.concat([Buffer.from('{"text":"bad '), Buffer.from([0xff, 0xc3]), Buffer.from('"}\n')]),
+      Buffer.from(`{"text":"${long}"}\n`),
+      Buffer.from('{"text":"kept \ufffd"}'), // no newline at the end
+    ]
+    fs.mkdirSync(path.join(tmp, "s"), { recursive: true })
+    const jsonl = path.join(tmp, "s/a.jsonl")
+    fs.writeFileSync(jsonl, Buffer.concat(lines))
+    const other = path.join(tmp, "s/b.jsonl")
+    fs.writeFileSync(other, '{"text":"x"}\n')
+    for (const d of [ds("jsonl", [jsonl]), ds("jsonl", [jsonl, other])]) {
+      const streamed = await read(d, jsonl)
+      expect(streamed.docs.map((x) => x.id)).toEqual(d.files.length > 1 ? ["a", "a.jsonl:4", "a.jsonl:5", "a.jsonl:6"] : ["a", "4", "5", "6"])
+      expect({ docs: streamed.docs, notes: streamed.notes }).toEqual(whole(d, jsonl))
+      expect(streamed.notes).toEqual([`${jsonl}: 2 invalid UTF-8 byte sequences replaced by U+FFFD (is the file in another encoding?)`])
+      expect(streamed.bytes).toBe(fs.statSync(jsonl).size)
+    }
+    // Errors as readDocuments: a bad line (after documents were read), an empty file, a missing one.
+    const bad = path.join(tmp, "s/bad.jsonl")
+    fs.writeFileSync(bad, '{"text":"ok"}\n{"text": oops}\n')
+    await expect(read(ds("jsonl", [bad]), bad)).rejects.toThrow(new RegExp(`^${escape(bad)}:2: invalid JSON \\(.+\\)$`))
+    const empty = path.join(tmp, "s/empty.jsonl")
+    fs.writeFileSync(empty, "\n\n")
+    await expect(read(ds("jsonl", [empty]), empty)).rejects.toThrow(`${empty}: no documents (empty file)`)
+    const missing = path.join(tmp, "s/missing.jsonl")
+    await expect(read(ds("jsonl", [missing]), missing)).rejects.toThrow(`${missing}: cannot read (file not found)`)
+
+    // Parquet a row group at a time: ids from the column or the row number across row groups; checks as readDocuments.
+    const pq = path.join(tmp, "s/docs.parquet")
+    writeParquetFile(pq, arrow.tableFromArrays({ text: Array.from({ length: 10 }, (_, i) => `doc ${i}`), n: Int32Array.from({ length: 10 }, (_, i) => 100 + i) }), { rowGroupSize: 3 })
+    for (const d of [ds("parquet", [pq]), { ...ds("parquet", [pq]), id_field: "n" }]) {
+      const streamed = await read(d, pq)
+      expect(streamed.docs).toEqual(whole(d, pq).docs)
+      expect(streamed.bytes).toBeCloseTo(fs.statSync(pq).size, 6)
+    }
+    await expect(read({ ...ds("parquet", [pq]), text_field: "body" }, pq)).rejects.toThrow(`${pq}: no column "body" (columns: text, n)`)
+    await expect(read({ ...ds("parquet", [pq]), text_field: "n" }, pq)).rejects.toThrow(/column "n" is Int32, expected strings/)
+    await expect(read(ds("parquet", [jsonl]), jsonl)).rejects.toThrow(new RegExp(`^${escape(jsonl)}: cannot read as Parquet`))
+  })
+
   it("brown: one document per file with word spans and tags, id = file name", () => {
     const file = path.join(brownDir, "ca01")
     const [doc] = readDocuments(ds("brown", [file]), file)
@@ -343,6 +402,38 @@ describe("tables builder", () => {
     ])
     expect([...windows.getChild("first_target")!.toArray()]).toEqual([1, 2, 1, 3])
     expect([...windows.getChild("first_token_index")!.toArray()]).toEqual([0, 3, 5, 8])
+  })
+
+  it("hands out chunks of a fixed number of rows as they fill (tables.ts example); together they are the whole table", () => {
+    const doc = (id: string, n: number) => ({
+      id,
+      ids: Int32Array.from({ length: n }, (_, i) => 10 + i),
+      nPrepend: 0,
+      charStarts: Int32Array.from({ length: n }, (_, i) => i),
+      charEnds: Int32Array.from({ length: n }, (_, i) => i + 1),
+      tags: Array.from({ length: n }, () => null),
+      categories: Array.from({ length: n }, () => "content" as const),
+    })
+    const whole = new TokenTablesBuilder(4, 2)
+    const chunked = new TokenTablesBuilder(4, 2, { tokens: 4, windows: 3 })
+    const sizes = (ts: ReadonlyArray<arrow.Table>) => ts.map((t) => t.numRows)
+    const index = (ts: ReadonlyArray<arrow.Table>) => ts.flatMap((t) => [...t.getChild("token_index")!.toArray()])
+    for (const b of [whole, chunked]) b.add(doc("a", 7)) // 6 predicted tokens, windows [0,4) [2,6) [4,7)
+    const first = chunked.take() // sealed while "a" was added: token_index 0–3, its 3 windows
+    expect([sizes(first.tokens), index(first.tokens), sizes(first.windows)]).toEqual([[4], [0, 1, 2, 3], [3]])
+    expect(sizes(chunked.take().tokens)).toEqual([]) // taken once
+    for (const b of [whole, chunked]) b.add(doc("b", 4)) // 3 more: tokens 6–8, one window
+    const mid = chunked.take()
+    expect([sizes(mid.tokens), index(mid.tokens), sizes(mid.windows)]).toEqual([[4], [4, 5, 6, 7], []])
+    const last = chunked.take(true)
+    expect([index(last.tokens), sizes(last.windows)]).toEqual([[8], [1]])
+    const rows = (t: arrow.Table) => t.toArray().map((r) => JSON.stringify(r.toJSON(), (_, v) => (ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v)))
+    const chunks = new TokenTablesBuilder(4, 2, { tokens: 4, windows: 3 })
+    chunks.add(doc("a", 7))
+    chunks.add(doc("b", 4))
+    const all = chunks.take(true)
+    expect(all.tokens.flatMap(rows)).toEqual(rows(whole.tokens()))
+    expect(all.windows.flatMap(rows)).toEqual(rows(whole.windows()))
   })
 })
 

@@ -17,7 +17,7 @@ import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import type { Dataset } from "../../pipeline/config.ts"
 import { UnitError } from "../../pipeline/stage.ts"
-import { readParquetFile } from "../../pipeline/store.ts"
+import { openRowGroups, readParquetFile, type RowGroupReader } from "../../pipeline/store.ts"
 import { parseBrown } from "./brown.ts"
 import type { Words } from "./categories.ts"
 import { displayPath, firstLine } from "../../pipeline/errors.ts"
@@ -125,6 +125,31 @@ export const readDocuments = (dataset: Dataset, file: string, note?: (message: s
 }
 
 /**
+ * The document of one line of a JSON-lines file (`lineNo` 1-based), or undefined for a blank line.
+ * @throws UnitError `file:line: …` for a line that is not a JSON object with a string `textField`
+ */
+const jsonlDocument = (raw: string, lineNo: number, file: string, textField: string, idField: string, naming: FileNaming): Document | undefined => {
+  const line = raw.trim()
+  if (line === "") return undefined
+  const where = `${displayPath(file)}:${lineNo}`
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch (e) {
+    throw fail(`${where}: invalid JSON (${reason(e)})`)
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw fail(`${where}: expected a JSON object`)
+  const record = value as Record<string, unknown>
+  const text = record[textField]
+  if (typeof text !== "string") {
+    throw fail(`${where}: field "${textField}" ${text === undefined ? "is missing" : "is not a string"}`)
+  }
+  const rawId = record[idField]
+  const id = typeof rawId === "string" || typeof rawId === "number" ? String(rawId) : naming.several ? `${naming.name}:${lineNo}` : String(lineNo)
+  return { id, text }
+}
+
+/**
  * Documents of a JSON-lines text (blank lines skipped).
  * @throws UnitError `file:line: …` for a line that is not a JSON object with a string `textField`
  */
@@ -138,28 +163,14 @@ export const parseJsonl = (
   const docs: Document[] = []
   const lines = source.split("\n")
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim()
-    if (line === "") continue
-    const where = `${displayPath(file)}:${i + 1}`
-    let value: unknown
-    try {
-      value = JSON.parse(line)
-    } catch (e) {
-      throw fail(`${where}: invalid JSON (${reason(e)})`)
-    }
-    if (value === null || typeof value !== "object" || Array.isArray(value)) throw fail(`${where}: expected a JSON object`)
-    const record = value as Record<string, unknown>
-    const text = record[textField]
-    if (typeof text !== "string") {
-      throw fail(`${where}: field "${textField}" ${text === undefined ? "is missing" : "is not a string"}`)
-    }
-    const rawId = record[idField]
-    const id =
-      typeof rawId === "string" || typeof rawId === "number" ? String(rawId) : naming.several ? `${naming.name}:${i + 1}` : String(i + 1)
-    docs.push({ id, text })
+    const doc = jsonlDocument(lines[i], i + 1, file, textField, idField, naming)
+    if (doc !== undefined) docs.push(doc)
   }
   return docs
 }
+
+const isString = (t: arrow.DataType): boolean =>
+  arrow.DataType.isUtf8(t) || arrow.DataType.isLargeUtf8(t) || (arrow.DataType.isDictionary(t) && isString(t.dictionary))
 
 const readParquetDocuments = (file: string, textField: string, idField: string, naming: FileNaming): Document[] => {
   let table: arrow.Table
@@ -173,8 +184,6 @@ const readParquetDocuments = (file: string, textField: string, idField: string, 
     const names = table.schema.fields.map((f) => f.name).join(", ")
     throw fail(`${displayPath(file)}: no column "${textField}" (columns: ${names})`)
   }
-  const isString = (t: arrow.DataType): boolean =>
-    arrow.DataType.isUtf8(t) || arrow.DataType.isLargeUtf8(t) || (arrow.DataType.isDictionary(t) && isString(t.dictionary))
   if (!isString(texts.type)) {
     throw fail(`${displayPath(file)}: column "${textField}" is ${texts.type}, expected strings`)
   }
@@ -188,4 +197,165 @@ const readParquetDocuments = (file: string, textField: string, idField: string, 
     docs.push({ id, text })
   }
   return docs
+}
+
+/** A document as read, with the bytes of its file it stands for (progress). */
+export interface ReadDocument {
+  readonly doc: Document
+  readonly bytes: number
+}
+
+const BLOCK_BYTES = 4 << 20
+
+/**
+ * The documents of one file of a dataset, as readDocuments gives them (same documents, ids,
+ * errors and notes), read a piece at a time so that a large file is never held whole: jsonl a
+ * block of lines at a time (lines are split at newline bytes and decoded one by one, which is how
+ * the whole file decodes too: no UTF-8 sequence holds a newline byte), parquet a row group at a
+ * time; text and brown files are one document each, read whole.
+ * @throws UnitError (one line, naming the file, and line or row) as readDocuments
+ */
+export async function* streamDocuments(dataset: Dataset, file: string, note?: (message: string) => void): AsyncGenerator<ReadDocument> {
+  const naming = fileNaming(dataset.files, file)
+  const size = (() => {
+    try {
+      return fs.statSync(file).size
+    } catch {
+      return 0 // reading it reports the problem
+    }
+  })()
+  let count = 0
+  switch (dataset.format) {
+    case "text":
+    case "brown":
+      for (const doc of readDocuments(dataset, file, note)) yield { doc, bytes: size }
+      return
+    case "jsonl":
+      for (const d of jsonlLines(file, note)) {
+        const doc = jsonlDocument(d.line, d.lineNo, file, dataset.text_field, dataset.id_field, naming)
+        if (doc === undefined) continue
+        count++
+        yield { doc, bytes: d.bytes }
+      }
+      break
+    case "parquet":
+      for await (const { doc, share } of parquetDocuments(file, dataset.text_field, dataset.id_field, naming)) {
+        count++
+        yield { doc, bytes: size * share }
+      }
+      break
+  }
+  if (count === 0) throw fail(`${displayPath(file)}: no documents (empty file)`)
+}
+
+/**
+ * The lines of a file, decoded one by one (a leading BOM dropped), with the bytes each stands for
+ * (the bytes of the blank lines before it included). Invalid UTF-8 is counted and told to `note`
+ * once the file is read, as readText does.
+ */
+function* jsonlLines(file: string, note?: (message: string) => void): Generator<{ line: string; lineNo: number; bytes: number }> {
+  let fd: number
+  try {
+    fd = fs.openSync(file, "r")
+  } catch (e) {
+    throw fail(`${displayPath(file)}: cannot read (${reason(e)})`)
+  }
+  let bad = 0
+  let lineNo = 0
+  let pending = 0 // bytes of the blank lines since the last line with text
+  const decode = (bytes: Buffer) => {
+    let line = bytes.toString("utf8")
+    if (lineNo === 0 && line.charCodeAt(0) === 0xfeff) line = line.slice(1)
+    bad += replacements(line) - literalReplacements(bytes)
+    lineNo++
+    pending += bytes.length + 1
+    return line
+  }
+  try {
+    let block = Buffer.alloc(BLOCK_BYTES)
+    let filled = 0 // bytes of `block` read and not yet split into lines
+    for (;;) {
+      let n: number
+      try {
+        n = fs.readSync(fd, block, filled, block.length - filled, null)
+      } catch (e) {
+        throw fail(`${displayPath(file)}: cannot read (${reason(e)})`)
+      }
+      filled += n
+      const data = block.subarray(0, filled)
+      let start = 0
+      for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
+        const line = decode(data.subarray(start, nl))
+        start = nl + 1
+        if (line.trim() !== "") {
+          yield { line, lineNo, bytes: pending }
+          pending = 0
+        }
+      }
+      if (n === 0) {
+        // The last line, when the file does not end with a newline.
+        if (start < filled) {
+          const line = decode(data.subarray(start, filled))
+          if (line.trim() !== "") yield { line, lineNo, bytes: pending - 1 }
+        }
+        break
+      }
+      // Keep the unfinished line at the front; a line longer than the block grows it.
+      block.copyWithin(0, start, filled)
+      filled -= start
+      if (filled === block.length) {
+        const grown = Buffer.alloc(block.length * 2)
+        block.copy(grown, 0, 0, filled)
+        block = grown
+      }
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  if (bad > 0 && note) note(`${displayPath(file)}: ${bad} invalid UTF-8 byte sequence${bad > 1 ? "s" : ""} replaced by U+FFFD (is the file in another encoding?)`)
+}
+
+/** The documents of a Parquet file, a row group at a time (checks and ids as readParquetDocuments), with the share of the file each stands for. */
+async function* parquetDocuments(
+  file: string,
+  textField: string,
+  idField: string,
+  naming: FileNaming,
+): AsyncGenerator<{ readonly doc: Document; readonly share: number }> {
+  let reader: RowGroupReader
+  try {
+    reader = await openRowGroups(file)
+  } catch (e) {
+    throw fail(`${displayPath(file)}: cannot read as Parquet (${reason(e)})`)
+  }
+  try {
+    const field = reader.schema.fields.find((f) => f.name === textField)
+    if (!field) {
+      const names = reader.schema.fields.map((f) => f.name).join(", ")
+      throw fail(`${displayPath(file)}: no column "${textField}" (columns: ${names})`)
+    }
+    if (!isString(field.type)) throw fail(`${displayPath(file)}: column "${textField}" is ${field.type}, expected strings`)
+    const hasIds = reader.schema.fields.some((f) => f.name === idField)
+    let row = 0
+    for (let g = 0; g < reader.rowGroupRows.length; g++) {
+      let table: arrow.Table
+      try {
+        table = await reader.read(g, hasIds && idField !== textField ? [textField, idField] : [textField])
+      } catch (e) {
+        throw fail(`${displayPath(file)}: cannot read as Parquet (${reason(e)})`)
+      }
+      const texts = table.getChild(textField)!
+      const ids = hasIds ? table.getChild(idField) : null
+      for (let r = 0; r < table.numRows; r++, row++) {
+        const text = texts.get(r) as string | null
+        if (text === null) throw fail(`${displayPath(file)}: row ${row}: "${textField}" is null`)
+        const rawId = ids?.get(r)
+        const id = rawId !== null && rawId !== undefined ? String(rawId) : naming.several ? `${naming.name}:${row}` : String(row)
+        // Each row group stands for an equal share of the file.
+        yield { doc: { id, text }, share: 1 / table.numRows / reader.rowGroupRows.length }
+      }
+    }
+  } finally {
+    reader.close()
+  }
 }

@@ -4,7 +4,8 @@
  *
  * Documents are added in order; each one's tokens are cut into windows (windows.ts) and every
  * predicted token gets the next token_index, so token_index follows document order and, within a
- * document, window order.
+ * document, window order. The tables come out in chunks of a fixed number of rows, so a dataset
+ * of any size is written a row group at a time (index.ts).
  */
 import * as arrow from "apache-arrow"
 import { Tokens, Windows } from "./contract.ts"
@@ -114,39 +115,63 @@ const toTable = (schema: arrow.Schema, length: number, children: arrow.Data[]): 
   return new arrow.Table(schema, new arrow.RecordBatch(schema, struct))
 }
 
-/** Accumulates the tokens and windows tables of one dataset. */
-export class TokenTablesBuilder {
-  private readonly t = {
-    seq: new Int32Column(),
-    position: new Int32Column(),
-    tokenId: new Int32Column(),
-    doc: new Utf8Column(),
-    charStart: new Int32Column(),
-    charEnd: new Int32Column(),
-    tag: new Utf8Column(),
-    category: new Utf8Column(),
-  }
-  private readonly w = {
+/** The columns of the tokens table but token_index (its values follow from the row). */
+const tokenColumns = () => ({
+  seq: new Int32Column(),
+  position: new Int32Column(),
+  tokenId: new Int32Column(),
+  doc: new Utf8Column(),
+  charStart: new Int32Column(),
+  charEnd: new Int32Column(),
+  tag: new Utf8Column(),
+  category: new Utf8Column(),
+})
+const windowColumns = () => {
+  const w = {
     doc: new Utf8Column(),
     inputOffsets: new Int32Column(),
     inputIds: new Int32Column(),
     firstTarget: new Int32Column(),
     firstTokenIndex: new Int32Column(),
   }
+  w.inputOffsets.push(0)
+  return w
+}
+
+/**
+ * Builds the tokens and windows tables of one dataset, in chunks of `chunkRows.tokens` and
+ * `chunkRows.windows` rows (the files' row-group sizes; Infinity: one chunk of each). Documents are added in order; a chunk
+ * is sealed the moment it is full (a document's tokens may fill several, or end one and start the
+ * next), and `take` hands out the sealed chunks, so only the rows of unsealed chunks and of chunks
+ * not yet taken are held. Chunks of a table, concatenated, are the table a single chunk would be.
+ *
+ * Example, chunkRows.tokens = 4, documents of 6 and 3 predicted tokens: the tokens chunks hold
+ * token_index 0–3 (sealed while the first document is added), 4–7 (while the second is), then 8
+ * (sealed by `take(true)` at the end).
+ */
+export class TokenTablesBuilder {
+  private t = tokenColumns()
+  private w = windowColumns()
+  /** token_index of the first row of `t`, seq_id of the first row of `w`. */
+  private tokenBase = 0
+  private windowBase = 0
+  private readonly sealedTokens: arrow.Table[] = []
+  private readonly sealedWindows: arrow.Table[] = []
   constructor(
     readonly contextLength: number,
     readonly stride: number,
+    readonly chunkRows: { readonly tokens: number; readonly windows: number } = { tokens: Infinity, windows: Infinity },
   ) {
-    this.w.inputOffsets.push(0)
+    if (!(chunkRows.tokens >= 1 && chunkRows.windows >= 1)) throw new Error(`tables: chunk rows must be ≥ 1 (got ${JSON.stringify(chunkRows)})`)
   }
 
   /** Tokens predicted so far (= the next token_index). */
   get tokenCount(): number {
-    return this.t.tokenId.length
+    return this.tokenBase + this.t.tokenId.length
   }
   /** Windows so far (= the next seq_id). */
   get windowCount(): number {
-    return this.w.firstTarget.length
+    return this.windowBase + this.w.firstTarget.length
   }
 
   /**
@@ -160,52 +185,88 @@ export class TokenTablesBuilder {
     const before = this.tokenCount
     for (const win of documentWindows(n, doc.nPrepend, this.contextLength, this.stride)) {
       const seq = this.windowCount
-      this.w.doc.push(doc.id)
-      this.w.inputIds.pushAll(doc.ids.subarray(win.start, win.end))
-      this.w.inputOffsets.push(this.w.inputIds.length)
-      this.w.firstTarget.push(win.firstTarget)
-      this.w.firstTokenIndex.push(this.tokenCount)
+      const w = this.w
+      w.doc.push(doc.id)
+      w.inputIds.pushAll(doc.ids.subarray(win.start, win.end))
+      w.inputOffsets.push(w.inputIds.length)
+      w.firstTarget.push(win.firstTarget)
+      w.firstTokenIndex.push(this.tokenCount)
+      if (w.firstTarget.length >= this.chunkRows.windows) this.sealWindows()
       for (let pos = win.firstTarget; pos < win.end - win.start; pos++) {
         const k = win.start + pos // index in doc.ids
         const j = k - doc.nPrepend // index among document tokens
-        this.t.seq.push(seq)
-        this.t.position.push(pos)
-        this.t.tokenId.push(doc.ids[k])
-        this.t.doc.push(doc.id)
-        this.t.charStart.push(doc.charStarts[j])
-        this.t.charEnd.push(doc.charEnds[j])
-        this.t.tag.push(doc.tags[j])
-        this.t.category.push(doc.categories[j])
+        const t = this.t
+        t.seq.push(seq)
+        t.position.push(pos)
+        t.tokenId.push(doc.ids[k])
+        t.doc.push(doc.id)
+        t.charStart.push(doc.charStarts[j])
+        t.charEnd.push(doc.charEnds[j])
+        t.tag.push(doc.tags[j])
+        t.category.push(doc.categories[j])
+        if (t.tokenId.length >= this.chunkRows.tokens) this.sealTokens()
       }
     }
     return this.tokenCount - before
   }
 
-  /** The `tokens` table (./contract.ts Tokens), token_index order. */
-  tokens(): arrow.Table {
-    const n = this.tokenCount
-    const index = new Int32Array(n)
-    for (let i = 0; i < n; i++) index[i] = i
-    const t = this.t
-    return toTable(Tokens.schema, n, [
-      arrow.makeData({ type: new arrow.Int32(), length: n, data: index }),
-      t.seq.data(),
-      t.position.data(),
-      t.tokenId.data(),
-      t.doc.data(),
-      t.charStart.data(),
-      t.charEnd.data(),
-      t.tag.data(),
-      t.category.data(),
-    ])
+  /**
+   * The sealed chunks since the last take, tokens and windows each in order; with `all`, the
+   * rows of the unsealed chunks too (the dataset's last chunks: call it once, at the end).
+   */
+  take(all = false): { readonly tokens: arrow.Table[]; readonly windows: arrow.Table[] } {
+    return { tokens: this.takeTokens(all), windows: this.takeWindows(all) }
   }
 
-  /** The `windows` table (./contract.ts Windows), seq_id order. */
+  /** The `tokens` table (./contract.ts Tokens), token_index order: every row not yet taken, as one table. */
+  tokens(): arrow.Table {
+    const chunks = this.takeTokens(true)
+    return chunks.length === 1 ? chunks[0] : new arrow.Table(Tokens.schema, chunks.flatMap((t) => t.batches))
+  }
+
+  /** The `windows` table (./contract.ts Windows), seq_id order: every row not yet taken, as one table. */
   windows(): arrow.Table {
-    const n = this.windowCount
-    const seq = new Int32Array(n)
-    for (let i = 0; i < n; i++) seq[i] = i
+    const chunks = this.takeWindows(true)
+    return chunks.length === 1 ? chunks[0] : new arrow.Table(Windows.schema, chunks.flatMap((t) => t.batches))
+  }
+
+  private takeTokens(all: boolean): arrow.Table[] {
+    if (all && this.t.tokenId.length > 0) this.sealTokens()
+    return this.sealedTokens.splice(0)
+  }
+
+  private takeWindows(all: boolean): arrow.Table[] {
+    if (all && this.w.firstTarget.length > 0) this.sealWindows()
+    return this.sealedWindows.splice(0)
+  }
+
+  private sealTokens() {
+    const t = this.t
+    const n = t.tokenId.length
+    const index = new Int32Array(n)
+    for (let i = 0; i < n; i++) index[i] = this.tokenBase + i
+    this.sealedTokens.push(
+      toTable(Tokens.schema, n, [
+        arrow.makeData({ type: new arrow.Int32(), length: n, data: index }),
+        t.seq.data(),
+        t.position.data(),
+        t.tokenId.data(),
+        t.doc.data(),
+        t.charStart.data(),
+        t.charEnd.data(),
+        t.tag.data(),
+        t.category.data(),
+      ]),
+    )
+    this.tokenBase += n
+    this.t = tokenColumns()
+  }
+
+  private sealWindows() {
     const w = this.w
+    const n = w.firstTarget.length
+    const seq = new Int32Array(n)
+    for (let i = 0; i < n; i++) seq[i] = this.windowBase + i
     const schema = Windows.schema
     const listType = schema.fields[2].type as arrow.List<arrow.Int32>
     const inputIds = arrow.makeData({
@@ -215,12 +276,16 @@ export class TokenTablesBuilder {
       valueOffsets: w.inputOffsets.values(),
       child: w.inputIds.data(),
     })
-    return toTable(schema, n, [
-      arrow.makeData({ type: new arrow.Int32(), length: n, data: seq }),
-      w.doc.data(),
-      inputIds,
-      w.firstTarget.data(),
-      w.firstTokenIndex.data(),
-    ])
+    this.sealedWindows.push(
+      toTable(schema, n, [
+        arrow.makeData({ type: new arrow.Int32(), length: n, data: seq }),
+        w.doc.data(),
+        inputIds,
+        w.firstTarget.data(),
+        w.firstTokenIndex.data(),
+      ]),
+    )
+    this.windowBase += n
+    this.w = windowColumns()
   }
 }
