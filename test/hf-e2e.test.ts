@@ -145,24 +145,27 @@ describe("a Hub family through every stage (mock Hub)", () => {
   it("a run killed in the middle of a download resumes it with a Range request and ends with the same tables", async () => {
     const fresh = path.join(tmp, "hf-home-kill")
     const file = config("kill")
-    // The second checkpoint's weights stall after 2 kB: the run is killed there.
+    // The first weights fetched from the CDN stall after 2 kB: the run is killed once that blob's
+    // .incomplete holds them (not on another file caught mid-download, e.g. a tokenizer.json).
     hub.fail({ file: "model.safetensors", server: "cdn", stallAfter: 2048, times: 1 })
     hub.clearRequests()
+    let stalled = ""
     const killed = await cli(fresh, ["run", file], (c) => {
       const t = setInterval(() => {
-        const partial = fs.existsSync(path.join(fresh, "hub")) && fs.readdirSync(path.join(fresh, "hub")).filter((r) => r.startsWith("models--")).flatMap((r) => {
-          const b = path.join(fresh, "hub", r, "blobs")
-          return fs.existsSync(b) ? fs.readdirSync(b).filter((x) => x.endsWith(".incomplete") && fs.statSync(path.join(b, x)).size >= 2048) : []
-        })
-        if (partial && partial.length > 0) {
+        const first = hub.requests.find((q) => q.server === "cdn" && q.method === "GET")
+        if (first === undefined || !fs.existsSync(path.join(fresh, "hub"))) return
+        const sha = first.path.split("/").pop()!
+        const found = fs.readdirSync(path.join(fresh, "hub")).filter((r) => r.startsWith("models--")).map((r) => path.join(fresh, "hub", r, "blobs", `${sha}.incomplete`)).find((b) => fs.existsSync(b) && fs.statSync(b).size >= 2048)
+        if (found !== undefined) {
           clearInterval(t)
+          stalled = path.basename(found)
           process.kill(-c.pid!, "SIGKILL")
         }
       }, 50)
     })
     expect(killed.signal).toBe("SIGKILL")
     const incomplete = fs.readdirSync(path.join(fresh, "hub")).filter((r) => r.startsWith("models--")).flatMap((r) => fs.readdirSync(path.join(fresh, "hub", r, "blobs")).filter((b) => b.endsWith(".incomplete")))
-    expect(incomplete).toHaveLength(1)
+    expect(incomplete).toEqual([stalled])
     hub.clearFaults()
     hub.clearRequests()
     const resumed = await cli(fresh, ["run", file])
