@@ -9,9 +9,9 @@ import { afterAll, describe, expect, it } from "vitest"
 import { decodeParquet, encodeParquet } from "../pipeline/store.ts"
 import { ScoresWithEntropy } from "../stages/score/contract.ts"
 import { firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "../lib/onnx/batching.ts"
-import { DT, decodeModel } from "../lib/onnx/proto.ts"
+import { DT, decodeModel, valueInfo, type IModelProto } from "../lib/onnx/proto.ts"
 import { NotOnnx, externalizeWeights, readModelHeader } from "../lib/onnx/file.ts"
-import { OUT, findSignature, planRewrite, type Signature } from "../lib/onnx/head.ts"
+import { IN, OUT, findSignature, planPositionsHead, planRewrite, type Signature } from "../lib/onnx/head.ts"
 import { scoresTable, windowsOf } from "../stages/score/tables.ts"
 import { slidingWindows, windowsTable } from "./fixtures/windows.ts"
 import { linearModel, linearWeights, maskedWeights, normal, optimumModel, referenceScores, rng, saveModel } from "./fixtures/onnx.ts"
@@ -196,6 +196,61 @@ describe("rewrite plan", () => {
     // Only new pieces are in the fragment: no graph name, no inputs, nothing that would overwrite the model's fields.
     expect(v11.g.name).toBe("")
     expect(v11.g.input).toEqual([])
+  })
+})
+
+describe("head on scored positions (plan)", () => {
+  const plan = (m: IModelProto, entropy = false) => {
+    const f = saveModel(m, tmp, "pos.onnx")
+    const h = readModelHeader(f)
+    return planPositionsHead(externalizeWeights(f), h, findSignature(h) as Signature, { entropy })
+  }
+  const lw = linearWeights({ vocab: 40, dim: 16, seed: 4 })
+
+  it("replaces MatMul → Add(bias) → Cast → logits by the same ops on the gathered positions, and drops the logits output", () => {
+    const p = plan(linearModel(lw, { logitsType: "float16" }), true)
+    if (!p.ok) throw new Error(p.reason)
+    const g = decodeModel(p.bytes).graph!
+    const nodes = g.node ?? []
+    const producerOf = (x: string) => nodes.find((n) => (n.output ?? []).includes(x))
+    expect(producerOf("logits")).toBeUndefined()
+    expect((g.output ?? []).map((o) => o.name)).toEqual([OUT.logprob, OUT.entropy, OUT.logitsShape])
+    expect((g.input ?? []).map((i) => i.name)).toEqual(["input_ids", IN.positions, IN.targets])
+    // Walk back from the log-prob: Sub ← GatherElements ← Cast(float) ← Cast(fp16) ← Add ← MatMul ← Gather(positions) ← Flatten(hidden).
+    const chain: string[] = []
+    let x = producerOf(OUT.logprob)!.input![0]
+    for (let n = producerOf(x); n !== undefined; n = producerOf(n.input![0])) {
+      chain.push(n.opType!)
+      if (n.opType === "Gather" && n.input![1] === IN.positions) break
+    }
+    expect(chain).toEqual(["Squeeze", "GatherElements", "Cast", "Cast", "Add", "MatMul", "Gather"])
+    // One MatMul by the output layer's weight remains: the new one, on [n, d].
+    const weight = decodeModel(fs.readFileSync(saveModel(linearModel(lw), tmp, "w.onnx"))).graph!.node!.find((n) => n.opType === "MatMul")!.input![1]
+    expect(nodes.filter((n) => (n.input ?? []).includes(weight)).map((n) => n.opType)).toEqual(["MatMul"])
+  })
+
+  it("says why a graph's output layer cannot be found", () => {
+    const reason = (m: IModelProto) => {
+      const p = plan(m)
+      return p.ok ? "ok" : p.reason
+    }
+    expect(reason(optimumModel(maskedWeights(), { layers: 1 }))).toMatch(/^logits come from (Where|If|Neg|Mul)/)
+    // The weight is a graph input, not a constant.
+    const m1 = linearModel(lw)
+    const mm = m1.graph!.node!.find((n) => n.opType === "MatMul")!
+    m1.graph!.initializer = m1.graph!.initializer!.filter((t) => t.name !== mm.input![1])
+    m1.graph!.input!.push(valueInfo(mm.input![1], DT.FLOAT, [16, 40]))
+    expect(reason(m1)).toMatch(/weight .* is not a 2-D constant/)
+    // The MatMul's result is also a graph output.
+    const m2 = linearModel(lw)
+    m2.graph!.output!.push(valueInfo(m2.graph!.node!.find((n) => n.opType === "MatMul")!.output![0], DT.FLOAT, ["b", "s", 40]))
+    expect(reason(m2)).toMatch(/has other readers/)
+    // Logits are read by another node.
+    const m3 = linearModel(lw)
+    m3.graph!.node!.push({ opType: "Identity", input: ["logits"], output: ["copy"], name: "copy" })
+    m3.graph!.output!.push(valueInfo("copy", DT.FLOAT, ["b", "s", 40]))
+    expect(reason(m3)).toBe("logits are read by other nodes")
+    expect(reason(linearModel(lw))).toBe("ok")
   })
 })
 

@@ -216,6 +216,51 @@ describe("fixture models vs independent log-probs (1e-5)", () => {
   })
 })
 
+describe("head on scored positions", () => {
+  const info = (file: string, opts: Partial<ScorerOptions> = {}) =>
+    Effect.runPromise(withScorer(file, { ...base, ...opts }, (s) => Effect.succeed({ positionsOnly: s.positionsOnly, why: s.everyPositionWhy, vocab: s.vocabSize })))
+
+  it("runs the output layer on the scored positions of fixture exports (linear, float16, masked, GPT); a merged decoder gets the head over every position and says why", async () => {
+    const lw = linearWeights()
+    const mw = maskedWeights()
+    for (const [name, m] of [
+      ["p-linear.onnx", linearModel(lw)],
+      ["p-fp16.onnx", linearModel(lw, { logitsType: "float16" })],
+      ["p-symbolic.onnx", linearModel(lw, { symbolicVocab: true })],
+      ["p-masked.onnx", maskedModel(mw)],
+      ["p-gpt.onnx", gptModel(gptWeights({ vocab: 64, context: 16, layers: 1, dim: 16, heads: 2, seed: 5 }))],
+    ] as const) {
+      const i = await info(saveModel(m, tmp, name))
+      expect([name, i.positionsOnly, i.why]).toEqual([name, true, undefined])
+    }
+    expect((await info(saveModel(linearModel(lw, { symbolicVocab: true }), tmp, "p-symbolic.onnx"))).vocab).toBe(lw.vocab) // probed through the new head
+    const merged = await info(saveModel(optimumModel(mw, { layers: 1 }), tmp, "p-optimum.onnx"))
+    expect(merged.positionsOnly).toBe(false)
+    expect(merged.why).toMatch(/^logits come from /)
+  })
+
+  it("long rows scored from deep inside, shorter rows padded in the same batch: equal to the TypeScript log-softmax of the full logits", async () => {
+    const gw = gptWeights({ vocab: 64, context: 16, layers: 2, dim: 16, heads: 2, seed: 8 })
+    const f = saveModel(gptModel(gw), tmp, "p-deep.onnx")
+    expect((await info(f)).positionsOnly).toBe(true)
+    // Strided windows (first targets 8 of 16), a prompt with a 1-token option, a first window (1), a row with no target.
+    const reqs: ScoreRequest[] = [
+      { ids: Int32Array.from({ length: 16 }, (_, k) => (k * 5 + 1) % 64), firstTarget: 8 },
+      { ids: Int32Array.from({ length: 11 }, (_, k) => (k * 11 + 3) % 64), firstTarget: 10 },
+      { ids: Int32Array.from({ length: 16 }, (_, k) => (k * 3 + 7) % 64), firstTarget: 1 },
+      { ids: Int32Array.from({ length: 5 }, (_, k) => (k * 13) % 64), firstTarget: 5 },
+      { ids: Int32Array.from({ length: 9 }, (_, k) => (k * 17 + 2) % 64), firstTarget: 8 },
+    ]
+    const head = await score(f, reqs, { batchSize: 4 })
+    const ts = await score(f, reqs, { mode: "logits", batchSize: 1 })
+    head.results.forEach((r, i) => {
+      expect(r.logprob.length).toBe(reqs[i].ids.length - reqs[i].firstTarget)
+      r.logprob.forEach((x, k) => expect(Math.abs(x - ts.results[i].logprob[k])).toBeLessThan(1e-5))
+      r.entropy!.forEach((x, k) => expect(Math.abs(x - ts.results[i].entropy![k])).toBeLessThan(1e-5))
+    })
+  })
+})
+
 describe("graph cache and fallback", () => {
   it("rewrites once per checkpoint and variant, reuses the cache, and redoes it when the file changes", async () => {
     const dir = path.join(tmp, "cachetest")

@@ -108,3 +108,13 @@ export const feedsFor = (inputs: ReadonlyArray<ort.InferenceSession.ValueMetadat
 
 /** The tensors of one run, by input name. */
 export const feedAll = (feeds: Feeds, b: FeedBatch): Record<string, ort.Tensor> => Object.fromEntries(feeds.map(([n, f]) => [n, f(b)]))
+
+/**
+ * What the head on scored positions (head.ts planPositionsHead) is fed besides the model's inputs:
+ * for each scored token j of row r, the flat index r·cols + j − 1 of the hidden state predicting
+ * it, and its id.
+ */
+export const positionFeeds = (positions: BigInt64Array, targets: BigInt64Array, names: { readonly positions: string; readonly targets: string }): Record<string, ort.Tensor> => ({
+  [names.positions]: new ort.Tensor("int64", positions, [positions.length]),
+  [names.targets]: new ort.Tensor("int64", targets, [targets.length]),
+})

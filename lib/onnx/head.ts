@@ -33,12 +33,12 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { DT, GraphBuilder, encodeModel, valueInfo } from "./proto.ts"
+import { DT, GraphBuilder, decodeModel, encodeModel, int, node, valueInfo, type INodeProto } from "./proto.ts"
 import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts"
 import { hashFile } from "../../pipeline/hash.ts"
 
 /** Bump when the appended head changes: cached graphs of older versions are not reused. */
-export const REWRITE_VERSION = 2
+export const REWRITE_VERSION = 3
 
 export const OUT = {
   logprob: "trajectories/token_logprob",
@@ -105,10 +105,13 @@ export const planRewrite = (h: ModelHeader, sig: Signature, options: { readonly 
   return { ok: true, fragment: encodeModel({ graph: { node: g.nodes, initializer: g.initializers, output: outputs } }) }
 }
 
+/** Which head a rewritten graph has: over the scored positions only (planPositionsHead), or over all logits (planRewrite). */
+export type HeadVariant = "positions" | "all"
+
 /** Cache key of a checkpoint's rewritten graph: its content digest, the head's version and variant. */
-export const rewriteKey = (modelPath: string, options: { readonly entropy: boolean }): string =>
+export const rewriteKey = (modelPath: string, options: { readonly entropy: boolean; readonly variant?: HeadVariant }): string =>
   createHash("sha256")
-    .update(`${hashFile(path.resolve(modelPath))}\0v${REWRITE_VERSION}\0entropy=${options.entropy}`)
+    .update(`${hashFile(path.resolve(modelPath))}\0v${REWRITE_VERSION}\0entropy=${options.entropy}\0${options.variant ?? "all"}`)
     .digest("hex")
     .slice(0, 24)
 
@@ -116,24 +119,162 @@ export const cachedGraphPath = (cacheDir: string, modelPath: string, key: string
   path.join(cacheDir, "score-graphs", `${path.basename(modelPath, ".onnx")}-${key}.onnx`)
 
 /**
- * The rewritten model's bytes (small): the checkpoint with its large weights pointing back into
- * the checkpoint file (externalizeWeights), followed by the head. Load them from bytes with the
- * checkpoint's folder as the external-data folder.
+ * The model's bytes with its large weights pointing back into the checkpoint file
+ * (externalizeWeights): small. A graph built from safetensors (source.ts) keeps every weight
+ * external already; its small inline constants must stay inline (their bytes are not in the
+ * external-data folder), so it is read as it is.
+ */
+export const baseBytes = (modelPath: string, externalize = true): Uint8Array => (externalize ? externalizeWeights(modelPath) : fs.readFileSync(modelPath))
+
+/**
+ * The rewritten model's bytes (small): the base bytes followed by the head. Load them from bytes
+ * with the checkpoint's folder as the external-data folder.
  */
 export const rewrittenBytes = (modelPath: string, fragment: Uint8Array, externalize = true): Uint8Array =>
-  // A graph built from safetensors (source.ts) keeps every weight external already; its small inline
-  // constants must stay inline (their bytes are not in the external-data folder).
-  Buffer.concat([externalize ? externalizeWeights(modelPath) : fs.readFileSync(modelPath), fragment])
+  Buffer.concat([baseBytes(modelPath, externalize), fragment])
 
-/** The rewritten model's bytes from the cache, written there (atomically) when missing. */
-export const cachedGraph = (
-  target: string,
-  modelPath: string,
-  fragment: Uint8Array,
-  externalize = true,
-): { readonly bytes: Uint8Array; readonly reused: boolean } => {
-  if (fs.existsSync(target)) return { bytes: fs.readFileSync(target), reused: true }
-  const bytes = rewrittenBytes(modelPath, fragment, externalize)
-  writeFileAtomicSync(target, bytes)
+/**
+ * A rewritten model's bytes from the cache, or made by `make` and written there (atomically);
+ * `make` may answer why it cannot (a string), which is returned and not cached.
+ */
+export const cachedGraph = (target: string | undefined, make: () => Uint8Array | string): { readonly bytes: Uint8Array; readonly reused: boolean } | string => {
+  if (target !== undefined && fs.existsSync(target)) return { bytes: fs.readFileSync(target), reused: true }
+  const bytes = make()
+  if (typeof bytes === "string") return bytes
+  if (target !== undefined) writeFileAtomicSync(target, bytes)
   return { bytes, reused: false }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The head on scored positions only
+
+/** The inputs of the positions head, fed by the scorer at every run. */
+export const IN = {
+  /** int64 [n]: flat index r·cols + (j − 1) of the hidden state that predicts token j of row r. */
+  positions: "trajectories/positions",
+  /** int64 [n]: that token's id. */
+  targets: "trajectories/targets",
+} as const
+
+/** Ops between the output layer's MatMul and `logits` that act on each position alone. */
+const UNARY = new Set(["Cast", "Identity", "Tanh", "Softplus", "Relu"])
+const BINARY = new Set(["Add", "Sub", "Mul", "Div"])
+
+export type PositionsPlan = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly reason: string }
+
+/**
+ * The model rewritten so that its output layer runs only on the positions that are scored (pure):
+ * `base` is the model's bytes with its weights external (externalizeWeights, or a built graph).
+ *
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]            (removed)
+ *   hidden ──Flatten(axis 2)──Gather(positions)──► [n, d] ──MatMul(W)──(Add bias, Cast, …)──► L [n, V]
+ *   L ──┬─ReduceLogSumExp(axis 1)──► lse [n]
+ *       └─GatherElements(targets, axis 1)──► target [n];   token_logprob = target − lse   [n]
+ *   token_entropy = lse − Σ_v exp(L − lse)·L   [n] (when asked);   logits_shape = Shape(L) [2]
+ *
+ * The chain from the output layer to `logits` is found by walking back from `logits` through ops
+ * that act on each position alone (Cast, Identity, Tanh…, and Add/Sub/Mul/Div with a constant of
+ * rank ≤ 1) to a MatMul (or ONNX Runtime's FusedMatMul without transA) whose weight is a 2-D
+ * constant; it is removed with the `logits` output, since ONNX Runtime computes every node whether
+ * its output is fetched or not. So the output layer costs n × d × V instead of b × s × d × V: the
+ * context-only half of a strided window, a prompt before its options and the padding are never
+ * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
+ */
+export const planPositionsHead = (base: Uint8Array, h: ModelHeader, sig: Signature, options: { readonly entropy: boolean }): PositionsPlan => {
+  const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
+  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
+  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
+  const model = decodeModel(base)
+  const graph = model.graph
+  if (!graph) return fail("the model has no graph")
+  const nodes = graph.node ?? []
+  const producer = new Map<string, INodeProto>()
+  const uses = new Map<string, number>()
+  for (const n of nodes) {
+    for (const o of n.output ?? []) producer.set(o, n)
+    for (const i of n.input ?? []) uses.set(i, (uses.get(i) ?? 0) + 1)
+    // A subgraph may read any outer name: count its reads too (conservatively, every input it names).
+    for (const a of n.attribute ?? []) for (const sub of [a.g, ...(a.graphs ?? [])]) for (const m of sub?.node ?? []) for (const i of m.input ?? []) uses.set(i, (uses.get(i) ?? 0) + 1)
+  }
+  // Constants (initializers, Constant nodes and what is computed from them alone) and their ranks where known.
+  const rank = new Map<string, number | undefined>()
+  for (const t of graph.initializer ?? []) rank.set(t.name ?? "", (t.dims ?? []).length)
+  for (const n of nodes) {
+    const out = n.output?.[0]
+    if (out === undefined) continue
+    if (n.opType === "Constant") {
+      const a = n.attribute?.[0]
+      rank.set(out, a?.t ? (a.t.dims ?? []).length : a?.name === "value_float" || a?.name === "value_int" ? 0 : a?.name?.endsWith("s") ? 1 : undefined)
+    } else if ((n.input ?? []).length > 0 && (n.input ?? []).every((i) => i === "" || rank.has(i))) {
+      rank.set(out, ["Cast", "Identity", "Transpose", "DequantizeLinear"].includes(n.opType ?? "") ? rank.get(n.input![0]) : undefined)
+    }
+  }
+  const isSmallConst = (x: string) => rank.has(x) && (rank.get(x) ?? 99) <= 1
+  // Walk back from logits to the output layer.
+  const chain: INodeProto[] = []
+  let cur = sig.logits.name
+  for (;;) {
+    const n = producer.get(cur)
+    if (n === undefined) return fail(`"${cur}" is not computed by a node`)
+    if ((n.output ?? []).length !== 1) return fail(`"${cur}" comes from ${n.opType} with several outputs`)
+    chain.unshift(n)
+    if (chain.length > 8) return fail("logits are more than 8 ops after the output layer")
+    const ins = n.input ?? []
+    const op = n.opType ?? ""
+    const domain = n.domain ?? ""
+    if ((op === "MatMul" && domain === "") || (op === "FusedMatMul" && domain === "com.microsoft")) {
+      const transA = (n.attribute ?? []).find((a) => a.name === "transA" || a.name === "transBatchA" || a.name === "transBatchB")
+      if (transA !== undefined && int(transA.i) !== 0) return fail(`the output layer's ${op} transposes its input`)
+      if (rank.get(ins[1]) !== 2) return fail(`the output layer's weight "${ins[1]}" is not a 2-D constant`)
+      if (rank.has(ins[0])) return fail("the output layer's input is a constant")
+      break
+    }
+    if (domain === "" && UNARY.has(op) && ins.length === 1) cur = ins[0]
+    else if (domain === "" && BINARY.has(op) && ins.length === 2 && isSmallConst(ins[1]) && !rank.has(ins[0])) cur = ins[0]
+    else if (domain === "" && BINARY.has(op) && ins.length === 2 && isSmallConst(ins[0]) && !rank.has(ins[1])) cur = ins[1]
+    else return fail(`logits come from ${op} (${ins.length} inputs), not a MatMul and ops on each position alone`)
+  }
+  const graphOutputs = new Set((graph.output ?? []).map((o) => o.name))
+  for (const n of chain.slice(0, -1)) {
+    const o = n.output![0]
+    if ((uses.get(o) ?? 0) !== 1 || graphOutputs.has(o)) return fail(`"${o}" (between the output layer and logits) has other readers`)
+  }
+  if ((uses.get(sig.logits.name) ?? 0) > 0) return fail("logits are read by other nodes")
+  const taken = new Set<string>([...producer.keys(), ...rank.keys(), ...(graph.input ?? []).map((i) => i.name ?? "")])
+  const mine = [IN.positions, IN.targets, OUT.logprob, OUT.entropy, OUT.logitsShape]
+  if (mine.some((x) => taken.has(x))) return fail("the model already has a tensor named trajectories/…")
+
+  const g = new GraphBuilder(h.opset, "trajectories/pos_")
+  const hidden = chain[0].input![0]
+  const picked = g.op("Gather", [g.op("Flatten", [hidden], { axis: 2 }), IN.positions], { axis: 0 }) // [n, d]
+  let x = picked
+  let prev = hidden // the original tensor the next op of the chain reads
+  for (const n of chain) {
+    const out = g.fresh((n.opType ?? "op").toLowerCase())
+    const ins = (n.input ?? []).map((i) => (i === prev ? x : i))
+    g.nodes.push({ ...node(n.opType ?? "", ins, [out]), attribute: n.attribute ?? [], domain: n.domain ?? "" })
+    prev = n.output![0]
+    x = out
+  }
+  const logits = sig.logits.elemType === DT.FLOAT ? x : g.op("Cast", [x], { to: DT.FLOAT })
+  const lse = g.reduceLogSumExp(logits, [1], 0)
+  const target = g.squeeze(g.op("GatherElements", [logits, g.unsqueeze(IN.targets, [1])], { axis: 1 }), [1])
+  g.op("Sub", [target, lse], {}, OUT.logprob)
+  const outputs = [valueInfo(OUT.logprob, DT.FLOAT, ["n"])]
+  if (options.entropy) {
+    const p = g.op("Exp", [g.op("Sub", [logits, g.unsqueeze(lse, [1])])])
+    g.op("Sub", [lse, g.reduceSum(g.op("Mul", [p, logits]), [1], 0)], {}, OUT.entropy)
+    outputs.push(valueInfo(OUT.entropy, DT.FLOAT, ["n"]))
+  }
+  g.op("Shape", [x], {}, OUT.logitsShape)
+  outputs.push(valueInfo(OUT.logitsShape, DT.INT64, [2]))
+
+  const removed = new Set(chain)
+  const removedNames = new Set(chain.map((n) => n.output![0]))
+  graph.node = [...nodes.filter((n) => !removed.has(n)), ...g.nodes]
+  graph.initializer = [...(graph.initializer ?? []), ...g.initializers]
+  graph.input = [...(graph.input ?? []), valueInfo(IN.positions, DT.INT64, ["n"]), valueInfo(IN.targets, DT.INT64, ["n"])]
+  graph.output = [...(graph.output ?? []).filter((o) => o.name !== sig.logits.name), ...outputs]
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !removedNames.has(v.name ?? ""))
+  return { ok: true, bytes: encodeModel(model) }
 }

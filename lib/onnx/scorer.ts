@@ -21,13 +21,14 @@
  * past_key_values.* (past dimension 0, element type as declared) and use_cache_branch (false).
  * Any other input is an error.
  */
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
 import type * as ort from "onnxruntime-node"
 import { batchForBudget, firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "./batching.ts"
-import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
+import { feedAll, feedsFor, positionFeeds, type Feeds } from "./feeds.ts"
 import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
-import { OUT, cachedGraph, cachedGraphPath, findSignature, planRewrite, rewriteKey, rewrittenBytes, type Signature } from "./head.ts"
+import { IN, OUT, baseBytes, cachedGraph, cachedGraphPath, findSignature, planPositionsHead, planRewrite, rewriteKey, type HeadVariant, type Signature } from "./head.ts"
 import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, withExternalFolder, type SessionSettings } from "./session.ts"
 import { graphSource, openSource, type GraphSource } from "./source.ts"
 
@@ -54,6 +55,10 @@ export interface Scorer {
   readonly batchFor: (length: number) => number
   /** How log-probs are computed: head appended now, head read from the cache, or logits read into TypeScript. */
   readonly graph: "rewritten" | "cached" | "logits"
+  /** The output layer runs on the scored positions only (head.ts planPositionsHead), not on every position. */
+  readonly positionsOnly: boolean
+  /** When the head runs over every position: why the output layer was not found (for one notice). */
+  readonly everyPositionWhy?: string
 }
 
 /** Session settings (threads, execution provider: session.ts) and how to score. Stages build them with scorerOptions (options.ts). */
@@ -83,11 +88,20 @@ const nameOf = (r: ScoreRequest, index: number): string => (typeof r.id === "str
 interface Opened {
   readonly session: ort.InferenceSession
   readonly graph: Scorer["graph"]
+  /** The head runs the output layer on the scored positions only (fed IN.positions and IN.targets). */
+  readonly positions: boolean
+  readonly everyPositionWhy?: string
   readonly feeds: Feeds
   readonly vocab: number
 }
 
-/** A session on the graph with the scoring head (cached on disk when a cacheDir is given), or why there is none. */
+type Rewritten = { readonly session: ort.InferenceSession; readonly graph: Scorer["graph"]; readonly positions: boolean; readonly everyPositionWhy?: string }
+
+/**
+ * A session on the graph with a scoring head (cached on disk when a cacheDir is given): the head on
+ * the scored positions when the graph's output layer can be found, else the head over all logits;
+ * or why there is none.
+ */
 const openRewritten = async (
   src: GraphSource,
   header: ModelHeader,
@@ -95,25 +109,56 @@ const openRewritten = async (
   options: ort.InferenceSession.SessionOptions,
   o: ScorerOptions,
   label: string,
-): Promise<{ readonly session: ort.InferenceSession; readonly graph: Scorer["graph"] } | { readonly fallback: string }> => {
-  const plan = planRewrite(header, sig, { entropy: o.entropy ?? false })
-  if (!plan.ok) return { fallback: plan.reason }
+): Promise<Rewritten | { readonly fallback: string }> => {
   const entropy = o.entropy ?? false
   const abs = src.file
   const externalize = !src.built
-  const { bytes, reused } =
-    o.cacheDir !== undefined
-      ? cachedGraph(cachedGraphPath(o.cacheDir, abs, rewriteKey(abs, { entropy })), abs, plan.fragment, externalize)
-      : { bytes: rewrittenBytes(abs, plan.fragment, externalize), reused: false }
+  let base: Uint8Array | undefined
+  const baseOnce = () => (base ??= baseBytes(abs, externalize))
+  const make: Record<HeadVariant, () => Uint8Array | string> = {
+    positions: () => {
+      const p = planPositionsHead(baseOnce(), header, sig, { entropy })
+      return p.ok ? p.bytes : p.reason
+    },
+    all: () => {
+      const p = planRewrite(header, sig, { entropy })
+      return p.ok ? Buffer.concat([baseOnce(), p.fragment]) : p.reason
+    },
+  }
   // The weights stay where they are (the checkpoint's folder, or a built graph's safetensors folder): external data resolves against it.
   const fromBytes = withExternalFolder(options, src.externalFolder)
-  try {
-    const session = await createSession(bytes, fromBytes, label)
-    return { session, graph: reused ? "cached" : "rewritten" }
-  } catch (e) {
-    if (e instanceof Fail) throw e
-    return { fallback: `the rewritten graph does not load: ${firstLine(e)}` }
+  let reason = ""
+  for (const variant of ["positions", "all"] as const) {
+    const target = o.cacheDir !== undefined ? cachedGraphPath(o.cacheDir, abs, rewriteKey(abs, { entropy, variant })) : undefined
+    const got = cachedGraph(target, make[variant])
+    if (typeof got === "string") {
+      reason = got
+      continue
+    }
+    let session: ort.InferenceSession
+    try {
+      session = await createSession(got.bytes, fromBytes, label)
+    } catch (e) {
+      if (e instanceof Fail) throw e
+      reason = `the rewritten graph does not load: ${firstLine(e)}`
+      continue
+    }
+    if (variant === "positions") {
+      // A graph the head was wrongly planned for fails here, on two tokens, not on the data.
+      const probe = await probeVocab({ session, graph: "rewritten", positions: true, feeds: inputFeeds(session), vocab: 0 }).then(
+        () => undefined,
+        (e: unknown) => firstLine(e),
+      )
+      if (probe !== undefined) {
+        await session.release().catch(() => undefined)
+        if (target !== undefined) fs.rmSync(target, { force: true })
+        reason = `the head on scored positions does not run: ${probe}`
+        continue
+      }
+    }
+    return { session, graph: got.reused ? "cached" : "rewritten", positions: variant === "positions", ...(variant === "all" ? { everyPositionWhy: reason } : {}) }
   }
+  return { fallback: reason }
 }
 
 const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
@@ -130,11 +175,13 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
   const options = sessionOptions(o)
   let session: ort.InferenceSession | undefined
   let graph: Scorer["graph"] = "logits"
+  let positions = false
+  let everyPositionWhy: string | undefined
   let fallback: string | undefined
   if (o.mode !== "logits") {
     const r = await openRewritten(src, header, sig, options, o, label)
     if ("fallback" in r) fallback = r.fallback
-    else ({ session, graph } = r)
+    else ({ session, graph, positions, everyPositionWhy } = r)
   }
   if (session === undefined) {
     try {
@@ -148,7 +195,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
     }
   }
   try {
-    const feeds = feedsFor(session.inputMetadata)
+    const feeds = feedsFor(session.inputMetadata.filter((m) => m.name !== IN.positions && m.name !== IN.targets))
     if (typeof feeds === "string") throw new Fail(`${label}: ${feeds}`)
     const logitsMeta = session.outputMetadata.find((m) => m.name === "logits")
     const logitsType = logitsMeta?.isTensor ? logitsMeta.type : "float32"
@@ -156,7 +203,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
       throw new Fail(`${label}: logits of type ${logitsType} cannot be read into TypeScript`)
     }
     const declared = sig.logits.dims?.[2]
-    const opened = { session, graph, feeds, vocab: typeof declared === "number" && declared > 0 ? declared : 0 }
+    const opened = { session, graph, positions, ...(everyPositionWhy !== undefined ? { everyPositionWhy } : {}), feeds, vocab: typeof declared === "number" && declared > 0 ? declared : 0 }
     return opened.vocab > 0 ? opened : { ...opened, vocab: await probeVocab(opened) }
   } catch (e) {
     await session.release().catch(() => undefined)
@@ -168,8 +215,10 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
 const probeVocab = async (s: Opened): Promise<number> => {
   const b = padRight([Int32Array.of(0, 0)])
   const fetch = s.graph === "logits" ? "logits" : OUT.logitsShape
-  const r = await s.session.run(feedAll(s.feeds, b), [fetch])
-  return s.graph === "logits" ? r.logits.dims[2] : Number((r[OUT.logitsShape].data as BigInt64Array)[2])
+  const r = await s.session.run({ ...feedAll(s.feeds, b), ...(s.positions ? positionFeeds(BigInt64Array.of(0n), BigInt64Array.of(0n), IN) : {}) }, [fetch])
+  if (s.graph === "logits") return r.logits.dims[2]
+  const shape = r[OUT.logitsShape].data as BigInt64Array
+  return Number(shape[shape.length - 1])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,6 +253,22 @@ const runBatch = async (
 ): Promise<number> => {
   const b = padRight(batch.map((i) => reqs[i].ids))
   const feeds = feedAll(s.feeds, b)
+  // The positions head: the hidden state at r·cols + j − 1 predicts ids[j], for the scored j of each row.
+  let offsets: Int32Array | undefined
+  if (s.positions) {
+    offsets = new Int32Array(batch.length + 1)
+    batch.forEach((k, r) => (offsets![r + 1] = offsets![r] + reqs[k].ids.length - reqs[k].firstTarget))
+    const positions = new BigInt64Array(offsets[batch.length])
+    const targets = new BigInt64Array(positions.length)
+    batch.forEach((k, r) => {
+      const { ids, firstTarget } = reqs[k]
+      for (let j = firstTarget, at = offsets![r]; j < ids.length; j++, at++) {
+        positions[at] = BigInt(r * b.cols + j - 1)
+        targets[at] = BigInt(ids[j])
+      }
+    })
+    Object.assign(feeds, positionFeeds(positions, targets, IN))
+  }
   const fetches = s.graph === "logits" ? ["logits"] : entropy ? [OUT.logprob, OUT.entropy] : [OUT.logprob]
   let out: ort.InferenceSession.ReturnType
   try {
@@ -224,7 +289,7 @@ const runBatch = async (
       logSoftmaxTargets(logits, b.cols, t.dims[2], r, ids, firstTarget, lp, ent)
       res = ent ? { logprob: lp, entropy: ent } : { logprob: lp }
     } else {
-      const at = r * (b.cols - 1) + firstTarget - 1
+      const at = offsets !== undefined ? offsets[r] : r * (b.cols - 1) + firstTarget - 1
       const lp = (out[OUT.logprob].data as Float32Array).slice(at, at + n)
       res = entropy ? { logprob: lp, entropy: (out[OUT.entropy].data as Float32Array).slice(at, at + n) } : { logprob: lp }
     }
@@ -240,6 +305,13 @@ const runBatch = async (
   return tokens
 }
 
+/** The feeds of a session's model inputs (the positions head's own are fed by runBatch); throws why not. */
+const inputFeeds = (session: ort.InferenceSession): Feeds => {
+  const feeds = feedsFor(session.inputMetadata.filter((m) => m.name !== IN.positions && m.name !== IN.targets))
+  if (typeof feeds === "string") throw new Error(feeds)
+  return feeds
+}
+
 const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
   // The logits, the log-sum-exp's temporary, the entropy's one more; read into TypeScript, a copy more.
   const copies = 2 + (o.entropy ? 1 : 0) + (s.graph === "logits" ? 1 : 0)
@@ -247,6 +319,8 @@ const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
   return {
     vocabSize: s.vocab,
     graph: s.graph,
+    positionsOnly: s.positions,
+    ...(s.everyPositionWhy !== undefined ? { everyPositionWhy: s.everyPositionWhy } : {}),
     batchFor,
     scoreAll: (reqs, onTokens) =>
       Effect.gen(function* () {

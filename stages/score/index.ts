@@ -90,11 +90,16 @@ const batchesSaid = new Set<string>()
 const sayBatch = (ctx: UnitContext, scorer: Scorer, label: string) => {
   const { scoring, context_length } = ctx.config
   const batch = scorer.batchFor(context_length)
-  const key = `${scorer.vocabSize}/${batch}`
+  const key = `${scorer.vocabSize}/${batch}/${scorer.positionsOnly}`
   if (batchesSaid.has(key)) return Effect.void
   batchesSaid.add(key)
   const cut = batch < scoring.batch_size ? `, cut from scoring.batch_size ${scoring.batch_size} to fit scoring.max_memory_gb ${scoring.max_memory_gb}` : ""
-  return ctx.log(`${label}: ${batch} window(s) of ${context_length} tokens per call (vocabulary ${scorer.vocabSize}${cut})`)
+  const head = scorer.positionsOnly
+    ? "; output layer on the scored positions only"
+    : scorer.graph === "logits"
+      ? ""
+      : `; output layer on every position (${scorer.everyPositionWhy ?? "not found"})`
+  return ctx.log(`${label}: ${batch} window(s) of ${context_length} tokens per call (vocabulary ${scorer.vocabSize}${cut}${head})`)
 }
 
 /** The thread settings in use, said once per process (a run, or a runner's worker thread). */
