@@ -10,6 +10,7 @@
  *   scorer.ts      withScorer: per-token log-probs, batched longest first, order restored
  *   next-token.ts  openNextToken: next-token distributions, with the export's KV cache when it has one
  *   options.ts     scorerOptions, sessionSettings: the config's `scoring` section as ScorerOptions / SessionSettings
+ *   pool.ts        makeScorerPool: sessions kept open across units (OnnxLive's withScorer)
  *
  * Stage code:
  *
@@ -17,10 +18,12 @@
  *   const results = yield* onnx.withScorer(path, scorerOptions(config.scoring, { cacheDir, label }), (s) => s.scoreAll(reqs))
  *   const m = yield* onnx.openNextToken(path, { threads: 1 })   // released when the scope closes
  */
+import * as os from "node:os"
 import { Context, Effect, Layer, type Scope } from "effect"
+import { makeScorerPool } from "./pool.ts"
 import { openNextToken, type NextToken, type OpenOptions } from "./next-token.ts"
 import { OnnxError, toOnnxError } from "./session.ts"
-import { withScorer, type Scorer, type ScorerOptions } from "./scorer.ts"
+import type { Scorer, ScorerOptions } from "./scorer.ts"
 
 export { OnnxError } from "./session.ts"
 export { scorerOptions, sessionSettings, type ScorerContext, type ScoringSection } from "./options.ts"
@@ -29,8 +32,9 @@ export type { NextToken, OpenOptions, Stepper } from "./next-token.ts"
 
 export interface OnnxService {
   /**
-   * Open one scoring session on `modelPath`, give `use` a Scorer, and release the session
-   * afterwards whatever happens (success, failure or interruption).
+   * A scoring session on `modelPath` for `use`: opened, or the one an earlier call left open on
+   * the same checkpoint and settings (pool.ts); it is given back afterwards whatever happens
+   * (success, failure or interruption), and released when memory asks or the layer closes.
    */
   readonly withScorer: <A, E, R>(
     modelPath: string,
@@ -43,12 +47,24 @@ export interface OnnxService {
 
 export class Onnx extends Context.Tag("trajectories/Onnx")<Onnx, OnnxService>() {}
 
-/** onnxruntime-node in this process. */
-export const OnnxLive: Layer.Layer<Onnx> = Layer.succeed(Onnx, {
-  withScorer,
-  openNextToken: (modelPath, options = {}) =>
+/** Checkpoint bytes of the idle sessions OnnxLive keeps open between units: 1/8 of this machine's memory. */
+export const SESSION_POOL_BYTES = Math.floor(os.totalmem() / 8)
+
+/** onnxruntime-node in this process; scoring sessions pooled for the layer's lifetime (a run, a runner's worker). */
+export const OnnxLive: Layer.Layer<Onnx> = Layer.scoped(
+  Onnx,
+  Effect.map(
     Effect.acquireRelease(
-      Effect.tryPromise({ try: () => openNextToken(modelPath, options), catch: toOnnxError(options.label ?? modelPath) }),
-      (m) => Effect.promise(() => m.release().catch(() => undefined)),
+      Effect.sync(() => makeScorerPool({ budgetBytes: SESSION_POOL_BYTES })),
+      (pool) => Effect.promise(() => pool.releaseAll()),
     ),
-})
+    (pool): OnnxService => ({
+      withScorer: pool.withScorer,
+      openNextToken: (modelPath, options = {}) =>
+        Effect.acquireRelease(
+          Effect.tryPromise({ try: () => openNextToken(modelPath, options), catch: toOnnxError(options.label ?? modelPath) }),
+          (m) => Effect.promise(() => m.release().catch(() => undefined)),
+        ),
+    }),
+  ),
+)

@@ -85,7 +85,8 @@ const nameOf = (r: ScoreRequest, index: number): string => (typeof r.id === "str
 // ---------------------------------------------------------------------------------------------
 // Opening
 
-interface Opened {
+/** An open scoring session on one checkpoint (what a pool keeps between units). */
+export interface Opened {
   readonly session: ort.InferenceSession
   readonly graph: Scorer["graph"]
   /** The head runs the output layer on the scored positions only (fed IN.positions and IN.targets). */
@@ -93,6 +94,8 @@ interface Opened {
   readonly everyPositionWhy?: string
   readonly feeds: Feeds
   readonly vocab: number
+  /** The graph computes entropies too (a caller may still fetch log-probs alone). */
+  readonly entropy: boolean
 }
 
 type Rewritten = { readonly session: ort.InferenceSession; readonly graph: Scorer["graph"]; readonly positions: boolean; readonly everyPositionWhy?: string }
@@ -145,7 +148,7 @@ const openRewritten = async (
     }
     if (variant === "positions") {
       // A graph the head was wrongly planned for fails here, on two tokens, not on the data.
-      const probe = await probeVocab({ session, graph: "rewritten", positions: true, feeds: inputFeeds(session), vocab: 0 }).then(
+      const probe = await probeVocab({ session, graph: "rewritten", positions: true, feeds: inputFeeds(session), vocab: 0, entropy }).then(
         () => undefined,
         (e: unknown) => firstLine(e),
       )
@@ -161,7 +164,7 @@ const openRewritten = async (
   return { fallback: reason }
 }
 
-const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
+export const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
   const src = graphSource(modelPath, o.cacheDir, label)
   const abs = src.file
   let header
@@ -203,7 +206,7 @@ const openScorer = async (modelPath: string, o: ScorerOptions, label: string): P
       throw new Fail(`${label}: logits of type ${logitsType} cannot be read into TypeScript`)
     }
     const declared = sig.logits.dims?.[2]
-    const opened = { session, graph, positions, ...(everyPositionWhy !== undefined ? { everyPositionWhy } : {}), feeds, vocab: typeof declared === "number" && declared > 0 ? declared : 0 }
+    const opened = { session, graph, positions, entropy: o.entropy ?? false, ...(everyPositionWhy !== undefined ? { everyPositionWhy } : {}), feeds, vocab: typeof declared === "number" && declared > 0 ? declared : 0 }
     return opened.vocab > 0 ? opened : { ...opened, vocab: await probeVocab(opened) }
   } catch (e) {
     await session.release().catch(() => undefined)
@@ -312,9 +315,10 @@ const inputFeeds = (session: ort.InferenceSession): Feeds => {
   return feeds
 }
 
-const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
+/** A Scorer over an open session, with this call's batch size, memory budget, entropy and label. */
+export const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
   // The logits, the log-sum-exp's temporary, the entropy's one more; read into TypeScript, a copy more.
-  const copies = 2 + (o.entropy ? 1 : 0) + (s.graph === "logits" ? 1 : 0)
+  const copies = 2 + (s.entropy ? 1 : 0) + (s.graph === "logits" ? 1 : 0)
   const batchFor = (length: number) => batchForBudget(Math.max(1, o.batchSize ?? 8), length, s.vocab, o.maxMemoryBytes ?? Infinity, copies)
   return {
     vocabSize: s.vocab,
@@ -325,7 +329,7 @@ const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
     scoreAll: (reqs, onTokens) =>
       Effect.gen(function* () {
         yield* Effect.try({ try: () => checkRequests(reqs, s.vocab, label), catch: toOnnxError(label) })
-        const entropy = o.entropy ?? false
+        const entropy = (o.entropy ?? false) && s.entropy
         const results: ScoreResult[] = reqs.map(() =>
           entropy ? { logprob: new Float32Array(0), entropy: new Float32Array(0) } : { logprob: new Float32Array(0) },
         )
