@@ -47,15 +47,23 @@ export interface OnnxService {
 
 export class Onnx extends Context.Tag("trajectories/Onnx")<Onnx, OnnxService>() {}
 
-/** Checkpoint bytes of the idle sessions OnnxLive keeps open between units: 1/8 of this machine's memory. */
-export const SESSION_POOL_BYTES = Math.floor(os.totalmem() / 8)
+/**
+ * Checkpoint bytes of the idle sessions OnnxLive keeps open between units: TRAJECTORIES_SESSION_POOL_GB
+ * (0: none) or 1/8 of this machine's memory.
+ */
+export const sessionPoolBytes = (env: NodeJS.ProcessEnv = process.env): number => {
+  const gb = Number(env.TRAJECTORIES_SESSION_POOL_GB)
+  return env.TRAJECTORIES_SESSION_POOL_GB !== undefined && env.TRAJECTORIES_SESSION_POOL_GB !== "" && Number.isFinite(gb) && gb >= 0
+    ? gb * 1e9
+    : Math.floor(os.totalmem() / 8)
+}
 
 /** onnxruntime-node in this process; scoring sessions pooled for the layer's lifetime (a run, a runner's worker). */
 export const OnnxLive: Layer.Layer<Onnx> = Layer.scoped(
   Onnx,
   Effect.map(
     Effect.acquireRelease(
-      Effect.sync(() => makeScorerPool({ budgetBytes: SESSION_POOL_BYTES })),
+      Effect.sync(() => makeScorerPool({ budgetBytes: sessionPoolBytes() })),
       (pool) => Effect.promise(() => pool.releaseAll()),
     ),
     (pool): OnnxService => ({
