@@ -8,6 +8,7 @@ import * as path from "node:path"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { makeScorerPool } from "../lib/onnx/pool.ts"
+import { sessionPoolBytes } from "../lib/onnx/index.ts"
 import type { ScoreRequest, ScorerOptions } from "../lib/onnx/scorer.ts"
 import { linearLogits, linearModel, linearWeights, referenceScores, saveModel } from "./fixtures/onnx.ts"
 
@@ -91,5 +92,12 @@ describe("scorer pool", () => {
     expect(Either.isLeft(missing) && (missing.left as { message: string }).message).toMatch(/checkpoint file not found/)
     expect(pool.stats().open).toBe(1)
     await pool.releaseAll()
+  })
+
+  it("takes its budget from TRAJECTORIES_SESSION_POOL_GB (0: none), else 1/8 of the memory", () => {
+    const dflt = Math.floor(os.totalmem() / 8)
+    expect(sessionPoolBytes({ TRAJECTORIES_SESSION_POOL_GB: "0" })).toBe(0)
+    expect(sessionPoolBytes({ TRAJECTORIES_SESSION_POOL_GB: "2.5" })).toBe(2.5e9)
+    for (const v of [undefined, "", "lots", "-1"]) expect(sessionPoolBytes({ TRAJECTORIES_SESSION_POOL_GB: v })).toBe(dflt)
   })
 })
