@@ -21,7 +21,9 @@
  * counts scored tokens; a bare logits run and PyTorch's forward cost the same per call whichever
  * positions are scored, so their strided figure is their per-call time over fewer tokens.
  * Targets (issue 21), on the strided workload: scorer ≥ 1.0× the bare logits run, ≥ 1.2× PyTorch
- * eager (when python3-torch is installed); scorer peak RSS ≤ 2.5× the fp32 weight bytes.
+ * eager (when python3-torch is installed); scorer peak RSS ≤ 2.5× the fp32 weight bytes. PyTorch's
+ * speed is its BLAS's: Debian's python3-torch over the reference libblas3 multiplies at ~7 GFLOP/s,
+ * over OpenBLAS (apt-get install libopenblas0-pthread) at ~100 a core; the JSON line says which.
  * Prints progress lines, and as its last line one JSON object of the figures.
  */
 import { spawnSync } from "node:child_process"
@@ -178,7 +180,7 @@ try {
     const logits = runOrt(dir, "logits", 1)
     say(`${name}: scorer ${scorerAll.tokens_per_s.toFixed(0)} tokens/s (all positions), ${scorerStrided.tokens_per_s.toFixed(0)} (strided); bare logits run ${perCall(logits, 1).toFixed(0)} / ${perCall(logits, STRIDED_FIRST).toFixed(0)}; scorer peak RSS ${scorerStrided.peak_rss_mb.toFixed(0)} MB, after load ${scorerStrided.rss_after_load_mb.toFixed(0)} MB`)
     const pt = hasTorch ? runTorch(dir) : undefined
-    if (pt) say(`${name}: PyTorch ${pt.tokens_per_s.toFixed(0)} tokens/s all positions (best of 1, 2 threads: ${JSON.stringify(pt.tokens_per_s_by_threads)}), peak ${pt.peak_rss_mb.toFixed(0)} MB`)
+    if (pt) say(`${name}: PyTorch ${pt.tokens_per_s.toFixed(0)} tokens/s all positions (best of 1, 2 threads: ${JSON.stringify(pt.tokens_per_s_by_threads)}), peak ${pt.peak_rss_mb.toFixed(0)} MB, its BLAS ${pt.matmul_gflops.toFixed(0)} GFLOP/s on a 2048×768×3072 matmul${pt.matmul_gflops < 30 ? " (a reference BLAS: install libopenblas0-pthread for a fair comparison)" : ""}`)
     else say(`${name}: PyTorch not installed (python3-torch): no PyTorch figures`)
     // PyTorch's forward computes every position's logits: its time per call is the same for both workloads.
     const torchStrided = pt ? (pt.tokens_per_s * (SEQ - STRIDED_FIRST)) / (SEQ - 1) : undefined
@@ -198,6 +200,7 @@ try {
             [`${name}_scorer_over_torch_all`]: r3(scorerAll.tokens_per_s / pt.tokens_per_s),
             [`${name}_scorer_over_torch_strided`]: r3(overTorch),
             [`${name}_torch_peak_rss_mb`]: Math.round(pt.peak_rss_mb),
+            [`${name}_torch_matmul_gflops`]: Math.round(pt.matmul_gflops),
             [`${name}_torch_target_met`]: overTorch >= 1.2 ? "yes" : "no",
           }
         : {}),

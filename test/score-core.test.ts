@@ -216,17 +216,22 @@ describe("head on scored positions (plan)", () => {
     expect(producerOf("logits")).toBeUndefined()
     expect((g.output ?? []).map((o) => o.name)).toEqual([OUT.logprob, OUT.entropy, OUT.logitsShape])
     expect((g.input ?? []).map((i) => i.name)).toEqual(["input_ids", IN.positions, IN.targets])
-    // Walk back from the log-prob: Sub ← GatherElements ← Cast(float) ← Cast(fp16) ← Add ← MatMul ← Gather(positions) ← Flatten(hidden).
+    // The log-prob is the first n of the Loop's scan; inside its body, walking back from the scan:
+    // Sub ← Squeeze ← GatherElements ← Cast(float) ← Cast(fp16) ← Add ← MatMul ← Gather(a chunk of the positions).
+    const loop = nodes.find((n) => n.opType === "Loop")!
+    const body = loop.attribute!.find((a) => a.name === "body")!.g!
+    const inBody = (x: string) => body.node!.find((n) => (n.output ?? []).includes(x))
     const chain: string[] = []
-    let x = producerOf(OUT.logprob)!.input![0]
-    for (let n = producerOf(x); n !== undefined; n = producerOf(n.input![0])) {
+    for (let n = inBody(body.output![1].name!); n !== undefined; n = inBody(n.input![0])) {
       chain.push(n.opType!)
-      if (n.opType === "Gather" && n.input![1] === IN.positions) break
+      if (n.opType === "Gather") break
     }
-    expect(chain).toEqual(["Squeeze", "GatherElements", "Cast", "Cast", "Add", "MatMul", "Gather"])
+    expect(chain).toEqual(["Sub", "Squeeze", "GatherElements", "Cast", "Cast", "Add", "MatMul", "Gather"])
+    expect(body.output!.map((o) => o.name).length).toBe(4) // cond, log-prob, entropy, shape
     // One MatMul by the output layer's weight remains: the new one, on [n, d].
     const weight = decodeModel(fs.readFileSync(saveModel(linearModel(lw), tmp, "w.onnx"))).graph!.node!.find((n) => n.opType === "MatMul")!.input![1]
-    expect(nodes.filter((n) => (n.input ?? []).includes(weight)).map((n) => n.opType)).toEqual(["MatMul"])
+    expect(nodes.filter((n) => (n.input ?? []).includes(weight))).toEqual([])
+    expect(body.node!.filter((n) => (n.input ?? []).includes(weight)).map((n) => n.opType)).toEqual(["MatMul"])
   })
 
   it("says why a graph's output layer cannot be found", () => {

@@ -9,7 +9,8 @@ import { Effect, Either } from "effect"
 import * as ort from "onnxruntime-node"
 import { createRequire } from "node:module"
 import { afterAll, describe, expect, it } from "vitest"
-import { OUT } from "../lib/onnx/head.ts"
+import { IN, OUT, chunkFor, findSignature, planPositionsHead, type Signature } from "../lib/onnx/head.ts"
+import { externalizeWeights, readModelHeader } from "../lib/onnx/file.ts"
 import { withScorer, type ScoreRequest, type ScoreResult, type Scorer, type ScorerOptions } from "../lib/onnx/scorer.ts"
 import {
   gptModel,
@@ -104,24 +105,30 @@ describe("fixture models vs independent log-probs (1e-5)", () => {
     expectMatches(many.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
   })
 
-  it("(a) a memory budget cuts the batch: batch × longest × vocab × 4 bytes × copies fits it, and results do not change", async () => {
-    const reqs = mixed(lw.vocab) // 7 requests, the longest 9 tokens
-    const perSeq = 9 * lw.vocab * 4 * 3 // with entropy: logits, the log-sum-exp's temporary, the entropy's
-    const calls = async (opts: Partial<ScorerOptions>) => {
+  it("(a) a memory budget cuts the batch of a head over every position: batch × longest × vocab × 4 bytes × copies fits it, and results do not change; the head on scored positions (one chunk of logits at a time) is not cut", async () => {
+    const mw = maskedWeights()
+    const merged = saveModel(optimumModel(mw, { layers: 1 }), tmp, "budget-merged.onnx") // its logits come from Where: the head over every position
+    const reqs = mixed(mw.vocab) // 7 requests, the longest 9 tokens
+    const perSeq = 9 * mw.vocab * 4 * 3 // with entropy: logits, the log-sum-exp's temporary, the entropy's
+    const calls = async (file: string, opts: Partial<ScorerOptions>) => {
       let n = 0
       const r = await Effect.runPromise(
-        withScorer(linear, { ...base, ...opts }, (s) => Effect.map(s.scoreAll(reqs, () => n++), (results) => ({ results, batch: s.batchFor(9) }))),
+        withScorer(file, { ...base, ...opts }, (s) =>
+          Effect.map(s.scoreAll(reqs, () => n++), (results) => ({ results, batch: s.batchFor(9), positionsOnly: s.positionsOnly })),
+        ),
       )
       return { ...r, calls: n }
     }
-    const free = await calls({ batchSize: 8 })
-    expect([free.batch, free.calls]).toEqual([8, 1])
-    const cut = await calls({ batchSize: 8, maxMemoryBytes: 2.5 * perSeq })
+    const free = await calls(merged, { batchSize: 8 })
+    expect([free.positionsOnly, free.batch, free.calls]).toEqual([false, 8, 1])
+    const cut = await calls(merged, { batchSize: 8, maxMemoryBytes: 2.5 * perSeq })
     expect([cut.batch, cut.calls]).toEqual([2, 4]) // ⌊2.5⌋ = 2 sequences a call, ⌈7 / 2⌉ calls
-    const tiny = await calls({ batchSize: 8, maxMemoryBytes: 1 })
+    const tiny = await calls(merged, { batchSize: 8, maxMemoryBytes: 1 })
     expect([tiny.batch, tiny.calls]).toEqual([1, 7]) // never below 1
     tiny.results.forEach((r, i) => r.logprob.forEach((x, k) => expect(Math.abs(x - free.results[i].logprob[k])).toBeLessThan(1e-6)))
-    expectMatches(cut.results, reqs, (ids) => linearLogits(lw, ids), lw.vocab)
+    expectMatches(cut.results, reqs, (ids) => maskedLogits(mw, ids), mw.vocab)
+    const positions = await Effect.runPromise(withScorer(linear, { ...base, batchSize: 8, maxMemoryBytes: 1 }, (s) => Effect.succeed([s.positionsOnly, s.batchFor(9)])))
+    expect(positions).toEqual([true, 8])
   })
 
   it("(a) opset 11 (axes as attributes), int32 input_ids, and a vocabulary the model does not declare", async () => {
@@ -258,6 +265,39 @@ describe("head on scored positions", () => {
       r.logprob.forEach((x, k) => expect(Math.abs(x - ts.results[i].logprob[k])).toBeLessThan(1e-5))
       r.entropy!.forEach((x, k) => expect(Math.abs(x - ts.results[i].entropy![k])).toBeLessThan(1e-5))
     })
+  })
+})
+
+describe("head on scored positions, in chunks", () => {
+  it("chunks of at most 1, 2, 3 and 64 positions (padded to equal chunks) give the same log-probs and entropies as the reference", async () => {
+    const lw = linearWeights({ vocab: 40, dim: 16, seed: 4 })
+    const f = saveModel(linearModel(lw), tmp, "chunks.onnx")
+    const h = readModelHeader(f)
+    const ids = [seq(1, 2, 3, 4, 5, 6, 7), seq(9, 8, 7, 0, 0, 0, 0)] // row 2: 4 tokens, then padding
+    const scored = [[0, 3], [1, 2], [1, 3], [0, 1], [0, 2], [0, 6]] as const // [row, j]: predict ids[row][j]
+    for (const chunk of [1, 2, 3, 64]) {
+      const p = planPositionsHead(externalizeWeights(f), h, findSignature(h) as Signature, { entropy: true, chunk })
+      if (!p.ok) throw new Error(p.reason)
+      const s = await ort.InferenceSession.create(p.bytes, { extra: { session: { model_external_initializers_file_folder_path: tmp } } })
+      const out = await s.run({
+        input_ids: new ort.Tensor("int64", BigInt64Array.from([...ids[0], ...ids[1]], BigInt), [2, 7]),
+        [IN.positions]: new ort.Tensor("int64", BigInt64Array.from(scored.map(([r, j]) => BigInt(r * 7 + j - 1))), [scored.length]),
+        [IN.targets]: new ort.Tensor("int64", BigInt64Array.from(scored.map(([r, j]) => BigInt(ids[r][j]))), [scored.length]),
+      })
+      await s.release()
+      const lp = out[OUT.logprob].data as Float32Array
+      const ent = out[OUT.entropy].data as Float32Array
+      expect([chunk, lp.length, ent.length, [...(out[OUT.logitsShape].data as BigInt64Array)].map(Number)]).toEqual([chunk, 6, 6, [Math.min(chunk, 6, Math.ceil(6 / Math.ceil(6 / chunk))), 40]])
+      scored.forEach(([r, j], k) => {
+        const want = referenceScores(linearLogits(lw, ids[r].subarray(0, j + 1)), lw.vocab, ids[r].subarray(0, j + 1), j)
+        expect(Math.abs(lp[k] - want.logprob[0])).toBeLessThan(1e-5)
+        expect(Math.abs(ent[k] - want.entropy[0])).toBeLessThan(1e-5)
+      })
+    }
+  })
+
+  it("chunks hold 64 MiB of float32 logits at most (16…4096 positions)", () => {
+    expect([chunkFor(50_304), chunkFor(1024), chunkFor(256_000), chunkFor(4_000_000)]).toEqual([333, 4096, 65, 16])
   })
 })
 

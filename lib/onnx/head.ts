@@ -160,6 +160,9 @@ export const IN = {
 const UNARY = new Set(["Cast", "Identity", "Tanh", "Softplus", "Relu"])
 const BINARY = new Set(["Add", "Sub", "Mul", "Div"])
 
+/** Most positions per chunk of the head: 64 MiB of float32 logits, within 16…4096 positions. */
+export const chunkFor = (vocab: number): number => Math.max(16, Math.min(4096, Math.floor(2 ** 26 / (4 * vocab))))
+
 export type PositionsPlan = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly reason: string }
 
 /**
@@ -180,7 +183,12 @@ export type PositionsPlan = { readonly ok: true; readonly bytes: Uint8Array } | 
  * context-only half of a strided window, a prompt before its options and the padding are never
  * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
  */
-export const planPositionsHead = (base: Uint8Array, h: ModelHeader, sig: Signature, options: { readonly entropy: boolean }): PositionsPlan => {
+export const planPositionsHead = (
+  base: Uint8Array,
+  h: ModelHeader,
+  sig: Signature,
+  options: { readonly entropy: boolean; readonly chunk?: number },
+): PositionsPlan => {
   const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
   if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
   if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
@@ -246,27 +254,61 @@ export const planPositionsHead = (base: Uint8Array, h: ModelHeader, sig: Signatu
 
   const g = new GraphBuilder(h.opset, "trajectories/pos_")
   const hidden = chain[0].input![0]
-  const picked = g.op("Gather", [g.op("Flatten", [hidden], { axis: 2 }), IN.positions], { axis: 0 }) // [n, d]
-  let x = picked
+  const flat = g.op("Flatten", [hidden], { axis: 2 }) // [b·s, d]
+  // Chunks: M = ⌈n / most⌉ iterations of c = ⌈n / M⌉ positions each (fewer than M padded ones in all).
+  const vocab = typeof sig.logits.dims?.[2] === "number" ? (sig.logits.dims[2] as number) : 50_304
+  const most = options.chunk ?? chunkFor(vocab)
+  const n = g.op("Shape", [IN.positions]) // [1]
+  const iterations = g.op("Div", [g.op("Add", [n, g.i64([most - 1])]), g.i64([most])]) // [1]
+  const c = g.op("Div", [g.op("Add", [n, g.op("Sub", [iterations, g.i64([1])])]), iterations]) // [1]
+  const pads = g.op("Concat", [g.i64([0]), g.op("Sub", [g.op("Mul", [iterations, c]), n])], { axis: 0 })
+  const positions = g.op("Pad", [IN.positions, pads])
+  const targets = g.op("Pad", [IN.targets, pads])
+
+  // The loop body: positions i·c … (i+1)·c − 1 through the output layer and the head.
+  const b = new GraphBuilder(h.opset, "trajectories/chunk_")
+  const start = b.op("Mul", ["trajectories/chunk_i", c]) // [1]
+  const stop = b.op("Add", [start, c])
+  const part = (x: string) => b.op("Slice", [x, start, stop, b.i64([0])])
+  let x = b.op("Gather", [flat, part(positions)], { axis: 0 }) // [c, d]
   let prev = hidden // the original tensor the next op of the chain reads
-  for (const n of chain) {
-    const out = g.fresh((n.opType ?? "op").toLowerCase())
-    const ins = (n.input ?? []).map((i) => (i === prev ? x : i))
-    g.nodes.push({ ...node(n.opType ?? "", ins, [out]), attribute: n.attribute ?? [], domain: n.domain ?? "" })
-    prev = n.output![0]
+  for (const nd of chain) {
+    const out = b.fresh((nd.opType ?? "op").toLowerCase())
+    const ins = (nd.input ?? []).map((i) => (i === prev ? x : i))
+    b.nodes.push({ ...node(nd.opType ?? "", ins, [out]), attribute: nd.attribute ?? [], domain: nd.domain ?? "" })
+    prev = nd.output![0]
     x = out
   }
-  const logits = sig.logits.elemType === DT.FLOAT ? x : g.op("Cast", [x], { to: DT.FLOAT })
-  const lse = g.reduceLogSumExp(logits, [1], 0)
-  const target = g.squeeze(g.op("GatherElements", [logits, g.unsqueeze(IN.targets, [1])], { axis: 1 }), [1])
-  g.op("Sub", [target, lse], {}, OUT.logprob)
+  const logits = sig.logits.elemType === DT.FLOAT ? x : b.op("Cast", [x], { to: DT.FLOAT })
+  const lse = b.reduceLogSumExp(logits, [1], 0)
+  const target = b.squeeze(b.op("GatherElements", [logits, b.unsqueeze(part(targets), [1])], { axis: 1 }), [1])
+  const scans = [b.op("Sub", [target, lse])]
+  if (options.entropy) {
+    const p = b.op("Exp", [b.op("Sub", [logits, b.unsqueeze(lse, [1])])])
+    scans.push(b.op("Sub", [lse, b.reduceSum(b.op("Mul", [p, logits]), [1], 0)]))
+  }
+  scans.push(b.op("Shape", [x]))
+  b.op("Identity", ["trajectories/chunk_cond"], {}, "trajectories/chunk_cond_out")
+  const body = {
+    name: "trajectories_chunk",
+    node: b.nodes,
+    initializer: b.initializers,
+    input: [valueInfo("trajectories/chunk_i", DT.INT64, []), valueInfo("trajectories/chunk_cond", DT.BOOL, [])],
+    output: [
+      valueInfo("trajectories/chunk_cond_out", DT.BOOL, []),
+      ...scans.map((sc, i) => valueInfo(sc, i === scans.length - 1 ? DT.INT64 : DT.FLOAT, i === scans.length - 1 ? [2] : [null])),
+    ],
+  }
+  const outs = g.opN("Loop", [g.squeeze(iterations, [0]), ""], scans.length, { body }) // [M, c] each, the shapes [M, 2]
+  const firstN = (scan: string, name: string) => g.op("Slice", [g.op("Reshape", [scan, g.i64([-1])]), g.i64([0]), n, g.i64([0])], {}, name)
+  firstN(outs[0], OUT.logprob)
   const outputs = [valueInfo(OUT.logprob, DT.FLOAT, ["n"])]
   if (options.entropy) {
-    const p = g.op("Exp", [g.op("Sub", [logits, g.unsqueeze(lse, [1])])])
-    g.op("Sub", [lse, g.reduceSum(g.op("Mul", [p, logits]), [1], 0)], {}, OUT.entropy)
+    firstN(outs[1], OUT.entropy)
     outputs.push(valueInfo(OUT.entropy, DT.FLOAT, ["n"]))
   }
-  g.op("Shape", [x], {}, OUT.logitsShape)
+  g.op("Gather", [outs[outs.length - 1], g.i64([0])], { axis: 0 }, "trajectories/pos_shape2")
+  g.op("Reshape", ["trajectories/pos_shape2", g.i64([-1])], {}, OUT.logitsShape)
   outputs.push(valueInfo(OUT.logitsShape, DT.INT64, [2]))
 
   const removed = new Set(chain)

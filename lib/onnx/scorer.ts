@@ -318,8 +318,11 @@ const inputFeeds = (session: ort.InferenceSession): Feeds => {
 /** A Scorer over an open session, with this call's batch size, memory budget, entropy and label. */
 export const makeScorer = (s: Opened, o: ScorerOptions, label: string): Scorer => {
   // The logits, the log-sum-exp's temporary, the entropy's one more; read into TypeScript, a copy more.
+  // The head on scored positions holds the logits of one chunk of positions at a time (head.ts
+  // chunkFor: 64 MiB), whatever the batch: the budget does not cut it.
   const copies = 2 + (s.entropy ? 1 : 0) + (s.graph === "logits" ? 1 : 0)
-  const batchFor = (length: number) => batchForBudget(Math.max(1, o.batchSize ?? 8), length, s.vocab, o.maxMemoryBytes ?? Infinity, copies)
+  const most = Math.max(1, o.batchSize ?? 8)
+  const batchFor = (length: number) => (s.positions ? most : batchForBudget(most, length, s.vocab, o.maxMemoryBytes ?? Infinity, copies))
   return {
     vocabSize: s.vocab,
     graph: s.graph,

@@ -367,7 +367,16 @@ def bench(folder, batch, seq, threads, rounds, seed=7):
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"tokens_per_s_by_threads": best, "tokens_per_s": max(best.values()), "threads": max(best, key=best.get), "peak_rss_mb": peak}
+    # The BLAS under PyTorch decides its speed: Debian's python3-torch over the reference libblas3 runs
+    # a matmul at ~7 GFLOP/s, over OpenBLAS (libopenblas0-pthread) at ~100 per core. Reported beside the figures.
+    torch.set_num_threads(max(best, key=best.get))
+    a, b = torch.randn(2048, 768, generator=g), torch.randn(768, 3072, generator=g)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ b
+    gflops = 3 * 2 * 2048 * 768 * 3072 / (time.perf_counter() - t0) / 1e9
+    return {"tokens_per_s_by_threads": best, "tokens_per_s": max(best.values()), "threads": max(best, key=best.get), "peak_rss_mb": peak, "matmul_gflops": gflops}
 
 
 def main():
