@@ -233,15 +233,15 @@ export const columnChunks = (path: string, column: string): ColumnChunks => {
                   return true
                 }
                 if (cf !== 3 || cft !== T.STRUCT) return false
-                let path: string[] = []
+                let names: string[] = [] // path_in_schema
                 let codec = -1
                 let total = -1
                 let data = -1
                 let dict = -1
                 c.struct((m, mt) => {
                   if (m === 3 && mt === T.LIST) {
-                    path = []
-                    c.list(() => path.push(c.string()))
+                    names = []
+                    c.list(() => names.push(c.string()))
                   } else if (m === 4 && mt === T.I32) codec = c.int()
                   else if (m === 7 && mt === T.I64) total = c.int()
                   else if (m === 9 && mt === T.I64) data = c.int()
@@ -249,7 +249,7 @@ export const columnChunks = (path: string, column: string): ColumnChunks => {
                   else return false
                   return true
                 })
-                if (path.length === 1 && path[0] === column) {
+                if (names.length === 1 && names[0] === column) {
                   offset = dict >= 0 && dict < data ? dict : data
                   size = total
                   if (codec !== UNCOMPRESSED) plain = false
