@@ -5,7 +5,9 @@
  */
 import { Effect } from "effect"
 import { firstLine, UnitError } from "../../pipeline/errors.ts"
+import type { TableFile, UnitInput } from "../../pipeline/stage.ts"
 import type { RowGroupReader } from "../../pipeline/store.ts"
+import { columnChunks, type ColumnChunks } from "./chunks.ts"
 
 /** The common row-group layout of aligned score files. */
 export interface AlignedLayout {
@@ -16,11 +18,14 @@ export interface AlignedLayout {
   readonly tokens: number
 }
 
+/** What alignedLayout compares of a file: a RowGroupReader, or the ColumnChunks of its footer. */
+export type FileLayout = Pick<RowGroupReader, "path" | "numRows" | "rowGroupRows">
+
 /**
  * The layout shared by every reader, or a UnitError naming two files that differ.
  * @param readers [models][checkpoints], at least one
  */
-export const alignedLayout = (readers: ReadonlyArray<ReadonlyArray<RowGroupReader>>, what: string): Effect.Effect<AlignedLayout, UnitError> =>
+export const alignedLayout = (readers: ReadonlyArray<ReadonlyArray<FileLayout>>, what: string): Effect.Effect<AlignedLayout, UnitError> =>
   Effect.suspend(() => {
     const first = readers[0][0]
     for (const r of readers.flat()) {
@@ -57,3 +62,32 @@ export const readLogprobs = (r: RowGroupReader, g: number, what: string): Effect
     },
     catch: (e) => new UnitError({ message: `${what}: cannot read row group ${g} of ${r.path}: ${firstLine(e)}`, cause: e }),
   })
+
+/**
+ * The logprob chunks of score files on the local disk, from their footers (chunks.ts: a few
+ * numbers per row group, nothing kept in parquet-wasm's memory): [models][checkpoints], each
+ * with the file's local path. A file chunks.ts cannot read is opened through the run store
+ * instead, for its row groups only (its blocks are then read through parquet-wasm: `plain`
+ * false), which also gives the store's own errors for a missing or unreadable file.
+ * @param files [models][checkpoints] a unit's input and the file of it to read
+ */
+export const logprobChunks = (
+  files: ReadonlyArray<ReadonlyArray<{ readonly input: UnitInput; readonly file: TableFile }>>,
+  what: string,
+): Effect.Effect<ColumnChunks[][], UnitError> =>
+  Effect.forEach(files, (row) =>
+    Effect.forEach(row, ({ input, file }) =>
+      Effect.flatMap(input.localPath(file.path), (path) =>
+        Effect.orElse(
+          Effect.try(() => columnChunks(path, "logprob")),
+          () =>
+            Effect.scoped(
+              Effect.map(input.open(file), (r): ColumnChunks => {
+                const none = new Float64Array(r.rowGroupRows.length)
+                return { path, numRows: r.numRows, rowGroupRows: r.rowGroupRows, offset: none, size: none, plain: false }
+              }),
+            ),
+        ),
+      ),
+    ),
+  )

@@ -14,6 +14,7 @@ import type { XAxis } from "../../schemas/config.ts"
 import { type ClassColumns, type RegressColumns, classifyBlock, forSlices, regressBlock, regressColumns, regressColumnsView } from "./blocks.ts"
 import { classesTable, regressionsTable } from "./parts.ts"
 import { CLASSES, type ClassRules } from "./classes.ts"
+import { type ColumnChunks, readPlainFloat32 } from "./chunks.ts"
 import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 import { firstLine } from "../messages.ts"
@@ -60,17 +61,38 @@ export const closeReaders = async (): Promise<void> => {
 }
 
 /**
+ * Where row group g's logprob chunk lies in a score file (chunks.ts), for a direct read; null:
+ * read it through parquet-wasm (a file whose footer or column chunks.ts does not take).
+ */
+export type ChunkPlace = { readonly offset: number; readonly size: number; readonly rows: number } | null
+
+/** The places of row group g in each file: [files]. */
+export const chunkPlaces = (chunks: ReadonlyArray<ColumnChunks>, g: number): ChunkPlace[] =>
+  chunks.map((c) => (c.plain ? { offset: c.offset[g], size: c.size[g], rows: c.rowGroupRows[g] } : null))
+
+/**
  * The logprob column of row group g of each file: [files] arrays of [rows], nats.
  * @param into optional arrays to read into, by file (from `spareArrays`); the result may be them
+ * @param places optional, by file: where the chunk lies (chunkPlaces), read with one positioned
+ *        read and no parquet-wasm reader (whose footer would stay in this thread's wasm memory)
  */
-export const readLogprobGroup = async (files: ReadonlyArray<string>, g: number, into: ReadonlyArray<Float32Array> = []): Promise<Float32Array[]> => {
+export const readLogprobGroup = async (
+  files: ReadonlyArray<string>,
+  g: number,
+  into: ReadonlyArray<Float32Array> = [],
+  places: ReadonlyArray<ChunkPlace> = [],
+): Promise<Float32Array[]> => {
   const out: Float32Array[] = []
   for (const [j, f] of files.entries()) {
     let v: unknown
     try {
-      const r = await reader(f)
-      // Straight from the decoder; the Arrow table is the fallback (nulls, other types).
-      v = (await r.readFloat32(g, "logprob", into[j])) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
+      const p = places[j]
+      v = p ? readPlainFloat32(f, p.offset, p.size, p.rows, into[j]) : undefined
+      if (v === undefined) {
+        const r = await reader(f)
+        // Straight from the decoder; the Arrow table is the fallback (nulls, other types).
+        v = (await r.readFloat32(g, "logprob", into[j])) ?? (await r.read(g, ["logprob"])).getChild("logprob")?.toArray()
+      }
     } catch (e) {
       throw new Error(`cannot read row group ${g} of ${f}: ${firstLine(e)}`)
     }
@@ -203,6 +225,8 @@ export class CategoryCodes {
 export interface RegressTask {
   /** [checkpoints] score files of one model and dataset, step order */
   readonly files: ReadonlyArray<string>
+  /** [checkpoints] where the block's chunk lies in each file (chunkPlaces) */
+  readonly places: ReadonlyArray<ChunkPlace>
   readonly group: number
   /** token_index of the block's first token */
   readonly firstToken: number
@@ -235,7 +259,7 @@ const giveBack = (arrays: Float32Array[]): void => {
 let regressScratch: RegressColumns | undefined
 
 export const regressTask = async (task: RegressTask): Promise<RegressResult> => {
-  const lp = await readLogprobGroup(task.files, task.group, spareArrays())
+  const lp = await readLogprobGroup(task.files, task.group, spareArrays(), task.places)
   const tokens = lp[0].length
   warmRegress(lp.length, task.starts, task.axes)
   const rows = task.starts.length * task.axes.length * tokens
@@ -254,6 +278,8 @@ export const regressTask = async (task: RegressTask): Promise<RegressResult> => 
 export interface ClassifyTaskModel {
   /** [checkpoints] score files, step order */
   readonly files: ReadonlyArray<string>
+  /** [checkpoints] where the block's chunk lies in each file (chunkPlaces) */
+  readonly places: ReadonlyArray<ChunkPlace>
   readonly steps: ReadonlyArray<number>
   /** [thresholds] window starts */
   readonly starts: ReadonlyArray<number>
@@ -305,7 +331,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
   for (const mi of order) {
     const m = task.models[mi]
     // one model at a time: the previous model's log-probs are done with when the next is read
-    const lp = await readLogprobGroup(m.files, task.group, arrays)
+    const lp = await readLogprobGroup(m.files, task.group, arrays, m.places)
     arrays = lp
     if (lp[0].length !== task.tokens) throw new Error(`${m.files[0]}: row group ${task.group} has ${lp[0].length} rows, expected ${task.tokens}`)
     const lnStep = Float64Array.from(m.steps, Math.log)

@@ -22,8 +22,8 @@
  * (`analysis.reference_model`, else the second-smallest) at every configured threshold.
  */
 import { Effect } from "effect"
-import { alignedLayout } from "../../lib/analysis/aligned.ts"
-import type { ClassifyTask, ClassifyTaskModel } from "../../lib/analysis/block-tasks.ts"
+import { alignedLayout, logprobChunks } from "../../lib/analysis/aligned.ts"
+import { chunkPlaces, type ClassifyTask, type ClassifyTaskModel } from "../../lib/analysis/block-tasks.ts"
 import { analysisThreads, mapBlocks, prepareWorkers } from "../../lib/analysis/parallel.ts"
 import { ClassTallies, MAX_CATEGORIES } from "../../lib/analysis/tallies.ts"
 import { thresholdStarts } from "../../lib/analysis/window.ts"
@@ -108,22 +108,20 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
     const inputs = models.map((m) =>
       m.checkpoints.map((cp) => ({ input: ctx.input(scoreUnit(m.name, cp.step, dataset)), file: scoresFile(m.name, cp.step, dataset) })),
     )
-    const layout = yield* Effect.scoped(
-      Effect.flatMap(
-        Effect.forEach(inputs, (row) => Effect.forEach(row, ({ input, file }) => input.open(file))),
-        (readers) => alignedLayout(readers, what),
-      ),
-    )
-    // The workers read the score and tokens files themselves, from the local disk.
-    const files = yield* Effect.forEach(inputs, (row) => Effect.forEach(row, ({ input, file }) => input.localPath(file.path)))
+    // The workers read the score and tokens files themselves, from the local disk; the score
+    // files at the places their footers give (read here once, see regress).
+    const chunks = yield* logprobChunks(inputs, what)
+    const files = chunks.map((row) => row.map((c) => c.path))
+    const layout = yield* alignedLayout(chunks, what)
     const tokensPath = yield* ctx.input(tokenizeUnit(dataset)).localPath(tokensFile(dataset).path)
     const tallies = new ClassTallies(
       models.map((m) => ({ name: m.name, steps: m.checkpoints.map((c) => c.step) })),
       thresholds,
     )
-    const taskModels: ClassifyTaskModel[] = models.map((m, mi) => ({ files: files[mi], steps: m.checkpoints.map((c) => c.step), starts: starts[mi] }))
+    const taskModels = (g: number): ClassifyTaskModel[] =>
+      models.map((m, mi) => ({ files: files[mi], places: chunkPlaces(chunks[mi], g), steps: m.checkpoints.map((c) => c.step), starts: starts[mi] }))
     const tasks: ClassifyTask[] = layout.groupRows.map((tokens, g) => ({
-      models: taskModels,
+      models: taskModels(g),
       ref: refIndex,
       group: g,
       firstToken: layout.groupStart[g],

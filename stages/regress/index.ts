@@ -17,8 +17,8 @@
  * is in part 1 at row 2 × 65,536 + (70,000 − 65,536).
  */
 import { Effect } from "effect"
-import { alignedLayout } from "../../lib/analysis/aligned.ts"
-import type { RegressTask } from "../../lib/analysis/block-tasks.ts"
+import { alignedLayout, logprobChunks } from "../../lib/analysis/aligned.ts"
+import { chunkPlaces, type RegressTask } from "../../lib/analysis/block-tasks.ts"
 import { analysisThreads, mapBlocks, prepareWorkers } from "../../lib/analysis/parallel.ts"
 import { axisValues, thresholdStarts } from "../../lib/analysis/window.ts"
 import type { Config, Model } from "../../pipeline/config.ts"
@@ -89,25 +89,28 @@ const run = Effect.fn("stage.regress")(function* (unit: UnitPlan<RegressParams>,
   if ("error" in windows) return yield* Effect.fail(new UnitError({ message: windows.error }))
   const axes = yield* axesOf(ctx, model, p, what)
   const inputs = model.checkpoints.map((cp) => ({ input: ctx.input(scoreUnit(model.name, cp.step, p.dataset)), file: scoresFile(model.name, cp.step, p.dataset) }))
-  const layout = yield* Effect.scoped(
-    Effect.flatMap(
-      Effect.forEach(inputs, ({ input, file }) => input.open(file)),
-      (readers) => alignedLayout([readers], what),
-    ),
-  )
-  // The workers read the score files themselves, from the local disk.
-  const files = yield* Effect.forEach(inputs, ({ input, file }) => input.localPath(file.path))
+  // The workers read the score files themselves, from the local disk, at the places their
+  // footers give (read here once, in TypeScript: a parquet-wasm reader per file and thread kept
+  // ~6 KiB per row group in wasm memory, so memory grew with the number of tokens).
+  const [chunks] = yield* logprobChunks([inputs], what)
+  const files = chunks.map((c) => c.path)
+  const layout = yield* alignedLayout([chunks], what)
   // Checkpoints before the earliest window start are never read (with dense early checkpoints,
   // as in Pythia's log-spaced steps, that is most of them).
   const first = Math.min(...windows.starts)
+  const read = files.slice(first)
+  const readChunks = chunks.slice(first)
+  const starts = windows.starts.map((i0) => i0 - first)
+  const readAxes = axes.map((x) => x.slice(first))
   const tasks: RegressTask[] = layout.groupRows.map((_, g) => ({
-    files: files.slice(first),
+    files: read,
+    places: chunkPlaces(readChunks, g),
     group: g,
     firstToken: layout.groupStart[g],
     thresholds: p.thresholds,
-    starts: windows.starts.map((i0) => i0 - first),
+    starts,
     axisNames: p.x_axes,
-    axes: axes.map((x) => x.slice(first)),
+    axes: readAxes,
   }))
   const perToken = p.thresholds.length * p.x_axes.length
   ctx.progress.start(layout.tokens * perToken, "regressions")
