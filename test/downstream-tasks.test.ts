@@ -37,7 +37,7 @@ describe("task formats", () => {
       }),
     )
     expect(t.prefix).toBe("P")
-    expect(t.shotSeparator).toBe("")
+    expect(t.shotSeparator).toBe("\n") // BIG-bench's default few_shot_example_separator
     expect(t.examples).toEqual([
       { id: 0, prompt: "In: x\nOut:", options: ["a", "b", "c"], correct: [1] },
       { id: 1, prompt: "In: y\nOut:", options: ["d", "e", "f"], correct: [0, 1] },
@@ -179,12 +179,24 @@ describe("k-shot prompts", () => {
     expect(p[2].correct).toEqual([1])
   })
 
-  it("bigbench, 1 shot, seed 7: task prefix once, shots with their best target, choices shuffled", () => {
+  it("bigbench, 1 shot, seed 7: task prefix once, shots with their best target joined by few_shot_example_separator (default \\n), choices shuffled", () => {
+    // tools/reference/downstream_prompts.py: BIG-bench's task_prefix + separator.join(shots) + separator + prompt.
     expect(prompts("bigbench", BIGBENCH, 1).map((e) => e.prompt)).toEqual([
-      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: ",
-      "Sums.\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: 2\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: ",
-      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: ",
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\n\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: ",
+      "Sums.\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: 2\n\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: ",
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\n\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: ",
     ])
+  })
+
+  it("bigbench, 2 shots, the task's own few_shot_example_separator", () => {
+    const own = JSON.stringify({ ...JSON.parse(BIGBENCH), few_shot_example_separator: "\n\n" })
+    expect(prompts("bigbench", own, 2).map((e) => e.prompt)).toEqual([
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\n\n\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: 8\n\n\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: ",
+      "Sums.\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: 2\n\n\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: 8\n\n\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: ",
+      "Sums.\nQ: 2+3\n  choice: 6\n  choice: 5\n  choice: 23\nA: 5\n\n\nQ: 1+1\n  choice: 3\n  choice: 11\n  choice: 2\nA: 2\n\n\nQ: 4+4\n  choice: 8\n  choice: 9\n  choice: 44\nA: ",
+    ])
+    const bad = JSON.stringify({ ...JSON.parse(BIGBENCH), few_shot_example_separator: 3 })
+    expect(parseError("bigbench", bad)).toMatch(/^t\/task: few_shot_example_separator: expected a string, got 3$/)
   })
 
   it("max_examples keeps the first N and does not change their prompts; 0 shots is the bare prompt", () => {

@@ -155,7 +155,7 @@ const validate = (config: Config): InputProblem[] =>
 
 export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers | Hub>({
   name: DOWNSTREAM,
-  version: 1,
+  version: 2, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing)
   after: [DOWNLOAD],
   describe: "score every option of every multiple-choice task example on every checkpoint",
   plan: (config) =>

@@ -5,8 +5,9 @@
  * k-shot prompts. Example i of a task gets k other examples of the same task as demonstrations:
  *   prompt = prefix + (shot₁.prompt + shot₁.correct + sep) + … + (shot_k.prompt + shot_k.correct + sep) + example.prompt
  * where `correct` is the shot's first correct option, `prefix` the BIG-bench task_prefix and `sep`
- * the format's separator (tasks.ts: "" for bigbench, whose prefixes start with "\n"; "\n\n" for
- * jsonl; "\n" for pairs, whose shots are other pairs' good sentences, one per line). The shots
+ * the format's separator (tasks.ts: BIG-bench's few_shot_example_separator, default "\n", as BIG-bench
+ * joins its shots; "\n\n" for jsonl; "\n" for pairs, whose shots are other pairs' good sentences,
+ * one per line). The shots
  * are drawn without replacement from all examples of the task except i — also those beyond
  * `max_examples`, so an example's prompt does not change with `max_examples` — by rejection
  * sampling with mulberry32 seeded from (task seed, i) (random.ts).

@@ -4,7 +4,8 @@
  *   bigbench  BIG-bench JSON: `examples[]` with `input` and `target_scores` (option → score; the
  *             options with the maximal score are correct). Optional top-level fields and their
  *             BIG-bench defaults: task_prefix "", example_input_prefix "\nQ: ", example_output_prefix
- *             "\nA: ", choice_prefix "\n  choice: ", append_choices_to_input true. With choices
+ *             "\nA: ", choice_prefix "\n  choice: ", append_choices_to_input true, few_shot_example_separator
+ *             "\n" (between shots, and between the last shot and the example). With choices
  *             appended, they are listed sorted, then shuffled with the task's seed (BIG-bench permutes
  *             them with numpy; the order of the file must not reveal the answer). A prompt is
  *               example_input_prefix + input [+ choice_prefix + c₁ + choice_prefix + c₂ …] + example_output_prefix
@@ -50,8 +51,8 @@ export interface ParsedTask {
   readonly shotSeparator: string
 }
 
-/** Separators between shots: BIG-bench's prefixes start with "\n" themselves. */
-const SEPARATOR: Record<TaskFormat, string> = { bigbench: "", jsonl: "\n\n", pairs: "\n" }
+/** Separators between shots (BIG-bench's default few_shot_example_separator; a task file may set its own). */
+const SEPARATOR: Record<TaskFormat, string> = { bigbench: "\n", jsonl: "\n\n", pairs: "\n" }
 
 /** A problem with one example, before the file name is known to the message. */
 class Bad extends Error {
@@ -100,6 +101,7 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
   const inputPrefix = str(doc, "example_input_prefix", "\nQ: ")
   const outputPrefix = str(doc, "example_output_prefix", "\nA: ")
   const choicePrefix = str(doc, "choice_prefix", "\n  choice: ")
+  const separator = str(doc, "few_shot_example_separator", SEPARATOR.bigbench)
   const append = doc.append_choices_to_input ?? true
   if (typeof append !== "boolean") throw new Bad("append_choices_to_input", `expected true or false, got ${JSON.stringify(append)}`)
   const examples = doc.examples.map((ex: unknown, i: number): TaskExample => {
@@ -129,7 +131,7 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
       throw e
     }
   })
-  return { examples, prefix, shotSeparator: SEPARATOR.bigbench }
+  return { examples, prefix, shotSeparator: separator }
 }
 
 /** Non-blank lines of a JSONL file as parsed objects with their 1-based line numbers. */

@@ -99,7 +99,18 @@ def best(i):
     return next(k for k, v in ts.items() if v == m)
 
 
+def bb_shots(i, k, separator):
+    # BIG-bench (and lm-evaluation-harness's port of it): task_prefix + separator.join(shot + its best
+    # target) + separator + the example's own prompt; few_shot_example_separator defaults to "\n".
+    shots = shot_indices(len(exs), i, k, SEED)
+    return shots, BIGBENCH["task_prefix"] + separator.join(bb_prompt(j) + best(j) for j in shots) + separator + bb_prompt(i)
+
+
 for i in range(len(exs)):
-    shots = shot_indices(len(exs), i, 1, SEED)
-    text = BIGBENCH["task_prefix"] + "".join(bb_prompt(j) + best(j) for j in shots) + bb_prompt(i)
+    shots, text = bb_shots(i, 1, "\n")
+    print(f"  {i}: shots {shots}: {json.dumps(text)}")
+
+print('bigbench, shots 2, seed 7, few_shot_example_separator "\\n\\n":')
+for i in range(len(exs)):
+    shots, text = bb_shots(i, 2, "\n\n")
     print(f"  {i}: shots {shots}: {json.dumps(text)}")
