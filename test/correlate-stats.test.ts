@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest"
 import { logDistance, matchCheckpoints } from "../stages/correlate/match.ts"
-import { averageRanks, correlationStats, groupR2, pearson, pooledR2, spearman } from "../stages/correlate/stats.ts"
+import { averageRanks, correlationStats, groupR2, pearson, pooledR2, spearman, wilson } from "../stages/correlate/stats.ts"
 import { X_AXES, correlationRows, type MetricRow } from "../stages/correlate/tables.ts"
 import { MEAN_TASK } from "../stages/correlate/contract.ts"
 
@@ -122,7 +122,7 @@ describe("correlation rows", () => {
       for (const step of steps) {
         for (const [task, shift] of [["a", 0], ["b", 0.1]] as const) {
           const accuracy = 1.2 - 0.15 * Math.log(ppl(model, step)) + shift
-          metrics.push({ model, step, task, accuracy, n_examples: 10, accuracy_norm: 0, random_baseline: 0.5, correct_ppl: 1, incorrect_ppl: 1 })
+          metrics.push({ model, step, task, accuracy, acc_lo: 0, acc_hi: 1, n_examples: 10, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0.5, correct_ppl: 1, incorrect_ppl: 1 })
         }
       }
     }
@@ -152,7 +152,7 @@ describe("correlation rows", () => {
 
   it("the mean over tasks uses only points every task has", () => {
     const m = (model: string, step: number, task: string, accuracy: number): MetricRow => ({
-      model, step, task, accuracy, n_examples: 1, accuracy_norm: 0, random_baseline: 0, correct_ppl: 1, incorrect_ppl: 1,
+      model, step, task, accuracy, acc_lo: 0, acc_hi: 1, n_examples: 1, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0, correct_ppl: 1, incorrect_ppl: 1,
     })
     const metrics = [m("s", 1, "a", 0.1), m("s", 2, "a", 0.2), m("s", 3, "a", 0.4), m("s", 4, "a", 0.5), m("s", 1, "b", 0.3), m("s", 2, "b", 0.2), m("s", 3, "b", 0.4)]
     const rows = correlationRows(metrics, ["a", "b"], (_m, step) => ({ log_valid_ppl: -step, log_flops: step, log_tokens: step, log_step: step }))
@@ -179,5 +179,27 @@ describe("matching checkpoints of two sizes", () => {
     // 100 is as near to step 2 as to step 3: the smaller step wins; step 0 has no partner.
     expect(matchCheckpoints(A, B, "flops").map(([a, b]) => [a.step, b.step])).toEqual([[1, 2]])
     expect(matchCheckpoints(A, [{ step: 0, ppl: 1, flops: 0 }, ...B], "flops").map(([a, b]) => [a.step, b.step])).toEqual([[0, 0], [1, 2]])
+  })
+})
+
+describe("wilson", () => {
+  it("equals statsmodels' proportion_confint(k, n, alpha=0.05, method='wilson')", () => {
+    // /usr/bin/python3 -c "from statsmodels.stats.proportion import proportion_confint as c; print(c(k, n, alpha=0.05, method='wilson'))" (statsmodels 0.13)
+    const want: ReadonlyArray<readonly [number, number, number, number]> = [
+      [1, 1, 0.2065493143772374, 1.0],
+      [2, 4, 0.15003898915214947, 0.8499610108478506],
+      [3, 4, 0.30064184258240184, 0.9544127391902995],
+      [0, 10, 0.0, 0.27753279986288926],
+      [10, 10, 0.7224672001371106, 1.0],
+      [37, 100, 0.2818236053432453, 0.46779470419057095],
+      [0, 1, 0.0, 0.7934506856227627],
+      [512, 1000, 0.4810325544060909, 0.5428756033902558],
+    ]
+    for (const [k, n, lo, hi] of want) {
+      const [l, h] = wilson(k, n)
+      expect(Math.abs(l - lo)).toBeLessThan(1e-12)
+      expect(Math.abs(h - hi)).toBeLessThan(1e-12)
+    }
+    expect(wilson(0, 0)).toEqual([0, 1])
   })
 })

@@ -29,6 +29,7 @@ import { plantingStage } from "./fixtures/planted.ts"
 import { runOnDisk } from "./fixtures/run.ts"
 import { linearLogits, linearModel, linearWeights, referenceScores, saveModel, type LinearWeights } from "./fixtures/onnx.ts"
 import { TEST_EOS, TEST_VOCAB_SIZE, writeTestTokenizer } from "./fixtures/tokenizer.ts"
+import { wilson } from "../stages/correlate/stats.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-downstream-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -336,6 +337,10 @@ describe("downstream: options scored by fixture models", () => {
       expect(r.n_examples).toBe(want.n_examples)
       expect(r.accuracy).toBe(want.accuracy)
       expect(r.accuracy_norm).toBe(want.accuracy_norm)
+      // The interval around the accuracy (its values against statsmodels: correlate-stats.test.ts).
+      expect([r.acc_lo, r.acc_hi]).toEqual([...wilson(Math.round(want.accuracy * want.n_examples), want.n_examples)])
+      expect(r.acc_lo as number).toBeLessThanOrEqual(r.accuracy as number)
+      expect(r.acc_hi as number).toBeGreaterThanOrEqual(r.accuracy as number)
       expect(r.random_baseline).toBeCloseTo(want.random_baseline, 12)
       expect(Math.abs(Math.log(r.correct_ppl as number) - Math.log(want.correct_ppl))).toBeLessThan(1e-5)
       expect(Math.abs(Math.log(r.incorrect_ppl as number) - Math.log(want.incorrect_ppl))).toBeLessThan(1e-5)

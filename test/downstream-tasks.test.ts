@@ -286,7 +286,9 @@ describe("task metrics", () => {
 
   it("the worked example of metrics.ts", () => {
     const m = taskMetrics(rows([[0, true, -2, 2, 4], [0, false, -3, 1, 2]]))
-    expect(m).toEqual({ n_examples: 1, accuracy: 1, accuracy_norm: 1, random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
+    // Wilson 95% of 1 hit in 1 example: statsmodels' proportion_confint(1, 1, method="wilson") = (0.2065493143772374, 1.0).
+    const lo = 0.2065493143772374
+    expect(m).toEqual({ n_examples: 1, accuracy: 1, acc_lo: expect.closeTo(lo, 12), acc_hi: expect.closeTo(1, 12), accuracy_norm: 1, acc_norm_lo: expect.closeTo(lo, 12), acc_norm_hi: expect.closeTo(1, 12), random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
   })
 
   it("ties are misses, any correct option counts, per-character normalisation can flip a hit, rows in any order", () => {
@@ -306,6 +308,9 @@ describe("task metrics", () => {
     expect(m.n_examples).toBe(4)
     expect(m.accuracy).toBe(2 / 4)
     expect(m.accuracy_norm).toBe(3 / 4)
+    // statsmodels' proportion_confint(2, 4) and (3, 4), method="wilson"
+    expect([m.acc_lo, m.acc_hi].map((x) => x.toFixed(12))).toEqual([0.15003898915214947, 0.8499610108478506].map((x) => x.toFixed(12)))
+    expect([m.acc_norm_lo, m.acc_norm_hi].map((x) => x.toFixed(12))).toEqual([0.30064184258240184, 0.9544127391902995].map((x) => x.toFixed(12)))
     expect(m.random_baseline).toBeCloseTo((1 / 2 + 1 / 2 + 2 / 3 + 1 / 2) / 4, 15)
     expect(m.correct_ppl).toBeCloseTo(Math.exp((5 + 4 + 9 + 1 + 3) / (2 + 2 + 3 + 1 + 1)), 12)
     expect(m.incorrect_ppl).toBeCloseTo(Math.exp((6 + 5 + 2 + 2) / (3 + 1 + 1 + 1)), 12)

@@ -13,6 +13,7 @@ export const correlateUnit: UnitRef = { stage: CORRELATE, id: "all" }
  * `task_metrics.parquet`: one row per (model, checkpoint, task), from the options tables
  * (./metrics.ts defines every column).
  *   accuracy, accuracy_norm, random_baseline  fractions in [0, 1]
+ *   acc_lo, acc_hi, acc_norm_lo, acc_norm_hi  95% Wilson score intervals of accuracy and accuracy_norm
  *   correct_ppl, incorrect_ppl                exp(−mean log-prob) over the tokens of correct / incorrect options
  */
 export const TaskMetrics = defineTable("task_metrics", {
@@ -21,7 +22,11 @@ export const TaskMetrics = defineTable("task_metrics", {
   task: col.utf8(),
   n_examples: col.int32(),
   accuracy: col.float64(),
+  acc_lo: col.float64(),
+  acc_hi: col.float64(),
   accuracy_norm: col.float64(),
+  acc_norm_lo: col.float64(),
+  acc_norm_hi: col.float64(),
   random_baseline: col.float64(),
   correct_ppl: col.float64(),
   incorrect_ppl: col.float64(),

@@ -175,7 +175,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
 
 export const correlateStage = defineStage<CorrelateParams>({
   name: CORRELATE,
-  version: 1,
+  version: 2, // 2: task_metrics has 95% Wilson intervals (acc_lo, acc_hi, acc_norm_lo, acc_norm_hi)
   after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {

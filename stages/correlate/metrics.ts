@@ -5,7 +5,9 @@
  *   hit        max_{o∈C} s(o) > max_{o∈W} s(o)                 (a tie is a miss; any correct option counts)
  *   hit_norm   the same with s(o) / n_chars(o)                 (log-prob per character)
  *   baseline   |C| / (|C| + |W|)                               (the hit rate of a uniform random guess)
- * accuracy, accuracy_norm, random_baseline are the means over examples, in [0, 1].
+ * accuracy, accuracy_norm, random_baseline are the means over examples, in [0, 1];
+ * acc_lo, acc_hi (acc_norm_lo, acc_norm_hi) the 95% Wilson score interval of accuracy (accuracy_norm)
+ * as a proportion of hits in n_examples (stats.ts wilson).
  * correct_ppl   = exp(−Σ_{o∈C} s(o) / Σ_{o∈C} n_tokens(o))    over every example's correct options
  * incorrect_ppl = exp(−Σ_{o∈W} s(o) / Σ_{o∈W} n_tokens(o))
  *
@@ -13,6 +15,7 @@
  * 1 token, 2 chars): hit (−2 > −3); hit_norm (−2/4 = −0.5 > −3/2 = −1.5); baseline 0.5;
  * correct_ppl = exp(2/2) = 2.718, incorrect_ppl = exp(3/1) = 20.09.
  */
+import { wilson } from "./stats.ts"
 
 /** The columns of an options table (stages/downstream/contract.ts), one entry per option row. */
 export interface OptionColumns {
@@ -27,7 +30,11 @@ export interface OptionColumns {
 export interface TaskMetrics {
   readonly n_examples: number
   readonly accuracy: number
+  readonly acc_lo: number
+  readonly acc_hi: number
   readonly accuracy_norm: number
+  readonly acc_norm_lo: number
+  readonly acc_norm_hi: number
   readonly random_baseline: number
   readonly correct_ppl: number
   readonly incorrect_ppl: number
@@ -81,10 +88,16 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
     baseline += a.nC / a.n
   }
   const n = byExample.size
+  const [accLo, accHi] = wilson(hits, n)
+  const [normLo, normHi] = wilson(hitsNorm, n)
   return {
     n_examples: n,
     accuracy: hits / n,
+    acc_lo: accLo,
+    acc_hi: accHi,
     accuracy_norm: hitsNorm / n,
+    acc_norm_lo: normLo,
+    acc_norm_hi: normHi,
     random_baseline: baseline / n,
     correct_ppl: Math.exp(-lpC / tokC),
     incorrect_ppl: Math.exp(-lpW / tokW),

@@ -13,6 +13,10 @@
  * Missing values are null, never NaN: fewer than 3 points, or x or y constant (min = max; a
  * tolerance-free test, so rounding in the mean cannot fake a variance). With x constant R² is 0.
  * ΔR² is ≥ 0 in exact arithmetic; a rounding residue below 0 is stored as 0.
+ *
+ *   wilson      95% Wilson score interval of a proportion k/n (Wilson 1927; statsmodels'
+ *               proportion_confint(method="wilson")): with p = k/n and z = Φ⁻¹(0.975),
+ *               (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n); [0, 1] when n = 0
  */
 
 /** Average ranks, 1-based: [1, 5, 5, 2] → [1, 3.5, 3.5, 2]. */
@@ -178,4 +182,18 @@ export const correlationStats = (x: ArrayLike<number>, y: ArrayLike<number>, gro
     size_effect: r2 === null || r2g === null ? null : Math.max(0, r2g - r2),
     n_points: n,
   }
+}
+
+/** Φ⁻¹(0.975): the two-sided 95% normal quantile. */
+export const Z95 = 1.959963984540054
+
+/** The 95% Wilson score interval of k successes in n trials (see the module comment). */
+export const wilson = (k: number, n: number, z = Z95): readonly [lo: number, hi: number] => {
+  if (n === 0) return [0, 1]
+  const p = k / n
+  const z2 = z * z
+  const denom = 1 + z2 / n
+  const center = (p + z2 / (2 * n)) / denom
+  const half = (z / denom) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))
+  return [Math.max(0, center - half), Math.min(1, center + half)]
 }
