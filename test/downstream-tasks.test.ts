@@ -74,6 +74,37 @@ describe("task formats", () => {
   })
 })
 
+describe("examples kept or skipped, with a note", () => {
+  it("bigbench: generative-only examples are skipped and counted; the others keep their index in the file as id", () => {
+    const t = parse(
+      "bigbench",
+      JSON.stringify({
+        examples: [
+          { input: "a", target: "b" },
+          { input: "c", target_scores: { x: 1, y: 0 } },
+          { input: "d", target: ["e", "f"] },
+          { input: "g", target_scores: { x: 0, y: 1 } },
+        ],
+      }),
+    )
+    expect(t.examples.map((e) => [e.id, e.correct])).toEqual([[1, [0]], [3, [1]]])
+    expect(t.notes).toEqual(["2 of 4 examples are generative only (a target, no target_scores): skipped"])
+    // Shots name examples by id.
+    const p = buildPrompts(t, { shots: 1, seed: 7 }, "t/task")
+    expect(Either.isRight(p) && p.right.map((e) => e.shots)).toEqual([[3], [1]])
+  })
+
+  it("pairs: a pair whose two sentences are the same is kept, counted, and scores as a tie (incorrect)", () => {
+    const t = parse("pairs", lines({ sentence_good: "A b.", sentence_bad: "A c." }, { sentence_good: "A b.", sentence_bad: "A b." }))
+    expect(t.examples[1]).toEqual({ id: 1, prompt: "", options: ["A b.", "A b."], correct: [0] })
+    expect(t.notes).toEqual(["1 of 2 pairs have the same sentence twice: scored as ties, which count as incorrect"])
+    expect(parse("pairs", lines({ sentence_good: "A b.", sentence_bad: "A c." })).notes).toEqual([])
+    // The same text scores the same: a tie, a miss.
+    const m = taskMetrics({ exampleId: [0, 0, 1, 1], isCorrect: [true, false, true, false], logprobSum: [-1, -2, -3, -3], nTokens: [2, 2, 2, 2], nChars: [4, 4, 4, 4] })
+    expect(m.accuracy).toBe(1 / 2)
+  })
+})
+
 describe("task file errors: one line naming the file, the example and the field", () => {
   const cases: Array<[string, TaskFormat, string, string]> = [
     ["bigbench: not JSON", "bigbench", '{"examples": [', "t/task: not valid JSON ("],
@@ -85,10 +116,16 @@ describe("task file errors: one line naming the file, the example and the field"
       "t/task: example 1: target_scores: every option has the same score, so none is correct",
     ],
     [
-      "bigbench: generative example",
+      "bigbench: only generative examples",
       "bigbench",
       JSON.stringify({ examples: [{ input: "a", target: "b" }] }),
-      "t/task: example 0: target_scores: missing (only multiple-choice examples can be scored)",
+      "t/task: examples: every example is generative only (no target_scores): nothing to score as multiple choice",
+    ],
+    [
+      "bigbench: neither target_scores nor target",
+      "bigbench",
+      JSON.stringify({ examples: [{ input: "a", target_scores: { x: 1, y: 0 } }, { input: "b" }] }),
+      "t/task: example 1: target_scores: missing (only multiple-choice examples can be scored)",
     ],
     [
       "bigbench: empty option",
@@ -122,12 +159,6 @@ describe("task file errors: one line naming the file, the example and the field"
       "jsonl",
       lines({ prompt: "p", choices: ["a", "b"], answer: [0, 1] }),
       "t/task: example 0 (line 1): choices: every option is correct, so none is wrong",
-    ],
-    [
-      "pairs: duplicate options",
-      "pairs",
-      lines({ sentence_good: "A b.", sentence_bad: "A b." }),
-      "t/task: example 0 (line 1): sentence_bad: same text as sentence_good",
     ],
     ["pairs: empty option", "pairs", lines({ sentence_good: "A b.", sentence_bad: "" }), "t/task: example 0 (line 1): sentence_bad: empty option"],
     ["pairs: missing field", "pairs", lines({ sentence_good: "A b." }), "t/task: example 0 (line 1): sentence_bad: missing (expected a string)"],

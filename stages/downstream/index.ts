@@ -89,6 +89,14 @@ export interface DownstreamParams {
   readonly prepend: string | null
 }
 
+/** Notes on a task file, said once per process (every checkpoint's unit reads the same file). */
+const said = new Set<string>()
+const sayOnce = (ctx: UnitContext, line: string) => {
+  if (said.has(line)) return Effect.void
+  said.add(line)
+  return ctx.log(line)
+}
+
 const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamParams>, ctx: UnitContext) {
   const { config } = ctx
   const target = downstreamUnits(config).find((u) => u.id === unit.id)
@@ -101,6 +109,7 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
   })
   const parsed = parseTask(task.format, text, file, task.seed)
   if (Either.isLeft(parsed)) return yield* parsed.left
+  yield* Effect.forEach(parsed.right.notes, (m) => sayOnce(ctx, `${file}: ${m}`))
   const prompted = buildPrompts(parsed.right, { shots: task.shots, seed: task.seed, maxExamples: task.max_examples }, file)
   if (Either.isLeft(prompted)) return yield* prompted.left
   const tokenizers = yield* Tokenizers

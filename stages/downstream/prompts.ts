@@ -87,7 +87,7 @@ export const buildPrompts = (task: ParsedTask, o: PromptOptions, file: string): 
     scored.map((ex, i) => {
       const shots = o.shots > 0 ? shotIndices(all.length, i, o.shots, o.seed) : []
       const demos = shots.map((j) => all[j].prompt + all[j].options[all[j].correct[0]] + task.shotSeparator).join("")
-      return { ...ex, prompt: task.prefix + demos + ex.prompt, shots }
+      return { ...ex, prompt: task.prefix + demos + ex.prompt, shots: shots.map((j) => all[j].id) }
     }),
   )
 }

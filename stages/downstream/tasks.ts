@@ -13,8 +13,11 @@
  *             Options (and option_id) follow the key order of JSON.parse: file order, except that
  *             integer-like keys ("8", "44") come first, ascending. JSON objects cannot hold a key
  *             twice (JSON.parse keeps the last), so duplicate BIG-bench options cannot be seen here.
+ *             An example with a `target` and no `target_scores` (generative only) is skipped and
+ *             counted in a note; example ids stay the examples' indices in the file.
  *   pairs     minimal-pair JSONL (BLiMP): `sentence_good`, `sentence_bad` (other fields ignored). The
- *             options are the two whole sentences after an empty prompt; the good one is correct.
+ *             options are the two whole sentences after an empty prompt; the good one is correct. A
+ *             pair of two identical sentences is kept and scores as a tie (incorrect), counted in a note.
  *   jsonl     one `{"prompt": …, "choices": [...], "answer": i}` per line (`answer` may also be a
  *             list of indices when several options are correct).
  * Blank lines of the JSONL formats are skipped; example ids count examples (0-based), not lines.
@@ -49,6 +52,8 @@ export interface ParsedTask {
   readonly prefix: string
   /** Text after each shot (`prompt + correct option`), before what follows it. */
   readonly shotSeparator: string
+  /** What was done with examples that are not errors but not plain either (said once per file). */
+  readonly notes: ReadonlyArray<string>
 }
 
 /** Separators between shots (BIG-bench's default few_shot_example_separator; a task file may set its own). */
@@ -104,11 +109,16 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
   const separator = str(doc, "few_shot_example_separator", SEPARATOR.bigbench)
   const append = doc.append_choices_to_input ?? true
   if (typeof append !== "boolean") throw new Bad("append_choices_to_input", `expected true or false, got ${JSON.stringify(append)}`)
-  const examples = doc.examples.map((ex: unknown, i: number): TaskExample => {
+  let generative = 0
+  const examples = doc.examples.flatMap((ex: unknown, i: number): TaskExample[] => {
     try {
       if (!isObject(ex)) throw new Bad("", "expected an object with input and target_scores")
       const input = str(ex, "input")
       const ts = ex.target_scores
+      if (ts === undefined && ex.target !== undefined) {
+        generative++ // a generative example (a `target` to produce, no options to score): BIG-bench scores it otherwise
+        return []
+      }
       if (!isObject(ts)) {
         throw new Bad("target_scores", ts === undefined ? "missing (only multiple-choice examples can be scored)" : "expected an object option → score")
       }
@@ -125,13 +135,15 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
       const choices = append
         ? choicePrefix + shuffled([...options].sort(), mulberry32(streamSeed(seed, STREAM.choices, i))).join(choicePrefix)
         : ""
-      return { id: i, prompt: inputPrefix + input + choices + outputPrefix, options, correct }
+      return [{ id: i, prompt: inputPrefix + input + choices + outputPrefix, options, correct }]
     } catch (e) {
       if (e instanceof Bad) throw new Bad(`${at(i)}${e.where ? `: ${e.where}` : ""}`, e.message)
       throw e
     }
   })
-  return { examples, prefix, shotSeparator: separator }
+  const notes = generative > 0 ? [`${generative} of ${doc.examples.length} examples are generative only (a target, no target_scores): skipped`] : []
+  if (examples.length === 0 && generative > 0) throw new Bad("examples", "every example is generative only (no target_scores): nothing to score as multiple choice")
+  return { examples, prefix, shotSeparator: separator, notes }
 }
 
 /** Non-blank lines of a JSONL file as parsed objects with their 1-based line numbers. */
@@ -146,13 +158,16 @@ const jsonLines = (text: string): Array<{ line: number; value: unknown }> =>
   })
 
 const parseLines = (text: string, format: "pairs" | "jsonl"): ParsedTask => {
+  let ties = 0
   const examples = jsonLines(text).map(({ line, value }, i): TaskExample => {
     try {
       if (!isObject(value)) throw new Bad("", "expected a JSON object")
       if (format === "pairs") {
         const options = [str(value, "sentence_good"), str(value, "sentence_bad")]
-        if (options[0] === options[1]) throw new Bad("sentence_bad", "same text as sentence_good")
-        checkOptions(options, [0], "sentence_good", (j) => (j === 0 ? "sentence_good" : "sentence_bad"))
+        // Two identical sentences are scored as they are: a tie, which counts as incorrect (as in
+        // lm-evaluation-harness); they are counted, not refused.
+        if (options[0] === options[1] && options[0].trim() !== "") ties++
+        else checkOptions(options, [0], "sentence_good", (j) => (j === 0 ? "sentence_good" : "sentence_bad"))
         return { id: i, prompt: "", options, correct: [0] }
       }
       const prompt = str(value, "prompt")
@@ -176,7 +191,8 @@ const parseLines = (text: string, format: "pairs" | "jsonl"): ParsedTask => {
       throw e
     }
   })
-  return { examples, prefix: "", shotSeparator: SEPARATOR[format] }
+  const notes = ties > 0 ? [`${ties} of ${examples.length} pairs have the same sentence twice: scored as ties, which count as incorrect`] : []
+  return { examples, prefix: "", shotSeparator: SEPARATOR[format], notes }
 }
 
 /**
