@@ -145,7 +145,9 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const config = yield* load(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
-      yield* validateInputs(config, onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages)
+      const running = onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages
+      yield* validateInputs(config, running)
+      for (const line of running.flatMap((s) => s.warnings?.(config) ?? [])) yield* Console.error(`warning: ${line}`)
       const result = yield* Effect.either(
         runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }, url),
       )

@@ -164,6 +164,11 @@ export interface Stage<P = any, R = never> {
    * error (exit 2, nothing created), so a bad input is found in seconds, not after hours of scoring.
    */
   readonly validate?: (config: Config) => ReadonlyArray<InputProblem>
+  /**
+   * What in the config is allowed but probably not meant (a pairs task without `prepend`), one
+   * line each: `trajectories run` prints them as warnings before it runs; nothing stops.
+   */
+  readonly warnings?: (config: Config) => ReadonlyArray<string>
   readonly run: (unit: UnitPlan<P>, ctx: UnitContext) => Effect.Effect<void, UnitError, R>
   /**
    * The lane its units run in (default "main"). Lanes run side by side, one unit at a time each,

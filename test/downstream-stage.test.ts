@@ -392,6 +392,17 @@ describe("downstream: context, errors", () => {
     got.forEach((r, i) => expect(Math.abs(r.logprob_sum - want[i].sum)).toBeLessThan(1e-4))
   })
 
+  it("a pairs task without prepend gets a warning naming the config, the task and the fix; with prepend none", async () => {
+    const dir = path.join(tmp, "warn")
+    const models = [{ name: "s", params: 1000, tps: 10, steps: [3] }]
+    const without = await Effect.runPromise(loadConfig(writeRun(dir, { models })))
+    expect(downstreamStage.warnings!(without)).toEqual([
+      expect.stringMatching(/run\.yaml: tasks\[2\] \(mp\): a pairs task without `prepend`: each sentence's first token is context only and never scored.*set prepend/),
+    ])
+    const withPrepend = await Effect.runPromise(loadConfig(writeRun(dir, { models, prepend: true })))
+    expect(downstreamStage.warnings!(withPrepend)).toEqual([])
+  })
+
   it("a bad task file fails its units with one line naming file, example and field; --keep-going runs the other tasks", async () => {
     const dir = path.join(tmp, "bad")
     fs.mkdirSync(dir, { recursive: true })

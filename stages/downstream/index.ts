@@ -162,6 +162,21 @@ const validate = (config: Config): InputProblem[] =>
     return Either.isLeft(parsed) ? [{ field: `tasks[${i}]`, reason: parsed.left.message }] : []
   })
 
+/**
+ * A pairs task without `prepend`: each sentence's first token is only context (nothing precedes
+ * it), so it is never scored, and some BLiMP paradigms differ exactly there.
+ */
+const warnings = (config: Config): string[] =>
+  config.prepend !== undefined
+    ? []
+    : config.tasks.flatMap((task, i) =>
+        task.format === "pairs"
+          ? [
+              `${displayPath(config.file)}: tasks[${i}] (${task.name}): a pairs task without \`prepend\`: each sentence's first token is context only and never scored, and some minimal pairs differ exactly there; set prepend (e.g. "<|endoftext|>", or the tokenizer's BOS)`,
+            ]
+          : [],
+      )
+
 export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers | Hub>({
   name: DOWNSTREAM,
   version: 2, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing)
@@ -184,5 +199,6 @@ export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers |
       }
     }),
   validate,
+  warnings,
   run,
 })
