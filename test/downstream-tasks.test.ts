@@ -94,6 +94,13 @@ describe("examples kept or skipped, with a note", () => {
     expect(Either.isRight(p) && p.right.map((e) => e.shots)).toEqual([[3], [1]])
   })
 
+  it("bigbench: an example that is the same JSON as an earlier one is dropped, as BIG-bench does; one that differs anywhere is kept", () => {
+    const a = { input: "c", target_scores: { x: 1, y: 0 } }
+    const t = parse("bigbench", JSON.stringify({ examples: [a, { input: "c", target_scores: { x: 1, y: 0.5 } }, a, { input: "c", target_scores: { x: 1, y: 0 }, comment: "c" }, a] }))
+    expect(t.examples.map((e) => e.id)).toEqual([0, 1, 3])
+    expect(t.notes).toEqual(["2 of 5 examples repeat an earlier one exactly: dropped, as BIG-bench does"])
+  })
+
   it("pairs: a pair whose two sentences are the same is kept, counted, and scores as a tie (incorrect)", () => {
     const t = parse("pairs", lines({ sentence_good: "A b.", sentence_bad: "A c." }, { sentence_good: "A b.", sentence_bad: "A b." }))
     expect(t.examples[1]).toEqual({ id: 1, prompt: "", options: ["A b.", "A b."], correct: [0] })

@@ -13,7 +13,8 @@
  *             Options (and option_id) follow the key order of JSON.parse: file order, except that
  *             integer-like keys ("8", "44") come first, ascending. JSON objects cannot hold a key
  *             twice (JSON.parse keeps the last), so duplicate BIG-bench options cannot be seen here.
- *             An example with a `target` and no `target_scores` (generative only) is skipped and
+ *             An example with a `target` and no `target_scores` (generative only) is skipped, and an
+ *             example that is the same JSON as an earlier one is dropped (as BIG-bench does), each
  *             counted in a note; example ids stay the examples' indices in the file.
  *   pairs     minimal-pair JSONL (BLiMP): `sentence_good`, `sentence_bad` (other fields ignored). The
  *             options are the two whole sentences after an empty prompt; the good one is correct. A
@@ -110,9 +111,18 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
   const append = doc.append_choices_to_input ?? true
   if (typeof append !== "boolean") throw new Bad("append_choices_to_input", `expected true or false, got ${JSON.stringify(append)}`)
   let generative = 0
+  let repeated = 0
+  const seen = new Set<string>()
   const examples = doc.examples.flatMap((ex: unknown, i: number): TaskExample[] => {
     try {
       if (!isObject(ex)) throw new Bad("", "expected an object with input and target_scores")
+      // BIG-bench keeps the first of examples that are the same JSON (json_task's _get_unique_examples).
+      const key = JSON.stringify(ex)
+      if (seen.has(key)) {
+        repeated++
+        return []
+      }
+      seen.add(key)
       const input = str(ex, "input")
       const ts = ex.target_scores
       if (ts === undefined && ex.target !== undefined) {
@@ -141,7 +151,10 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
       throw e
     }
   })
-  const notes = generative > 0 ? [`${generative} of ${doc.examples.length} examples are generative only (a target, no target_scores): skipped`] : []
+  const notes = [
+    ...(repeated > 0 ? [`${repeated} of ${doc.examples.length} examples repeat an earlier one exactly: dropped, as BIG-bench does`] : []),
+    ...(generative > 0 ? [`${generative} of ${doc.examples.length} examples are generative only (a target, no target_scores): skipped`] : []),
+  ]
   if (examples.length === 0 && generative > 0) throw new Bad("examples", "every example is generative only (no target_scores): nothing to score as multiple choice")
   return { examples, prefix, shotSeparator: separator, notes }
 }
