@@ -122,7 +122,7 @@ describe("correlation rows", () => {
       for (const step of steps) {
         for (const [task, shift] of [["a", 0], ["b", 0.1]] as const) {
           const accuracy = 1.2 - 0.15 * Math.log(ppl(model, step)) + shift
-          metrics.push({ model, step, task, accuracy, acc_lo: 0, acc_hi: 1, n_examples: 10, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0.5, correct_ppl: 1, incorrect_ppl: 1 })
+          metrics.push({ model, step, task, accuracy, acc_lo: 0, acc_hi: 1, grade: accuracy, n_examples: 10, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0.5, correct_ppl: 1, incorrect_ppl: 1 })
         }
       }
     }
@@ -152,7 +152,7 @@ describe("correlation rows", () => {
 
   it("the mean over tasks uses only points every task has", () => {
     const m = (model: string, step: number, task: string, accuracy: number): MetricRow => ({
-      model, step, task, accuracy, acc_lo: 0, acc_hi: 1, n_examples: 1, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0, correct_ppl: 1, incorrect_ppl: 1,
+      model, step, task, accuracy, acc_lo: 0, acc_hi: 1, grade: accuracy, n_examples: 1, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0, correct_ppl: 1, incorrect_ppl: 1,
     })
     const metrics = [m("s", 1, "a", 0.1), m("s", 2, "a", 0.2), m("s", 3, "a", 0.4), m("s", 4, "a", 0.5), m("s", 1, "b", 0.3), m("s", 2, "b", 0.2), m("s", 3, "b", 0.4)]
     const rows = correlationRows(metrics, ["a", "b"], (_m, step) => ({ log_valid_ppl: -step, log_flops: step, log_tokens: step, log_step: step }))

@@ -64,7 +64,7 @@ const QA_PROMPTS = [
 const BB = JSON.stringify({
   append_choices_to_input: false,
   examples: [
-    { input: "the cat", target_scores: { sat: 1, and: 0, "of the": 0 } },
+    { input: "the cat", target_scores: { sat: 1, and: 0.5, "of the": 0 } },
     { input: "in the", target_scores: { hat: 1, mat: 1, bat: 0 } },
     { input: "a dog", target_scores: { ran: 0, barked: 1 } },
   ],
@@ -80,11 +80,13 @@ interface Expected {
   readonly prompt: string
   readonly options: string[]
   readonly correct: number[]
+  /** Target scores (BIG-bench partial credit); default 1 / 0 for correct / incorrect. */
+  readonly scores?: number[]
 }
 const EXPECTED: Record<string, Expected[]> = {
   qa: QA_PROMPTS.map((prompt, i) => ({ prompt, options: [[" 2", " 3"], [" 4", " 5"], [" 5", " 6"]][i], correct: [[0], [0], [1]][i] })),
   bb: [
-    { prompt: "\nQ: the cat\nA: ", options: ["sat", "and", "of the"], correct: [0] },
+    { prompt: "\nQ: the cat\nA: ", options: ["sat", "and", "of the"], correct: [0], scores: [1, 0.5, 0] },
     { prompt: "\nQ: in the\nA: ", options: ["hat", "mat", "bat"], correct: [0, 1] },
     { prompt: "\nQ: a dog\nA: ", options: ["ran", "barked"], correct: [1] },
   ],
@@ -156,6 +158,7 @@ interface ExpectedOption {
   readonly example: number
   readonly option: number
   readonly correct: boolean
+  readonly score: number
   readonly sum: number
   readonly nTokens: number
   readonly nChars: number
@@ -186,7 +189,7 @@ const expectedOptions = async (w: LinearWeights, task: string, prepend: number[]
       if (context.length + scored.length > CONTEXT) context = context.slice(context.length - (CONTEXT - scored.length))
       const ids = Int32Array.from([...context, ...scored])
       const lp = referenceScores(linearLogits(w, ids), w.vocab, ids, context.length).logprob
-      out.push({ example: ei, option: oi, correct: ex.correct.includes(oi), sum: lp.reduce((a, b) => a + b, 0), nTokens: scored.length, nChars })
+      out.push({ example: ei, option: oi, correct: ex.correct.includes(oi), score: ex.scores?.[oi] ?? (ex.correct.includes(oi) ? 1 : 0), sum: lp.reduce((a, b) => a + b, 0), nTokens: scored.length, nChars })
     }
   }
   return out
@@ -205,12 +208,17 @@ const plainMetrics = (rows: ExpectedOption[]) => {
     return Math.exp(-rs.reduce((a, r) => a + r.sum, 0) / rs.reduce((a, r) => a + r.nTokens, 0))
   }
   const baseline = examples.reduce((a, e) => a + rows.filter((r) => r.example === e && r.correct).length / rows.filter((r) => r.example === e).length, 0) / examples.length
-  return { n_examples: examples.length, accuracy: hit((r) => r.sum), accuracy_norm: hit((r) => r.sum / r.nChars), random_baseline: baseline, correct_ppl: ppl(true), incorrect_ppl: ppl(false) }
+  // The chosen option (highest sum; the option sums of one example differ here) and its score.
+  const grade = examples.reduce((a, e) => {
+    const rs = rows.filter((r) => r.example === e)
+    return a + rs.reduce((b, r) => (r.sum > b.sum ? r : b)).score
+  }, 0) / examples.length
+  return { n_examples: examples.length, grade, accuracy: hit((r) => r.sum), accuracy_norm: hit((r) => r.sum / r.nChars), random_baseline: baseline, correct_ppl: ppl(true), incorrect_ppl: ppl(false) }
 }
 
 const readOptions = (runDir: string, model: string, step: number, task: string) => {
   const t = readParquetFile(path.join(runDir, `downstream/model=${model}/step=${step}/task=${task}/options.parquet`))
-  return t.toArray().map((r) => r.toJSON() as { example_id: number; option_id: number; is_correct: boolean; logprob_sum: number; n_tokens: number; n_chars: number })
+  return t.toArray().map((r) => r.toJSON() as { example_id: number; option_id: number; is_correct: boolean; target_score: number; logprob_sum: number; n_tokens: number; n_chars: number })
 }
 
 beforeAll(() => {
@@ -237,8 +245,8 @@ describe("downstream: options scored by fixture models", () => {
         for (const task of ["qa", "bb", "mp"]) {
           const want = await expectedOptions(weights.get(`${m.name}@${step}`)!, task, [])
           const got = readOptions(runDir, m.name, step, task)
-          expect(got.map((r) => [r.example_id, r.option_id, r.is_correct, r.n_tokens, r.n_chars])).toEqual(
-            want.map((r) => [r.example, r.option, r.correct, r.nTokens, r.nChars]),
+          expect(got.map((r) => [r.example_id, r.option_id, r.is_correct, r.target_score, r.n_tokens, r.n_chars])).toEqual(
+            want.map((r) => [r.example, r.option, r.correct, r.score, r.nTokens, r.nChars]),
           )
           got.forEach((r, i) => expect(Math.abs(r.logprob_sum - want[i].sum)).toBeLessThan(1e-4))
           for (const e of new Set(want.map((r) => r.example))) {
@@ -337,6 +345,7 @@ describe("downstream: options scored by fixture models", () => {
       expect(r.n_examples).toBe(want.n_examples)
       expect(r.accuracy).toBe(want.accuracy)
       expect(r.accuracy_norm).toBe(want.accuracy_norm)
+      expect(r.grade).toBeCloseTo(want.grade, 12)
       // The interval around the accuracy (its values against statsmodels: correlate-stats.test.ts).
       expect([r.acc_lo, r.acc_hi]).toEqual([...wilson(Math.round(want.accuracy * want.n_examples), want.n_examples)])
       expect(r.acc_lo as number).toBeLessThanOrEqual(r.accuracy as number)

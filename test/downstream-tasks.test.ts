@@ -39,8 +39,8 @@ describe("task formats", () => {
     expect(t.prefix).toBe("P")
     expect(t.shotSeparator).toBe("\n") // BIG-bench's default few_shot_example_separator
     expect(t.examples).toEqual([
-      { id: 0, prompt: "In: x\nOut:", options: ["a", "b", "c"], correct: [1] },
-      { id: 1, prompt: "In: y\nOut:", options: ["d", "e", "f"], correct: [0, 1] },
+      { id: 0, prompt: "In: x\nOut:", options: ["a", "b", "c"], correct: [1], scores: [0, 1, 0.5] },
+      { id: 1, prompt: "In: y\nOut:", options: ["d", "e", "f"], correct: [0, 1], scores: [1, 1, 0] },
     ])
   })
 
@@ -326,7 +326,20 @@ describe("task metrics", () => {
     const m = taskMetrics(rows([[0, true, -2, 2, 4], [0, false, -3, 1, 2]]))
     // Wilson 95% of 1 hit in 1 example: statsmodels' proportion_confint(1, 1, method="wilson") = (0.2065493143772374, 1.0).
     const lo = 0.2065493143772374
-    expect(m).toEqual({ n_examples: 1, accuracy: 1, acc_lo: expect.closeTo(lo, 12), acc_hi: expect.closeTo(1, 12), accuracy_norm: 1, acc_norm_lo: expect.closeTo(lo, 12), acc_norm_hi: expect.closeTo(1, 12), random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
+    expect(m).toEqual({ n_examples: 1, accuracy: 1, acc_lo: expect.closeTo(lo, 12), acc_hi: expect.closeTo(1, 12), grade: 1, accuracy_norm: 1, acc_norm_lo: expect.closeTo(lo, 12), acc_norm_hi: expect.closeTo(1, 12), random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
+  })
+
+  it("grade: the chosen option's target score (BIG-bench's multiple_choice_grade), the lowest of tied options", () => {
+    const m = taskMetrics({
+      exampleId: [0, 0, 0, 1, 1, 1, 2, 2],
+      isCorrect: [true, false, false, true, false, false, true, false],
+      logprobSum: [-3, -1, -2, -1, -4, -1, -2, -5], // 0: picks the 0.5 option; 1: tie of 1 and 0.25 → 0.25; 2: picks the correct
+      nTokens: [1, 1, 1, 1, 1, 1, 1, 1],
+      nChars: [1, 1, 1, 1, 1, 1, 1, 1],
+      targetScore: [1, 0.5, 0, 1, 0, 0.25, 1, 0],
+    })
+    expect(m.grade).toBeCloseTo((0.5 + 0.25 + 1) / 3, 15)
+    expect(m.accuracy).toBe(1 / 3)
   })
 
   it("ties are misses, any correct option counts, per-character normalisation can flip a hit, rows in any order", () => {
@@ -345,6 +358,7 @@ describe("task metrics", () => {
     )
     expect(m.n_examples).toBe(4)
     expect(m.accuracy).toBe(2 / 4)
+    expect(m.grade).toBe(2 / 4) // 0/1 scores: the chosen option's score is the hit (the tie of example 0 earns 0)
     expect(m.accuracy_norm).toBe(3 / 4)
     // statsmodels' proportion_confint(2, 4) and (3, 4), method="wilson"
     expect([m.acc_lo, m.acc_hi].map((x) => x.toFixed(12))).toEqual([0.15003898915214947, 0.8499610108478506].map((x) => x.toFixed(12)))

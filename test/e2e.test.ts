@@ -91,7 +91,10 @@ describe("end to end on the demo family", () => {
     // Columns added since (each checked against an independent computation where it is made) are
     // named here and left out of the comparison; anything else new, lost or moved still fails it.
     const before = JSON.parse(fs.readFileSync(path.join(root, "test/fixtures/e2e-digest-76db982.json"), "utf8"))
-    const added: Record<string, ReadonlyArray<string>> = { "task_metrics.parquet": ["acc_lo", "acc_hi", "acc_norm_lo", "acc_norm_hi"] }
+    const added: Record<string, ReadonlyArray<string>> = {
+      "task_metrics.parquet": ["acc_lo", "acc_hi", "grade", "acc_norm_lo", "acc_norm_hi"],
+      "downstream/**/options.parquet": ["target_score"],
+    }
     const now = await runDigest(runDir)
     for (const [table, cols] of Object.entries(added)) {
       expect(Object.keys(now[table].columns).filter((c) => cols.includes(c)), table).toEqual(cols)

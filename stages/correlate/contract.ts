@@ -14,6 +14,7 @@ export const correlateUnit: UnitRef = { stage: CORRELATE, id: "all" }
  * (./metrics.ts defines every column).
  *   accuracy, accuracy_norm, random_baseline  fractions in [0, 1]
  *   acc_lo, acc_hi, acc_norm_lo, acc_norm_hi  95% Wilson score intervals of accuracy and accuracy_norm
+ *   grade                                     BIG-bench's multiple_choice_grade: mean target score of the chosen option
  *   correct_ppl, incorrect_ppl                exp(−mean log-prob) over the tokens of correct / incorrect options
  */
 export const TaskMetrics = defineTable("task_metrics", {
@@ -24,6 +25,7 @@ export const TaskMetrics = defineTable("task_metrics", {
   accuracy: col.float64(),
   acc_lo: col.float64(),
   acc_hi: col.float64(),
+  grade: col.float64(),
   accuracy_norm: col.float64(),
   acc_norm_lo: col.float64(),
   acc_norm_hi: col.float64(),

@@ -74,6 +74,7 @@ const metricRow =
           logprobSum: t.getChild("logprob_sum")!.toArray() as Float64Array,
           nTokens: t.getChild("n_tokens")!.toArray() as Int32Array,
           nChars: t.getChild("n_chars")!.toArray() as Int32Array,
+          targetScore: t.getChild("target_score")!.toArray() as Float64Array,
         }),
       }),
     )

@@ -8,6 +8,9 @@
  * accuracy, accuracy_norm, random_baseline are the means over examples, in [0, 1];
  * acc_lo, acc_hi (acc_norm_lo, acc_norm_hi) the 95% Wilson score interval of accuracy (accuracy_norm)
  * as a proportion of hits in n_examples (stats.ts wilson).
+ * grade      the target score of the option with the highest s(o) (BIG-bench's multiple_choice_grade:
+ *            partial credit), the lowest of them when several tie (a tie earns no more than its worst);
+ *            over the examples, its mean. With 1/0 scores it is the accuracy but for ties.
  * correct_ppl   = exp(−Σ_{o∈C} s(o) / Σ_{o∈C} n_tokens(o))    over every example's correct options
  * incorrect_ppl = exp(−Σ_{o∈W} s(o) / Σ_{o∈W} n_tokens(o))
  *
@@ -25,6 +28,8 @@ export interface OptionColumns {
   readonly logprobSum: ArrayLike<number>
   readonly nTokens: ArrayLike<number>
   readonly nChars: ArrayLike<number>
+  /** Each option's target score (default: 1 for a correct option, 0 else). */
+  readonly targetScore?: ArrayLike<number>
 }
 
 export interface TaskMetrics {
@@ -32,6 +37,7 @@ export interface TaskMetrics {
   readonly accuracy: number
   readonly acc_lo: number
   readonly acc_hi: number
+  readonly grade: number
   readonly accuracy_norm: number
   readonly acc_norm_lo: number
   readonly acc_norm_hi: number
@@ -47,6 +53,8 @@ interface Acc {
   bestWNorm: number
   nC: number
   n: number
+  best: number
+  bestScore: number
 }
 
 /** Metrics over the examples present in `rows` (rows may come in any order). */
@@ -60,11 +68,14 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
     const id = rows.exampleId[r]
     let a = byExample.get(id)
     if (a === undefined) {
-      a = { bestC: -Infinity, bestW: -Infinity, bestCNorm: -Infinity, bestWNorm: -Infinity, nC: 0, n: 0 }
+      a = { bestC: -Infinity, bestW: -Infinity, bestCNorm: -Infinity, bestWNorm: -Infinity, nC: 0, n: 0, best: -Infinity, bestScore: 0 }
       byExample.set(id, a)
     }
     const s = rows.logprobSum[r]
     const norm = s / rows.nChars[r]
+    const score = rows.targetScore?.[r] ?? (rows.isCorrect[r] ? 1 : 0)
+    if (s > a.best || a.n === 0) [a.best, a.bestScore] = [s, score]
+    else if (s === a.best) a.bestScore = Math.min(a.bestScore, score)
     a.n++
     if (rows.isCorrect[r]) {
       a.nC++
@@ -82,7 +93,9 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
   let hits = 0
   let hitsNorm = 0
   let baseline = 0
+  let grade = 0
   for (const a of byExample.values()) {
+    grade += a.bestScore
     if (a.bestC > a.bestW) hits++
     if (a.bestCNorm > a.bestWNorm) hitsNorm++
     baseline += a.nC / a.n
@@ -95,6 +108,7 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
     accuracy: hits / n,
     acc_lo: accLo,
     acc_hi: accHi,
+    grade: grade / n,
     accuracy_norm: hitsNorm / n,
     acc_norm_lo: normLo,
     acc_norm_hi: normHi,

@@ -24,6 +24,7 @@ export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoin
  *   example_id   index of the example in the task file (0-based, file order; `max_examples` keeps the first N)
  *   option_id    index of the option within the example (file order)
  *   is_correct   the option is (one of) the example's correct option(s)
+ *   target_score its BIG-bench target score (partial credit: 1, 0.5, 0 …); 1 / 0 for correct / incorrect in the other formats
  *   logprob_sum  Σ log p(token | context) over the option's scored tokens, nats
  *   n_tokens     number of scored tokens of the option
  *   n_chars      characters (UTF-16 code units) of the text those tokens cover — the option with its
@@ -33,6 +34,7 @@ export const Options = defineTable("options", {
   example_id: col.int32(),
   option_id: col.int32(),
   is_correct: col.bool(),
+  target_score: col.float64(),
   logprob_sum: col.float64(),
   n_tokens: col.int32(),
   n_chars: col.int32(),

@@ -27,7 +27,9 @@ import type { Hub } from "../../lib/hub/index.ts"
 
 export interface OptionRequests {
   /** One request per option, examples in order, options in order within each. */
-  readonly requests: ReadonlyArray<OptionRequest & { readonly exampleId: number; readonly optionId: number; readonly isCorrect: boolean }>
+  readonly requests: ReadonlyArray<
+    OptionRequest & { readonly exampleId: number; readonly optionId: number; readonly isCorrect: boolean; readonly targetScore: number }
+  >
 }
 
 /**
@@ -55,7 +57,8 @@ export const buildRequests = async (
     const { ex, o, boundary } = at[i]
     const r = optionRequest(texts[i], boundary, enc, prepend, contextLength)
     if (typeof r === "string") throw new UnitError({ message: `${file}: example ${ex.id}: option ${o} (${JSON.stringify(ex.options[o].slice(0, 40))}): ${r}` })
-    return { ...r, exampleId: ex.id, optionId: o, isCorrect: ex.correct.includes(o) }
+    const isCorrect = ex.correct.includes(o)
+    return { ...r, exampleId: ex.id, optionId: o, isCorrect, targetScore: ex.scores?.[o] ?? (isCorrect ? 1 : 0) }
   })
   return { requests }
 }
@@ -74,6 +77,7 @@ export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32A
       example_id: q.exampleId,
       option_id: q.optionId,
       is_correct: q.isCorrect,
+      target_score: q.targetScore,
       logprob_sum: sums[i],
       n_tokens: q.ids.length - q.firstTarget,
       n_chars: q.nChars,

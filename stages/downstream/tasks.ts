@@ -45,6 +45,8 @@ export interface TaskExample {
   readonly options: ReadonlyArray<string>
   /** Indices into `options` of the correct ones, ascending; the first is the one shown in shots. */
   readonly correct: ReadonlyArray<number>
+  /** BIG-bench's target score of each option (partial credit, e.g. 1 / 0.5 / 0); absent: 1 for a correct option, 0 else. */
+  readonly scores?: ReadonlyArray<number>
 }
 
 export interface ParsedTask {
@@ -145,7 +147,7 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
       const choices = append
         ? choicePrefix + shuffled([...options].sort(), mulberry32(streamSeed(seed, STREAM.choices, i))).join(choicePrefix)
         : ""
-      return [{ id: i, prompt: inputPrefix + input + choices + outputPrefix, options, correct }]
+      return [{ id: i, prompt: inputPrefix + input + choices + outputPrefix, options, correct, scores }]
     } catch (e) {
       if (e instanceof Bad) throw new Bad(`${at(i)}${e.where ? `: ${e.where}` : ""}`, e.message)
       throw e
