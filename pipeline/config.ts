@@ -66,6 +66,8 @@ export interface Task {
   readonly shots: number
   readonly max_examples?: number
   readonly seed: number
+  /** A prompt longer than the context: cut from the left, skip the example, or fail. */
+  readonly truncate: "left" | "skip" | "error"
 }
 
 /**
@@ -400,7 +402,7 @@ export const parseConfig = (
     const tasks: Task[] = c.tasks.map((t, ti) => {
       const p = abs(t.path)
       if (checkPaths && !fs.existsSync(p)) throw errAt(loc, ["tasks", ti, "path"], `file not found: ${displayPath(p)}`)
-      return { name: t.name, format: t.format, path: p, shots: t.shots, seed: t.seed, ...(t.max_examples !== undefined ? { max_examples: t.max_examples } : {}) }
+      return { name: t.name, format: t.format, path: p, shots: t.shots, seed: t.seed, truncate: t.truncate, ...(t.max_examples !== undefined ? { max_examples: t.max_examples } : {}) }
     })
 
     const a = c.analysis

@@ -84,6 +84,12 @@ export const Task = Schema.Struct({
   shots: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
   max_examples: Schema.optional(PositiveInt),
   seed: Schema.optionalWith(Schema.Int, { default: () => 1234 }),
+  /**
+   * A prompt longer than context_length allows: `left` cuts it from the left (default; the task
+   * prefix and the first shots go first), `skip` leaves the example out, `error` fails the task's
+   * units naming the example. Each run says how many examples were cut or skipped.
+   */
+  truncate: Schema.optionalWith(Schema.Literal("left", "skip", "error"), { default: () => "left" as const }),
 })
 export type Task = typeof Task.Type
 

@@ -162,6 +162,8 @@ interface ExpectedOption {
   readonly sum: number
   readonly nTokens: number
   readonly nChars: number
+  /** context tokens cut from the left to fit CONTEXT */
+  readonly cut: number
 }
 
 /**
@@ -186,10 +188,12 @@ const expectedOptions = async (w: LinearWeights, task: string, prepend: number[]
         scored = scored.slice(1)
         nChars = tail.length - o.offsets[1][0]
       }
+      const whole = context.length
       if (context.length + scored.length > CONTEXT) context = context.slice(context.length - (CONTEXT - scored.length))
+      const cut = whole - context.length
       const ids = Int32Array.from([...context, ...scored])
       const lp = referenceScores(linearLogits(w, ids), w.vocab, ids, context.length).logprob
-      out.push({ example: ei, option: oi, correct: ex.correct.includes(oi), score: ex.scores?.[oi] ?? (ex.correct.includes(oi) ? 1 : 0), sum: lp.reduce((a, b) => a + b, 0), nTokens: scored.length, nChars })
+      out.push({ example: ei, option: oi, correct: ex.correct.includes(oi), score: ex.scores?.[oi] ?? (ex.correct.includes(oi) ? 1 : 0), sum: lp.reduce((a, b) => a + b, 0), nTokens: scored.length, nChars, cut })
     }
   }
   return out
@@ -218,7 +222,7 @@ const plainMetrics = (rows: ExpectedOption[]) => {
 
 const readOptions = (runDir: string, model: string, step: number, task: string) => {
   const t = readParquetFile(path.join(runDir, `downstream/model=${model}/step=${step}/task=${task}/options.parquet`))
-  return t.toArray().map((r) => r.toJSON() as { example_id: number; option_id: number; is_correct: boolean; target_score: number; logprob_sum: number; n_tokens: number; n_chars: number })
+  return t.toArray().map((r) => r.toJSON() as { example_id: number; option_id: number; is_correct: boolean; target_score: number; logprob_sum: number; n_cut: number; n_tokens: number; n_chars: number })
 }
 
 beforeAll(() => {
@@ -245,10 +249,11 @@ describe("downstream: options scored by fixture models", () => {
         for (const task of ["qa", "bb", "mp"]) {
           const want = await expectedOptions(weights.get(`${m.name}@${step}`)!, task, [])
           const got = readOptions(runDir, m.name, step, task)
-          expect(got.map((r) => [r.example_id, r.option_id, r.is_correct, r.target_score, r.n_tokens, r.n_chars])).toEqual(
-            want.map((r) => [r.example, r.option, r.correct, r.score, r.nTokens, r.nChars]),
+          expect(got.map((r) => [r.example_id, r.option_id, r.is_correct, r.target_score, r.n_tokens, r.n_chars, r.n_cut])).toEqual(
+            want.map((r) => [r.example, r.option, r.correct, r.score, r.nTokens, r.nChars, r.cut]),
           )
           got.forEach((r, i) => expect(Math.abs(r.logprob_sum - want[i].sum)).toBeLessThan(1e-4))
+          if (task === "qa") expect(Math.max(...got.map((r) => r.n_cut))).toBeGreaterThan(0) // 2-shot prompts do not fit CONTEXT
           for (const e of new Set(want.map((r) => r.example))) {
             const s = want.filter((r) => r.example === e).map((r) => r.sum)
             for (const a of s) for (const b of s) if (a !== b) gaps = Math.min(gaps, Math.abs(a - b))

@@ -4,7 +4,8 @@
  */
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
-import type { UnitError } from "../pipeline/stage.ts"
+import { UnitError } from "../pipeline/stage.ts"
+import { applyTruncation } from "../stages/downstream/index.ts"
 import { taskMetrics } from "../stages/correlate/metrics.ts"
 import { buildPrompts, optionRequest, promptBoundary, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
 import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
@@ -283,6 +284,7 @@ describe("the prompt/option boundary and the scoring window", () => {
         ids: Int32Array.of(48, 25, 362, 10, 17, 30, 198, 32, 25, 604),
         firstTarget: 9,
         nChars: 2,
+        cut: 0,
       })
     }
   })
@@ -290,7 +292,7 @@ describe("the prompt/option boundary and the scoring window", () => {
   it("a token straddling the boundary is the option's", () => {
     // "The cat" + "s" → The | ␣cats
     const r = optionRequest("The cats", 7, tok([464, 0, 3], [11875, 3, 8]), none, 64)
-    expect(r).toEqual({ ids: Int32Array.of(464, 11875), firstTarget: 1, nChars: 5 })
+    expect(r).toEqual({ ids: Int32Array.of(464, 11875), firstTarget: 1, nChars: 5, cut: 0 })
   })
 
   it("prepend is context; an empty prompt without it makes the first token context", () => {
@@ -299,17 +301,19 @@ describe("the prompt/option boundary and the scoring window", () => {
       ids: Int32Array.of(2, 464, 3290, 4539, 13),
       firstTarget: 1,
       nChars: 13,
+      cut: 0,
     })
-    expect(optionRequest("The dog runs.", 0, sentence, none, 64)).toEqual({ ids: Int32Array.of(464, 3290, 4539, 13), firstTarget: 1, nChars: 10 })
+    expect(optionRequest("The dog runs.", 0, sentence, none, 64)).toEqual({ ids: Int32Array.of(464, 3290, 4539, 13), firstTarget: 1, nChars: 10, cut: 0 })
     expect(optionRequest("Hi", 0, tok([17250, 0, 2]), none, 64)).toMatch(/single token .*\(set `prepend`/)
   })
 
-  it("too long: the prompt loses tokens from the left (after prepend), the option stays whole", () => {
-    expect(optionRequest(text, 10, enc, none, 4)).toEqual({ ids: Int32Array.of(198, 32, 25, 604), firstTarget: 3, nChars: 2 })
-    expect(optionRequest(text, 10, enc, Int32Array.of(2), 4)).toEqual({ ids: Int32Array.of(2, 32, 25, 604), firstTarget: 3, nChars: 2 })
+  it("too long: the prompt loses tokens from the left (after prepend), the option stays whole; cut counts them", () => {
+    // 9 prompt tokens + 1 option token into 4: 6 cut; with a prepend kept in front, 7.
+    expect(optionRequest(text, 10, enc, none, 4)).toEqual({ ids: Int32Array.of(198, 32, 25, 604), firstTarget: 3, nChars: 2, cut: 6 })
+    expect(optionRequest(text, 10, enc, Int32Array.of(2), 4)).toEqual({ ids: Int32Array.of(2, 32, 25, 604), firstTarget: 3, nChars: 2, cut: 7 })
     // The option " 2+2?\nA: 4" (boundary 2) is 8 tokens: it needs context_length ≥ 9.
     expect(optionRequest(text, 2, enc, none, 8)).toBe("the option is 8 tokens, more than context_length − 1 = 7")
-    expect(optionRequest(text, 2, enc, none, 9)).toEqual({ ids: Int32Array.of(25, 362, 10, 17, 30, 198, 32, 25, 604), firstTarget: 1, nChars: 10 })
+    expect(optionRequest(text, 2, enc, none, 9)).toEqual({ ids: Int32Array.of(25, 362, 10, 17, 30, 198, 32, 25, 604), firstTarget: 1, nChars: 10, cut: 1 })
   })
 })
 
@@ -366,5 +370,45 @@ describe("task metrics", () => {
     expect(m.random_baseline).toBeCloseTo((1 / 2 + 1 / 2 + 2 / 3 + 1 / 2) / 4, 15)
     expect(m.correct_ppl).toBeCloseTo(Math.exp((5 + 4 + 9 + 1 + 3) / (2 + 2 + 3 + 1 + 1)), 12)
     expect(m.incorrect_ppl).toBeCloseTo(Math.exp((6 + 5 + 2 + 2) / (3 + 1 + 1 + 1)), 12)
+  })
+})
+
+describe("truncate: left | skip | error", () => {
+  const req = (exampleId: number, optionId: number, cut: number) => ({
+    ids: Int32Array.of(1, 2, 3),
+    firstTarget: 2,
+    nChars: 1,
+    cut,
+    exampleId,
+    optionId,
+    isCorrect: optionId === 0,
+    targetScore: optionId === 0 ? 1 : 0,
+  })
+  // Example 0 fits; example 1's second option lost 3 prompt tokens; example 2's both lost 1 and 5.
+  const built = { requests: [req(0, 0, 0), req(0, 1, 0), req(1, 0, 0), req(1, 1, 3), req(2, 0, 1), req(2, 1, 5)] }
+
+  it("left keeps every example and says how many were cut and by how much", () => {
+    const r = applyTruncation(built, "left", "t/task", 24)
+    if (r instanceof UnitError) throw r
+    expect(r.requests).toHaveLength(6)
+    expect(r.note).toBe("t/task: 2 of 3 examples (67%) lost up to 5 prompt token(s) from the left to fit context_length 24 (truncate: left; n_cut in options.parquet)")
+  })
+
+  it("skip leaves out every option of a cut example and says so; nothing cut, nothing said", () => {
+    const r = applyTruncation(built, "skip", "t/task", 24)
+    if (r instanceof UnitError) throw r
+    expect(r.requests.map((q) => [q.exampleId, q.optionId])).toEqual([[0, 0], [0, 1]])
+    expect(r.note).toBe("t/task: 2 of 3 examples (67%) have a prompt longer than context_length 24 allows: skipped (truncate: skip)")
+    const none = applyTruncation({ requests: built.requests.slice(0, 2) }, "skip", "t/task", 24)
+    expect(none).toEqual({ requests: built.requests.slice(0, 2) })
+    expect(applyTruncation({ requests: built.requests.slice(4) }, "skip", "t/task", 24)).toBeInstanceOf(UnitError)
+  })
+
+  it("error fails with one line naming the file and the first example cut", () => {
+    const r = applyTruncation(built, "error", "t/task", 24)
+    expect(r).toBeInstanceOf(UnitError)
+    expect((r as UnitError).message).toBe(
+      "t/task: example 1: its prompt is 3 token(s) too long for context_length 24 (truncate: error; 2 of 3 examples (67%) are): use truncate: left or skip, or a longer context",
+    )
   })
 })

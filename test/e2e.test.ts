@@ -93,7 +93,7 @@ describe("end to end on the demo family", () => {
     const before = JSON.parse(fs.readFileSync(path.join(root, "test/fixtures/e2e-digest-76db982.json"), "utf8"))
     const added: Record<string, ReadonlyArray<string>> = {
       "task_metrics.parquet": ["acc_lo", "acc_hi", "grade", "acc_norm_lo", "acc_norm_hi"],
-      "downstream/**/options.parquet": ["target_score"],
+      "downstream/**/options.parquet": ["target_score", "n_cut"],
     }
     const now = await runDigest(runDir)
     for (const [table, cols] of Object.entries(added)) {

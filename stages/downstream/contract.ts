@@ -29,6 +29,8 @@ export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoin
  *   n_tokens     number of scored tokens of the option
  *   n_chars      characters (UTF-16 code units) of the text those tokens cover — the option with its
  *                leading spaces (see ./prompts.ts for the boundary)
+ *   n_cut        prompt tokens cut from the left so that prompt + option fit context_length (0: none;
+ *                the task's `truncate: skip` leaves such examples out, `error` fails instead)
  */
 export const Options = defineTable("options", {
   example_id: col.int32(),
@@ -38,6 +40,7 @@ export const Options = defineTable("options", {
   logprob_sum: col.float64(),
   n_tokens: col.int32(),
   n_chars: col.int32(),
+  n_cut: col.int32(),
 })
 export type OptionRow = TableRow<typeof Options>
 

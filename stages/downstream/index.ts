@@ -63,6 +63,37 @@ export const buildRequests = async (
   return { requests }
 }
 
+/**
+ * The task's `truncate` policy over the built requests (pure). An example is cut when any of its
+ * options lost prompt tokens (n_cut > 0): `left` keeps it and says how many were cut, `skip`
+ * leaves it out and says how many, `error` fails naming the first one.
+ */
+export const applyTruncation = (
+  r: OptionRequests,
+  policy: "left" | "skip" | "error",
+  file: string,
+  contextLength: number,
+): { readonly requests: OptionRequests["requests"]; readonly note?: string } | UnitError => {
+  const cutOf = new Map<number, number>()
+  for (const q of r.requests) cutOf.set(q.exampleId, Math.max(cutOf.get(q.exampleId) ?? 0, q.cut))
+  const cut = [...cutOf].filter(([, c]) => c > 0)
+  if (cut.length === 0) return { requests: r.requests }
+  const most = Math.max(...cut.map(([, c]) => c))
+  const share = `${cut.length} of ${cutOf.size} examples (${((100 * cut.length) / cutOf.size).toFixed(0)}%)`
+  if (policy === "error") {
+    const [id, c] = cut[0]
+    return new UnitError({
+      message: `${file}: example ${id}: its prompt is ${c} token(s) too long for context_length ${contextLength} (truncate: error; ${share} are): use truncate: left or skip, or a longer context`,
+    })
+  }
+  if (policy === "skip") {
+    const kept = r.requests.filter((q) => (cutOf.get(q.exampleId) ?? 0) === 0)
+    if (kept.length === 0) return new UnitError({ message: `${file}: every example's prompt is longer than context_length ${contextLength} allows (truncate: skip)` })
+    return { requests: kept, note: `${file}: ${share} have a prompt longer than context_length ${contextLength} allows: skipped (truncate: skip)` }
+  }
+  return { requests: r.requests, note: `${file}: ${share} lost up to ${most} prompt token(s) from the left to fit context_length ${contextLength} (truncate: left; n_cut in options.parquet)` }
+}
+
 /** The options table of scored requests; logprob[i] are the option's per-token log-probs (nats). */
 export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32Array>): arrow.Table => {
   const n = r.requests.length
@@ -81,6 +112,7 @@ export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32A
       logprob_sum: sums[i],
       n_tokens: q.ids.length - q.firstTarget,
       n_chars: q.nChars,
+      n_cut: q.cut,
     })),
   )
 }
@@ -88,7 +120,14 @@ export const optionsTable = (r: OptionRequests, logprobs: ReadonlyArray<Float32A
 export interface DownstreamParams {
   readonly model: string
   readonly step: number
-  readonly task: { readonly name: string; readonly format: string; readonly shots: number; readonly max_examples: number | null; readonly seed: number }
+  readonly task: {
+    readonly name: string
+    readonly format: string
+    readonly shots: number
+    readonly max_examples: number | null
+    readonly seed: number
+    readonly truncate: "left" | "skip" | "error"
+  }
   readonly context_length: number
   readonly prepend: string | null
 }
@@ -120,13 +159,17 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
   const tokenizer = yield* tokenizers
     .load(config.tokenizer)
     .pipe(Effect.mapError((e) => new UnitError({ message: `tokenizer ${displayPath(config.tokenizer)}: ${e.reason}` })))
-  const requests = yield* Effect.tryPromise({
+  const built = yield* Effect.tryPromise({
     try: async () => {
       const prepend = config.prepend ? await encodeIds(tokenizer, config.prepend) : new Int32Array(0)
       return buildRequests(prompted.right, tokenizer, prepend, config.context_length, file)
     },
     catch: (e) => toUnitError(e),
   })
+  const truncated = applyTruncation(built, task.truncate, file, config.context_length)
+  if (truncated instanceof UnitError) return yield* truncated
+  const requests: OptionRequests = { requests: truncated.requests }
+  if (truncated.note !== undefined) yield* sayOnce(ctx, truncated.note)
   const reqs = requests.requests.map((q) => ({ ids: q.ids, firstTarget: q.firstTarget, id: `example ${q.exampleId} option ${q.optionId}` }))
   ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
   // Options need log-probs only; notices of the open (e.g. the TypeScript fallback) are logged once it is done.
@@ -194,7 +237,7 @@ export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers |
       params: {
         model: model.name,
         step: checkpoint.step,
-        task: { name: task.name, format: task.format, shots: task.shots, max_examples: task.max_examples ?? null, seed: task.seed },
+        task: { name: task.name, format: task.format, shots: task.shots, max_examples: task.max_examples ?? null, seed: task.seed, truncate: task.truncate },
         context_length: config.context_length,
         prepend: config.prepend ?? null,
       },

@@ -117,6 +117,8 @@ export interface OptionRequest {
   readonly firstTarget: number
   /** characters of the text covered by the scored tokens */
   readonly nChars: number
+  /** prompt tokens cut from the left to fit context_length (the prepend is kept) */
+  readonly cut: number
 }
 
 /**
@@ -142,6 +144,7 @@ export const optionRequest = (
   let optIds = enc.ids.subarray(k)
   let nChars = text.length - enc.charStarts[k]
   let context: Int32Array
+  let cut = 0
   if (prepend.length + promptIds.length === 0) {
     if (optIds.length < 2) return "the text is a single token and has no context to be scored in (set `prepend`, e.g. to a BOS token)"
     context = optIds.subarray(0, 1)
@@ -153,12 +156,13 @@ export const optionRequest = (
       return `the option is ${optIds.length} tokens, more than context_length − 1 = ${contextLength - 1}`
     }
     const keep = contextLength - optIds.length
+    cut = context.length - keep
     context =
       prepend.length < keep && context.length > prepend.length
         ? concat(prepend, context.subarray(context.length - (keep - prepend.length)))
         : context.subarray(context.length - keep)
   }
-  return { ids: concat(context, optIds), firstTarget: context.length, nChars }
+  return { ids: concat(context, optIds), firstTarget: context.length, nChars, cut }
 }
 
 const concat = (a: Int32Array, b: Int32Array): Int32Array => {
