@@ -232,6 +232,8 @@ const tokensChunk = (walk: DocumentWalk, lo: number, hi: number): arrow.Table =>
     cats[k] = q
   }
   const names = CATEGORY_NAMES.map((s) => new TextEncoder().encode(s))
+  // token texts: a few hundred distinct words, as a real vocabulary repeats them
+  const words = Array.from({ length: 512 }, (_, w) => new TextEncoder().encode(` w${w}`))
   return Tokens.fromColumns({
     token_index: i32(cols.index),
     seq_id: i32(cols.seq),
@@ -240,6 +242,7 @@ const tokensChunk = (walk: DocumentWalk, lo: number, hi: number): arrow.Table =>
     doc_id: strings(n, (k) => docs[k]),
     char_start: i32(cols.start),
     char_end: i32(cols.end),
+    token_text: strings(n, (k) => words[cols.id[k] % words.length]),
     // an untagged text dataset: tag all null, as the tokenize stage writes it
     tag: (type) => arrow.makeData({ type: type as arrow.Utf8, length: n, valueOffsets: new Int32Array(n + 1), data: new Uint8Array(0), nullBitmap: new Uint8Array((n + 7) >> 3), nullCount: n }),
     category: strings(n, (k) => names[cats[k]]),

@@ -360,6 +360,7 @@ const expectedRows = async (
         doc_id: doc.id,
         char_start: starts[j],
         char_end: ends[j],
+        token_text: doc.text.slice(starts[j], ends[j]),
         tag: tags[j],
         category: categories[j],
       })

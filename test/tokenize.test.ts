@@ -381,6 +381,7 @@ describe("tables builder", () => {
       nPrepend,
       charStarts: Int32Array.from({ length: n - nPrepend }, (_, i) => 2 * i),
       charEnds: Int32Array.from({ length: n - nPrepend }, (_, i) => 2 * i + 1),
+      text: "ab".repeat(n),
       tags: Array.from({ length: n - nPrepend }, () => null),
       categories: Array.from({ length: n - nPrepend }, () => "content" as const),
     })
@@ -390,6 +391,8 @@ describe("tables builder", () => {
     expect(tokens.numRows).toBe(9)
     const col = (name: string) => [...tokens.getChild(name)!.toArray()]
     expect(col("token_index")).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    // token_text: the document text of each span ("ab" repeated: spans [2i, 2i+1) are "a")
+    expect(col("token_text")).toEqual(Array(9).fill("a"))
     expect(col("seq_id")).toEqual([0, 0, 0, 1, 1, 2, 2, 2, 3])
     expect(col("position")).toEqual([1, 2, 3, 2, 3, 1, 2, 3, 3])
     expect(col("token_id")).toEqual([11, 12, 13, 14, 15, 11, 12, 13, 14])
@@ -411,6 +414,7 @@ describe("tables builder", () => {
       nPrepend: 0,
       charStarts: Int32Array.from({ length: n }, (_, i) => i),
       charEnds: Int32Array.from({ length: n }, (_, i) => i + 1),
+      text: "abcdefghijklmnopqrstuvwxyz".repeat(2),
       tags: Array.from({ length: n }, () => null),
       categories: Array.from({ length: n }, () => "content" as const),
     })

@@ -19,6 +19,7 @@ export const tokenizeUnit = (dataset: string): UnitRef => ({ stage: TOKENIZE, id
  *   token_id     tokenizer id
  *   doc_id       document id (file name, jsonl id, …)
  *   char_start, char_end  character span in the document text (UTF-16 code units, end exclusive)
+ *   token_text   the document text of that span
  *   tag          the dataset's own tag of the word the token belongs to (Brown POS), else null
  *   category     punctuation | number | function | content | piece
  */
@@ -30,6 +31,7 @@ export const Tokens = defineTable("tokens", {
   doc_id: col.utf8(),
   char_start: col.int32(),
   char_end: col.int32(),
+  token_text: col.utf8(),
   tag: col.utf8({ nullable: true }),
   category: col.utf8(),
 })

@@ -116,7 +116,7 @@ export async function* tokenizeChunks(
       ids.set(prepend)
       ids.set(enc.ids, prepend.length)
       builder.add(
-        { id: doc.id, ids, nPrepend: prepend.length, charStarts: enc.charStarts, charEnds: enc.charEnds, tags, categories },
+        { id: doc.id, ids, nPrepend: prepend.length, charStarts: enc.charStarts, charEnds: enc.charEnds, text: doc.text, tags, categories },
         maxTokens - builder.tokenCount,
       )
       documents++
@@ -293,7 +293,7 @@ const validate = (config: Config): InputProblem[] => {
 
 export const tokenizeStage = defineStage<TokenizeParams, Tokenizers>({
   name: TOKENIZE,
-  version: 1,
+  version: 2, // 2: the tokens table has token_text
   after: [],
   describe: "split each dataset into windows of token ids; one row per predicted token with its tag and category",
   plan: (config) =>

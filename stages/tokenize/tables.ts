@@ -21,6 +21,8 @@ export interface TokenizedDocument {
   /** [n − nPrepend] span of each document token in the document text (UTF-16 code units, end exclusive). */
   readonly charStarts: Int32Array
   readonly charEnds: Int32Array
+  /** The document text the spans index (token_text is its slice). */
+  readonly text: string
   /** [n − nPrepend] tag of each document token's word, or null. */
   readonly tags: ReadonlyArray<string | null>
   /** [n − nPrepend] category of each document token. */
@@ -123,6 +125,7 @@ const tokenColumns = () => ({
   doc: new Utf8Column(),
   charStart: new Int32Column(),
   charEnd: new Int32Column(),
+  tokenText: new Utf8Column(),
   tag: new Utf8Column(),
   category: new Utf8Column(),
 })
@@ -202,6 +205,7 @@ export class TokenTablesBuilder {
         t.doc.push(doc.id)
         t.charStart.push(doc.charStarts[j])
         t.charEnd.push(doc.charEnds[j])
+        t.tokenText.push(doc.text.slice(doc.charStarts[j], doc.charEnds[j]))
         t.tag.push(doc.tags[j])
         t.category.push(doc.categories[j])
         if (t.tokenId.length >= this.chunkRows.tokens) this.sealTokens()
@@ -254,6 +258,7 @@ export class TokenTablesBuilder {
         t.doc.data(),
         t.charStart.data(),
         t.charEnd.data(),
+        t.tokenText.data(),
         t.tag.data(),
         t.category.data(),
       ]),
