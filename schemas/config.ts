@@ -129,6 +129,11 @@ export const Analysis = Schema.Struct({
   reference_model: Schema.optional(Name),
   /** Threshold of the group-trajectory figure (default: 0.1 or the smallest configured). */
   reference_threshold: Schema.optional(Fraction),
+  /**
+   * Keep tasks at chance (the 95% interval of accuracy covers the random baseline at every
+   * checkpoint) in the mean over tasks (default false: they are left out, and named).
+   */
+  chance_tasks_in_mean: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Drop checkpoints flagged by the checks stage from later stages. */
   exclude_flagged: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Thresholds of the checkpoint checks. */

@@ -58,8 +58,11 @@ const read = (file: TableFile) =>
           .filter((x) => x !== best)
           .map((x) => `${x.x_axis} ${Number(x.r2_pooled).toFixed(2)}`)
           .join(", ")
+        const chance = [...new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === true).map((x) => String(x.task)))]
+        const aboveChance = new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === false).map((x) => String(x.task)))
+        const left = chance.length > 0 && aboveChance.size > 0 && !config.analysis.chance_tasks_in_mean ? `; left out as at chance: ${chance.join(", ")}` : ""
         lines.push(
-          `mean accuracy is best predicted by ${best.x_axis} (pooled R² ${Number(best.r2_pooled).toFixed(2)}, size effect ΔR² ${Number(best.size_effect ?? NaN).toFixed(2)}; ${others})`,
+          `mean accuracy is best predicted by ${best.x_axis} (pooled R² ${Number(best.r2_pooled).toFixed(2)}, size effect ΔR² ${Number(best.size_effect ?? NaN).toFixed(2)}; ${others}${left})`,
         )
       }
     }

@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest"
 import { logDistance, matchCheckpoints } from "../stages/correlate/match.ts"
 import { averageRanks, correlationStats, groupR2, pearson, pooledR2, spearman, wilson } from "../stages/correlate/stats.ts"
-import { X_AXES, correlationRows, type MetricRow } from "../stages/correlate/tables.ts"
+import { X_AXES, atChance, correlationRows, meanTasks, type MetricRow } from "../stages/correlate/tables.ts"
 import { MEAN_TASK } from "../stages/correlate/contract.ts"
 
 const TIES_X = [1, 2, 2, 3, 4, 4, 4, 5, 6, 6]
@@ -201,5 +201,34 @@ describe("wilson", () => {
       expect(Math.abs(h - hi)).toBeLessThan(1e-12)
     }
     expect(wilson(0, 0)).toEqual([0, 1])
+  })
+})
+
+describe("tasks at chance", () => {
+  const row = (model: string, step: number, task: string, accuracy: number, lo: number, hi: number, baseline = 0.5): MetricRow => ({
+    model, step, task, accuracy, acc_lo: lo, acc_hi: hi, grade: accuracy, n_examples: 100, accuracy_norm: 0, acc_norm_lo: 0, acc_norm_hi: 1,
+    random_baseline: baseline, correct_ppl: 1, incorrect_ppl: 1,
+  })
+  it("a task is at chance when its interval covers the baseline at every checkpoint", () => {
+    expect(atChance([row("s", 1, "a", 0.5, 0.4, 0.6), row("s", 2, "a", 0.55, 0.45, 0.65)])).toBe(true)
+    expect(atChance([row("s", 1, "a", 0.5, 0.4, 0.6), row("s", 2, "a", 0.7, 0.6, 0.8)])).toBe(false) // above chance once
+    expect(atChance([row("s", 1, "a", 0.1, 0.05, 0.2, 0.25)])).toBe(false) // below chance is not chance either
+    expect(atChance([])).toBe(false)
+  })
+
+  it("the mean is over the tasks above chance, unless none is or they are kept; at_chance is on every task row", () => {
+    expect(meanTasks(["a", "b", "c"], new Set(["b"]), false)).toEqual(["a", "c"])
+    expect(meanTasks(["a", "b"], new Set(["a", "b"]), false)).toEqual(["a", "b"])
+    expect(meanTasks(["a", "b"], new Set(["b"]), true)).toEqual(["a", "b"])
+    // Task a rises with x, task b sits at chance: the mean over a alone is a's own series.
+    const metrics = [1, 2, 3, 4].flatMap((step) => [row("s", step, "a", 0.5 + 0.1 * step, 0.45 + 0.1 * step, 0.55 + 0.1 * step + 0.05), row("s", step, "b", 0.5 + ((step * 7) % 3) * 0.01, 0.4, 0.6)])
+    const xOf = (_m: string, step: number) => ({ log_valid_ppl: -step, log_flops: step, log_tokens: step, log_step: step })
+    const rows = correlationRows(metrics, ["a", "b"], xOf, ["a"])
+    const get = (task: string) => rows.find((r) => r.task === task && r.x_axis === "log_step")!
+    expect([get("a").at_chance, get("b").at_chance, get(MEAN_TASK).at_chance]).toEqual([false, true, null])
+    expect(get(MEAN_TASK).spearman).toBe(get("a").spearman)
+    expect(get(MEAN_TASK).r2_pooled).toBeCloseTo(get("a").r2_pooled!, 12)
+    const both = correlationRows(metrics, ["a", "b"], xOf)
+    expect(both.find((r) => r.task === MEAN_TASK && r.x_axis === "log_step")!.r2_pooled).not.toBeCloseTo(get("a").r2_pooled!, 6)
   })
 })

@@ -95,6 +95,7 @@ describe("end to end on the demo family", () => {
       "task_metrics.parquet": ["acc_lo", "acc_hi", "grade", "acc_norm_lo", "acc_norm_hi"],
       "downstream/**/options.parquet": ["target_score", "n_cut"],
       "tokens/**/tokens.parquet": ["token_text"],
+      "correlations.parquet": ["at_chance"],
     }
     const now = await runDigest(runDir)
     for (const [table, cols] of Object.entries(added)) {

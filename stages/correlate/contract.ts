@@ -40,12 +40,15 @@ export const MEAN_TASK = "__mean__"
 
 /**
  * `correlations.parquet`: one row per (task, x axis). `task` is a task name or MEAN_TASK ("__mean__",
- * the mean accuracy over every task; task names cannot start with "_", so it never collides).
+ * the mean accuracy over the tasks above chance; task names cannot start with "_", so it never collides).
  *   x_axis       log_valid_ppl | log_flops | log_tokens | log_step
  *   spearman, pearson  correlation of x with accuracy over the points (null with < 3 points or a constant)
  *   r2_pooled    R² of accuracy ~ a + b·x over every model's checkpoints (null when accuracy is constant)
  *   size_effect  ΔR² gained by one intercept per model (0 for a size-invariant predictor)
  *   n_points     (model, step) points with a finite x (step 0 has no log step, tokens or FLOPs)
+ *   at_chance    the task's accuracy interval (acc_lo…acc_hi) covers its random baseline at every
+ *                checkpoint; such a task is left out of MEAN_TASK unless analysis.chance_tasks_in_mean
+ *                (or when every task is at chance). Null on MEAN_TASK rows.
  */
 export const Correlations = defineTable("correlations", {
   task: col.utf8(),
@@ -55,6 +58,7 @@ export const Correlations = defineTable("correlations", {
   r2_pooled: col.float64({ nullable: true }),
   size_effect: col.float64({ nullable: true }),
   n_points: col.int32(),
+  at_chance: col.bool({ nullable: true }),
 })
 export type CorrelationRow = TableRow<typeof Correlations>
 

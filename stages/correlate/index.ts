@@ -26,7 +26,9 @@ import { matchCheckpoints, type CheckpointValues, type MatchKind } from "./match
 import { averageRanks, pearson } from "./stats.ts"
 import {
   agreementTable,
+  atChance,
   correlationRows,
+  meanTasks,
   correlationsTable,
   taskMetricsTable,
   type AgreementRow,
@@ -99,6 +101,7 @@ const scoreCache = (ctx: UnitContext, dataset: string, capacity = 6) => {
 interface CorrelateParams {
   readonly valid_dataset: string
   readonly tasks: ReadonlyArray<string>
+  readonly chance_tasks_in_mean: boolean
   readonly models: ReadonlyArray<{ readonly name: string; readonly params: number; readonly tokens_per_step: number; readonly steps: ReadonlyArray<number> }>
 }
 
@@ -131,7 +134,17 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
     }
   }
   const done = config.tasks.map((t) => t.name).filter((t) => !leftOut.some((l) => l.task === t))
-  const correlations = correlationRows(metrics, done, xOf)
+  const chance = new Set(done.filter((t) => atChance(metrics.filter((m) => m.task === t))))
+  const inMean = meanTasks(done, chance, config.analysis.chance_tasks_in_mean)
+  if (chance.size > 0) {
+    const which = [...chance].join(", ")
+    yield* ctx.log(
+      inMean.length === done.length
+        ? `correlate: ${chance.size === done.length ? "every task is" : `task(s) ${which}`} at chance at every checkpoint (the 95% interval of accuracy covers the random baseline); kept in the mean over tasks${config.analysis.chance_tasks_in_mean ? " (analysis.chance_tasks_in_mean)" : ", since no task is above chance"}`
+        : `correlate: task(s) ${which} at chance at every checkpoint (the 95% interval of accuracy covers the random baseline): left out of the mean over tasks (analysis.chance_tasks_in_mean: true keeps them)`,
+    )
+  }
+  const correlations = correlationRows(metrics, done, xOf, inMean)
   yield* ctx.writeParquet(correlationsFile, correlationsTable(correlations))
 
   const scores = scoreCache(ctx, dataset)
@@ -176,7 +189,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
 
 export const correlateStage = defineStage<CorrelateParams>({
   name: CORRELATE,
-  version: 2, // 2: task_metrics has 95% Wilson intervals (acc_lo, acc_hi, acc_norm_lo, acc_norm_hi)
+  version: 2, // 2: task_metrics has 95% Wilson intervals and grade; tasks at chance are left out of the mean
   after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {
@@ -187,6 +200,7 @@ export const correlateStage = defineStage<CorrelateParams>({
         params: {
           valid_dataset: dataset,
           tasks: config.tasks.map((t) => t.name),
+          chance_tasks_in_mean: config.analysis.chance_tasks_in_mean,
           models: config.models.map((m) => ({ name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, steps: m.checkpoints.map((c) => c.step) })),
         },
         inputs: [aggregateUnit, ...config.models.flatMap((m) => m.checkpoints.map((c) => scoreUnit(m.name, c.step, dataset)))],

@@ -3,7 +3,8 @@
  *
  * Correlations: for each task (config order), then MEAN_TASK, and for each x axis in X_AXES, the
  * statistics of stats.ts over the run's (model, step) points, y = accuracy. MEAN_TASK's y is the
- * mean accuracy over all tasks, at the points where every task has a row. x values:
+ * mean accuracy over the tasks `inMean` (the correlate stage: those above chance), at the points
+ * where each of them has a row. x values:
  *   log_valid_ppl  ln validation perplexity (checkpoints.parquet, dataset analysis.valid_dataset)
  *   log_flops      ln(6 · params · step · tokens_per_step)
  *   log_tokens     ln(step · tokens_per_step)
@@ -33,37 +34,51 @@ export type MetricRow = TaskMetricRow
 /** A row of correlations.parquet (./contract.ts Correlations), x_axis one of X_AXES. */
 export type CorrelationRow = ContractCorrelationRow & CorrelationStats & { readonly x_axis: CorrelationAxis }
 
+/** A task is at chance when the interval of its accuracy covers its random baseline at every checkpoint. */
+export const atChance = (rows: ReadonlyArray<Pick<MetricRow, "acc_lo" | "acc_hi" | "random_baseline">>): boolean =>
+  rows.length > 0 && rows.every((r) => r.acc_lo <= r.random_baseline && r.random_baseline <= r.acc_hi)
+
+/** The tasks the mean over tasks is taken over: those above chance, unless every task is at chance or `keepChance`. */
+export const meanTasks = (tasks: ReadonlyArray<string>, chance: ReadonlySet<string>, keepChance: boolean): ReadonlyArray<string> => {
+  const above = tasks.filter((t) => !chance.has(t))
+  return keepChance || above.length === 0 ? tasks : above
+}
+
 /**
  * @param metrics  task metrics of every (model, step, task)
  * @param tasks    task names in config order
  * @param xOf      the x values of a (model, step)
+ * @param inMean   the tasks MEAN_TASK averages (default: every task)
  */
 export const correlationRows = (
   metrics: ReadonlyArray<MetricRow>,
   tasks: ReadonlyArray<string>,
   xOf: (model: string, step: number) => Record<CorrelationAxis, number>,
+  inMean: ReadonlyArray<string> = tasks,
 ): CorrelationRow[] => {
   const models = [...new Set(metrics.map((m) => m.model))]
   const series = (points: ReadonlyArray<{ model: string; step: number; y: number }>, task: string): CorrelationRow[] => {
     const xs = points.map((p) => xOf(p.model, p.step))
     const y = Float64Array.from(points, (p) => p.y)
     const group = Int32Array.from(points, (p) => models.indexOf(p.model))
-    return X_AXES.map((axis) => ({ task, x_axis: axis, ...correlationStats(Float64Array.from(xs, (x) => x[axis]), y, group) }))
+    const chance = task === MEAN_TASK ? null : atChance(metrics.filter((m) => m.task === task))
+    return X_AXES.map((axis) => ({ task, x_axis: axis, ...correlationStats(Float64Array.from(xs, (x) => x[axis]), y, group), at_chance: chance }))
   }
   const out: CorrelationRow[] = []
   for (const task of tasks) {
     out.push(...series(metrics.filter((m) => m.task === task).map((m) => ({ model: m.model, step: m.step, y: m.accuracy })), task))
   }
-  if (tasks.length > 0) {
+  if (inMean.length > 0) {
     const byPoint = new Map<string, { model: string; step: number; ys: number[] }>()
     for (const m of metrics) {
+      if (!inMean.includes(m.task)) continue
       const k = `${m.model}\u0000${m.step}`
       const p = byPoint.get(k) ?? { model: m.model, step: m.step, ys: [] }
       p.ys.push(m.accuracy)
       byPoint.set(k, p)
     }
     const points = [...byPoint.values()]
-      .filter((p) => p.ys.length === tasks.length)
+      .filter((p) => p.ys.length === inMean.length)
       .map((p) => ({ model: p.model, step: p.step, y: p.ys.reduce((a, b) => a + b, 0) / p.ys.length }))
     out.push(...series(points, MEAN_TASK))
   }
