@@ -307,8 +307,7 @@ export const planPositionsHead = (
     firstN(outs[1], OUT.entropy)
     outputs.push(valueInfo(OUT.entropy, DT.FLOAT, ["n"]))
   }
-  g.op("Gather", [outs[outs.length - 1], g.i64([0])], { axis: 0 }, "trajectories/pos_shape2")
-  g.op("Reshape", ["trajectories/pos_shape2", g.i64([-1])], {}, OUT.logitsShape)
+  g.op("Reshape", [g.op("Gather", [outs[outs.length - 1], g.i64([0])], { axis: 0 }), g.i64([-1])], {}, OUT.logitsShape) // the first chunk's [c, V]
   outputs.push(valueInfo(OUT.logitsShape, DT.INT64, [2]))
 
   const removed = new Set(chain)

@@ -50,7 +50,7 @@ interface Entry {
 const sessionKey = (modelPath: string, o: ScorerOptions): string =>
   JSON.stringify([path.resolve(modelPath), o.threads ?? null, o.spin ?? false, o.executionProvider ?? "cpu", o.cudaDevice ?? 0, o.cacheDir ?? null, o.mode ?? "auto"])
 
-/** Size and mtime of the checkpoint file, or of every file in its folder (and the files beside an ONNX file's external data). */
+/** Size and mtime of the checkpoint file, or of every file in its folder (an ONNX file's external data is not stamped). */
 const stampOf = (modelPath: string): { readonly stamp: string; readonly bytes: number } => {
   const abs = path.resolve(modelPath)
   try {

@@ -98,7 +98,14 @@ export interface Opened {
   readonly entropy: boolean
 }
 
-type Rewritten = { readonly session: ort.InferenceSession; readonly graph: Scorer["graph"]; readonly positions: boolean; readonly everyPositionWhy?: string }
+type Rewritten = {
+  readonly session: ort.InferenceSession
+  readonly graph: Scorer["graph"]
+  readonly positions: boolean
+  readonly everyPositionWhy?: string
+  /** The logits width the positions head's probe read (0: not probed). */
+  readonly probed: number
+}
 
 /**
  * A session on the graph with a scoring head (cached on disk when a cacheDir is given): the head on
@@ -149,17 +156,18 @@ const openRewritten = async (
     if (variant === "positions") {
       // A graph the head was wrongly planned for fails here, on two tokens, not on the data.
       const probe = await probeVocab({ session, graph: "rewritten", positions: true, feeds: inputFeeds(session), vocab: 0, entropy }).then(
-        () => undefined,
-        (e: unknown) => firstLine(e),
+        (vocab) => ({ vocab }),
+        (e: unknown) => ({ failed: firstLine(e) }),
       )
-      if (probe !== undefined) {
+      if ("failed" in probe) {
         await session.release().catch(() => undefined)
         if (target !== undefined) fs.rmSync(target, { force: true })
-        reason = `the head on scored positions does not run: ${probe}`
+        reason = `the head on scored positions does not run: ${probe.failed}`
         continue
       }
+      return { session, graph: got.reused ? "cached" : "rewritten", positions: true, probed: probe.vocab }
     }
-    return { session, graph: got.reused ? "cached" : "rewritten", positions: variant === "positions", ...(variant === "all" ? { everyPositionWhy: reason } : {}) }
+    return { session, graph: got.reused ? "cached" : "rewritten", positions: false, everyPositionWhy: reason, probed: 0 }
   }
   return { fallback: reason }
 }
@@ -180,11 +188,12 @@ export const openScorer = async (modelPath: string, o: ScorerOptions, label: str
   let graph: Scorer["graph"] = "logits"
   let positions = false
   let everyPositionWhy: string | undefined
+  let probed = 0
   let fallback: string | undefined
   if (o.mode !== "logits") {
     const r = await openRewritten(src, header, sig, options, o, label)
     if ("fallback" in r) fallback = r.fallback
-    else ({ session, graph, positions, everyPositionWhy } = r)
+    else ({ session, graph, positions, everyPositionWhy, probed } = r)
   }
   if (session === undefined) {
     try {
@@ -198,7 +207,7 @@ export const openScorer = async (modelPath: string, o: ScorerOptions, label: str
     }
   }
   try {
-    const feeds = feedsFor(session.inputMetadata.filter((m) => m.name !== IN.positions && m.name !== IN.targets))
+    const feeds = feedsFor(modelInputs(session))
     if (typeof feeds === "string") throw new Fail(`${label}: ${feeds}`)
     const logitsMeta = session.outputMetadata.find((m) => m.name === "logits")
     const logitsType = logitsMeta?.isTensor ? logitsMeta.type : "float32"
@@ -206,7 +215,8 @@ export const openScorer = async (modelPath: string, o: ScorerOptions, label: str
       throw new Fail(`${label}: logits of type ${logitsType} cannot be read into TypeScript`)
     }
     const declared = sig.logits.dims?.[2]
-    const opened = { session, graph, positions, entropy: o.entropy ?? false, ...(everyPositionWhy !== undefined ? { everyPositionWhy } : {}), feeds, vocab: typeof declared === "number" && declared > 0 ? declared : 0 }
+    const known = typeof declared === "number" && declared > 0 ? declared : probed
+    const opened = { session, graph, positions, entropy: o.entropy ?? false, ...(everyPositionWhy !== undefined ? { everyPositionWhy } : {}), feeds, vocab: known }
     return opened.vocab > 0 ? opened : { ...opened, vocab: await probeVocab(opened) }
   } catch (e) {
     await session.release().catch(() => undefined)
@@ -308,9 +318,12 @@ const runBatch = async (
   return tokens
 }
 
-/** The feeds of a session's model inputs (the positions head's own are fed by runBatch); throws why not. */
+/** A session's model inputs: all but the positions head's own (fed by runBatch). */
+const modelInputs = (session: ort.InferenceSession) => session.inputMetadata.filter((m) => m.name !== IN.positions && m.name !== IN.targets)
+
+/** The feeds of a session's model inputs; throws why not. */
 const inputFeeds = (session: ort.InferenceSession): Feeds => {
-  const feeds = feedsFor(session.inputMetadata.filter((m) => m.name !== IN.positions && m.name !== IN.targets))
+  const feeds = feedsFor(modelInputs(session))
   if (typeof feeds === "string") throw new Error(feeds)
   return feeds
 }

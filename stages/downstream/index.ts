@@ -166,10 +166,9 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
     },
     catch: (e) => toUnitError(e),
   })
-  const truncated = applyTruncation(built, task.truncate, file, config.context_length)
-  if (truncated instanceof UnitError) return yield* truncated
-  const requests: OptionRequests = { requests: truncated.requests }
-  if (truncated.note !== undefined) yield* sayOnce(ctx, truncated.note)
+  const requests = applyTruncation(built, task.truncate, file, config.context_length)
+  if (requests instanceof UnitError) return yield* requests
+  if (requests.note !== undefined) yield* sayOnce(ctx, requests.note)
   const reqs = requests.requests.map((q) => ({ ids: q.ids, firstTarget: q.firstTarget, id: `example ${q.exampleId} option ${q.optionId}` }))
   ctx.progress.start(reqs.reduce((a, q) => a + q.ids.length - q.firstTarget, 0), "tokens")
   // Options need log-probs only; notices of the open (e.g. the TypeScript fallback) are logged once it is done.
