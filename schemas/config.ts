@@ -134,6 +134,13 @@ export const Analysis = Schema.Struct({
    * checkpoint) in the mean over tasks (default false: they are left out, and named).
    */
   chance_tasks_in_mean: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /**
+   * Bootstrap resamples behind every interval of correlations.parquet, r2_differences.parquet and
+   * class_summary.parquet (examples resampled within each task; documents within each dataset).
+   */
+  bootstrap_samples: Schema.optionalWith(PositiveInt, { default: () => 1000 }),
+  /** Seed of the bootstrap resamples (same seed, same intervals). */
+  bootstrap_seed: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { default: () => 0 }),
   /** Drop checkpoints flagged by the checks stage from later stages. */
   exclude_flagged: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Thresholds of the checkpoint checks. */

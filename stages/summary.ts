@@ -2,7 +2,9 @@
  * The short summary the CLI prints after a run, read back from the run's tables (whatever exists):
  *   final validation perplexity per size,
  *   share of upward / stagnated / downward tokens at the reference threshold per size,
- *   which x-axis best predicts mean downstream accuracy.
+ *   which x-axis best predicts mean downstream accuracy: named only when the 95% bootstrap interval
+ *   of its R² difference with the runner-up (r2_differences.parquet) excludes 0; else it says that
+ *   no x-axis predicts significantly better.
  */
 import { Effect, Option } from "effect"
 import { modelsBySize, sameFraction, type Config } from "../pipeline/config.ts"
@@ -10,7 +12,7 @@ import { readParquetOption, RunStore } from "../pipeline/run-store.ts"
 import type { TableFile } from "../pipeline/stage.ts"
 import { checkpointsFile } from "./aggregate/contract.ts"
 import { classSummaryFile } from "./classify/contract.ts"
-import { correlationsFile, MEAN_TASK } from "./correlate/contract.ts"
+import { correlationsFile, MEAN_TASK, r2DifferencesFile } from "./correlate/contract.ts"
 
 /** The rows of a run table, or undefined when it is missing or unreadable (the summary shows what exists). */
 const read = (file: TableFile) =>
@@ -61,9 +63,26 @@ const read = (file: TableFile) =>
         const chance = [...new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === true).map((x) => String(x.task)))]
         const aboveChance = new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === false).map((x) => String(x.task)))
         const left = chance.length > 0 && aboveChance.size > 0 && !config.analysis.chance_tasks_in_mean ? `; left out as at chance: ${chance.join(", ")}` : ""
-        lines.push(
-          `mean accuracy is best predicted by ${best.x_axis} (pooled R² ${Number(best.r2_pooled).toFixed(2)}, size effect ΔR² ${Number(best.size_effect ?? NaN).toFixed(2)}; ${others}${left})`,
-        )
+        const diffs = (yield* read(r2DifferencesFile)) ?? []
+        const runnerUp = [...mean].sort((a, b) => Number(b.r2_pooled) - Number(a.r2_pooled))[1]
+        const d = runnerUp
+          ? diffs.find((x) => x.task === MEAN_TASK && [x.x_axis_a, x.x_axis_b].includes(best.x_axis) && [x.x_axis_a, x.x_axis_b].includes(runnerUp.x_axis))
+          : undefined
+        const ci = (lo: unknown, hi: unknown) => (typeof lo === "number" && typeof hi === "number" ? ` [${lo.toFixed(2)}, ${hi.toFixed(2)}]` : "")
+        const r2 = (x: Record<string, unknown>) => `${x.x_axis} R² ${Number(x.r2_pooled).toFixed(2)}${ci(x.r2_pooled_lo, x.r2_pooled_hi)}, size effect ΔR² ${Number(x.size_effect ?? NaN).toFixed(3)}${ci(x.size_effect_lo, x.size_effect_hi)}`
+        if (d && typeof d.diff === "number" && typeof d.diff_lo === "number" && typeof d.diff_hi === "number") {
+          // The difference as best − runner-up (the table holds a − b in axis order).
+          const sign = d.x_axis_a === best.x_axis ? 1 : -1
+          const [diff, lo, hi] = sign > 0 ? [d.diff, d.diff_lo, d.diff_hi] : [-d.diff, -d.diff_hi, -d.diff_lo]
+          const significant = lo > 0
+          lines.push(
+            significant
+              ? `mean accuracy is best predicted by ${best.x_axis}: R² ${diff.toFixed(3)} [${lo.toFixed(3)}, ${hi.toFixed(3)}] above ${runnerUp.x_axis} (95% bootstrap interval; ${r2(best)}; ${others}${left})`
+              : `no x-axis predicts mean accuracy significantly better: ${best.x_axis} − ${runnerUp.x_axis} R² ${diff.toFixed(3)} [${lo.toFixed(3)}, ${hi.toFixed(3)}] covers 0 (${r2(best)}; ${r2(runnerUp)}${left})`,
+          )
+        } else {
+          lines.push(`mean accuracy is best predicted by ${best.x_axis} (pooled R² ${Number(best.r2_pooled).toFixed(2)}, size effect ΔR² ${Number(best.size_effect ?? NaN).toFixed(2)}; ${others}${left}; no bootstrap intervals in this run)`)
+        }
       }
     }
     return lines

@@ -75,7 +75,7 @@ describe("end to end on the demo family", () => {
     expect(r.stdout).toContain(`report: ${runDir}/report/index.html`)
     expect(r.stdout).toMatch(/final validation perplexity on press: tiny \d+(\.\d+)?, base \d+/)
     expect(r.stdout).toMatch(/tokens upward\/stagnated\/downward after 10% of training: tiny \d+%\/\d+%\/\d+%, base/)
-    expect(r.stdout).toMatch(/mean accuracy is best predicted by log_(valid_ppl|flops|tokens|step)/)
+    expect(r.stdout).toMatch(/mean accuracy is best predicted by log_(valid_ppl|flops|tokens|step): R² |no x-axis predicts mean accuracy significantly better: log_/)
     for (const t of ["checkpoints", "class_summary", "class_transitions", "class_categories", "group_trajectories", "task_metrics", "correlations", "agreement", "checkpoint_checks"]) {
       expect(fs.existsSync(path.join(runDir, `${t}.parquet`)), t).toBe(true)
     }
@@ -95,13 +95,17 @@ describe("end to end on the demo family", () => {
       "task_metrics.parquet": ["acc_lo", "acc_hi", "grade", "acc_norm_lo", "acc_norm_hi"],
       "downstream/**/options.parquet": ["target_score", "n_cut"],
       "tokens/**/tokens.parquet": ["token_text"],
-      "correlations.parquet": ["at_chance"],
+      "correlations.parquet": ["at_chance", "spearman_lo", "spearman_hi", "pearson_lo", "pearson_hi", "r2_pooled_lo", "r2_pooled_hi", "size_effect_lo", "size_effect_hi"],
     }
     const now = await runDigest(runDir)
     for (const [table, cols] of Object.entries(added)) {
       expect(Object.keys(now[table].columns).filter((c) => cols.includes(c)), table).toEqual(cols)
       now[table] = { ...now[table], columns: Object.fromEntries(Object.entries(now[table].columns).filter(([c]) => !cols.includes(c))) }
     }
+    // Tables added since: r2_differences (test/correlate-bootstrap.test.ts checks its values):
+    // 6 pairs of the 4 x axes for each series (task or mean) of correlations (4 rows each).
+    expect(now["r2_differences.parquet"]?.rows).toBe((6 * now["correlations.parquet"].rows) / 4)
+    delete now["r2_differences.parquet"]
     expect(compareDigests(before, now)).toEqual([])
 
     const again = await cli("run", file)

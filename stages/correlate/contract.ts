@@ -49,6 +49,9 @@ export const MEAN_TASK = "__mean__"
  *   at_chance    the task's accuracy interval (acc_lo…acc_hi) covers its random baseline at every
  *                checkpoint; such a task is left out of MEAN_TASK unless analysis.chance_tasks_in_mean
  *                (or when every task is at chance). Null on MEAN_TASK rows.
+ *   <stat>_lo, <stat>_hi  95% bootstrap interval of spearman, pearson, r2_pooled and size_effect:
+ *                examples resampled within each task, analysis.bootstrap_samples times
+ *                (./bootstrap.ts); null where the statistic does not exist in most replicates
  */
 export const Correlations = defineTable("correlations", {
   task: col.utf8(),
@@ -59,8 +62,37 @@ export const Correlations = defineTable("correlations", {
   size_effect: col.float64({ nullable: true }),
   n_points: col.int32(),
   at_chance: col.bool({ nullable: true }),
+  spearman_lo: col.float64({ nullable: true }),
+  spearman_hi: col.float64({ nullable: true }),
+  pearson_lo: col.float64({ nullable: true }),
+  pearson_hi: col.float64({ nullable: true }),
+  r2_pooled_lo: col.float64({ nullable: true }),
+  r2_pooled_hi: col.float64({ nullable: true }),
+  size_effect_lo: col.float64({ nullable: true }),
+  size_effect_hi: col.float64({ nullable: true }),
 })
 export type CorrelationRow = TableRow<typeof Correlations>
+
+/**
+ * `r2_differences.parquet`: one row per (task or MEAN_TASK, pair of x axes a before b in X_AXES order).
+ *   r2_a, r2_b   pooled R² of accuracy ~ x over the points where both axes are finite (so without
+ *                step 0 when either is a log of steps, tokens or FLOPs: like is compared with like)
+ *   diff         r2_a − r2_b;  diff_lo, diff_hi  its 95% bootstrap interval (./bootstrap.ts)
+ *   n_points     points both axes have
+ * An axis predicts accuracy better than another only where the interval excludes 0.
+ */
+export const R2Differences = defineTable("r2_differences", {
+  task: col.utf8(),
+  x_axis_a: col.utf8(),
+  x_axis_b: col.utf8(),
+  r2_a: col.float64({ nullable: true }),
+  r2_b: col.float64({ nullable: true }),
+  diff: col.float64({ nullable: true }),
+  diff_lo: col.float64({ nullable: true }),
+  diff_hi: col.float64({ nullable: true }),
+  n_points: col.int32(),
+})
+export type R2DifferenceRow = TableRow<typeof R2Differences>
 
 /**
  * `agreement.parquet`: one row per matched checkpoint pair of two sizes (model_a smaller than model_b).
@@ -89,4 +121,5 @@ export type AgreementRow = TableRow<typeof Agreement>
 
 export const taskMetricsFile: TableFile = { path: "task_metrics.parquet", table: TaskMetrics }
 export const correlationsFile: TableFile = { path: "correlations.parquet", table: Correlations }
+export const r2DifferencesFile: TableFile = { path: "r2_differences.parquet", table: R2Differences }
 export const agreementFile: TableFile = { path: "agreement.parquet", table: Agreement }

@@ -5,7 +5,8 @@
  *   scores/model=M/step=S/dataset=V/scores.parquet     per-token log-probs on V (score stage)
  * where V = analysis.valid_dataset (default: the first dataset), and writes
  *   task_metrics.parquet   accuracy etc. per (model, step, task)      (../downstream/metrics.ts)
- *   correlations.parquet   what predicts accuracy                     (tables.ts, stats.ts)
+ *   correlations.parquet   what predicts accuracy, with bootstrap intervals (tables.ts, stats.ts, bootstrap.ts)
+ *   r2_differences.parquet how much better one x axis predicts than another, with intervals
  *   agreement.parquet      per-token agreement of matched checkpoints (match.ts)
  * Task metrics are written here, not by the downstream stage, because they need every options
  * table of the run and a unit cannot wait for units of its own stage.
@@ -20,14 +21,17 @@ import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../p
 import { AGGREGATE, aggregateUnit, checkpointsFile, readCheckpointRows } from "../aggregate/contract.ts"
 import { DOWNSTREAM, downstreamUnit, downstreamUnits, optionsFile } from "../downstream/contract.ts"
 import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
-import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsFile } from "./contract.ts"
-import { taskMetrics } from "./metrics.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "./contract.ts"
+import { exampleHits, taskMetrics, type OptionColumns } from "./metrics.ts"
 import { matchCheckpoints, type CheckpointValues, type MatchKind } from "./match.ts"
 import { averageRanks, pearson } from "./stats.ts"
 import {
   agreementTable,
   atChance,
+  bootstrapTables,
   correlationRows,
+  r2DifferencesTable,
+  type PointHits,
   meanTasks,
   correlationsTable,
   taskMetricsTable,
@@ -45,41 +49,44 @@ const readValidPpl = (ctx: UnitContext, dataset: string) =>
   })
 
 /**
- * Task metrics of every (model, step, task) from the options tables, for the tasks whose every
- * unit is done; each task left out is named with the first reason (a unit that failed).
+ * Task metrics and per-example hits of every (model, step, task) from the options tables, for the
+ * tasks whose every unit is done; each task left out is named with the first reason (a unit that failed).
  */
 const readMetrics = (ctx: UnitContext) =>
   Effect.gen(function* () {
     const units = downstreamUnits(ctx.config)
     const rows: MetricRow[] = []
+    const hits = new Map<string, PointHits>()
     const leftOut: Array<{ task: string; why: string }> = []
     for (const task of ctx.config.tasks) {
       const got = yield* Effect.either(Effect.forEach(units.filter((u) => u.task.name === task.name), metricRow(ctx)))
-      if (got._tag === "Right") rows.push(...got.right)
-      else leftOut.push({ task: task.name, why: got.left.message })
+      if (got._tag === "Right") {
+        for (const r of got.right) {
+          rows.push(r.metrics)
+          hits.set(hitsKey(r.metrics.task, r.metrics.model, r.metrics.step), r.hits)
+        }
+      } else leftOut.push({ task: task.name, why: got.left.message })
     }
-    return { rows, leftOut }
+    return { rows, hits, leftOut }
   })
+
+const hitsKey = (task: string, model: string, step: number) => `${task}\u0000${model}\u0000${step}`
 
 const metricRow =
   (ctx: UnitContext) =>
   ({ model, checkpoint, task }: ReturnType<typeof downstreamUnits>[number]) =>
-    Effect.map(
-      ctx.input(downstreamUnit(model.name, checkpoint.step, task.name)).read(optionsFile(model.name, checkpoint.step, task.name)),
-      (t): MetricRow => ({
-        model: model.name,
-        step: checkpoint.step,
-        task: task.name,
-        ...taskMetrics({
-          exampleId: t.getChild("example_id")!.toArray() as Int32Array,
-          isCorrect: Array.from(t.getChild("is_correct")!, (v) => v === true),
-          logprobSum: t.getChild("logprob_sum")!.toArray() as Float64Array,
-          nTokens: t.getChild("n_tokens")!.toArray() as Int32Array,
-          nChars: t.getChild("n_chars")!.toArray() as Int32Array,
-          targetScore: t.getChild("target_score")!.toArray() as Float64Array,
-        }),
-      }),
-    )
+    Effect.map(ctx.input(downstreamUnit(model.name, checkpoint.step, task.name)).read(optionsFile(model.name, checkpoint.step, task.name)), (t) => {
+      const columns: OptionColumns = {
+        exampleId: t.getChild("example_id")!.toArray() as Int32Array,
+        isCorrect: Array.from(t.getChild("is_correct")!, (v) => v === true),
+        logprobSum: t.getChild("logprob_sum")!.toArray() as Float64Array,
+        nTokens: t.getChild("n_tokens")!.toArray() as Int32Array,
+        nChars: t.getChild("n_chars")!.toArray() as Int32Array,
+        targetScore: t.getChild("target_score")!.toArray() as Float64Array,
+      }
+      const metrics: MetricRow = { model: model.name, step: checkpoint.step, task: task.name, ...taskMetrics(columns) }
+      return { metrics, hits: exampleHits(columns) }
+    })
 
 /** Log-probs and their average ranks of one score file, the last few kept (each pair reads two). */
 const scoreCache = (ctx: UnitContext, dataset: string, capacity = 6) => {
@@ -102,6 +109,8 @@ interface CorrelateParams {
   readonly valid_dataset: string
   readonly tasks: ReadonlyArray<string>
   readonly chance_tasks_in_mean: boolean
+  readonly bootstrap_samples: number
+  readonly bootstrap_seed: number
   readonly models: ReadonlyArray<{ readonly name: string; readonly params: number; readonly tokens_per_step: number; readonly steps: ReadonlyArray<number> }>
 }
 
@@ -120,7 +129,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
     })
   }
 
-  const { rows: metrics, leftOut } = yield* readMetrics(ctx)
+  const { rows: metrics, hits, leftOut } = yield* readMetrics(ctx)
   for (const { task, why } of leftOut) yield* ctx.log(`correlate: task ${task} is left out of task_metrics and correlations: ${why}`)
   yield* ctx.writeParquet(taskMetricsFile, taskMetricsTable(metrics))
 
@@ -144,8 +153,13 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
         : `correlate: task(s) ${which} at chance at every checkpoint (the 95% interval of accuracy covers the random baseline): left out of the mean over tasks (analysis.chance_tasks_in_mean: true keeps them)`,
     )
   }
-  const correlations = correlationRows(metrics, done, xOf, inMean)
+  const points = config.models.flatMap((m) => m.checkpoints.map((c) => ({ model: m.name, step: c.step })))
+  const { samples, seed } = { samples: config.analysis.bootstrap_samples, seed: config.analysis.bootstrap_seed }
+  yield* ctx.log(`correlate: ${samples} bootstrap resamples of each task's examples (seed ${seed})`)
+  const boot = bootstrapTables(points, done, (t, m, s) => hits.get(hitsKey(t, m, s))!, xOf, inMean, { samples, seed })
+  const correlations = correlationRows(metrics, done, xOf, inMean, boot.intervals)
   yield* ctx.writeParquet(correlationsFile, correlationsTable(correlations))
+  yield* ctx.writeParquet(r2DifferencesFile, r2DifferencesTable(boot.differences))
 
   const scores = scoreCache(ctx, dataset)
   const sizes = modelsBySize(config)
@@ -189,7 +203,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
 
 export const correlateStage = defineStage<CorrelateParams>({
   name: CORRELATE,
-  version: 2, // 2: task_metrics has 95% Wilson intervals and grade; tasks at chance are left out of the mean
+  version: 3, // 2: Wilson intervals, grade, tasks at chance; 3: bootstrap intervals, r2_differences.parquet
   after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {
@@ -201,6 +215,8 @@ export const correlateStage = defineStage<CorrelateParams>({
           valid_dataset: dataset,
           tasks: config.tasks.map((t) => t.name),
           chance_tasks_in_mean: config.analysis.chance_tasks_in_mean,
+          bootstrap_samples: config.analysis.bootstrap_samples,
+          bootstrap_seed: config.analysis.bootstrap_seed,
           models: config.models.map((m) => ({ name: m.name, params: m.params, tokens_per_step: m.tokens_per_step, steps: m.checkpoints.map((c) => c.step) })),
         },
         inputs: [aggregateUnit, ...config.models.flatMap((m) => m.checkpoints.map((c) => scoreUnit(m.name, c.step, dataset)))],

@@ -57,8 +57,8 @@ interface Acc {
   bestScore: number
 }
 
-/** Metrics over the examples present in `rows` (rows may come in any order). */
-export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
+/** Per example (by example_id) its best correct and incorrect scores, and the token sums of correct / incorrect options. */
+const perExample = (rows: OptionColumns) => {
   const byExample = new Map<number, Acc>()
   let lpC = 0
   let tokC = 0
@@ -90,6 +90,19 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
       tokW += rows.nTokens[r]
     }
   }
+  return { byExample, lpC, tokC, lpW, tokW }
+}
+
+/** Whether each example is a hit (see the module comment), by example_id, ascending. */
+export const exampleHits = (rows: OptionColumns): { readonly ids: Int32Array; readonly hit: Uint8Array } => {
+  const { byExample } = perExample(rows)
+  const ids = Int32Array.from(byExample.keys()).sort()
+  return { ids, hit: Uint8Array.from(ids, (id) => (byExample.get(id)!.bestC > byExample.get(id)!.bestW ? 1 : 0)) }
+}
+
+/** Metrics over the examples present in `rows` (rows may come in any order). */
+export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
+  const { byExample, lpC, tokC, lpW, tokW } = perExample(rows)
   let hits = 0
   let hitsNorm = 0
   let baseline = 0

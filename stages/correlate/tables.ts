@@ -17,6 +17,8 @@ import {
   Agreement,
   Correlations,
   MEAN_TASK,
+  R2Differences,
+  type R2DifferenceRow,
   TaskMetrics as TaskMetricsTable,
   type AgreementRow as ContractAgreementRow,
   type CorrelationRow as ContractCorrelationRow,
@@ -24,6 +26,7 @@ import {
 } from "./contract.ts"
 import type { MatchKind } from "./match.ts"
 import { correlationStats, type CorrelationStats } from "./stats.ts"
+import { bootstrapCorrelations, type Interval, type StatName, type TaskHits } from "./bootstrap.ts"
 
 export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
 export type CorrelationAxis = (typeof X_AXES)[number]
@@ -33,6 +36,24 @@ export type MetricRow = TaskMetricRow
 
 /** A row of correlations.parquet (./contract.ts Correlations), x_axis one of X_AXES. */
 export type CorrelationRow = ContractCorrelationRow & CorrelationStats & { readonly x_axis: CorrelationAxis }
+
+/** The intervals of a (task, axis)'s statistics; absent: nulls. */
+export type IntervalsOf = (task: string, axis: CorrelationAxis) => Readonly<Record<StatName, Interval>> | undefined
+
+const NO_INTERVAL: Interval = { lo: null, hi: null }
+const intervalColumns = (ci: Readonly<Record<StatName, Interval>> | undefined) => {
+  const of = (s: StatName) => ci?.[s] ?? NO_INTERVAL
+  return {
+    spearman_lo: of("spearman").lo,
+    spearman_hi: of("spearman").hi,
+    pearson_lo: of("pearson").lo,
+    pearson_hi: of("pearson").hi,
+    r2_pooled_lo: of("r2_pooled").lo,
+    r2_pooled_hi: of("r2_pooled").hi,
+    size_effect_lo: of("size_effect").lo,
+    size_effect_hi: of("size_effect").hi,
+  }
+}
 
 /** A task is at chance when the interval of its accuracy covers its random baseline at every checkpoint. */
 export const atChance = (rows: ReadonlyArray<Pick<MetricRow, "acc_lo" | "acc_hi" | "random_baseline">>): boolean =>
@@ -55,6 +76,7 @@ export const correlationRows = (
   tasks: ReadonlyArray<string>,
   xOf: (model: string, step: number) => Record<CorrelationAxis, number>,
   inMean: ReadonlyArray<string> = tasks,
+  intervals: IntervalsOf = () => undefined,
 ): CorrelationRow[] => {
   const models = [...new Set(metrics.map((m) => m.model))]
   const series = (points: ReadonlyArray<{ model: string; step: number; y: number }>, task: string): CorrelationRow[] => {
@@ -62,7 +84,13 @@ export const correlationRows = (
     const y = Float64Array.from(points, (p) => p.y)
     const group = Int32Array.from(points, (p) => models.indexOf(p.model))
     const chance = task === MEAN_TASK ? null : atChance(metrics.filter((m) => m.task === task))
-    return X_AXES.map((axis) => ({ task, x_axis: axis, ...correlationStats(Float64Array.from(xs, (x) => x[axis]), y, group), at_chance: chance }))
+    return X_AXES.map((axis) => ({
+      task,
+      x_axis: axis,
+      ...correlationStats(Float64Array.from(xs, (x) => x[axis]), y, group),
+      at_chance: chance,
+      ...intervalColumns(intervals(task, axis)),
+    }))
   }
   const out: CorrelationRow[] = []
   for (const task of tasks) {
@@ -84,6 +112,66 @@ export const correlationRows = (
   }
   return out
 }
+
+/** Per-example hits of one (model, step, task): example ids ascending, 1 for a hit (metrics.ts exampleHits). */
+export interface PointHits {
+  readonly ids: Int32Array
+  readonly hit: Uint8Array
+}
+
+/**
+ * Bootstrap intervals (./bootstrap.ts) of every task's and the mean's statistics, and the R²
+ * differences of every pair of axes, over the points (model, step) `points`; each task in `tasks`
+ * must have hits at every point (`hitsOf`).
+ */
+export const bootstrapTables = (
+  points: ReadonlyArray<{ readonly model: string; readonly step: number }>,
+  tasks: ReadonlyArray<string>,
+  hitsOf: (task: string, model: string, step: number) => PointHits,
+  xOf: (model: string, step: number) => Record<CorrelationAxis, number>,
+  inMean: ReadonlyArray<string>,
+  o: { readonly samples: number; readonly seed: number },
+): { intervals: IntervalsOf; differences: R2DifferenceRow[] } => {
+  const taskHits: TaskHits[] = tasks.map((task) => {
+    const per = points.map((p) => hitsOf(task, p.model, p.step))
+    const ids = [...new Set(per.flatMap((h) => [...h.ids]))].sort((a, b) => a - b)
+    const index = new Map(ids.map((id, e) => [id, e]))
+    const hits = new Uint8Array(points.length * ids.length).fill(255)
+    per.forEach((h, p) => h.ids.forEach((id, k) => (hits[p * ids.length + index.get(id)!] = h.hit[k])))
+    return { task, hits, examples: ids.length }
+  })
+  const series = [
+    ...tasks.map((t, k) => ({ name: t, tasks: [k] })),
+    ...(inMean.length > 0 ? [{ name: MEAN_TASK, tasks: inMean.map((t) => tasks.indexOf(t)) }] : []),
+  ]
+  const xs = points.map((p) => xOf(p.model, p.step))
+  const models = [...new Set(points.map((p) => p.model))]
+  const { intervals, differences } = bootstrapCorrelations({
+    tasks: taskHits,
+    series,
+    axes: X_AXES.map((name) => ({ name, x: Float64Array.from(xs, (x) => x[name]) })),
+    group: Int32Array.from(points, (p) => models.indexOf(p.model)),
+    samples: o.samples,
+    seed: o.seed,
+  })
+  const byKey = new Map(intervals.map((i) => [`${i.name}\u0000${i.axis}`, i.stats]))
+  return {
+    intervals: (task, axis) => byKey.get(`${task}\u0000${axis}`),
+    differences: differences.map((d) => ({
+      task: d.name,
+      x_axis_a: d.axisA,
+      x_axis_b: d.axisB,
+      r2_a: d.r2A,
+      r2_b: d.r2B,
+      diff: d.diff,
+      diff_lo: d.lo,
+      diff_hi: d.hi,
+      n_points: d.nPoints,
+    })),
+  }
+}
+
+export const r2DifferencesTable = (rows: ReadonlyArray<R2DifferenceRow>): arrow.Table => R2Differences.fromRows(rows)
 
 export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table => TaskMetricsTable.fromRows(rows)
 
