@@ -85,7 +85,7 @@ const partialLog: string[] = []
 
 beforeAll(async () => {
   full = await buildRun("full")
-  partial = await buildRun("partial", ["checkpoints", "task_metrics", "correlations"], { isTTY: false, write: (s) => void partialLog.push(s) })
+  partial = await buildRun("partial", ["checkpoints", "task_metrics", "correlations", "r2_differences"], { isTTY: false, write: (s) => void partialLog.push(s) })
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium; .ci/run does this)`)
   }
@@ -143,8 +143,8 @@ describe("report in headless Chromium", () => {
     expect(await page.locator("#summary table").first().locator("tbody tr").count()).toBe(3)
 
     const links = await checkLinks(page, path.dirname(file))
-    // Every table of the fixture is linked: 9 files, sequences/noise.parquet, and the 2 files of each of the 4 λ folders.
-    expect(new Set(links).size).toBe(18)
+    // Every table of the fixture is linked: 10 files, sequences/noise.parquet, and the 2 files of each of the 4 λ folders.
+    expect(new Set(links).size).toBe(19)
     expect(links.map(decodeURIComponent)).toContain("../sequences/lambda=1_-1/trajectories.parquet")
     const inventory = (await page.locator("#summary table.inventory").textContent()) ?? ""
     expect(inventory).toContain("sequences/lambda=-1_1/generations.parquet")
@@ -190,7 +190,7 @@ describe("report in headless Chromium", () => {
     }
     expect(await page.locator("#fig-validation-ppl svg g.role-mark path").count()).toBeGreaterThan(3)
     const links = await checkLinks(page, path.dirname(file))
-    expect([...new Set(links)].sort()).toEqual(["../checkpoints.parquet", "../correlations.parquet", "../task_metrics.parquet"])
+    expect([...new Set(links)].sort()).toEqual(["../checkpoints.parquet", "../correlations.parquet", "../r2_differences.parquet", "../task_metrics.parquet"])
     expect(await duplicateIds(page)).toBe(0)
     await page.screenshot({ path: path.join(partial.runDir, "report", "screenshot.png"), fullPage: true })
     expect(problems).toEqual({ errors: [], external: [] })

@@ -18,6 +18,7 @@ import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../s
 import type { Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
 import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
+import { R2Differences } from "../stages/correlate/contract.ts"
 
 const configFrom = (yaml: string) => {
   const c = parseConfig("/tmp/report-test/run.yaml", yaml, { checkPaths: false })
@@ -64,7 +65,7 @@ describe("figures", () => {
       expect(f.caption.length, f.id).toBeGreaterThan(30)
       expect(f.caption, f.id).not.toContain("\n")
       expect(f.sources.length).toBeGreaterThan(0)
-      for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z_]+\.parquet$/)
+      for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z0-9_]+\.parquet$/)
     }
     expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
   })
@@ -145,6 +146,12 @@ describe("figures", () => {
     const f = byId(figs, "fig-correlations")
     expect(f.table?.rows.map((r) => r[0])).toEqual(["ln valid ppl", "ln FLOPs", "ln tokens", "ln step"])
     expect([...(f.table?.strong ?? [])]).toEqual([0])
+    expect(f.notes).toEqual(["ln valid ppl predicts mean accuracy better than ln tokens: R² difference 0.23 [0.13, 0.33] (95% bootstrap interval)."])
+    // Where the interval of the difference with the runner-up covers 0, nothing is marked, and the note says so.
+    const wide = all.r2_differences!.toArray().map((r) => ({ ...r.toJSON(), diff_lo: -0.05 }))
+    const f2 = byId(buildFigures({ ...all, r2_differences: R2Differences.fromRows(wide as never) }, options), "fig-correlations")
+    expect([...(f2.table?.strong ?? [])]).toEqual([])
+    expect(f2.notes[0]).toMatch(/^No x axis predicts mean accuracy significantly better: .* covers 0\.$/)
     const sort = (findAll(f.spec, "y") as Array<{ field?: string; sort?: string[] }>).find((y) => y.field === "task")!.sort!
     expect(sort[0]).toBe("mean over tasks")
     expect(sort).toContain(ODD_TASK)

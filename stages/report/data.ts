@@ -7,7 +7,7 @@ import * as arrow from "apache-arrow"
 import { AGGREGATE, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
-import { agreementFile, CORRELATE, correlationsFile, taskMetricsFile } from "../correlate/contract.ts"
+import { agreementFile, CORRELATE, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
 import { generationsPattern, noiseFile, SEQUENCES, trajectoriesPattern } from "../sequences/contract.ts"
 
 export type Cell = string | number | boolean | null
@@ -22,6 +22,7 @@ export interface ReportTables {
   readonly group_trajectories?: arrow.Table
   readonly task_metrics?: arrow.Table
   readonly correlations?: arrow.Table
+  readonly r2_differences?: arrow.Table
   readonly agreement?: arrow.Table
   readonly checkpoint_checks?: arrow.Table
   /**
@@ -43,6 +44,7 @@ export const tableSpecs: Readonly<Record<TableName, { readonly file: string; rea
   group_trajectories: { file: groupTrajectoriesFile.path, stage: CLASSIFY },
   task_metrics: { file: taskMetricsFile.path, stage: CORRELATE },
   correlations: { file: correlationsFile.path, stage: CORRELATE },
+  r2_differences: { file: r2DifferencesFile.path, stage: CORRELATE },
   agreement: { file: agreementFile.path, stage: CORRELATE },
   checkpoint_checks: { file: checksFile.path, stage: CHECKS },
   sequence_generations: { file: generationsPattern, stage: SEQUENCES },

@@ -3,7 +3,7 @@
  * equal perplexity. Pure, like figures.ts.
  */
 import { MEAN_TASK } from "../correlate/contract.ts"
-import { groupBy, num, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
+import { groupBy, num, sizeOrder, str, thin, type Cell, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
 
@@ -132,7 +132,7 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
     title: "7. What predicts accuracy",
     caption:
       "Spearman ρ of accuracy with each x axis, pooled R² of accuracy ~ x over all sizes, and the size effect (ΔR² from one intercept per size; near 0 means size-invariant), per task and for the mean over tasks.",
-    sources: ["correlations.parquet"],
+    sources: ["correlations.parquet", "r2_differences.parquet"],
   }
   const got = need(tables, "correlations", ["task", "x_axis", "spearman", "pearson", "r2_pooled", "size_effect", "n_points"])
   if ("why" in got) return leftOut(meta, [got.why])
@@ -168,15 +168,30 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
   })
   const overall = got.rows.filter((r) => str(r.task) === MEAN_TASK)
   overall.sort((a, b) => axes.indexOf(str(a.x_axis)) - axes.indexOf(str(b.x_axis)))
-  let best = -1
-  overall.forEach((r, i) => {
-    if (Number.isFinite(num(r.r2_pooled)) && (best < 0 || num(r.r2_pooled) > num(overall[best].r2_pooled))) best = i
-  })
+  // The best x axis is emphasised only when the 95% bootstrap interval of its R² difference with
+  // the runner-up (r2_differences.parquet) excludes 0.
+  const ranked = overall.map((r, i) => i).filter((i) => Number.isFinite(num(overall[i].r2_pooled))).sort((a, b) => num(overall[b].r2_pooled) - num(overall[a].r2_pooled))
+  const diffs = tables.r2_differences ? (tables.r2_differences.toArray().map((r) => r.toJSON()) as Array<Record<string, Cell>>) : []
+  const [first, second] = ranked.map((i) => str(overall[i].x_axis))
+  const d = diffs.find((x) => str(x.task) === MEAN_TASK && ((str(x.x_axis_a) === first && str(x.x_axis_b) === second) || (str(x.x_axis_a) === second && str(x.x_axis_b) === first)))
+  const excludesZero = d !== undefined && (str(d.x_axis_a) === first ? num(d.diff_lo) > 0 : num(d.diff_hi) < 0)
+  const ci = (r: Record<string, Cell>, stat: string) => {
+    const [lo, hi] = [num(r[`${stat}_lo`]), num(r[`${stat}_hi`])]
+    return `${fmt(num(r[stat]))}${Number.isFinite(lo) && Number.isFinite(hi) ? ` [${fmt(lo)}, ${fmt(hi)}]` : ""}`
+  }
+  const verdict =
+    d === undefined
+      ? []
+      : [
+          excludesZero
+            ? `${axisLabel(first)} predicts mean accuracy better than ${axisLabel(second)}: R² difference ${fmt(Math.abs(num(d.diff)))} [${fmt(str(d.x_axis_a) === first ? num(d.diff_lo) : -num(d.diff_hi))}, ${fmt(str(d.x_axis_a) === first ? num(d.diff_hi) : -num(d.diff_lo))}] (95% bootstrap interval).`
+            : `No x axis predicts mean accuracy significantly better: the R² difference of ${axisLabel(first)} and ${axisLabel(second)} is ${fmt(Math.abs(num(d.diff)))}, and its 95% bootstrap interval [${fmt(str(d.x_axis_a) === first ? num(d.diff_lo) : -num(d.diff_hi))}, ${fmt(str(d.x_axis_a) === first ? num(d.diff_hi) : -num(d.diff_lo))}] covers 0.`,
+        ]
   const table: TextTable | undefined = overall.length
     ? {
-        columns: ["x axis (mean over tasks)", "Spearman ρ", "Pearson r", "pooled R²", "size effect ΔR²", "points"],
-        rows: overall.map((r) => [axisLabel(str(r.x_axis)), fmt(num(r.spearman)), fmt(num(r.pearson)), fmt(num(r.r2_pooled)), fmt(num(r.size_effect)), String(num(r.n_points))]),
-        strong: new Set(best >= 0 ? [best] : []),
+        columns: ["x axis (mean over tasks)", "Spearman ρ [95% CI]", "Pearson r [95% CI]", "pooled R² [95% CI]", "size effect ΔR² [95% CI]", "points"],
+        rows: overall.map((r) => [axisLabel(str(r.x_axis)), ci(r, "spearman"), ci(r, "pearson"), ci(r, "r2_pooled"), ci(r, "size_effect"), String(num(r.n_points))]),
+        strong: new Set(excludesZero ? [ranked[0]] : []),
       }
     : undefined
   return {
@@ -190,7 +205,7 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
       ],
       resolve: { scale: { color: "independent" }, legend: { color: "independent" } },
     }),
-    notes: [],
+    notes: verdict,
     ...(table ? { table } : {}),
   }
 }

@@ -18,7 +18,7 @@ import { defineStage, UnitError, type TableFile, type UnitContext, type UnitPlan
 import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classifyUnit, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
-import { agreementFile, CORRELATE, correlateUnit, correlationsFile, taskMetricsFile } from "../correlate/contract.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
 import { DOWNSTREAM } from "../downstream/contract.ts"
 import { generationsFile, lambdaGroups, lambdaId, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
@@ -55,6 +55,7 @@ export const reportSources = (config: Config): Record<TableName, ReadonlyArray<R
     group_trajectories: [{ ref: classifyUnit, file: groupTrajectoriesFile }],
     task_metrics: [{ ref: correlateUnit, file: taskMetricsFile }],
     correlations: [{ ref: correlateUnit, file: correlationsFile }],
+    r2_differences: [{ ref: correlateUnit, file: r2DifferencesFile }],
     agreement: [{ ref: correlateUnit, file: agreementFile }],
     checkpoint_checks: [{ ref: checksUnit, file: checksFile }],
     sequence_generations: groups.map((g) => ({ ref: g.ref, file: generationsFile(g.s, g.l), group: lambdaId(g.s, g.l) })),
