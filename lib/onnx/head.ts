@@ -33,7 +33,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { DT, GraphBuilder, decodeModel, encodeModel, int, node, valueInfo, type INodeProto } from "./proto.ts"
+import { DT, GraphBuilder, decodeModel, encodeModel, int, node, valueInfo, type IModelProto, type INodeProto } from "./proto.ts"
 import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts"
 import { hashFile } from "../../pipeline/hash.ts"
 
@@ -165,34 +165,31 @@ export const chunkFor = (vocab: number): number => Math.max(16, Math.min(4096, M
 
 export type PositionsPlan = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly reason: string }
 
+/** The output layer of a causal LM: the ops from the hidden state to `logits`, in graph order. */
+export interface OutputLayer {
+  /** The output layer's MatMul (or FusedMatMul) first, then the ops on each position alone, the last one computing `logits`. */
+  readonly chain: ReadonlyArray<INodeProto>
+  /** The tensor the output layer reads: the final hidden state [b, s, d] (after the final norm). */
+  readonly hidden: string
+  /** Every name the graph already computes, holds as a constant or takes as an input (for fresh names). */
+  readonly names: ReadonlySet<string>
+}
+
 /**
- * The model rewritten so that its output layer runs only on the positions that are scored (pure):
- * `base` is the model's bytes with its weights external (externalizeWeights, or a built graph).
+ * Walk back from `logits` to the output layer (pure; the model is not changed):
  *
- *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]            (removed)
- *   hidden ──Flatten(axis 2)──Gather(positions)──► [n, d] ──MatMul(W)──(Add bias, Cast, …)──► L [n, V]
- *   L ──┬─ReduceLogSumExp(axis 1)──► lse [n]
- *       └─GatherElements(targets, axis 1)──► target [n];   token_logprob = target − lse   [n]
- *   token_entropy = lse − Σ_v exp(L − lse)·L   [n] (when asked);   logits_shape = Shape(L) [2]
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]
+ *   → { chain: [MatMul, Add, Cast], hidden: "hidden", names }
  *
- * The chain from the output layer to `logits` is found by walking back from `logits` through ops
- * that act on each position alone (Cast, Identity, Tanh…, and Add/Sub/Mul/Div with a constant of
- * rank ≤ 1) to a MatMul (or ONNX Runtime's FusedMatMul without transA) whose weight is a 2-D
- * constant; it is removed with the `logits` output, since ONNX Runtime computes every node whether
- * its output is fetched or not. So the output layer costs n × d × V instead of b × s × d × V: the
- * context-only half of a strided window, a prompt before its options and the padding are never
- * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
+ * The walk passes ops that act on each position alone (Cast, Identity, Tanh, Softplus, Relu, and
+ * Add/Sub/Mul/Div with a constant of rank ≤ 1) and stops at a MatMul (or ONNX Runtime's
+ * FusedMatMul without transA) whose weight is a 2-D constant (an initializer, a Constant, or a
+ * Cast/Transpose/… of one). It fails with a one-line reason when the graph is of another shape, or
+ * when a tensor of the chain (logits included) is read by anything else, so that the chain can be
+ * removed or replaced without changing what the rest of the graph computes.
  */
-export const planPositionsHead = (
-  base: Uint8Array,
-  h: ModelHeader,
-  sig: Signature,
-  options: { readonly entropy: boolean; readonly chunk?: number },
-): PositionsPlan => {
-  const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
-  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
-  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
-  const model = decodeModel(base)
+export const findOutputLayer = (model: IModelProto, sig: Signature): OutputLayer | { readonly reason: string } => {
+  const fail = (reason: string) => ({ reason })
   const graph = model.graph
   if (!graph) return fail("the model has no graph")
   const nodes = graph.node ?? []
@@ -248,12 +245,45 @@ export const planPositionsHead = (
     if ((uses.get(o) ?? 0) !== 1 || graphOutputs.has(o)) return fail(`"${o}" (between the output layer and logits) has other readers`)
   }
   if ((uses.get(sig.logits.name) ?? 0) > 0) return fail("logits are read by other nodes")
-  const taken = new Set<string>([...producer.keys(), ...rank.keys(), ...(graph.input ?? []).map((i) => i.name ?? "")])
+  const names = new Set<string>([...producer.keys(), ...rank.keys(), ...(graph.input ?? []).map((i) => i.name ?? "")])
+  return { chain, hidden: chain[0].input![0], names }
+}
+
+/**
+ * The model rewritten so that its output layer runs only on the positions that are scored (pure):
+ * `base` is the model's bytes with its weights external (externalizeWeights, or a built graph).
+ *
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]            (removed)
+ *   hidden ──Flatten(axis 2)──Gather(positions)──► [n, d] ──MatMul(W)──(Add bias, Cast, …)──► L [n, V]
+ *   L ──┬─ReduceLogSumExp(axis 1)──► lse [n]
+ *       └─GatherElements(targets, axis 1)──► target [n];   token_logprob = target − lse   [n]
+ *   token_entropy = lse − Σ_v exp(L − lse)·L   [n] (when asked);   logits_shape = Shape(L) [2]
+ *
+ * The chain from the output layer to `logits` is found by findOutputLayer (a MatMul whose weight
+ * is a 2-D constant, then ops on each position alone); it is removed with the `logits` output,
+ * since ONNX Runtime computes every node whether its output is fetched or not. So the output layer costs n × d × V instead of b × s × d × V: the
+ * context-only half of a strided window, a prompt before its options and the padding are never
+ * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
+ */
+export const planPositionsHead = (
+  base: Uint8Array,
+  h: ModelHeader,
+  sig: Signature,
+  options: { readonly entropy: boolean; readonly chunk?: number },
+): PositionsPlan => {
+  const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
+  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
+  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
+  const model = decodeModel(base)
+  const found = findOutputLayer(model, sig)
+  if ("reason" in found) return fail(found.reason)
+  const { chain, hidden, names: taken } = found
+  const graph = model.graph!
+  const nodes = graph.node ?? []
   const mine = [IN.positions, IN.targets, OUT.logprob, OUT.entropy, OUT.logitsShape]
   if (mine.some((x) => taken.has(x))) return fail("the model already has a tensor named trajectories/…")
 
   const g = new GraphBuilder(h.opset, "trajectories/pos_")
-  const hidden = chain[0].input![0]
   const flat = g.op("Flatten", [hidden], { axis: 2 }) // [b·s, d]
   // Chunks: M = ⌈n / most⌉ iterations of c = ⌈n / M⌉ positions each (fewer than M padded ones in all).
   const vocab = typeof sig.logits.dims?.[2] === "number" ? (sig.logits.dims[2] as number) : 50_304
