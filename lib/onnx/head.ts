@@ -28,6 +28,10 @@
  * (pipeline/hash.ts hashFile: whole up to 64 MiB, sampled above) and whether entropy is asked, so
  * each checkpoint is rewritten once, and a checkpoint replaced by another of the same size and
  * mtime is not scored with the old graph.
+ *
+ * The same walk back from `logits` (findOutputLayer) also gives the hidden-state graph of the
+ * embedder (planHiddenOutput, embed.ts): the output layer's input at each row's last token, with the
+ * output layer removed; it is cached under `<cacheDir>/embed-graphs/` (hiddenKey).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
