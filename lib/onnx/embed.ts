@@ -61,11 +61,10 @@ export interface Embedder {
 }
 
 /** The Promise's failure as the module's OnnxError (one line, naming the checkpoint). */
-const asOnnxError =
-  <A>(label: string, f: () => Promise<A>): Promise<A> =>
-    f().catch((e: unknown) => {
-      throw e instanceof OnnxError ? e : toOnnxError(label)(e)
-    })
+const asOnnxError = <A>(label: string, f: () => Promise<A>): Promise<A> =>
+  f().catch((e: unknown) => {
+    throw e instanceof OnnxError ? e : toOnnxError(label)(e)
+  })
 
 /** Throws (naming the row) unless every row has 1…contextLength non-negative ids. */
 const checkRows = (rows: ReadonlyArray<Int32Array>, contextLength: number, label: string): void =>
