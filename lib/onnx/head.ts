@@ -28,12 +28,16 @@
  * (pipeline/hash.ts hashFile: whole up to 64 MiB, sampled above) and whether entropy is asked, so
  * each checkpoint is rewritten once, and a checkpoint replaced by another of the same size and
  * mtime is not scored with the old graph.
+ *
+ * The same walk back from `logits` (findOutputLayer) also gives the hidden-state graph of the
+ * embedder (planHiddenOutput, embed.ts): the output layer's input at each row's last token, with the
+ * output layer removed; it is cached under `<cacheDir>/embed-graphs/` (hiddenKey).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
-import { DT, GraphBuilder, decodeModel, encodeModel, int, node, valueInfo, type INodeProto } from "./proto.ts"
+import { DT, GraphBuilder, decodeModel, encodeModel, int, node, tensorI64, valueInfo, type IModelProto, type INodeProto } from "./proto.ts"
 import { externalizeWeights, type ModelHeader, type TensorDecl } from "./file.ts"
 import { hashFile } from "../../pipeline/hash.ts"
 
@@ -165,34 +169,31 @@ export const chunkFor = (vocab: number): number => Math.max(16, Math.min(4096, M
 
 export type PositionsPlan = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly reason: string }
 
+/** The output layer of a causal LM: the ops from the hidden state to `logits`, in graph order. */
+export interface OutputLayer {
+  /** The output layer's MatMul (or FusedMatMul) first, then the ops on each position alone, the last one computing `logits`. */
+  readonly chain: ReadonlyArray<INodeProto>
+  /** The tensor the output layer reads: the final hidden state [b, s, d] (after the final norm). */
+  readonly hidden: string
+  /** Every name the graph already computes, holds as a constant or takes as an input (for fresh names). */
+  readonly names: ReadonlySet<string>
+}
+
 /**
- * The model rewritten so that its output layer runs only on the positions that are scored (pure):
- * `base` is the model's bytes with its weights external (externalizeWeights, or a built graph).
+ * Walk back from `logits` to the output layer (pure; the model is not changed):
  *
- *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]            (removed)
- *   hidden ──Flatten(axis 2)──Gather(positions)──► [n, d] ──MatMul(W)──(Add bias, Cast, …)──► L [n, V]
- *   L ──┬─ReduceLogSumExp(axis 1)──► lse [n]
- *       └─GatherElements(targets, axis 1)──► target [n];   token_logprob = target − lse   [n]
- *   token_entropy = lse − Σ_v exp(L − lse)·L   [n] (when asked);   logits_shape = Shape(L) [2]
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]
+ *   → { chain: [MatMul, Add, Cast], hidden: "hidden", names }
  *
- * The chain from the output layer to `logits` is found by walking back from `logits` through ops
- * that act on each position alone (Cast, Identity, Tanh…, and Add/Sub/Mul/Div with a constant of
- * rank ≤ 1) to a MatMul (or ONNX Runtime's FusedMatMul without transA) whose weight is a 2-D
- * constant; it is removed with the `logits` output, since ONNX Runtime computes every node whether
- * its output is fetched or not. So the output layer costs n × d × V instead of b × s × d × V: the
- * context-only half of a strided window, a prompt before its options and the padding are never
- * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
+ * The walk passes ops that act on each position alone (Cast, Identity, Tanh, Softplus, Relu, and
+ * Add/Sub/Mul/Div with a constant of rank ≤ 1) and stops at a MatMul (or ONNX Runtime's
+ * FusedMatMul without transA) whose weight is a 2-D constant (an initializer, a Constant, or a
+ * Cast/Transpose/… of one). It fails with a one-line reason when the graph is of another shape, or
+ * when a tensor of the chain (logits included) is read by anything else, so that the chain can be
+ * removed or replaced without changing what the rest of the graph computes.
  */
-export const planPositionsHead = (
-  base: Uint8Array,
-  h: ModelHeader,
-  sig: Signature,
-  options: { readonly entropy: boolean; readonly chunk?: number },
-): PositionsPlan => {
-  const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
-  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
-  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
-  const model = decodeModel(base)
+export const findOutputLayer = (model: IModelProto, sig: Signature): OutputLayer | { readonly reason: string } => {
+  const fail = (reason: string) => ({ reason })
   const graph = model.graph
   if (!graph) return fail("the model has no graph")
   const nodes = graph.node ?? []
@@ -248,12 +249,45 @@ export const planPositionsHead = (
     if ((uses.get(o) ?? 0) !== 1 || graphOutputs.has(o)) return fail(`"${o}" (between the output layer and logits) has other readers`)
   }
   if ((uses.get(sig.logits.name) ?? 0) > 0) return fail("logits are read by other nodes")
-  const taken = new Set<string>([...producer.keys(), ...rank.keys(), ...(graph.input ?? []).map((i) => i.name ?? "")])
+  const names = new Set<string>([...producer.keys(), ...rank.keys(), ...(graph.input ?? []).map((i) => i.name ?? "")])
+  return { chain, hidden: chain[0].input![0], names }
+}
+
+/**
+ * The model rewritten so that its output layer runs only on the positions that are scored (pure):
+ * `base` is the model's bytes with its weights external (externalizeWeights, or a built graph).
+ *
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]            (removed)
+ *   hidden ──Flatten(axis 2)──Gather(positions)──► [n, d] ──MatMul(W)──(Add bias, Cast, …)──► L [n, V]
+ *   L ──┬─ReduceLogSumExp(axis 1)──► lse [n]
+ *       └─GatherElements(targets, axis 1)──► target [n];   token_logprob = target − lse   [n]
+ *   token_entropy = lse − Σ_v exp(L − lse)·L   [n] (when asked);   logits_shape = Shape(L) [2]
+ *
+ * The chain from the output layer to `logits` is found by findOutputLayer (a MatMul whose weight
+ * is a 2-D constant, then ops on each position alone); it is removed with the `logits` output,
+ * since ONNX Runtime computes every node whether its output is fetched or not. So the output layer costs n × d × V instead of b × s × d × V: the
+ * context-only half of a strided window, a prompt before its options and the padding are never
+ * multiplied by the vocabulary. A graph of another shape gets the head over all logits (planRewrite).
+ */
+export const planPositionsHead = (
+  base: Uint8Array,
+  h: ModelHeader,
+  sig: Signature,
+  options: { readonly entropy: boolean; readonly chunk?: number },
+): PositionsPlan => {
+  const fail = (reason: string): PositionsPlan => ({ ok: false, reason })
+  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
+  if (!FLOAT_TYPES.includes(sig.logits.elemType)) return fail(`logits have element type ${DT[sig.logits.elemType] ?? sig.logits.elemType}`)
+  const model = decodeModel(base)
+  const found = findOutputLayer(model, sig)
+  if ("reason" in found) return fail(found.reason)
+  const { chain, hidden, names: taken } = found
+  const graph = model.graph!
+  const nodes = graph.node ?? []
   const mine = [IN.positions, IN.targets, OUT.logprob, OUT.entropy, OUT.logitsShape]
   if (mine.some((x) => taken.has(x))) return fail("the model already has a tensor named trajectories/…")
 
   const g = new GraphBuilder(h.opset, "trajectories/pos_")
-  const hidden = chain[0].input![0]
   const flat = g.op("Flatten", [hidden], { axis: 2 }) // [b·s, d]
   // Chunks: M = ⌈n / most⌉ iterations of c = ⌈n / M⌉ positions each (fewer than M padded ones in all).
   const vocab = typeof sig.logits.dims?.[2] === "number" ? (sig.logits.dims[2] as number) : 50_304
@@ -317,5 +351,100 @@ export const planPositionsHead = (
   graph.input = [...(graph.input ?? []), valueInfo(IN.positions, DT.INT64, ["n"]), valueInfo(IN.targets, DT.INT64, ["n"])]
   graph.output = [...(graph.output ?? []).filter((o) => o.name !== sig.logits.name), ...outputs]
   graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !removedNames.has(v.name ?? ""))
+  return { ok: true, bytes: encodeModel(model) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The final hidden state at each row's last token (sequence embeddings)
+
+/** The input and output of the hidden-state graph (planHiddenOutput). */
+export const HIDDEN = {
+  /** int64 [b]: the column of each row's last real token (rows are padded on the right). */
+  last: "trajectories/last",
+  /** float32 [b, d]: the output layer's input at that column. */
+  hidden: "trajectories/hidden",
+} as const
+
+/** Bump when planHiddenOutput (or findOutputLayer) changes: cached hidden-state graphs of older versions are not reused. */
+export const HIDDEN_VERSION = 1
+
+/** Cache key of a checkpoint's hidden-state graph: its content digest and the version; never equal to a score graph's (rewriteKey). */
+export const hiddenKey = (modelPath: string): string =>
+  createHash("sha256")
+    .update(`${hashFile(path.resolve(modelPath))}\0hidden\0v${HIDDEN_VERSION}`)
+    .digest("hex")
+    .slice(0, 24)
+
+/** Where a checkpoint's hidden-state graph is cached: `<cacheDir>/embed-graphs/<name>-<hiddenKey>.onnx`, beside (not among) the score graphs. */
+export const hiddenGraphPath = (cacheDir: string, modelPath: string): string =>
+  path.join(cacheDir, "embed-graphs", `${path.basename(modelPath, ".onnx")}-${hiddenKey(modelPath)}.onnx`)
+
+export type HiddenPlan = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly reason: string }
+
+/** Names every tensor a node reads, its subgraphs' reads included (conservatively: every input named inside them). */
+const readsOf = (n: INodeProto): string[] => [
+  ...(n.input ?? []),
+  ...(n.attribute ?? []).flatMap((a) => [a.g, ...(a.graphs ?? [])].flatMap((sub) => (sub?.node ?? []).flatMap(readsOf))),
+]
+
+/**
+ * The model rewritten to output the final hidden state at each row's last token (pure): `base` is
+ * the model's bytes with its weights external (externalizeWeights, or a built graph).
+ *
+ *   hidden [b, s, d] ──MatMul(W)──(Add bias, Cast, …)──► logits [b, s, V]                    (removed)
+ *   hidden ──Flatten(axis 2)──► [b·s, d] ──Gather(r·s + last[r])──► [b, d] ──Cast(float)──► trajectories/hidden
+ *   trajectories/last: int64 [b], the column of row r's last real token
+ *
+ * `hidden` is the output layer's input as findOutputLayer finds it: after the final norm, what
+ * MAUVE's reference takes from GPT-2. The output layer and `logits` are removed, and with them
+ * every node that only fed them (the Transpose or Cast of a tied or fp16 head weight) and the
+ * initializers no node reads any more: ONNX Runtime computes every node, fetched or not, so the
+ * vocabulary-sized MatMul would cost as much as the whole model on a small one. The model's other
+ * outputs (present.* of an export with a KV cache) stay. Fails with a one-line reason where the
+ * output layer cannot be found, or the opset is below 11 (Range).
+ */
+export const planHiddenOutput = (base: Uint8Array, h: ModelHeader, sig: Signature): HiddenPlan => {
+  const fail = (reason: string): HiddenPlan => ({ ok: false, reason })
+  if (h.opset === undefined || h.opset < 11) return fail("opset < 11")
+  const model = decodeModel(base)
+  const found = findOutputLayer(model, sig)
+  if ("reason" in found) return fail(found.reason)
+  const { hidden, names } = found
+  if (names.has(HIDDEN.last) || names.has(HIDDEN.hidden)) return fail("the model already has a tensor named trajectories/…")
+  const graph = model.graph!
+
+  const g = new GraphBuilder(h.opset, "trajectories/hid_")
+  const scalar = (v: number) => {
+    const name = g.fresh("k")
+    g.initializers.push(tensorI64(name, [], [v]))
+    return name
+  }
+  const flat = g.op("Flatten", [hidden], { axis: 2 }) // [b·s, d]
+  const cols = g.slice(g.op("Shape", [hidden]), [1], [2], [0]) // [1]: s
+  const rows = g.op("Range", [scalar(0), g.squeeze(g.op("Shape", [HIDDEN.last]), [0]), scalar(1)]) // [b]: 0 … b−1
+  const at = g.op("Add", [g.op("Mul", [rows, cols]), HIDDEN.last]) // [b]: r·s + last[r]
+  g.op("Cast", [g.op("Gather", [flat, at], { axis: 0 })], { to: DT.FLOAT }, HIDDEN.hidden)
+
+  // Keep the nodes the remaining outputs need (the new ones among them), in graph order.
+  const outputs = [...(graph.output ?? []).filter((o) => o.name !== sig.logits.name), valueInfo(HIDDEN.hidden, DT.FLOAT, ["batch", null])]
+  const all = [...(graph.node ?? []), ...g.nodes]
+  const producer = new Map<string, INodeProto>()
+  for (const n of all) for (const o of n.output ?? []) producer.set(o, n)
+  const kept = new Set<INodeProto>()
+  const needed = outputs.map((o) => o.name ?? "")
+  for (let x = needed.pop(); x !== undefined; x = needed.pop()) {
+    const n = producer.get(x)
+    if (n === undefined || kept.has(n)) continue
+    kept.add(n)
+    needed.push(...readsOf(n))
+  }
+  graph.node = all.filter((n) => kept.has(n))
+  const read = new Set(graph.node.flatMap(readsOf))
+  const inputs = new Set((graph.input ?? []).map((i) => i.name ?? ""))
+  graph.initializer = [...(graph.initializer ?? []), ...g.initializers].filter((t) => read.has(t.name ?? "") || inputs.has(t.name ?? ""))
+  graph.input = [...(graph.input ?? []), valueInfo(HIDDEN.last, DT.INT64, ["batch"])]
+  graph.output = outputs
+  const computed = new Set([...producer.keys()].filter((x) => kept.has(producer.get(x)!)))
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => computed.has(v.name ?? "") || read.has(v.name ?? ""))
   return { ok: true, bytes: encodeModel(model) }
 }

@@ -11,6 +11,7 @@
  *   next-token.ts  openNextToken: next-token distributions, with the export's KV cache when it has one
  *   options.ts     scorerOptions, sessionSettings: the config's `scoring` section as ScorerOptions / SessionSettings
  *   pool.ts        makeScorerPool: sessions kept open across units (OnnxLive's withScorer)
+ *   embed.ts       openEmbedder / withEmbedder: the final hidden state at each sequence's last token (MAUVE features)
  *
  * Stage code:
  *
@@ -29,6 +30,7 @@ export { OnnxError } from "./session.ts"
 export { scorerOptions, sessionSettings, type ScorerContext, type ScoringSection } from "./options.ts"
 export type { ScoreRequest, ScoreResult, Scorer, ScorerOptions } from "./scorer.ts"
 export type { NextToken, OpenOptions, Stepper } from "./next-token.ts"
+export { openEmbedder, withEmbedder, type Embedder, type EmbedderOptions } from "./embed.ts"
 
 export interface OnnxService {
   /**
