@@ -275,6 +275,14 @@ describe("mauve", () => {
     expect(Array.from(r.p)).toEqual(Array.from(r.q))
     expect(Math.abs(r.mauve - 1)).toBeLessThan(1e-12)
   })
+  it("compares rows by direction (L2-normalised): P = 3·Q scores 1, a zero row is kept as zero", () => {
+    const next = mulberry32(26)
+    const q = blob(next, unit(dim, 0), 50, 4)
+    const r = mauve(features(q.map((v) => 3 * v), dim), features(q, dim), { seed: 2 })
+    expect(Math.abs(r.mauve - 1)).toBeLessThan(1e-12)
+    const withZero = [...Array<number>(dim).fill(0), ...q.slice(dim)]
+    expect(mauve(features(withZero, dim), features(q, dim), { seed: 2 }).mauve).toBeGreaterThan(0.5)
+  })
   it("is the disjoint-support value for clusters at +10 and −10 (every bucket pure)", () => {
     // Every bucket holds P rows only or Q rows only, so the curve is ((1−λ)^5, λ^5) and MAUVE the
     // grid's area of it: 0.0040721 (the exact curve's area is 1/252).
