@@ -29,10 +29,9 @@ import { Effect } from "effect"
 import * as ort from "onnxruntime-node"
 import { firstNonFinite, padRight, planBatches } from "./batching.ts"
 import { feedAll, feedsFor, type Feeds } from "./feeds.ts"
-import { NotOnnx, readModelHeader } from "./file.ts"
-import { HIDDEN, baseBytes, cachedGraph, findSignature, hiddenGraphPath, planHiddenOutput } from "./head.ts"
+import { HIDDEN, baseBytes, cachedGraph, hiddenGraphPath, planHiddenOutput } from "./head.ts"
 import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, withExternalFolder, type SessionSettings } from "./session.ts"
-import { graphSource } from "./source.ts"
+import { readGraph } from "./source.ts"
 
 /** Session settings (threads, execution provider: session.ts, as for the scorer) and how to embed. */
 export interface EmbedderOptions extends SessionSettings {
@@ -101,16 +100,8 @@ const runBatch = async (session: ort.InferenceSession, feeds: Feeds, rows: Reado
 export const openEmbedder = (modelPath: string, o: EmbedderOptions, label: string): Promise<Embedder> =>
   asOnnxError(label, async () => {
     if (!Number.isInteger(o.contextLength) || o.contextLength < 1) throw new Fail(`${label}: contextLength ${o.contextLength} is not a positive integer`)
-    const src = graphSource(modelPath, o.cacheDir, label)
+    const { src, header, sig } = readGraph(modelPath, o.cacheDir, label)
     const abs = src.file
-    let header
-    try {
-      header = readModelHeader(abs)
-    } catch (e) {
-      throw new Fail(e instanceof NotOnnx ? `${label}: not an ONNX model: ${abs} (${e.message})` : `${label}: cannot read ${abs}: ${firstLine(e)}`, { cause: e })
-    }
-    const sig = findSignature(header)
-    if (typeof sig === "string") throw new Fail(`${label}: ${sig}`)
     const target = o.cacheDir !== undefined ? hiddenGraphPath(o.cacheDir, abs) : undefined
     const got = cachedGraph(target, () => {
       const p = planHiddenOutput(baseBytes(abs, !src.built), header, sig)

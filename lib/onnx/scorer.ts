@@ -27,10 +27,10 @@ import { Effect } from "effect"
 import type * as ort from "onnxruntime-node"
 import { batchForBudget, firstNonFinite, halfToFloat, logSoftmaxTargets, padRight, planBatches } from "./batching.ts"
 import { feedAll, feedsFor, positionFeeds, type Feeds } from "./feeds.ts"
-import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
-import { IN, OUT, baseBytes, cachedGraph, cachedGraphPath, findSignature, planPositionsHead, planRewrite, rewriteKey, type HeadVariant, type Signature } from "./head.ts"
+import type { ModelHeader } from "./file.ts"
+import { IN, OUT, baseBytes, cachedGraph, cachedGraphPath, planPositionsHead, planRewrite, rewriteKey, type HeadVariant, type Signature } from "./head.ts"
 import { Fail, OnnxError, createSession, firstLine, sessionOptions, toOnnxError, withExternalFolder, type SessionSettings } from "./session.ts"
-import { graphSource, openSource, type GraphSource } from "./source.ts"
+import { openSource, readGraph, type GraphSource } from "./source.ts"
 
 /** Score positions firstTarget…ids.length−1 of `ids` (firstTarget ≥ 1). */
 export interface ScoreRequest {
@@ -173,16 +173,8 @@ const openRewritten = async (
 }
 
 export const openScorer = async (modelPath: string, o: ScorerOptions, label: string): Promise<Opened> => {
-  const src = graphSource(modelPath, o.cacheDir, label)
+  const { src, header, sig } = readGraph(modelPath, o.cacheDir, label)
   const abs = src.file
-  let header
-  try {
-    header = readModelHeader(abs)
-  } catch (e) {
-    throw new Fail(e instanceof NotOnnx ? `${label}: not an ONNX model: ${abs} (${e.message})` : `${label}: cannot read ${abs}: ${firstLine(e)}`, { cause: e })
-  }
-  const sig = findSignature(header)
-  if (typeof sig === "string") throw new Fail(`${label}: ${sig}`)
   const options = sessionOptions(o)
   let session: ort.InferenceSession | undefined
   let graph: Scorer["graph"] = "logits"

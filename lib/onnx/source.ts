@@ -21,6 +21,8 @@ import { writeFileAtomicSync } from "../../pipeline/atomic.ts"
 import { buildHfGraph, isHfFolder } from "./hf/build.ts"
 import type * as ort from "onnxruntime-node"
 import { Fail, createSession, firstLine, withExternalFolder } from "./session.ts"
+import { NotOnnx, readModelHeader, type ModelHeader } from "./file.ts"
+import { findSignature, type Signature } from "./head.ts"
 
 export interface GraphSource {
   /** The ONNX file to read the header of and rewrite: the checkpoint itself, or the graph built from its folder. */
@@ -56,5 +58,20 @@ export const graphSource = (checkpoint: string, cacheDir: string | undefined, la
 }
 
 /** A session on a graph source: an ONNX file as it is, or a built graph from bytes with its weights' folder. */
+/** The graph source of a checkpoint with its header and the inputs and outputs the scorer and embedder rely on; a Fail names what is wrong. */
+export const readGraph = (checkpoint: string, cacheDir: string | undefined, label: string): { src: GraphSource; header: ModelHeader; sig: Signature } => {
+  const src = graphSource(checkpoint, cacheDir, label)
+  const abs = src.file
+  let header
+  try {
+    header = readModelHeader(abs)
+  } catch (e) {
+    throw new Fail(e instanceof NotOnnx ? `${label}: not an ONNX model: ${abs} (${e.message})` : `${label}: cannot read ${abs}: ${firstLine(e)}`, { cause: e })
+  }
+  const sig = findSignature(header)
+  if (typeof sig === "string") throw new Fail(`${label}: ${sig}`)
+  return { src, header, sig }
+}
+
 export const openSource = (src: GraphSource, options: ort.InferenceSession.SessionOptions, label: string): Promise<ort.InferenceSession> =>
   src.built ? createSession(fs.readFileSync(src.file), withExternalFolder(options, src.externalFolder), label) : createSession(src.file, options, label)
