@@ -12,7 +12,7 @@ import { readParquetOption, RunStore } from "../pipeline/run-store.ts"
 import type { TableFile } from "../pipeline/stage.ts"
 import { checkpointsFile } from "./aggregate/contract.ts"
 import { classSummaryFile } from "./classify/contract.ts"
-import { correlationsFile, MEAN_TASK, r2DifferencesFile } from "./correlate/contract.ts"
+import { correlationsFile, MEAN_TASK, r2DifferencesFile, r2Lead } from "./correlate/contract.ts"
 
 /** The rows of a run table, or undefined when it is missing or unreadable (the summary shows what exists). */
 const read = (file: TableFile) =>
@@ -55,7 +55,7 @@ const read = (file: TableFile) =>
     if (corr) {
       const mean = corr.filter((x) => x.task === MEAN_TASK && typeof x.r2_pooled === "number")
       if (mean.length) {
-        const best = [...mean].sort((a, b) => Number(b.r2_pooled) - Number(a.r2_pooled))[0]
+        const [best, runnerUp] = [...mean].sort((a, b) => Number(b.r2_pooled) - Number(a.r2_pooled))
         const others = mean
           .filter((x) => x !== best)
           .map((x) => `${x.x_axis} ${Number(x.r2_pooled).toFixed(2)}`)
@@ -63,17 +63,11 @@ const read = (file: TableFile) =>
         const chance = [...new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === true).map((x) => String(x.task)))]
         const aboveChance = new Set(corr.filter((x) => x.task !== MEAN_TASK && x.at_chance === false).map((x) => String(x.task)))
         const left = chance.length > 0 && aboveChance.size > 0 && !config.analysis.chance_tasks_in_mean ? `; left out as at chance: ${chance.join(", ")}` : ""
-        const diffs = (yield* read(r2DifferencesFile)) ?? []
-        const runnerUp = [...mean].sort((a, b) => Number(b.r2_pooled) - Number(a.r2_pooled))[1]
-        const d = runnerUp
-          ? diffs.find((x) => x.task === MEAN_TASK && [x.x_axis_a, x.x_axis_b].includes(best.x_axis) && [x.x_axis_a, x.x_axis_b].includes(runnerUp.x_axis))
-          : undefined
+        const d = runnerUp ? r2Lead((yield* read(r2DifferencesFile)) ?? [], MEAN_TASK, String(best.x_axis), String(runnerUp.x_axis)) : undefined
         const ci = (lo: unknown, hi: unknown) => (typeof lo === "number" && typeof hi === "number" ? ` [${lo.toFixed(2)}, ${hi.toFixed(2)}]` : "")
         const r2 = (x: Record<string, unknown>) => `${x.x_axis} R² ${Number(x.r2_pooled).toFixed(2)}${ci(x.r2_pooled_lo, x.r2_pooled_hi)}, size effect ΔR² ${Number(x.size_effect ?? NaN).toFixed(3)}${ci(x.size_effect_lo, x.size_effect_hi)}`
-        if (d && typeof d.diff === "number" && typeof d.diff_lo === "number" && typeof d.diff_hi === "number") {
-          // The difference as best − runner-up (the table holds a − b in axis order).
-          const sign = d.x_axis_a === best.x_axis ? 1 : -1
-          const [diff, lo, hi] = sign > 0 ? [d.diff, d.diff_lo, d.diff_hi] : [-d.diff, -d.diff_hi, -d.diff_lo]
+        if (d) {
+          const { diff, lo, hi } = d
           const significant = lo > 0
           lines.push(
             significant

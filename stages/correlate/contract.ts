@@ -121,5 +121,23 @@ export type AgreementRow = TableRow<typeof Agreement>
 
 export const taskMetricsFile: TableFile = { path: "task_metrics.parquet", table: TaskMetrics }
 export const correlationsFile: TableFile = { path: "correlations.parquet", table: Correlations }
+/**
+ * How much `axis` leads `other` in R² on `task`, with its interval: the r2_differences row of the
+ * pair turned to axis − other (the table holds a − b in X_AXES order); undefined without one.
+ */
+export const r2Lead = (
+  rows: ReadonlyArray<Record<string, unknown>>,
+  task: string,
+  axis: string,
+  other: string,
+): { readonly diff: number; readonly lo: number; readonly hi: number } | undefined => {
+  for (const r of rows) {
+    if (r.task !== task || typeof r.diff !== "number" || typeof r.diff_lo !== "number" || typeof r.diff_hi !== "number") continue
+    if (r.x_axis_a === axis && r.x_axis_b === other) return { diff: r.diff, lo: r.diff_lo, hi: r.diff_hi }
+    if (r.x_axis_a === other && r.x_axis_b === axis) return { diff: -r.diff, lo: -r.diff_hi, hi: -r.diff_lo }
+  }
+  return undefined
+}
+
 export const r2DifferencesFile: TableFile = { path: "r2_differences.parquet", table: R2Differences }
 export const agreementFile: TableFile = { path: "agreement.parquet", table: Agreement }

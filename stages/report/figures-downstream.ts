@@ -2,7 +2,7 @@
  * The report's figures 6–8: downstream accuracy, what predicts it, and agreement between sizes at
  * equal perplexity. Pure, like figures.ts.
  */
-import { MEAN_TASK } from "../correlate/contract.ts"
+import { MEAN_TASK, r2Lead } from "../correlate/contract.ts"
 import { groupBy, num, sizeOrder, str, thin, type Cell, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
@@ -171,21 +171,20 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
   // The best x axis is emphasised only when the 95% bootstrap interval of its R² difference with
   // the runner-up (r2_differences.parquet) excludes 0.
   const ranked = overall.map((r, i) => i).filter((i) => Number.isFinite(num(overall[i].r2_pooled))).sort((a, b) => num(overall[b].r2_pooled) - num(overall[a].r2_pooled))
-  const diffs = tables.r2_differences ? (tables.r2_differences.toArray().map((r) => r.toJSON()) as Array<Record<string, Cell>>) : []
   const [first, second] = ranked.map((i) => str(overall[i].x_axis))
-  const d = diffs.find((x) => str(x.task) === MEAN_TASK && ((str(x.x_axis_a) === first && str(x.x_axis_b) === second) || (str(x.x_axis_a) === second && str(x.x_axis_b) === first)))
-  const excludesZero = d !== undefined && (str(d.x_axis_a) === first ? num(d.diff_lo) > 0 : num(d.diff_hi) < 0)
+  const lead = tables.r2_differences ? r2Lead(tables.r2_differences.toArray().map((r) => r.toJSON()), MEAN_TASK, first, second) : undefined
+  const excludesZero = lead !== undefined && lead.lo > 0
   const ci = (r: Record<string, Cell>, stat: string) => {
     const [lo, hi] = [num(r[`${stat}_lo`]), num(r[`${stat}_hi`])]
     return `${fmt(num(r[stat]))}${Number.isFinite(lo) && Number.isFinite(hi) ? ` [${fmt(lo)}, ${fmt(hi)}]` : ""}`
   }
   const verdict =
-    d === undefined
+    lead === undefined
       ? []
       : [
           excludesZero
-            ? `${axisLabel(first)} predicts mean accuracy better than ${axisLabel(second)}: R² difference ${fmt(Math.abs(num(d.diff)))} [${fmt(str(d.x_axis_a) === first ? num(d.diff_lo) : -num(d.diff_hi))}, ${fmt(str(d.x_axis_a) === first ? num(d.diff_hi) : -num(d.diff_lo))}] (95% bootstrap interval).`
-            : `No x axis predicts mean accuracy significantly better: the R² difference of ${axisLabel(first)} and ${axisLabel(second)} is ${fmt(Math.abs(num(d.diff)))}, and its 95% bootstrap interval [${fmt(str(d.x_axis_a) === first ? num(d.diff_lo) : -num(d.diff_hi))}, ${fmt(str(d.x_axis_a) === first ? num(d.diff_hi) : -num(d.diff_lo))}] covers 0.`,
+            ? `${axisLabel(first)} predicts mean accuracy better than ${axisLabel(second)}: R² difference ${fmt(Math.abs(lead.diff))} [${fmt(lead.lo)}, ${fmt(lead.hi)}] (95% bootstrap interval).`
+            : `No x axis predicts mean accuracy significantly better: the R² difference of ${axisLabel(first)} and ${axisLabel(second)} is ${fmt(Math.abs(lead.diff))}, and its 95% bootstrap interval [${fmt(lead.lo)}, ${fmt(lead.hi)}] covers 0.`,
         ]
   const table: TextTable | undefined = overall.length
     ? {
