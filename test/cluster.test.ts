@@ -87,9 +87,9 @@ const waitFor = async (what: string, ok: () => boolean, ms = 120_000) => {
 
 let pg: PrivatePostgres
 /** A runner on a free port, up once it logged that it listens. */
-const startRunner = async (): Promise<Proc & { name: string }> => {
+const startRunner = async (env: Record<string, string> = {}): Promise<Proc & { name: string }> => {
   const p = await freePort()
-  const r = Object.assign(startCli(["runner", "--cluster", pg.url, "--host", "127.0.0.1", "--port", String(p), "--threads", "1"]), { name: `127.0.0.1:${p}` })
+  const r = Object.assign(startCli(["runner", "--cluster", pg.url, "--host", "127.0.0.1", "--port", String(p), "--threads", "1"], env), { name: `127.0.0.1:${p}` })
   await waitFor(`runner ${r.name}`, () => /Listening on/.test(r.stderr) || r.child.exitCode !== null, 60_000)
   expect(r.child.exitCode, r.stderr).toBeNull()
   return r
@@ -112,8 +112,9 @@ let runners: Array<Proc & { name: string }> = []
 /** Every unit of the run was finished exactly once among these runners' logs (from the offsets). */
 const expectOnceEach = (logs: ReadonlyArray<{ log: string; from: number }>, units: number) => {
   const all = logs.flatMap((l) => doneIn(l.log, l.from))
+  const twice = all.filter((u, i) => all.indexOf(u) !== i)
   expect(new Set(all).size).toBe(units)
-  expect(all.length).toBe(units)
+  expect(all.length, `finished twice: ${twice.join(", ")}\n${logs.map((l) => l.log.slice(l.from)).join("\n----\n")}`).toBe(units)
 }
 
 const UNITS = 1 + 8 + 2 + 1 + 1 + 8 + 1 + 1 + 1 // tokenize, score, regress, aggregate, checks, downstream, correlate, classify, report
@@ -190,6 +191,26 @@ describe("trajectories run --cluster", () => {
     // The units finished while no one listened are answered by the cluster, not run again.
     expectOnceEach(runners.map((r, i) => ({ log: r.stderr, from: from[i] })), UNITS)
     await expectSameAsLocal("c")
+  }, 240_000)
+
+  it("(b2) a runner SIGKILLed after it finished a unit but before the cluster stored the reply: the unit is not run again", async () => {
+    // This runner holds every reply 60 s after the unit is done and recorded: killed in that
+    // window, the cluster has no reply, and the shard's next owner runs the activity again — it
+    // must find the unit's record and answer with it.
+    const slow = await startRunner({ TRAJECTORIES_REPLY_DELAY_MS: "60000" })
+    const from = runners.map((r) => r.stderr.length)
+    const run = runCluster("b2")
+    await waitFor("the slow runner to finish a unit", () => doneIn(slow.stderr).length > 0 || run.child.exitCode !== null)
+    killGroup(slow, "SIGKILL")
+    await slow.exited
+    const killedLog = slow.stderr
+    const finished = doneIn(killedLog)
+    expect(finished.length).toBeGreaterThan(0)
+    expect(await run.exited, run.stderr).toBe(0)
+    expectOnceEach([{ log: killedLog, from: 0 }, ...runners.map((r, i) => ({ log: r.stderr, from: from[i] }))], UNITS)
+    const [stage, unit] = finished[0].split(/\/(.*)/s)
+    expect(runners.some((r, i) => r.stderr.slice(from[i]).includes(`${stage} ${unit} was finished by ${slow.name}; its record answers (not run again)`))).toBe(true)
+    await expectSameAsLocal("b2")
   }, 240_000)
 
   it("(d) runners started after the run began take its units", async () => {

@@ -8,6 +8,13 @@
  * and the units on them, taken over by the others. Besides the cluster's own shard locks, each unit
  * holds a PostgreSQL advisory lock on its run folder and name while it runs (released by the server
  * when the runner's connection drops), so no two runners ever write the same unit at once.
+ *
+ * The cluster runs an activity at least once: a runner that finished a unit but lost its shard (or
+ * died) before the cluster stored the reply has the unit run again by the shard's next owner. So,
+ * still inside the unit's lock, a runner records each execution it finished in a table of its own
+ * (FINISHED) before it says "done"; the next owner, once it holds the lock, finds the record and
+ * answers with it instead of running the unit again. A unit is thus finished once: either its record
+ * is there, or its "done" line was never printed and the unit runs again.
  */
 import { createHash } from "node:crypto"
 import * as Activity from "@effect/workflow/Activity"
@@ -63,6 +70,40 @@ const unitLock = (runDir: string, name: string, log: (m: string) => void) =>
     yield* Effect.addFinalizer(() => Effect.ignore(conn.execute("SELECT pg_advisory_unlock($1, $2)", keys, undefined)))
   })
 
+/** The executions finished by some runner: execution name → its UnitExecution as JSON (job.ts). */
+const FINISHED = "trajectories_finished_units"
+
+/** Make FINISHED once (runners that start together serialise on a transaction lock). */
+const ensureFinished = Effect.gen(function* () {
+  const sql = yield* SqlClient
+  const [a, b] = lockKeys("trajectories", FINISHED)
+  yield* sql.withTransaction(
+    Effect.gen(function* () {
+      yield* sql`SELECT pg_advisory_xact_lock(${a}, ${b})`
+      yield* sql.unsafe(
+        `CREATE TABLE IF NOT EXISTS ${FINISHED} (execution text PRIMARY KEY, result text NOT NULL, runner text NOT NULL, finished_at timestamptz NOT NULL DEFAULT now())`,
+      )
+    }),
+  )
+})
+
+/** The record of an execution some runner finished, if any: its result and that runner. */
+const finishedRecord = (execution: string) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ result: string; runner: string }>`SELECT result, runner FROM ${sql(FINISHED)} WHERE execution = ${execution}`
+    return rows[0]
+  })
+
+const recordFinished = (execution: string, result: string, runner: string) =>
+  Effect.flatMap(SqlClient, (sql) => sql`INSERT INTO ${sql(FINISHED)} (execution, result, runner) VALUES (${execution}, ${result}, ${runner}) ON CONFLICT (execution) DO NOTHING`)
+
+/**
+ * For the tests: hold each reply this long after the unit is recorded (TRAJECTORIES_REPLY_DELAY_MS),
+ * widening the window in which a runner has finished a unit but the cluster has not stored its reply.
+ */
+const replyDelay = Number(process.env.TRAJECTORIES_REPLY_DELAY_MS ?? 0) || 0
+
 const failed = (message: string, where: string): UnitExecution => ({ ok: false, files: [], started: new Date().toISOString(), seconds: 0, message, where })
 
 /** The runner's program: serves until interrupted (SIGINT/SIGTERM), then hands its shards back. */
@@ -77,6 +118,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
       // free for it: queued units holding connections would starve the cluster's own storage of
       // them, and with every connection taken no reply could be written (a deadlock).
       const slots = yield* Effect.makeSemaphore(o.jobs)
+      yield* ensureFinished
       return UnitWorkflow.toLayer((payload) =>
         Activity.make({
           name: "run",
@@ -84,6 +126,11 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
           execute: Effect.gen(function* () {
             const m = JSON.parse(payload.job) as JobMessage
             yield* unitLock(m.config.runDir, m.name, log)
+            const prior = yield* finishedRecord(payload.execution)
+            if (prior !== undefined) {
+              log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
+              return prior.result
+            }
             let slot: UnitSlot | undefined
             const begin = () => {
               // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
@@ -91,11 +138,19 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
               slot = reporter.beginUnit(m.stage, m.unit.id)
               return slot.progress
             }
-            const exec = decodeExecution(
-              yield* pool.run(payload.job, begin, log).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
+            // Interruptible while it runs; once it has run, recorded before anything else can happen.
+            return yield* Effect.uninterruptibleMask((restore) =>
+              Effect.gen(function* () {
+                const exec = decodeExecution(
+                  yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
+                )
+                const result = encodeExecution({ ...exec, where: o.name })
+                yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
+                slot?.end(exec.ok, exec.seconds, exec.message)
+                if (replyDelay > 0) yield* Effect.sleep(replyDelay)
+                return result
+              }),
             )
-            slot?.end(exec.ok, exec.seconds, exec.message)
-            return encodeExecution({ ...exec, where: o.name })
           }).pipe(
             Effect.scoped,
             slots.withPermits(1),
