@@ -1,10 +1,13 @@
 /**
- * The document bootstrap of class shares (lib/analysis/doc-shares.ts) and its per-document counts. The hand case recomputes its draws from mulberry32 here and takes the
+ * The document bootstrap of class shares (lib/analysis/doc-shares.ts) and the per-document counts
+ * of the classify tallies. The hand case recomputes its draws from mulberry32 here and takes the
  * percentiles by hand; the large case checks the interval against the delta-method standard error
  * of a ratio over clusters (documents), a formula that shares nothing with the resampling.
  */
 import { describe, expect, it } from "vitest"
+import { CLASSES } from "../lib/analysis/classes.ts"
 import { documentShareIntervals, DocumentCounts, STREAM_CLASS_SHARES } from "../lib/analysis/doc-shares.ts"
+import { ClassTallies } from "../lib/analysis/tallies.ts"
 import { mulberry32, STREAM, streamSeed } from "../lib/random.ts"
 
 describe("documentShareIntervals", () => {
@@ -91,5 +94,69 @@ describe("DocumentCounts", () => {
     expect(cells.length).toBe(300)
     expect([...tokens.subarray(0, 3)]).toEqual([1, 2, 3])
     expect([...cells.subarray(3 * 50, 3 * 51)]).toEqual([0, 0, 51])
+  })
+})
+
+describe("per-document counts of the tallies", () => {
+  // 2 models, 1 threshold, 12 tokens in 3 documents: p ×4, q ×5, r ×3
+  const ids = ["p", "p", "p", "p", "q", "q", "q", "q", "q", "r", "r", "r"]
+  const cls = [
+    Uint8Array.from([0, 0, 1, 3, 1, 1, 1, 2, 0, 3, 3, 0]),
+    Uint8Array.from([0, 0, 0, 0, 1, 2, 1, 2, 2, 3, 0, 0]),
+  ]
+  /** Tallies fed with the tokens cut into blocks at `cuts`. */
+  const fed = (cuts: ReadonlyArray<number>) => {
+    const t = new ClassTallies([{ name: "a", steps: [1] }, { name: "b", steps: [1] }], [0.5])
+    const bounds = [0, ...cuts, ids.length]
+    for (let g = 0; g + 1 < bounds.length; g++) {
+      const [from, to] = [bounds[g], bounds[g + 1]]
+      const block = cls.map((c) => c.slice(from, to))
+      for (const mi of [0, 1]) t.addClasses(mi, block[mi], new Uint8Array(to - from))
+      // the block's runs of one doc_id
+      const runIds: string[] = []
+      const ends: number[] = []
+      for (let i = from; i < to; i++) {
+        if (runIds.at(-1) === ids[i]) ends[ends.length - 1] = i - from + 1
+        else (runIds.push(ids[i]), ends.push(i - from + 1))
+      }
+      t.addDocuments(block, { ids: runIds, ends: Int32Array.from(ends) }, to - from)
+      t.addTokens(to - from)
+    }
+    return t
+  }
+
+  it("do not depend on how the tokens were cut into blocks (documents across a cut are one)", () => {
+    const whole = fed([]).summaryRows("d", { samples: 64, seed: 3 })
+    expect(fed([]).docs).toBe(3)
+    for (const cuts of [[2], [4, 9], [1, 2, 3, 5, 6, 10, 11], [6]]) {
+      expect(fed(cuts).docs).toBe(3)
+      expect(fed(cuts).summaryRows("d", { samples: 64, seed: 3 })).toEqual(whole)
+    }
+  })
+
+  it("intervals from the documents' own counts (recomputed here), with the same draws for every cell", () => {
+    const rows = fed([5]).summaryRows("d", { samples: 64, seed: 3 })
+    // per document, per model, per class, counted from the arrays above
+    const docs = ["p", "q", "r"]
+    const tokens = Int32Array.from(docs, (doc) => ids.filter((x) => x === doc).length)
+    const K = CLASSES.length
+    const counts = new Int32Array(docs.length * 2 * K)
+    ids.forEach((doc, i) => cls.forEach((c, mi) => counts[(docs.indexOf(doc) * 2 + mi) * K + c[i]]++))
+    const want = documentShareIntervals(tokens, counts, 2 * K, 64, 3)!
+    rows.forEach((r, cell) => {
+      expect([r.share_lo, r.share_hi]).toEqual([want.lo[cell], want.hi[cell]])
+      expect(r.share_lo!).toBeLessThanOrEqual(r.share)
+      expect(r.share_hi!).toBeGreaterThanOrEqual(r.share)
+    })
+    expect(rows.filter((r) => r.model === "b").map((r) => r.n_tokens)).toEqual([6, 2, 3, 1])
+  })
+
+  it("tallies without documents have null intervals", () => {
+    const t = new ClassTallies([{ name: "a", steps: [1] }], [0.5])
+    t.addClasses(0, Uint8Array.of(0, 1), new Uint8Array(2))
+    t.addTokens(2)
+    expect(t.summaryRows("d", { samples: 10, seed: 0 }).map((r) => [r.share, r.share_lo, r.share_hi])).toEqual([
+      [0.5, null, null], [0.5, null, null], [0, null, null], [0, null, null],
+    ])
   })
 })
