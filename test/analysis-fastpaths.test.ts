@@ -8,7 +8,7 @@ import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import { afterAll, describe, expect, it } from "vitest"
 import { encodeParquet, openRowGroups } from "../pipeline/store.ts"
-import { CategoryCodes, closeReaders, readCategories } from "../lib/analysis/block-tasks.ts"
+import { CategoryCodes, closeReaders, DocumentRunsBuilder, readBlockTokens, readCategories } from "../lib/analysis/block-tasks.ts"
 import { classifyBlock, regressBlock, regressColumns } from "../lib/analysis/blocks.ts"
 import { CLASSES } from "../lib/analysis/classes.ts"
 import { SuffixFits, emptyFit, fitLine } from "../lib/analysis/ols.ts"
@@ -339,5 +339,56 @@ describe("readCategories", () => {
       out.add(sliced, 0, 400, 0)
       expect({ codes: [...out.codes], names: out.names }, String(type)).toEqual(expected(cats, 300, 400))
     }
+  })
+})
+
+describe("readBlockTokens: the documents of a block", () => {
+  // documents of 1…40 tokens, ids of several lengths and one non-ASCII; "ab" and "abc" share bytes
+  const docIds: string[] = []
+  for (let d = 0; docIds.length < 1000; d++) for (let k = 0; k < 1 + ((d * 13) % 40); k++) docIds.push(["ab", "abc", "é/x.txt", `doc${d}`][d % 4] + (d % 4 < 3 ? d : ""))
+  docIds.length = 1000
+  const cats = docIds.map((_, i) => (i % 3 ? "content" : "piece"))
+  /** Runs of equal ids in start…start+count−1, from the strings themselves. */
+  const runs = (start: number, count: number) => {
+    const ids: string[] = []
+    const ends: number[] = []
+    for (let i = 0; i < count; i++) {
+      if (ids.at(-1) === docIds[start + i]) ends[ends.length - 1] = i + 1
+      else (ids.push(docIds[start + i]), ends.push(i + 1))
+    }
+    return { ids, ends }
+  }
+
+  it("runs of one doc_id across row groups and chunks, for UTF-8 and dictionary columns, with the categories", async () => {
+    const schema = new arrow.Schema([new arrow.Field("category", new arrow.Utf8(), false), new arrow.Field("doc_id", new arrow.Utf8(), false)])
+    const plain = path.join(dir, "docs-plain.parquet")
+    fs.writeFileSync(plain, encodeParquet(new arrow.Table(schema, { category: arrow.vectorFromArray(cats, new arrow.Utf8()), doc_id: arrow.vectorFromArray(docIds, new arrow.Utf8()) } as never), { rowGroupSize: 128 }))
+    const dictionary = path.join(dir, "docs-dictionary.parquet")
+    fs.writeFileSync(dictionary, encodeParquet(arrow.tableFromArrays({ category: cats, doc_id: docIds }), { rowGroupSize: 100 }))
+    try {
+      for (const [start, count] of [[0, 1000], [100, 300], [127, 2], [500, 1], [37, 512]]) {
+        for (const file of [plain, dictionary]) {
+          const got = await readBlockTokens(file, start, count)
+          expect({ ids: got.docs.ids, ends: [...got.docs.ends] }, `${file} ${start}+${count}`).toEqual(runs(start, count))
+          expect({ codes: [...got.codes], names: got.names }).toEqual(await readCategories(file, start, count).then((c) => ({ codes: [...c.codes], names: c.names })))
+        }
+      }
+      await expect(readBlockTokens(plain, 990, 20)).rejects.toThrow(/fewer than/)
+      const noDocs = path.join(dir, "docs-none.parquet")
+      fs.writeFileSync(noDocs, encodeParquet(arrow.tableFromArrays({ category: cats })))
+      await expect(readBlockTokens(noDocs, 0, 10)).rejects.toThrow(/no doc_id column/)
+    } finally {
+      closeReaders()
+    }
+  })
+
+  it("sliced chunks and chunks that continue the run before them", () => {
+    const whole = arrow.vectorFromArray(docIds, new arrow.Utf8())
+    const out = new DocumentRunsBuilder()
+    // rows 300…699 in two calls, as two row groups would give them: the run at the cut is one
+    out.add(whole.slice(300, 520), 0, 220, 0)
+    out.add(whole.slice(520, 700), 0, 180, 220)
+    const got = out.finish()
+    expect({ ids: got.ids, ends: [...got.ends] }).toEqual(runs(300, 400))
   })
 })

@@ -36,7 +36,11 @@ const plantedTokenize: Stage = {
   run: (unit, ctx) =>
     ctx.writeParquet(
       tokensFile(unit.id.slice("dataset=".length)),
-      arrow.tableFromArrays({ token_index: Int32Array.from({ length: TOKENS }, (_, i) => i), category: Array.from({ length: TOKENS }, (_, i) => (i < 5 ? "content" : "function")) }),
+      arrow.tableFromArrays({
+        token_index: Int32Array.from({ length: TOKENS }, (_, i) => i),
+        doc_id: Array.from({ length: TOKENS }, (_, i) => (i < 4 ? "a" : "b")),
+        category: Array.from({ length: TOKENS }, (_, i) => (i < 5 ? "content" : "function")),
+      }),
     ),
 }
 

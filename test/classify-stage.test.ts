@@ -24,6 +24,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { aggregateStage } from "../stages/aggregate/index.ts"
 import { classifyStage } from "../stages/classify/index.ts"
 import { bundledWorker, parallelSettings } from "../lib/analysis/parallel.ts"
+import { STREAM_CLASS_SHARES } from "../lib/analysis/doc-shares.ts"
+import { mulberry32, streamSeed } from "../lib/random.ts"
 import { regressStage } from "../stages/regress/index.ts"
 import { type Outputs, plantScores, plantTokens, plantedConfig, readRows, runPlanted } from "./fixtures/analysis.ts"
 
@@ -125,15 +127,16 @@ describe("classify on planted trajectories", () => {
     }
   })
 
-  it("class_summary: counts and shares of every class, zeros included", () => {
+  it("class_summary: counts and shares of every class, zeros included; one document: the interval is the share", () => {
     const got = rows("class_summary.parquet")
     expect(got).toHaveLength(2 * THRESHOLDS.length * 4)
     expect(got.filter((r) => r.model === "a" && r.threshold === 0.3)).toEqual([
-      { model: "a", dataset: "d", threshold: 0.3, class: "stagnated", n_tokens: 3, share: 0.3 },
-      { model: "a", dataset: "d", threshold: 0.3, class: "upward", n_tokens: 2, share: 0.2 },
-      { model: "a", dataset: "d", threshold: 0.3, class: "downward", n_tokens: 2, share: 0.2 },
-      { model: "a", dataset: "d", threshold: 0.3, class: "other", n_tokens: 3, share: 0.3 },
+      { model: "a", dataset: "d", threshold: 0.3, class: "stagnated", n_tokens: 3, share: 0.3, share_lo: 0.3, share_hi: 0.3 },
+      { model: "a", dataset: "d", threshold: 0.3, class: "upward", n_tokens: 2, share: 0.2, share_lo: 0.2, share_hi: 0.2 },
+      { model: "a", dataset: "d", threshold: 0.3, class: "downward", n_tokens: 2, share: 0.2, share_lo: 0.2, share_hi: 0.2 },
+      { model: "a", dataset: "d", threshold: 0.3, class: "other", n_tokens: 3, share: 0.3, share_lo: 0.3, share_hi: 0.3 },
     ])
+    expect(got.every((r) => r.share_lo === r.share && r.share_hi === r.share)).toBe(true)
   })
 
   it("transitions: a's stagnated tokens are a subset of b's", () => {
@@ -218,6 +221,80 @@ describe("classify edge cases and errors", () => {
     expect(cls[0]).toBe("other") // STAG: g/p_i0 − 1 ≈ 0.01 > δ
     expect(cls[7]).toBe("stagnated") // CONST stays stagnated
     expect(cls[3]).toBe("upward")
+  })
+})
+
+describe("class_summary intervals resample documents", () => {
+  // 30 tokens (the ten shapes three times, shuffled between the models) in 7 documents of 1…8
+  // tokens; the last one has the id of the second: a document is a distinct doc_id.
+  const shapesA = [...A, ...B, ...A]
+  const shapesB = [...B, ...A.slice(5), ...A.slice(0, 5), ...B]
+  const sizes = [3, 5, 2, 7, 1, 4, 8]
+  const docIds = sizes.flatMap((n, d) => Array<string>(n).fill(d === 6 ? "doc-1" : `doc-${d}`))
+  const analysis = { reference_model: "a", thresholds: [0.1, 0.3, 0.6], bootstrap_samples: 300, bootstrap_seed: 5 }
+  const plant = async (name: string, rowGroupSize: number, threads: number) => {
+    const models = [{ name: "a", params: 1e6, steps: STEPS }, { name: "b", params: 4e6, steps: STEPS }]
+    const config = plantedConfig(path.join(tmp, name), models, ["d"], analysis, rowGroupSize, threads)
+    const outputs: Outputs = new Map()
+    plantScores(config, outputs, "a", "d", logprobs(shapesA))
+    plantScores(config, outputs, "b", "d", logprobs(shapesB))
+    plantTokens(config, outputs, "d", [...CATEGORIES, ...CATEGORIES, ...CATEGORIES], docIds)
+    for (const stage of [aggregateStage, classifyStage]) expect(await runPlanted(stage, config, outputs)).toBeUndefined()
+    return config.runDir
+  }
+  let runDir: string
+  beforeAll(async () => {
+    runDir = await plant("docs", 4, 1)
+  })
+
+  it("equal a bootstrap recomputed here from the classes/ parts and the tokens' doc_id", () => {
+    const tokens = readRows(runDir, "tokens/dataset=d/tokens.parquet")
+    const docOf = new Map(tokens.map((t) => [t.token_index as number, t.doc_id as string]))
+    const docs = [...new Set(tokens.map((t) => t.doc_id as string))] // first appearance
+    expect(docs).toHaveLength(6)
+    const docTokens = docs.map((d) => tokens.filter((t) => t.doc_id === d).length)
+    // n[model/threshold/class][doc], from the per-token classes
+    const n = new Map<string, number[]>()
+    for (const model of ["a", "b"]) {
+      for (const r of readRows(runDir, `classes/model=${model}/dataset=d`)) {
+        const key = `${model}/${r.threshold}/${r.class}`
+        if (!n.has(key)) n.set(key, docs.map(() => 0))
+        n.get(key)![docs.indexOf(docOf.get(r.token_index as number)!)]++
+      }
+    }
+    const draws = Array.from({ length: 300 }, (_, b) => {
+      const next = mulberry32(streamSeed(5, STREAM_CLASS_SHARES, b))
+      return docs.map(() => Math.floor(next() * docs.length))
+    })
+    const quantile = (v: number[], q: number) => {
+      const h = (v.length - 1) * q
+      const i = Math.floor(h)
+      return v[i] + (h - i) * (v[Math.min(v.length - 1, i + 1)] - v[i])
+    }
+    const rows = readRows(runDir, "class_summary.parquet")
+    expect(rows).toHaveLength(2 * 3 * 4)
+    let wide = 0
+    for (const r of rows) {
+      const counts = n.get(`${r.model}/${r.threshold}/${r.class}`) ?? docs.map(() => 0)
+      const shares = draws.map((ds) => ds.reduce((a, d) => a + counts[d], 0) / ds.reduce((a, d) => a + docTokens[d], 0)).sort((x, y) => x - y)
+      expect(r.share_lo as number, `${r.model}/${r.threshold}/${r.class}`).toBeCloseTo(quantile(shares, 0.025), 14)
+      expect(r.share_hi as number).toBeCloseTo(quantile(shares, 0.975), 14)
+      expect(r.share_lo as number).toBeLessThanOrEqual(r.share as number)
+      expect(r.share_hi as number).toBeGreaterThanOrEqual(r.share as number)
+      if ((r.share_hi as number) > (r.share_lo as number)) wide++
+    }
+    expect(wide).toBeGreaterThan(12)
+  })
+
+  it("do not depend on the blocks or the threads", async () => {
+    parallelSettings.minWork = 0
+    let other: string
+    try {
+      other = await plant("docs-threads", 3, 2)
+    } finally {
+      parallelSettings.minWork = 1 << 23
+    }
+    expect(readRows(other, "class_summary.parquet")).toEqual(readRows(runDir, "class_summary.parquet"))
   })
 })
 

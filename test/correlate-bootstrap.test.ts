@@ -7,7 +7,8 @@
  * the same rule there and here; change both together.
  */
 import { describe, expect, it } from "vitest"
-import { bootstrapCorrelations, percentileInterval, quantileSorted, type TaskHits } from "../stages/correlate/bootstrap.ts"
+import { percentileInterval, quantileSorted } from "../lib/stats.ts"
+import { bootstrapCorrelations, type TaskHits } from "../stages/correlate/bootstrap.ts"
 
 const REF_INTERVALS: Record<string, readonly [number, number]> = {
   "t0/u/spearman": [-0.9758930080516257, -0.5383793381697232],

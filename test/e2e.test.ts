@@ -96,6 +96,7 @@ describe("end to end on the demo family", () => {
       "downstream/**/options.parquet": ["target_score", "n_cut"],
       "tokens/**/tokens.parquet": ["token_text"],
       "correlations.parquet": ["at_chance", "spearman_lo", "spearman_hi", "pearson_lo", "pearson_hi", "r2_pooled_lo", "r2_pooled_hi", "size_effect_lo", "size_effect_hi"],
+      "class_summary.parquet": ["share_lo", "share_hi"],
     }
     const now = await runDigest(runDir)
     for (const [table, cols] of Object.entries(added)) {

@@ -15,6 +15,7 @@ import { type ClassColumns, type RegressColumns, classifyBlock, forSlices, regre
 import { classesTable, regressionsTable } from "./parts.ts"
 import { CLASSES, type ClassRules } from "./classes.ts"
 import { type ColumnChunks, readPlainFloat32 } from "./chunks.ts"
+import type { DocumentRuns } from "./doc-shares.ts"
 import type { GroupSums } from "./tallies.ts"
 import { SignificanceTest } from "./tdist.ts"
 import { firstLine } from "../messages.ts"
@@ -148,26 +149,119 @@ const utf8Codes = (
 }
 
 /**
- * Categories of tokens start…start+count−1 of a tokens.parquet, as codes into `names` (the
- * names in order of first appearance in this range).
+ * Calls `each` with the `columns` of every row group of a tokens.parquet that holds tokens
+ * start…start+count−1, and the rows lo…hi−1 of that row group among them, whose row 0 is token
+ * start + at.
  */
-export const readCategories = async (file: string, start: number, count: number): Promise<{ codes: Uint8Array; names: string[] }> => {
+const forTokenRows = async (
+  file: string,
+  start: number,
+  count: number,
+  columns: ReadonlyArray<string>,
+  each: (cols: ReadonlyArray<arrow.Vector>, lo: number, hi: number, at: number) => void,
+): Promise<void> => {
   const r = await reader(file)
-  const out = new CategoryCodes(file, count)
+  for (const name of columns) if (r.schema.fields.every((f) => f.name !== name)) throw new Error(`${file}: no ${name} column`)
   let groupStart = 0
   for (let g = 0; g < r.rowGroupRows.length && groupStart < start + count; g++) {
     const rows = r.rowGroupRows[g]
     const from = Math.max(start, groupStart)
     const to = Math.min(start + count, groupStart + rows)
     if (from < to) {
-      const col = (await r.read(g, ["category"])).getChild("category")
-      if (col === null) throw new Error(`${file}: no category column`)
-      out.add(col, from - groupStart, to - groupStart, groupStart - start)
+      const table = await r.read(g, [...columns])
+      const cols = columns.map((name) => {
+        const col = table.getChild(name)
+        if (col === null) throw new Error(`${file}: no ${name} column`)
+        return col
+      })
+      each(cols, from - groupStart, to - groupStart, groupStart - start)
     }
     groupStart += rows
   }
   if (groupStart < start + count) throw new Error(`${file} has ${r.numRows} tokens, fewer than the score files' ${start + count}`)
+}
+
+/**
+ * Categories of tokens start…start+count−1 of a tokens.parquet, as codes into `names` (the
+ * names in order of first appearance in this range).
+ */
+export const readCategories = async (file: string, start: number, count: number): Promise<{ codes: Uint8Array; names: string[] }> => {
+  const out = new CategoryCodes(file, count)
+  await forTokenRows(file, start, count, ["category"], ([col], lo, hi, at) => out.add(col, lo, hi, at))
   return { codes: out.codes, names: out.names }
+}
+
+/** readCategories' answer for tokens start…start+count−1, and their documents (one read of each row group). */
+export const readBlockTokens = async (
+  file: string,
+  start: number,
+  count: number,
+): Promise<{ codes: Uint8Array; names: string[]; docs: DocumentRuns }> => {
+  const cats = new CategoryCodes(file, count)
+  const docs = new DocumentRunsBuilder()
+  await forTokenRows(file, start, count, ["category", "doc_id"], ([category, docId], lo, hi, at) => {
+    cats.add(category, lo, hi, at)
+    docs.add(docId, lo, hi, at)
+  })
+  return { codes: cats.codes, names: cats.names, docs: docs.finish() }
+}
+
+/**
+ * The DocumentRuns of a block, filled one row group's doc_id column at a time, in token order
+ * (no I/O). A UTF-8 column is decoded only where a row's bytes differ from the row before it (a
+ * document's tokens are contiguous: one decode per document); others row by row, nulls as "null".
+ */
+export class DocumentRunsBuilder {
+  private readonly ids: string[] = []
+  private readonly ends: number[] = []
+
+  /** Rows lo…hi−1 of a row group's doc_id column, whose row 0 is token `at` of the block. */
+  add(col: arrow.Vector, lo: number, hi: number, at: number): void {
+    let row = 0 // row of the row group where the current Arrow chunk starts
+    for (const data of col.data) {
+      const a = Math.max(lo, row)
+      const b = Math.min(hi, row + data.length)
+      if (a < b) {
+        if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) this.addUtf8(data as arrow.Data<arrow.Utf8>, a - row, b - row, at + row)
+        else for (let i = a; i < b; i++) this.token(String(col.get(i)), at + i)
+      }
+      row += data.length
+    }
+  }
+
+  /** The runs so far. */
+  finish(): DocumentRuns {
+    return { ids: [...this.ids], ends: Int32Array.from(this.ends) }
+  }
+
+  /** Token `t` of the block belongs to document `id`. */
+  private token(id: string, t: number): void {
+    const r = this.ids.length - 1
+    if (r >= 0 && this.ids[r] === id) this.ends[r] = t + 1
+    else {
+      this.ids.push(id)
+      this.ends.push(t + 1)
+    }
+  }
+
+  /** Rows lo…hi−1 of a Utf8 chunk without nulls (its buffers already sliced), row 0 = token at. */
+  private addUtf8(data: arrow.Data<arrow.Utf8>, lo: number, hi: number, at: number): void {
+    const offsets = data.valueOffsets
+    const bytes = data.values
+    const decoder = new TextDecoder()
+    this.token(decoder.decode(bytes.subarray(offsets[lo], offsets[lo + 1])), at + lo)
+    for (let i = lo + 1; i < hi; i++) {
+      const a = offsets[i]
+      const n = offsets[i + 1] - a
+      const p = offsets[i - 1]
+      let same = n === a - p
+      for (let j = 0; same && j < n; j++) same = bytes[a + j] === bytes[p + j]
+      if (same) continue
+      this.ends[this.ends.length - 1] = at + i
+      this.token(decoder.decode(bytes.subarray(a, a + n)), at + i)
+    }
+    this.ends[this.ends.length - 1] = at + hi
+  }
 }
 
 /** readCategories' codes and names, filled one row group's column at a time (no I/O). */
@@ -309,6 +403,8 @@ export interface ClassifyResult {
   readonly categoryNames: string[]
   /** [models] group sums over the reference model's classes */
   readonly groups: GroupSums[]
+  /** The block's documents (for the document bootstrap of class shares) */
+  readonly docs: DocumentRuns
 }
 
 const tests = new Map<number, SignificanceTest>()
@@ -320,7 +416,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     tests.set(task.alpha, test)
   }
   const rules = { test, delta: task.delta, ddRise: task.ddRise }
-  const { codes, names } = await readCategories(task.tokensFile, task.firstToken, task.tokens)
+  const { codes, names, docs } = await readBlockTokens(task.tokensFile, task.firstToken, task.tokens)
   const M = task.models.length
   const parts: Uint8Array[] = new Array(M)
   const cls: Uint8Array[] = new Array(M)
@@ -349,7 +445,7 @@ export const classifyTask = async (task: ClassifyTask): Promise<ClassifyResult> 
     groups[mi] = g
   }
   giveBack(arrays)
-  return { parts, cls, categories: codes, categoryNames: names, groups }
+  return { parts, cls, categories: codes, categoryNames: names, groups, docs }
 }
 
 /**

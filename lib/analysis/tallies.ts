@@ -1,17 +1,22 @@
 /**
  * Counts that classify accumulates block by block for one dataset, and the rows of its summary
- * tables (pure, no I/O). Blocks can come in any order; only sums are kept, so memory does not grow
- * with the number of tokens.
+ * tables (pure, no I/O). Only sums are kept, so memory does not grow with the number of tokens.
+ * Blocks come in block order: the counts would not depend on it, but the numbering of documents
+ * (by first appearance), which the bootstrap's draws index, does.
  *
  *   class counts        [model][threshold][class]
  *   category counts     [model][threshold][class][category]
  *   transitions         [threshold][model_from][model_to][class_from][class_to]
  *   group sums          for the reference model R: [model][threshold][class][checkpoint] Σ p over
  *                       the tokens of that class in R (non-finite p are left out and counted)
+ *   document counts     [document][model][threshold][class], and [document] tokens: the
+ *                       resampling units of class_summary's intervals (doc-shares.ts); these
+ *                       grow with the number of documents, not of tokens
  * Float sums are added block by block in block order, so the result does not depend on which
  * thread computed a block.
  */
 import { CLASSES } from "./classes.ts"
+import { documentShareIntervals, DocumentCounts, type DocumentRuns } from "./doc-shares.ts"
 
 /** Category codes are bytes. */
 export const MAX_CATEGORIES = 256
@@ -42,6 +47,8 @@ export class ClassTallies {
   private readonly groupMissing: Float64Array[]
   /** [threshold][class] tokens in the reference model's class */
   private readonly groupN: Float64Array
+  /** Cells [model][threshold][class] of each document. */
+  private readonly documents: DocumentCounts
 
   constructor(models: ReadonlyArray<TallyModel>, thresholds: ReadonlyArray<number>) {
     this.models = models
@@ -54,6 +61,7 @@ export class ClassTallies {
     this.groupSum = models.map((m) => new Float64Array(T * K * m.steps.length))
     this.groupMissing = models.map((m) => new Float64Array(T * K * m.steps.length))
     this.groupN = new Float64Array(T * K)
+    this.documents = new DocumentCounts(M * T * K)
   }
 
   /**
@@ -94,6 +102,30 @@ export class ClassTallies {
     }
   }
 
+  /**
+   * Every model's class counts in each document of one block (for the intervals of class_summary).
+   * @param cls [models] arrays of [thresholds × tokens] class codes, same tokens
+   * @param runs the block's documents, in token order (block-tasks.ts readBlockTokens)
+   */
+  addDocuments(cls: ReadonlyArray<Uint8Array>, runs: DocumentRuns, tokens: number): void {
+    const T = this.thresholds.length
+    let from = 0
+    for (let r = 0; r < runs.ids.length; r++) {
+      const to = runs.ends[r]
+      const d = this.documents.documentOf(runs.ids[r])
+      this.documents.addTokens(d, to - from)
+      const row = this.documents.row(d)
+      for (let mi = 0; mi < cls.length; mi++) {
+        const c = cls[mi]
+        for (let k = 0; k < T; k++) {
+          const base = (mi * T + k) * K
+          for (let i = k * tokens + from; i < k * tokens + to; i++) row[base + c[i]]++
+        }
+      }
+      from = to
+    }
+  }
+
   /** Count a block's tokens (once per block, for the shares of class_summary). */
   addTokens(tokens: number): void {
     this.tokens += tokens
@@ -119,17 +151,34 @@ export class ClassTallies {
     }
   }
 
-  /** Rows of class_summary for this dataset: every model, threshold and class (zeros included). */
-  summaryRows(dataset: string): Array<{ model: string; dataset: string; threshold: number; class: string; n_tokens: number; share: number }> {
+  /**
+   * Rows of class_summary for this dataset: every model, threshold and class (zeros included),
+   * share_lo and share_hi from `bootstrap.samples` resamples of the documents (doc-shares.ts; null
+   * without documents).
+   */
+  summaryRows(dataset: string, bootstrap: { readonly samples: number; readonly seed: number }): Array<{
+    model: string; dataset: string; threshold: number; class: string; n_tokens: number; share: number; share_lo: number | null; share_hi: number | null
+  }> {
     const T = this.thresholds.length
+    const docs = this.documents.counts()
+    const ci = documentShareIntervals(docs.tokens, docs.cells, this.documents.cells, bootstrap.samples, bootstrap.seed)
     return this.models.flatMap((m, mi) =>
       this.thresholds.flatMap((tau, k) =>
         CLASSES.map((cls, q) => {
-          const n = this.counts[(mi * T + k) * K + q]
-          return { model: m.name, dataset, threshold: tau, class: cls, n_tokens: n, share: this.tokens > 0 ? n / this.tokens : 0 }
+          const cell = (mi * T + k) * K + q
+          const n = this.counts[cell]
+          return {
+            model: m.name, dataset, threshold: tau, class: cls, n_tokens: n, share: this.tokens > 0 ? n / this.tokens : 0,
+            share_lo: ci?.lo[cell] ?? null, share_hi: ci?.hi[cell] ?? null,
+          }
         }),
       ),
     )
+  }
+
+  /** Documents seen so far. */
+  get docs(): number {
+    return this.documents.docs
   }
 
   /** Rows of class_transitions: share = n / (tokens of class_from in model_from); rows only where that is > 0. */

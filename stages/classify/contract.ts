@@ -17,7 +17,16 @@ export const classifyUnit: UnitRef = { stage: CLASSIFY, id: "all" }
 export { CLASSES, type TokenClass } from "../../lib/analysis/classes.ts"
 
 
-/** `class_summary.parquet`: share = n_tokens / tokens of the dataset. */
+/**
+ * `class_summary.parquet`: share = n_tokens / tokens of the dataset.
+ *   share_lo, share_hi  its 95% percentile bootstrap interval, resampling the dataset's documents
+ *                       (a document = a distinct doc_id of tokens.parquet) with replacement,
+ *                       analysis.bootstrap_samples times from analysis.bootstrap_seed: in a
+ *                       resample, share = Σ n_class(doc) / Σ n_tokens(doc) over the drawn
+ *                       documents; the same draws for every model, threshold and class of a
+ *                       dataset (lib/analysis/doc-shares.ts). One document: lo = hi = share.
+ *                       Null only for a dataset without tokens.
+ */
 export const ClassSummary = defineTable("class_summary", {
   model: col.utf8(),
   dataset: col.utf8(),
@@ -25,6 +34,8 @@ export const ClassSummary = defineTable("class_summary", {
   class: col.utf8(),
   n_tokens: col.int32(),
   share: col.float64(),
+  share_lo: col.float64({ nullable: true }),
+  share_hi: col.float64({ nullable: true }),
 })
 export type ClassSummaryRow = TableRow<typeof ClassSummary>
 

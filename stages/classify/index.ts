@@ -1,7 +1,7 @@
 /**
  * The classify stage: token classes, per-token double descent, and the tables built on them.
  *   classes/model=M/dataset=D/part-NNNNN.parquet  threshold, token_index, class, double_descent, peak_step
- *   class_summary.parquet       model, dataset, threshold, class, n_tokens, share
+ *   class_summary.parquet       model, dataset, threshold, class, n_tokens, share, share_lo, share_hi
  *   class_transitions.parquet   dataset, threshold, model_from, class_from, model_to, class_to, n, share
  *   class_categories.parquet    model, dataset, threshold, class, category, n, share
  *   group_trajectories.parquet  dataset, ref_model, threshold, class, model, step, valid_ppl, group_ppl, n_tokens
@@ -13,6 +13,10 @@
  * flight at most (analysis/parallel.ts, on worker threads for large units), so memory is bounded
  * by the row-group size times the number of models and checkpoints, not by the number of tokens.
  * Counts are merged in block order, so the tables do not depend on the number of threads.
+ * class_summary's intervals resample documents (analysis/doc-shares.ts): each block brings the
+ * doc_id runs of its tokens, the tallies keep every model's class counts per document, and one
+ * seeded bootstrap per dataset (`analysis.bootstrap_samples`, `analysis.bootstrap_seed`) runs on
+ * this thread after the blocks.
  *
  * Classes use the log_step regression of DESIGN.md: classify recomputes it with the same
  * function and inputs as regress (analysis/blocks.ts), so a token's class always agrees with its
@@ -54,6 +58,8 @@ interface ClassifyParams {
   readonly delta: number
   readonly dd_rise: number
   readonly reference_model: string
+  readonly bootstrap_samples: number
+  readonly bootstrap_seed: number
 }
 
 
@@ -68,6 +74,8 @@ const plan = (config: Config): UnitPlan<ClassifyParams>[] => [
       delta: config.analysis.delta,
       dd_rise: config.analysis.dd_rise,
       reference_model: config.analysis.reference_model,
+      bootstrap_samples: config.analysis.bootstrap_samples,
+      bootstrap_seed: config.analysis.bootstrap_seed,
     },
     inputs: [
       ...config.datasets.map((d) => tokenizeUnit(d.name)),
@@ -152,11 +160,14 @@ const classifyDataset = (ctx: UnitContext, dataset: string, out: Summaries) =>
         }
         tallies.addGroupSizes(out.cls[refIndex], tasks[g].tokens)
         tallies.addTransitions(out.cls, tasks[g].tokens)
+        tallies.addDocuments(out.cls, out.docs, tasks[g].tokens)
         tallies.addTokens(tasks[g].tokens)
         ctx.progress.advance(tasks[g].tokens * models.length * thresholds.length)
       }),
     )
-    out.summary.push(...tallies.summaryRows(dataset))
+    const bootstrap = { samples: a.bootstrap_samples, seed: a.bootstrap_seed }
+    yield* ctx.log(`classify: ${what}: class shares from ${bootstrap.samples} bootstrap resamples of its ${tallies.docs} document(s) (seed ${bootstrap.seed})`)
+    out.summary.push(...tallies.summaryRows(dataset, bootstrap))
     out.transitions.push(...tallies.transitionRows(dataset))
     out.categories.push(...tallies.categoryRows(dataset, categoryNames))
     out.groups.push(...tallies.groupRows(dataset, ref.name, validPpl))
@@ -173,7 +184,7 @@ const run = Effect.fn("stage.classify")(function* (_unit: UnitPlan<ClassifyParam
 
 export const classifyStage = defineStage<ClassifyParams>({
   name: CLASSIFY,
-  version: 1,
+  version: 2, // 2: class_summary's share_lo, share_hi (documents resampled)
   after: [TOKENIZE, SCORE, AGGREGATE],
   describe: "token classes, per-token double descent, class shares, transitions, categories, group trajectories",
   plan,

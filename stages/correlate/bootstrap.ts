@@ -25,6 +25,7 @@
  * STREAM_BOOTSTRAP, b · 65,536 + t), so a task's draws do not depend on the other tasks.
  */
 import { mulberry32, streamSeed } from "../../lib/random.ts"
+import { type Interval, percentileInterval } from "../../lib/stats.ts"
 import { correlationStats, pooledR2, type CorrelationStats } from "./stats.ts"
 
 /** lib/random.ts stream purpose of the bootstrap draws. */
@@ -46,11 +47,6 @@ export interface Series {
   readonly name: string
   /** Indices into the tasks array. */
   readonly tasks: ReadonlyArray<number>
-}
-
-export interface Interval {
-  readonly lo: number | null
-  readonly hi: number | null
 }
 
 export interface SeriesIntervals {
@@ -80,21 +76,6 @@ export interface BootstrapInput {
   readonly group: Int32Array
   readonly samples: number
   readonly seed: number
-}
-
-/** The q-quantile of sorted values, linear between order statistics (numpy's default). */
-export const quantileSorted = (sorted: ArrayLike<number>, q: number): number => {
-  const h = (sorted.length - 1) * q
-  const lo = Math.floor(h)
-  const hi = Math.min(sorted.length - 1, lo + 1)
-  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo])
-}
-
-/** The 95% percentile interval of the values that exist; null when fewer than half of `of` do. */
-export const percentileInterval = (values: ReadonlyArray<number | null>, of: number): Interval => {
-  const xs = values.filter((v): v is number => v !== null && Number.isFinite(v)).sort((a, b) => a - b)
-  if (xs.length === 0 || xs.length < of / 2) return { lo: null, hi: null }
-  return { lo: quantileSorted(xs, 0.025), hi: quantileSorted(xs, 0.975) }
 }
 
 /** Accuracy at every point of one task with example weights w (null weights: every example once). */

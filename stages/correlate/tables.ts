@@ -13,6 +13,7 @@
  * n_points is one less per model that has step 0) and kept for log_valid_ppl.
  */
 import type * as arrow from "apache-arrow"
+import type { Interval } from "../../lib/stats.ts"
 import {
   Agreement,
   Correlations,
@@ -26,7 +27,7 @@ import {
 } from "./contract.ts"
 import type { MatchKind } from "./match.ts"
 import { correlationStats, type CorrelationStats } from "./stats.ts"
-import { bootstrapCorrelations, type Interval, type StatName, type TaskHits } from "./bootstrap.ts"
+import { bootstrapCorrelations, type StatName, type TaskHits } from "./bootstrap.ts"
 
 export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
 export type CorrelationAxis = (typeof X_AXES)[number]
