@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { escapePath, globSync } from "tinyglobby"
 import * as YAML from "yaml"
-import { Config as ConfigSchema, type Analysis, type DatasetFormat, type Download, type Scoring, type Sequences } from "../schemas/config.ts"
+import { Config as ConfigSchema, Mauve as MauveSchema, type Analysis, type DatasetFormat, type Decoding, type Download, type Scoring, type Sequences } from "../schemas/config.ts"
 
 export type { Analysis, Checks, DatasetFormat, Download, Scoring, Sequences, XAxis } from "../schemas/config.ts"
 import { ConfigError, displayPath, firstLine } from "./errors.ts"
@@ -93,6 +93,17 @@ export interface ResolvedSequences {
   readonly validDataset: string
   /** Where prompts come from: texts, or a dataset's windows (default: 10 prompts of 8 tokens from the validation dataset). */
   readonly prompts: { readonly texts: ReadonlyArray<string> } | { readonly dataset: string; readonly n: number; readonly tokens: number }
+  /** `sequences.decoding` as a list without repeats, in config order. */
+  readonly decodings: ReadonlyArray<Decoding>
+  /** MAUVE's settings (absent: off — `mauve: false`, or text prompts without a `mauve` section). */
+  readonly mauve?: {
+    /** The features' checkpoint: `features_model` (default: the largest by params) at `features_step` (default: its last). */
+    readonly model: Model
+    readonly checkpoint: Checkpoint
+    readonly scaling: number
+    readonly buckets: number | "auto"
+    readonly seed: number
+  }
 }
 
 /** Two fractions are the same threshold (config values go through decimal text). */
@@ -438,7 +449,20 @@ export const parseConfig = (
         if (!datasets.some((d) => d.name === dataset)) throw errAt(loc, ["sequences", "prompts_from", "dataset"], `no dataset named "${dataset}"`)
         prompts = { dataset, n: from?.n_prompts ?? 10, tokens: from?.prompt_tokens ?? 8 }
       }
-      sequences = { section: sq, small, large, validDataset: analysis.valid_dataset, prompts }
+      const decodings = [...new Set(typeof sq.decoding === "string" ? [sq.decoding] : sq.decoding)]
+      let mauve: ResolvedSequences["mauve"]
+      if (sq.mauve !== false && !(sq.mauve === undefined && "texts" in prompts)) {
+        if ("texts" in prompts) throw errAt(loc, ["sequences", "mauve"], "MAUVE compares generations with the human continuations of their prompts: use prompts_from (a dataset), not prompts, or set mauve: false")
+        const m = sq.mauve ?? Schema.decodeSync(MauveSchema)({})
+        const name = m.features_model
+        const model = name === undefined ? bySize[bySize.length - 1] : models.find((x) => x.name === name)
+        if (model === undefined) throw errAt(loc, ["sequences", "mauve", "features_model"], `no model named "${name}"`)
+        const cps = model.checkpoints
+        const checkpoint = m.features_step === undefined ? cps[cps.length - 1] : cps.find((cp) => cp.step === m.features_step)
+        if (checkpoint === undefined && cps.length > 0) throw errAt(loc, ["sequences", "mauve", "features_step"], `model ${model.name} has no checkpoint at step ${m.features_step}`)
+        mauve = { model, checkpoint: checkpoint ?? { step: m.features_step ?? 0, path: "" }, scaling: m.scaling, buckets: m.buckets, seed: m.seed ?? sq.seed }
+      }
+      sequences = { section: sq, small, large, validDataset: analysis.valid_dataset, prompts, decodings, ...(mauve !== undefined ? { mauve } : {}) }
     }
 
     const outputRoot = abs(c.output)

@@ -181,6 +181,24 @@ export const PromptsFrom = Schema.Struct({
 })
 export type PromptsFrom = typeof PromptsFrom.Type
 
+export const Decoding = Schema.Literal("greedy", "nucleus")
+export type Decoding = typeof Decoding.Type
+
+/** MAUVE (Pillutla et al. 2021) of generations against human text, as mauve-text computes it (lib/analysis/mauve.ts). */
+export const Mauve = Schema.Struct({
+  /** The model whose final hidden state at the last token is the feature of a text (default: the largest by params). */
+  features_model: Schema.optional(Name),
+  /** Its checkpoint (default: its last). */
+  features_step: Schema.optional(NonNegativeInt),
+  /** c in exp(−c·KL) of the divergence curve (mauve-text's mauve_scaling_factor). */
+  scaling: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 5 }),
+  /** k-means clusters: "auto" = max(2, round(min(n_model, n_human) / 10)), or a count. */
+  buckets: Schema.optionalWith(Schema.Union(Schema.Literal("auto"), PositiveInt), { default: () => "auto" as const }),
+  /** Seed of the k-means++ restarts (default: the section's seed). */
+  seed: Schema.optional(Schema.Int),
+})
+export type Mauve = typeof Mauve.Type
+
 /**
  * The sequences stage (runs only when this section is present): joint decoding between a small and
  * a large checkpoint, q = max(λs·ps + λl·pl, 0) renormalised, and perplexity trajectories of the
@@ -197,7 +215,8 @@ export const Sequences = Schema.Struct({
   lambdas: Schema.optionalWith(Schema.Array(Schema.Tuple(Schema.Number, Schema.Number)).pipe(Schema.minItems(1)), {
     default: () => [[1, -1], [1, 0], [0, 1], [-1, 1]] as const,
   }),
-  decoding: Schema.optionalWith(Schema.Literal("greedy", "nucleus"), { default: () => "nucleus" as const }),
+  /** How to pick each next token: greedy, nucleus, or a list of both (every λ group is decoded each way). */
+  decoding: Schema.optionalWith(Schema.Union(Decoding, Schema.Array(Decoding).pipe(Schema.minItems(1))), { default: () => "nucleus" as const }),
   /** Nucleus mass p: sample within the smallest set of ids whose probabilities reach it. */
   top_p: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1)), { default: () => 0.9 }),
   max_new_tokens: Schema.optionalWith(PositiveInt, { default: () => 50 }),
@@ -214,6 +233,12 @@ export const Sequences = Schema.Struct({
   shuffle: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /** Validation windows perturbed (seeded choice). */
   noise_windows: Schema.optionalWith(PositiveInt, { default: () => 50 }),
+  /**
+   * MAUVE of every generation setting (λ group × decoding) against the human continuations of the
+   * same prompts: on by default when prompts come from a dataset (`prompts_from`, or the default);
+   * `false` turns it off. Text `prompts` have no human continuation, so MAUVE needs `prompts_from`.
+   */
+  mauve: Schema.optional(Schema.Union(Schema.Literal(false), Mauve)),
 })
 export type Sequences = typeof Sequences.Type
 

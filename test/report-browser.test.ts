@@ -143,8 +143,8 @@ describe("report in headless Chromium", () => {
     expect(await page.locator("#summary table").first().locator("tbody tr").count()).toBe(3)
 
     const links = await checkLinks(page, path.dirname(file))
-    // Every table of the fixture is linked: 10 files, sequences/noise.parquet, and the 2 files of each of the 4 λ folders.
-    expect(new Set(links).size).toBe(19)
+    // Every table of the fixture is linked: 10 files, sequences/noise.parquet, mauve.parquet, mauve_curves.parquet, and the 2 files of each of the 4 λ folders.
+    expect(new Set(links).size).toBe(21)
     expect(links.map(decodeURIComponent)).toContain("../sequences/lambda=1_-1/trajectories.parquet")
     const inventory = (await page.locator("#summary table.inventory").textContent()) ?? ""
     expect(inventory).toContain("sequences/lambda=-1_1/generations.parquet")

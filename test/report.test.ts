@@ -6,7 +6,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type * as arrow from "apache-arrow"
+import * as arrow from "apache-arrow"
 import { Effect, Either, Option } from "effect"
 import { describe, expect, it } from "vitest"
 import { parseConfig } from "../pipeline/config.ts"
@@ -58,8 +58,8 @@ describe("report options", () => {
 describe("figures", () => {
   const figs = buildFigures(all, options)
 
-  it("draws all 10 figures from a complete run, each with a caption and its Parquet sources", () => {
-    expect(figs).toHaveLength(10)
+  it("draws all 11 figures from a complete run, each with a caption and its Parquet sources", () => {
+    expect(figs).toHaveLength(11)
     for (const f of figs) {
       expect(f.spec, f.id).toBeDefined()
       expect(f.caption.length, f.id).toBeGreaterThan(30)
@@ -67,7 +67,7 @@ describe("figures", () => {
       expect(f.sources.length).toBeGreaterThan(0)
       for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z0-9_]+\.parquet$/)
     }
-    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"])
   })
 
   it("figure 9: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
@@ -92,6 +92,50 @@ describe("figures", () => {
     expect(f.sources).toContain("sequences/lambda=-1_1/generations.parquet")
     expect(f.sources).toHaveLength(8)
     expect(f.table?.rows.map((r) => r[1])).toEqual(["5", "5", "5", "5"])
+  })
+
+  it("figure 11: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
+    const f = byId(figs, "fig-mauve")
+    expect(f.sources).toEqual(["sequences/mauve.parquet", "sequences/mauve_curves.parquet"])
+    const dots = findAll(f.spec, "values")[0] as Array<{ lambda: string; decoding: string; mauve: number }>
+    expect(dots).toHaveLength(8)
+    expect(dots.find((d) => d.lambda.startsWith("λ = (0, 1)") && d.decoding === "nucleus")!.mauve).toBeCloseTo(0.7, 12)
+    expect(f.table?.columns).toEqual(["λ group", "greedy", "nucleus"])
+    expect(f.table?.rows).toEqual([
+      ["λ = (1, −1): small − large", "0.450", "0.900"],
+      ["λ = (1, 0): small alone", "0.400", "0.800"],
+      ["λ = (0, 1): large alone", "0.350", "0.700"],
+      ["λ = (−1, 1): large − small", "0.300", "0.600"],
+    ])
+    const curves = findAll(f.spec, "values")[1] as Array<{ setting: string; x: number; y: number }>
+    expect(curves).toHaveLength(8 * 27)
+    expect(f.notes[0]).toMatch(/^features: l@\d+; 100 human continuations; clusters: 10$/)
+    const none = byId(buildFigures({}, options), "fig-mauve")
+    expect(none.spec).toBeUndefined()
+    expect(none.notes).toEqual(["sequences/mauve.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)"])
+  })
+
+  it("figure 9 with two decodings: one panel per λ group and decoding", () => {
+    const t = all.sequence_trajectories!
+    const rowsOf2 = t.toArray().map((r) => r.toJSON() as Record<string, unknown>)
+    const both: Array<Record<string, unknown>> = [...rowsOf2.map((r) => ({ ...r, decoding: "greedy" })), ...rowsOf2.map((r) => ({ ...r, decoding: "nucleus", ppl: 2 * (r.ppl as number) }))]
+    const two = arrow.tableFromArrays({
+      group: both.map((r) => r.group as string),
+      sequence_id: Int32Array.from(both.map((r) => r.sequence_id as number)),
+      decoding: both.map((r) => r.decoding),
+      model: both.map((r) => r.model as string),
+      step: Int32Array.from(both.map((r) => r.step as number)),
+      valid_ppl: both.map((r) => r.valid_ppl as number | null),
+      ppl: Float64Array.from(both.map((r) => r.ppl as number)),
+    })
+    const f = byId(buildFigures({ ...all, sequence_trajectories: two }, options), "fig-generated")
+    const sort = (findAll(f.spec, "facet")[0] as { sort: string[] }).sort
+    expect(sort.slice(0, 2)).toEqual(["λ = (1, −1): small − large, greedy", "λ = (1, −1): small − large, nucleus"])
+    expect(sort).toHaveLength(8)
+    expect(f.table?.columns[0]).toBe("λ group, decoding")
+    const values = findAll(f.spec, "values")[0] as Array<{ lambda: string; size: string; step: number; ppl: number }>
+    const at = (d: string) => values.find((v) => v.lambda === `λ = (1, 0): small alone, ${d}` && v.size === "l (1.1M)" && v.step === 0)!.ppl
+    expect(at("nucleus") / at("greedy")).toBeCloseTo(2, 10)
   })
 
   it("figure 10: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
@@ -263,7 +307,7 @@ describe("rendering", () => {
   it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {
     const r = await buildReportHtml(all, options, new Set(["checkpoints.parquet", "correlations.parquet"]))
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(10)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
     expect(r.html).not.toMatch(/<script/i)
@@ -285,7 +329,7 @@ describe("rendering", () => {
     const seconds = (performance.now() - t0) / 1000
     console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(10)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
     expect(r.html.length).toBeLessThan(3_000_000)
   })
 

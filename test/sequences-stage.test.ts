@@ -19,6 +19,9 @@ import { generateJoint } from "../stages/sequences/generate.ts"
 import { noiseGroups, sequencesStage } from "../stages/sequences/index.ts"
 import { encodeIds, loadTokenizer } from "../lib/tokenizer-load.ts"
 import { tokenizeStage } from "../stages/tokenize/index.ts"
+import { openEmbedder } from "../lib/onnx/embed.ts"
+import { mauve } from "../lib/analysis/mauve.ts"
+import { mulberry32, shuffled, streamSeed } from "../lib/random.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-seqstage-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -75,7 +78,10 @@ describe("sequences stage on the zoo", () => {
   it("plans one unit per λ pair and one noise unit (defaults: tiny vs base at their last step)", async () => {
     const config = await load(writeConfig("plan", "sequences: {}\n"))
     const units = sequencesStage.plan(config)
-    expect(units.map((u) => u.id)).toEqual(["lambda=1_-1", "lambda=1_0", "lambda=0_1", "lambda=-1_1", "noise"])
+    expect(units.map((u) => u.id)).toEqual(["lambda=1_-1", "lambda=1_0", "lambda=0_1", "lambda=-1_1", "noise", "mauve"])
+    // MAUVE reads every λ group's generations and embeds with the largest model's last checkpoint.
+    expect(units[5].inputs).toEqual([{ stage: "tokenize", id: "dataset=press" }, ...units.slice(0, 4).map((u) => ({ stage: "sequences", id: u.id }))])
+    expect((units[5].params as { features: unknown }).features).toEqual(["base", 908])
     expect((units[0].params as { resolved: unknown }).resolved).toEqual({ small: ["tiny", 908], large: ["base", 908] })
     expect(units[0].inputs).toEqual([{ stage: "tokenize", id: "dataset=press" }, { stage: "aggregate", id: "all" }])
   })
@@ -175,6 +181,78 @@ describe("sequences stage on the zoo", () => {
     }
     expect(out[1]).toEqual(out[0])
   }, 60_000)
+
+  it("MAUVE: each λ group × decoding against the human continuations, as mauve() of the features recomputed here", async () => {
+    const seqs = `sequences:
+  lambdas: [[1, 0], [0, 1]]
+  decoding: [greedy, nucleus]
+  prompts_from: { dataset: press, n_prompts: 12, prompt_tokens: 6 }
+  max_new_tokens: 10
+  seed: 5
+  noise_windows: 2
+  noise_rates: [0]
+  shuffle: false
+  mauve: { buckets: 3, scaling: 4, seed: 9 }
+`
+    const config = await load(writeConfig("mauve", seqs))
+    expect(sequencesStage.plan(config).map((u) => u.id)).toEqual(["lambda=1_0", "lambda=0_1", "noise", "mauve"])
+    await Effect.runPromise(runOnDisk(config, { stages, sink: quietSink }))
+    const table = rows(path.join(config.runDir, "sequences/mauve.parquet"))
+    expect(table.map((r) => [r.lambda_s, r.lambda_l, r.decoding])).toEqual([
+      [1, 0, "greedy"],
+      [1, 0, "nucleus"],
+      [0, 1, "greedy"],
+      [0, 1, "nucleus"],
+    ])
+    // The prompts: 12 windows of press by the stage's seeded choice (stream 12 of seed 5), their
+    // first 6 tokens after the prepend; the human continuation: the window's next 10 tokens.
+    const tok = await loadTokenizer(path.join(root, "zoo/tokenizer.json"))
+    const prepend = [...(await encodeIds(tok, "<|endoftext|>"))]
+    const windows = rows(path.join(config.runDir, "windows/dataset=press/windows.parquet")).map((w) => [...(w.input_ids as Iterable<number>)])
+    const chosen = shuffled(windows.map((_, i) => i), mulberry32(streamSeed(5, 12, 0)))
+      .slice(0, 12)
+      .sort((a, b) => a - b)
+    // (a document's later windows do not start with the prepend: their body is the whole window)
+    const bodies = chosen.map((w) => (prepend.every((t, j) => windows[w][j] === t) ? windows[w].slice(prepend.length) : windows[w]))
+    const human = bodies.map((b) => Int32Array.from([...prepend, ...b.slice(0, 16)]))
+    const embedder = await openEmbedder(path.join(root, "zoo/base/step-908.onnx"), { contextLength: 128, batchSize: 4, threads: 1 }, "base@908")
+    try {
+      const flat = (vs: Float32Array[]) => ({ data: Float32Array.from(vs.flatMap((v) => [...v])), dim: embedder.dim })
+      const q = flat(await embedder.embed(human))
+      for (const r of table) {
+        const gen = rows(path.join(config.runDir, `sequences/lambda=${r.lambda_s}_${r.lambda_l}/generations.parquet`)).filter((g) => g.decoding === r.decoding)
+        expect(gen).toHaveLength(12)
+        const p = flat(await embedder.embed(gen.map((g) => Int32Array.from([...prepend, ...bodies[g.sequence_id as number].slice(0, 6), ...(g.token_ids as Iterable<number>)]))))
+        const want = mauve(p, q, { buckets: 3, scaling: 4, seed: 9 })
+        expect(r.mauve).toBeCloseTo(want.mauve, 12)
+        expect(r.mauve as number).toBeGreaterThan(0)
+        expect(r.mauve as number).toBeLessThanOrEqual(1)
+        expect([r.buckets, r.dims, r.n_model, r.n_human, r.scaling, r.seed, r.features]).toEqual([3, want.dims, 12, 12, 4, 9, "base@908"])
+      }
+    } finally {
+      await embedder.close()
+    }
+    // Each setting's divergence curve: 25 mixture weights between (1, 0) and (0, 1).
+    const curves = rows(path.join(config.runDir, "sequences/mauve_curves.parquet"))
+    expect(curves).toHaveLength(4 * 27)
+    const first = curves.filter((c) => c.lambda_s === 1 && c.decoding === "greedy")
+    expect([first[0].x, first[0].y, first[26].x, first[26].y]).toEqual([1, 0, 0, 1])
+    // Trajectories carry the decoding: 12 sequences × 2 decodings × 6 checkpoints.
+    const tr = rows(path.join(config.runDir, "sequences/lambda=0_1/trajectories.parquet"))
+    expect(tr).toHaveLength(12 * 2 * 6)
+    expect(new Set(tr.map((t) => t.decoding))).toEqual(new Set(["greedy", "nucleus"]))
+  }, 120_000)
+
+  it("MAUVE needs human continuations: text prompts with a mauve section are a config error; mauve: false turns it off", async () => {
+    await expect(load(writeConfig("mauvetext", `sequences:\n  prompts: ["The jury said"]\n  mauve: {}\n`))).rejects.toThrow(
+      /sequences\.mauve: MAUVE compares generations with the human continuations of their prompts: use prompts_from/,
+    )
+    const off = await load(writeConfig("mauveoff", "sequences:\n  mauve: false\n"))
+    expect(sequencesStage.plan(off).map((u) => u.id)).not.toContain("mauve")
+    const text = await load(writeConfig("mauvetext2", `sequences:\n  prompts: ["The jury said"]\n`))
+    expect(sequencesStage.plan(text).map((u) => u.id)).not.toContain("mauve")
+    await expect(load(writeConfig("mauvemodel", "sequences:\n  mauve: { features_model: huge }\n"))).rejects.toThrow(/sequences\.mauve\.features_model: no model named "huge"/)
+  })
 
   it("a re-run has nothing to do", async () => {
     const config = await load(path.join(tmp, "seq.yaml"))

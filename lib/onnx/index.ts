@@ -23,6 +23,7 @@ import * as os from "node:os"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { makeScorerPool } from "./pool.ts"
 import { openNextToken, type NextToken, type OpenOptions } from "./next-token.ts"
+import { withEmbedder, type Embedder, type EmbedderOptions } from "./embed.ts"
 import { OnnxError, toOnnxError } from "./session.ts"
 import type { Scorer, ScorerOptions } from "./scorer.ts"
 
@@ -45,6 +46,8 @@ export interface OnnxService {
   ) => Effect.Effect<A, E | OnnxError, R>
   /** A checkpoint's original graph for next-token distributions, released when the scope closes. */
   readonly openNextToken: (modelPath: string, options?: OpenOptions) => Effect.Effect<NextToken, OnnxError, Scope.Scope>
+  /** A checkpoint's graph rewritten to its final hidden state (embed.ts) for `use`, released afterwards. */
+  readonly withEmbedder: <A, E, R>(modelPath: string, options: EmbedderOptions, use: (e: Embedder) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | OnnxError, R>
 }
 
 export class Onnx extends Context.Tag("trajectories/Onnx")<Onnx, OnnxService>() {}
@@ -75,6 +78,7 @@ export const OnnxLive: Layer.Layer<Onnx> = Layer.scoped(
           Effect.tryPromise({ try: () => openNextToken(modelPath, options), catch: toOnnxError(options.label ?? modelPath) }),
           (m) => Effect.promise(() => m.release().catch(() => undefined)),
         ),
+      withEmbedder,
     }),
   ),
 )

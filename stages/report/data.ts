@@ -8,7 +8,7 @@ import { AGGREGATE, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
 import { agreementFile, CORRELATE, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
-import { generationsPattern, noiseFile, SEQUENCES, trajectoriesPattern } from "../sequences/contract.ts"
+import { generationsPattern, mauveCurvesFile, mauveFile, noiseFile, SEQUENCES, trajectoriesPattern } from "../sequences/contract.ts"
 
 export type Cell = string | number | boolean | null
 export type Row = Record<string, Cell>
@@ -32,6 +32,8 @@ export interface ReportTables {
   readonly sequence_generations?: arrow.Table
   readonly sequence_trajectories?: arrow.Table
   readonly noise?: arrow.Table
+  readonly mauve?: arrow.Table
+  readonly mauve_curves?: arrow.Table
 }
 export type TableName = keyof ReportTables
 
@@ -50,6 +52,8 @@ export const tableSpecs: Readonly<Record<TableName, { readonly file: string; rea
   sequence_generations: { file: generationsPattern, stage: SEQUENCES },
   sequence_trajectories: { file: trajectoriesPattern, stage: SEQUENCES },
   noise: { file: noiseFile.path, stage: SEQUENCES },
+  mauve: { file: mauveFile.path, stage: SEQUENCES },
+  mauve_curves: { file: mauveCurvesFile.path, stage: SEQUENCES },
 }
 
 /** Relative path of each table under the run folder. */

@@ -9,7 +9,7 @@
  */
 import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
-import { generatedFigure, noiseFigure } from "./figures-sequences.ts"
+import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
 import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 export { MAX_POINTS_PER_SERIES }
@@ -330,4 +330,5 @@ export const buildFigures = (tables: ReportTables, options: ReportOptions): Figu
   agreementFigure(tables, options),
   generatedFigure(tables, options),
   noiseFigure(tables, options),
+  mauveFigure(tables),
 ]

@@ -20,7 +20,7 @@ import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classifyUnit, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
 import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
 import { DOWNSTREAM } from "../downstream/contract.ts"
-import { generationsFile, lambdaGroups, lambdaId, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
+import { generationsFile, lambdaGroups, lambdaId, mauveCurvesFile, mauveFile, mauveUnit, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
 import { buildReportHtml } from "./render.ts"
@@ -61,6 +61,8 @@ export const reportSources = (config: Config): Record<TableName, ReadonlyArray<R
     sequence_generations: groups.map((g) => ({ ref: g.ref, file: generationsFile(g.s, g.l), group: lambdaId(g.s, g.l) })),
     sequence_trajectories: groups.map((g) => ({ ref: g.ref, file: trajectoriesFile(g.s, g.l), group: lambdaId(g.s, g.l) })),
     noise: [{ ref: noiseUnit, file: noiseFile }],
+    mauve: [{ ref: mauveUnit, file: mauveFile }],
+    mauve_curves: [{ ref: mauveUnit, file: mauveCurvesFile }],
   }
 }
 

@@ -9,6 +9,12 @@
  *                 sequences/lambda=S_L/generations.parquet, sequences/lambda=S_L/trajectories.parquet
  *   noise       perturbed copies of validation windows (noise.ts) scored by every checkpoint →
  *                 sequences/noise.parquet
+ *   mauve       (MAUVE on: prompts from a dataset, `mauve` not false) each setting's generations
+ *               and the human continuations of the same prompts embedded by one checkpoint
+ *               (lib/onnx/embed.ts), MAUVE of each setting (lib/analysis/mauve.ts) →
+ *                 sequences/mauve.parquet, sequences/mauve_curves.parquet
+ * Every λ group is decoded with each configured decoding (`sequences.decoding`, one or a list); a
+ * prompt's nucleus sample uses the same seed whatever else is configured.
  * The issue names `sequences/generations.parquet`; each λ group is its own unit, so its files sit
  * in a Hive partition `lambda=S_L/` (DuckDB: read_parquet('sequences/lambda=*' || '/generations.parquet')).
  * Tables: ./contract.ts.
@@ -29,6 +35,12 @@ import {
   Generations,
   lambdaId,
   lambdaPairs,
+  lambdaUnit,
+  MAUVE_ID,
+  mauveCurvesFile,
+  MauveCurves,
+  mauveFile,
+  Mauve,
   NOISE_ID,
   noiseFile,
   Noise,
@@ -40,6 +52,7 @@ import { generateJoint } from "./generate.ts"
 import { pplOf, shuffleWords, substitute } from "./noise.ts"
 import { checkpointPath, checkpointPlan, DOWNLOAD } from "../download/contract.ts"
 import type { Hub } from "../../lib/hub/index.ts"
+import { mauve as mauveOf } from "../../lib/analysis/mauve.ts"
 
 /** Independent random streams of this stage (lib/random.ts streamSeed purposes). */
 const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
@@ -74,7 +87,7 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
       ...common,
       resolved,
       lambda: [s, l],
-      decoding: section.decoding,
+      decoding: r.decodings,
       top_p: section.top_p,
       max_new_tokens: section.max_new_tokens,
       seed: section.seed,
@@ -100,7 +113,32 @@ const plan = (config: Config): UnitPlan<SequencesParams>[] => {
     files: [...config.tokenizerFiles, ...allCheckpoints],
     weight: nCheckpoints,
   }
-  return [...generation, noise]
+  const m = r.mauve
+  const features = m === undefined ? undefined : checkpointPlan(m.model, m.checkpoint)
+  const mauve: UnitPlan<SequencesParams>[] =
+    m === undefined || features === undefined
+      ? []
+      : [
+          {
+            id: MAUVE_ID,
+            params: {
+              context_length: config.context_length,
+              prepend: config.prepend ?? null,
+              prompts_from: r.prompts,
+              max_new_tokens: section.max_new_tokens,
+              seed: section.seed,
+              features: [m.model.name, m.checkpoint.step],
+              scaling: m.scaling,
+              buckets: m.buckets,
+              mauve_seed: m.seed,
+              batch_size: config.scoring.batch_size,
+            },
+            inputs: [...promptInputs, ...lambdaPairs(section.lambdas).map(([s, l]) => lambdaUnit(s, l)), ...features.inputs],
+            files: [...config.tokenizerFiles, ...features.files],
+            weight: 2 + generation.length * r.decodings.length,
+          },
+        ]
+  return [...generation, noise, ...mauve]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +218,8 @@ interface Prompt {
   readonly text: string
   /** Prepend + prompt ids. */
   readonly ids: Int32Array
+  /** Prompts from a dataset: the window's own next tokens after the prompt, at most max_new_tokens (the human continuation). */
+  readonly human?: Int32Array
 }
 
 const buildPrompts = (ctx: UnitContext, r: ResolvedSequences, tok: LoadedTokenizer, prepend: Int32Array): Effect.Effect<Prompt[], UnitError> =>
@@ -206,7 +246,8 @@ const buildPrompts = (ctx: UnitContext, r: ResolvedSequences, tok: LoadedTokeniz
             const all = new Int32Array(prepend.length + promptIds.length)
             all.set(prepend)
             all.set(promptIds, prepend.length)
-            return { text: await tok.tokenizer.decode(Array.from(promptIds), false), ids: all }
+            const human = body.slice(p.tokens, p.tokens + r.section.max_new_tokens)
+            return { text: await tok.tokenizer.decode(Array.from(promptIds), false), ids: all, human }
           }),
         ),
       catch: toUnitError,
@@ -247,50 +288,72 @@ const runGeneration = (unit: UnitPlan<SequencesParams>, ctx: UnitContext, r: Res
     if (prompts.some((p) => p.ids.length === 0)) return yield* fail("sequences: an empty prompt (and no prepend) has no next token")
     const n = r.section.max_new_tokens
     const nCheckpoints = config.models.reduce((a, m) => a + m.checkpoints.length, 0)
-    ctx.progress.start(n + nCheckpoints, "steps")
+    ctx.progress.start(r.decodings.length * n + nCheckpoints, "steps")
     const seeds = prompts.map((_, i) => streamSeed(r.section.seed, STREAM.sample, i))
-    const gen = yield* withPair(r, ctx, (s, l) =>
-      generateJoint(s, l, prompts.map((p) => p.ids), {
-        lambdaS,
-        lambdaL,
-        decoding: r.section.decoding,
-        topP: r.section.top_p,
-        maxNewTokens: n,
-        seeds,
-        contextLength: config.context_length,
-        onStep: () => ctx.progress.advance(1),
-      }),
-    )
-    if (gen.fallbacks > 0) {
-      yield* ctx.log(`sequences ${unit.id}: ${gen.fallbacks} of ${prompts.length * n} steps had no mass left after max(λs·ps + λl·pl, 0); they used the large model's distribution`)
+    const runs = yield* withPair(r, ctx, async (s, l) => {
+      const out: Array<{ decoding: (typeof r.decodings)[number]; generated: Int32Array[]; fallbacks: number }> = []
+      for (const decoding of r.decodings) {
+        const gen = await generateJoint(s, l, prompts.map((p) => p.ids), {
+          lambdaS,
+          lambdaL,
+          decoding,
+          topP: r.section.top_p,
+          maxNewTokens: n,
+          seeds,
+          contextLength: config.context_length,
+          onStep: () => ctx.progress.advance(1),
+        })
+        out.push({ decoding, generated: gen.generated, fallbacks: gen.fallbacks })
+      }
+      return out
+    })
+    for (const g of runs) {
+      if (g.fallbacks > 0) {
+        yield* ctx.log(`sequences ${unit.id} (${g.decoding}): ${g.fallbacks} of ${prompts.length * n} steps had no mass left after max(λs·ps + λl·pl, 0); they used the large model's distribution`)
+      }
     }
-    const texts = yield* Effect.tryPromise({ try: () => tok.tokenizer.decodeBatch(gen.generated.map((g) => Array.from(g)), false), catch: toUnitError })
+    const texts = yield* Effect.forEach(runs, (g) =>
+      Effect.tryPromise({ try: () => tok.tokenizer.decodeBatch(g.generated.map((x) => Array.from(x)), false), catch: toUnitError }),
+    )
     yield* ctx.writeParquet(
       generationsFile(lambdaS, lambdaL),
       Generations.fromRows(
-        prompts.map((p, i) => ({
-          sequence_id: i,
-          prompt: p.text,
-          text: texts[i],
-          token_ids: gen.generated[i],
-          lambda_s: lambdaS,
-          lambda_l: lambdaL,
-          decoding: r.section.decoding,
-          seed: r.section.seed,
-        })),
+        runs.flatMap((g, k) =>
+          prompts.map((p, i) => ({
+            sequence_id: i,
+            prompt: p.text,
+            text: texts[k][i],
+            token_ids: g.generated[i],
+            lambda_s: lambdaS,
+            lambda_l: lambdaL,
+            decoding: g.decoding,
+            seed: r.section.seed,
+          })),
+        ),
       ),
     )
 
-    const reqs = prompts.map((p, i) => {
-      const ids = new Int32Array(p.ids.length + n)
-      ids.set(p.ids)
-      ids.set(gen.generated[i], p.ids.length)
-      return { ...fitContext(ids, p.ids.length, config.context_length), id: `sequence ${i}` }
-    })
+    const reqs = runs.flatMap((g) =>
+      prompts.map((p, i) => {
+        const ids = new Int32Array(p.ids.length + n)
+        ids.set(p.ids)
+        ids.set(g.generated[i], p.ids.length)
+        return { ...fitContext(ids, p.ids.length, config.context_length), id: `sequence ${i} (${g.decoding})` }
+      }),
+    )
     const valid = yield* validPpl(ctx, r.validDataset)
     const rows: Array<TableRow<typeof Trajectories>> = []
     yield* scoreEverywhere(ctx, reqs, (model, step, lps) =>
-      lps.forEach((lp, i) => rows.push({ sequence_id: i, model, step, valid_ppl: valid.get(`${model}@${step}`) ?? null, ppl: pplOf([lp]).ppl })),
+      lps.forEach((lp, j) =>
+        rows.push({
+          sequence_id: j % prompts.length,
+          decoding: runs[Math.floor(j / prompts.length)].decoding,
+          model,
+          step,
+          valid_ppl: valid.get(`${model}@${step}`) ?? null,
+          ppl: pplOf([lp]).ppl,
+        }),
+      ),
     )
     yield* ctx.writeParquet(trajectoriesFile(lambdaS, lambdaL), Trajectories.fromRows(rows))
   })
@@ -371,18 +434,125 @@ const runNoise = (ctx: UnitContext, r: ResolvedSequences) =>
     yield* ctx.writeParquet(noiseFile, Noise.fromRows(rows))
   })
 
+// ---------------------------------------------------------------------------------------------
+// MAUVE unit
+
+/** The last `L` tokens of ids (a feature is the state at the last token: the end is what counts). */
+const lastTokens = (ids: Int32Array, L: number): Int32Array => (ids.length <= L ? ids : ids.subarray(ids.length - L))
+
+const concat = (a: Int32Array, b: Int32Array): Int32Array => {
+  const out = new Int32Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
+  return out
+}
+
+const runMauve = (ctx: UnitContext, r: ResolvedSequences) =>
+  Effect.gen(function* () {
+    const { config } = ctx
+    const m = r.mauve
+    if (m === undefined) return yield* fail("sequences: MAUVE is off in this config")
+    const tok = yield* tokenizerOf(config.tokenizer)
+    const prepend = config.prepend ? yield* Effect.tryPromise({ try: () => encodeIds(tok, config.prepend!), catch: toUnitError }) : new Int32Array(0)
+    const prompts = yield* buildPrompts(ctx, r, tok, prepend)
+    const L = config.context_length
+    // Q: the prompts whose windows go on after them (a window cut at a document's end may not).
+    const human = prompts.flatMap((p) => (p.human !== undefined && p.human.length > 0 ? [lastTokens(concat(p.ids, p.human), L)] : []))
+    if (human.length < prompts.length) {
+      yield* ctx.log(`sequences mauve: ${prompts.length - human.length} of ${prompts.length} prompts end their window and have no human continuation; MAUVE uses the other ${human.length}`)
+    }
+    const short = prompts.filter((p) => p.human !== undefined && p.human.length > 0 && p.human.length < r.section.max_new_tokens).length
+    if (short > 0) yield* ctx.log(`sequences mauve: ${short} human continuation(s) are shorter than max_new_tokens (${r.section.max_new_tokens}): their window ends first`)
+    if (human.length < 2) return yield* fail(`sequences mauve: ${human.length} human continuation(s); MAUVE needs at least 2 (more prompts: prompts_from.n_prompts)`)
+
+    // P of each setting, in group then decoding order.
+    const settings: Array<{ s: number; l: number; decoding: string; rows: Int32Array[] }> = []
+    for (const [s, l] of lambdaPairs(r.section.lambdas)) {
+      const t = yield* ctx.input(lambdaUnit(s, l)).read(generationsFile(s, l), { columns: ["sequence_id", "decoding", "token_ids"] })
+      const sid = t.getChild("sequence_id")!
+      const dec = t.getChild("decoding")!
+      const ids = t.getChild("token_ids")!
+      for (const decoding of r.decodings) {
+        const rows: Int32Array[] = []
+        for (let i = 0; i < t.numRows; i++) {
+          if (dec.get(i) !== decoding) continue
+          const p = prompts[Number(sid.get(i))]
+          if (p === undefined) return yield* fail(`${generationsFile(s, l).path}: sequence_id ${sid.get(i)} has no prompt (${prompts.length} prompts)`)
+          rows.push(lastTokens(concat(p.ids, Int32Array.from(ids.get(i) as arrow.Vector<arrow.Int32>)), L))
+        }
+        if (rows.length < 2) return yield* fail(`${generationsFile(s, l).path}: ${rows.length} ${decoding} generation(s); MAUVE needs at least 2`)
+        settings.push({ s, l, decoding, rows })
+      }
+    }
+
+    ctx.progress.start(settings.length + 1, "sets embedded")
+    const onnx = yield* Onnx
+    const where = yield* checkpointPath(ctx, m.model, m.checkpoint)
+    const features = `${m.model.name}@${m.checkpoint.step}`
+    const options = { ...sessionSettings(config.scoring), cacheDir: ctx.cacheDir, contextLength: L, batchSize: config.scoring.batch_size, label: features }
+    const embedded = yield* onnx
+      .withEmbedder(where, options, (e) =>
+        Effect.tryPromise({
+          try: async () => {
+            const flat = (vs: Float32Array[]) => {
+              const data = new Float32Array(vs.length * e.dim)
+              vs.forEach((v, i) => data.set(v, i * e.dim))
+              return { data, dim: e.dim }
+            }
+            const q = flat(await e.embed(human))
+            ctx.progress.advance(1)
+            const ps = []
+            for (const st of settings) {
+              ps.push(flat(await e.embed(st.rows)))
+              ctx.progress.advance(1)
+            }
+            return { q, ps }
+          },
+          catch: (x) => x,
+        }),
+      )
+      .pipe(Effect.mapError((e) => fail(`sequences mauve: ${firstLineOf(e)}`)))
+    const rows: Array<TableRow<typeof Mauve>> = []
+    const curves: Array<TableRow<typeof MauveCurves>> = []
+    for (const [k, st] of settings.entries()) {
+      const res = yield* Effect.try({
+        try: () => mauveOf(embedded.ps[k], embedded.q, { scaling: m.scaling, buckets: m.buckets, seed: m.seed }),
+        catch: (e) => fail(`sequences mauve (${lambdaId(st.s, st.l)}, ${st.decoding}): ${firstLineOf(e)}`),
+      })
+      rows.push({
+        lambda_s: st.s,
+        lambda_l: st.l,
+        decoding: st.decoding,
+        mauve: res.mauve,
+        buckets: res.buckets,
+        dims: res.dims,
+        n_model: st.rows.length,
+        n_human: human.length,
+        scaling: m.scaling,
+        seed: m.seed,
+        features,
+      })
+      res.curve.forEach((c, point) => curves.push({ lambda_s: st.s, lambda_l: st.l, decoding: st.decoding, point, x: c.x, y: c.y }))
+    }
+    yield* ctx.writeParquet(mauveFile, Mauve.fromRows(rows))
+    yield* ctx.writeParquet(mauveCurvesFile, MauveCurves.fromRows(curves))
+  })
+
+const firstLineOf = (e: unknown): string => (e instanceof Error ? e.message : String((e as { message?: unknown })?.message ?? e)).split("\n")[0]
+
 const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan<SequencesParams>, ctx: UnitContext) {
   const r = ctx.config.sequences
   if (r === undefined) return yield* fail("sequences: the config has no sequences section")
   if (unit.id === NOISE_ID) return yield* runNoise(ctx, r)
+  if (unit.id === MAUVE_ID) return yield* runMauve(ctx, r)
   return yield* runGeneration(unit, ctx, r)
 })
 
 export const sequencesStage = defineStage<SequencesParams, Onnx | Tokenizers | Hub>({
   name: SEQUENCES,
-  version: 1,
+  version: 2,
   after: [TOKENIZE, AGGREGATE, DOWNLOAD],
-  describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint",
+  describe: "joint decoding between a small and a large checkpoint; perplexity of generations and noisy windows at every checkpoint; MAUVE of each decoding",
   plan,
   run,
 })
