@@ -94,6 +94,24 @@ describe("figures", () => {
     expect(f.table?.rows.map((r) => r[1])).toEqual(["5", "5", "5", "5"])
   })
 
+  it("figure 2: shares per class against the threshold, with the documents' bootstrap intervals as bands", () => {
+    const f = byId(figs, "fig-class-shares")
+    expect(f.caption).toContain("Bands: 95% bootstrap intervals resampling the dataset's documents")
+    const layers = findAll(f.spec, "layer")[0] as Array<{ mark: { type: string }; encoding: { y: { field: string }; y2?: { field: string } } }>
+    expect(layers.map((l) => [l.mark.type, l.encoding.y.field, l.encoding.y2?.field])).toEqual([["area", "share_lo", "share_hi"], ["line", "share", undefined]])
+    const values = findAll(f.spec, "values")[0] as Array<{ share: number; share_lo: number; share_hi: number }>
+    // The fixture's intervals: share ± 0.02 within [0, 1].
+    for (const v of values) {
+      expect(v.share_lo).toBeCloseTo(Math.max(0, v.share - 0.02), 12)
+      expect(v.share_hi).toBeCloseTo(Math.min(1, v.share + 0.02), 12)
+    }
+    // Without the interval columns (a run before classify v2): lines only.
+    const old = all.class_summary!.select(["model", "dataset", "threshold", "class", "n_tokens", "share"])
+    const plain = byId(buildFigures({ ...all, class_summary: old }, options), "fig-class-shares")
+    expect(findAll(plain.spec, "layer")).toEqual([])
+    expect(plain.caption).not.toContain("Bands")
+  })
+
   it("figure 11: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
     const f = byId(figs, "fig-mauve")
     expect(f.sources).toEqual(["sequences/mauve.parquet", "sequences/mauve_curves.parquet"])

@@ -7,7 +7,7 @@
  * Every figure function returns a Figure; when its table is missing or lacks a column, the figure
  * comes back without a spec and with a note saying why, never an error.
  */
-import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
+import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row, rowsOf } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
 import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
@@ -114,23 +114,30 @@ export const classShareFigure = (tables: ReportTables, options: ReportOptions): 
   const rows = got.rows.filter((r) => str(r.dataset) === dataset && str(r.class) !== "other")
   const sizes = sizeOrder(options, rows.map((r) => str(r.model)))
   const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
-  const data = rows.map((r) => ({ size: labelOf.get(str(r.model)), class: str(r.class), threshold: num(r.threshold), share: num(r.share) }))
+  // The 95% intervals (documents resampled) as bands, when the table has them (classify v2).
+  const ci = tables.class_summary!.schema.fields.some((f) => f.name === "share_lo") ? rowsOf(tables.class_summary!, ["model", "dataset", "threshold", "class", "share_lo", "share_hi"]) : []
+  const ciOf = new Map(ci.map((r) => [`${str(r.model)}|${str(r.dataset)}|${num(r.threshold)}|${str(r.class)}`, r]))
+  const data = rows.map((r) => {
+    const c = ciOf.get(`${str(r.model)}|${str(r.dataset)}|${num(r.threshold)}|${str(r.class)}`)
+    const lo = c?.share_lo === null || c?.share_lo === undefined ? null : num(c.share_lo)
+    const hi = c?.share_hi === null || c?.share_hi === undefined ? null : num(c.share_hi)
+    return { size: labelOf.get(str(r.model)), class: str(r.class), threshold: num(r.threshold), share: num(r.share), share_lo: lo, share_hi: hi }
+  })
+  const banded = data.some((d) => d.share_lo !== null && d.share_hi !== null)
+  const x = { field: "threshold", type: "quantitative", title: "threshold τ (fraction of training)", axis: { format: ".0%" } }
+  const color = sizeColor(sizes.map((s) => s.label))
+  const line = { mark: { type: "line", point: true }, encoding: { x, y: { field: "share", type: "quantitative", title: "share of tokens", axis: { format: ".0%" } }, color } }
+  const band = {
+    mark: { type: "area", opacity: 0.15 },
+    encoding: { x, y: { field: "share_lo", type: "quantitative" }, y2: { field: "share_hi" }, color },
+  }
   return {
     ...meta,
-    caption: `${meta.caption} Dataset ${dataset}.`,
+    caption: `${meta.caption}${banded ? " Bands: 95% bootstrap intervals resampling the dataset's documents (few documents give coarse bands)." : ""} Dataset ${dataset}.`,
     spec: top({
       data: { values: data },
       facet: { column: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null } },
-      spec: {
-        width: 220,
-        height: 180,
-        mark: { type: "line", point: true },
-        encoding: {
-          x: { field: "threshold", type: "quantitative", title: "threshold τ (fraction of training)", axis: { format: ".0%" } },
-          y: { field: "share", type: "quantitative", title: "share of tokens", axis: { format: ".0%" } },
-          color: sizeColor(sizes.map((s) => s.label)),
-        },
-      },
+      spec: banded ? { width: 220, height: 180, layer: [band, line] } : { width: 220, height: 180, ...line },
       resolve: { scale: { y: "independent" } },
     }),
     notes,
