@@ -82,7 +82,13 @@ export const Task = Schema.Struct({
   format: TaskFormat,
   path: Schema.String,
   shots: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /**
+   * Score a random sample of this many examples (without replacement, drawn with `seed`, as
+   * BIG-bench samples; scored in file order, example_id still the index in the file); all of them
+   * when the file has no more. A sample does not change an example's prompt or shots.
+   */
   max_examples: Schema.optional(PositiveInt),
+  /** Seeds the shots, the order of BIG-bench's appended choices and the `max_examples` sample. */
   seed: Schema.optionalWith(Schema.Int, { default: () => 1234 }),
   /**
    * A prompt longer than context_length allows: `left` cuts it from the left (default; the task

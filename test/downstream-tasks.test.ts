@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest"
 import { UnitError } from "../pipeline/stage.ts"
 import { applyTruncation } from "../stages/downstream/index.ts"
 import { taskMetrics } from "../stages/correlate/metrics.ts"
-import { buildPrompts, optionRequest, promptBoundary, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
+import { buildPrompts, optionRequest, promptBoundary, sampleIndices, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
+import { STREAM, mulberry32, shuffled, streamSeed } from "../lib/random.ts"
 import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
 
 const parse = (format: TaskFormat, text: string, seed = 7): ParsedTask => {
@@ -238,10 +239,7 @@ describe("k-shot prompts", () => {
     expect(parseError("bigbench", bad)).toMatch(/^t\/task: few_shot_example_separator: expected a string, got 3$/)
   })
 
-  it("max_examples keeps the first N and does not change their prompts; 0 shots is the bare prompt", () => {
-    const all = prompts("jsonl", JSONL, 2)
-    const two = prompts("jsonl", JSONL, 2, 2)
-    expect(two).toEqual(all.slice(0, 2))
+  it("0 shots is the bare prompt", () => {
     expect(prompts("jsonl", JSONL, 0).map((e) => e.prompt)).toEqual(["Q: 1+1?\nA:", "Q: 2+2?\nA:", "Q: 3+3?\nA:", "Q: 4+4?\nA:"])
   })
 
@@ -256,9 +254,68 @@ describe("k-shot prompts", () => {
     expect(shotIndices(50, 3, 5, 1)).toEqual(shotIndices(50, 3, 5, 1))
   })
 
-  it("too few examples for k shots is an error", () => {
+  it("too few examples for k shots is an error (counting every example, not the max_examples sample)", () => {
     const r = buildPrompts(parse("jsonl", JSONL), { shots: 4, seed: 7 }, "t/task")
     expect(Either.isLeft(r) && r.left.message).toBe("t/task: shots: 4 needs at least 5 examples, the file has 4")
+  })
+})
+
+describe("max_examples: a seeded sample, scored in file order", () => {
+  // Ten jsonl examples "Q: i?" (i = 0…9), so example i's prompt names it.
+  const TEN = lines(...Array.from({ length: 10 }, (_, i) => ({ prompt: `Q: ${i}?\nA:`, choices: [" y", " n"], answer: i % 2 })))
+  const build = (text: string, o: { shots: number; seed: number; maxExamples?: number }) => {
+    const r = buildPrompts(parse("jsonl", text), o, "t/task")
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    return r.right
+  }
+
+  it("the positions are those of tools/reference/downstream_prompts.py (an independent re-implementation)", () => {
+    // Its output: the shuffle of 0…9 with seed 7 is 2 3 6 1 7 0 4 5 9 8 (the worked example of prompts.ts).
+    expect(sampleIndices(10, 4, 7)).toEqual([1, 2, 3, 6])
+    expect(sampleIndices(10, 5, 7)).toEqual([1, 2, 3, 6, 7])
+    expect(sampleIndices(10, 4, 8)).toEqual([4, 5, 7, 8])
+    expect(sampleIndices(50, 6, 1234)).toEqual([14, 21, 31, 34, 40, 44])
+  })
+
+  it("is the first N of lib/random.ts's shuffle of 0…n−1 on stream (seed, sample, 0), ascending", () => {
+    for (const [n, k, seed] of [[10, 3, 1], [37, 11, 1234], [200, 50, -5]]) {
+      const expected = shuffled(Array.from({ length: n }, (_, i) => i), mulberry32(streamSeed(seed, STREAM.sample, 0))).slice(0, k).sort((a, b) => a - b)
+      expect(sampleIndices(n, k, seed)).toEqual(expected)
+      expect(new Set(expected).size).toBe(k)
+    }
+    // A purpose of its own: not the shots' stream, not the choices'.
+    expect(new Set(Object.values(STREAM)).size).toBe(Object.values(STREAM).length)
+  })
+
+  it("depends on the seed, is stable, nests (a larger N keeps a smaller N's examples), and N ≥ n keeps everything", () => {
+    expect(sampleIndices(100, 10, 1)).not.toEqual(sampleIndices(100, 10, 2))
+    expect(sampleIndices(100, 10, 1)).toEqual(sampleIndices(100, 10, 1))
+    const small = sampleIndices(100, 10, 3)
+    expect(sampleIndices(100, 20, 3)).toEqual(expect.arrayContaining(small))
+    expect(sampleIndices(10, 10, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(sampleIndices(10, 99, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(sampleIndices(10, undefined, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  })
+
+  it("scores the sampled examples in file order, each with the prompt and shots it has without max_examples", () => {
+    const all = build(TEN, { shots: 2, seed: 7 })
+    const four = build(TEN, { shots: 2, seed: 7, maxExamples: 4 })
+    expect(four.map((e) => e.id)).toEqual([1, 2, 3, 6])
+    expect(four).toEqual([1, 2, 3, 6].map((i) => all[i]))
+    // The shots may be examples outside the sample.
+    expect(four.flatMap((e) => e.shots).some((j) => ![1, 2, 3, 6].includes(j))).toBe(true)
+    expect(build(TEN, { shots: 0, seed: 7, maxExamples: 10 })).toEqual(build(TEN, { shots: 0, seed: 7 }))
+  })
+
+  it("samples among the examples kept after dropping repeats and generative ones; ids stay indices in the file", () => {
+    // 12 entries: 0 generative, 5 a repeat of 4; the 10 kept have ids 1…4, 6…11 at positions 0…9.
+    const exs = Array.from({ length: 11 }, (_, i) => ({ input: `q${i}`, target_scores: { a: 1, b: 0 } }))
+    const text = JSON.stringify({ examples: [{ input: "g", target: "x" }, ...exs.slice(0, 4), exs[3], ...exs.slice(4, 10)] })
+    const t = parse("bigbench", text)
+    expect(t.examples.map((e) => e.id)).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10, 11])
+    const r = buildPrompts(t, { shots: 0, seed: 7, maxExamples: 4 }, "t/task")
+    // Positions 1 2 3 6 (sampleIndices(10, 4, 7)) are the examples with ids 2 3 4 8.
+    expect(Either.isRight(r) && r.right.map((e) => e.id)).toEqual([2, 3, 4, 8])
   })
 })
 

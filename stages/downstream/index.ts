@@ -225,7 +225,7 @@ const warnings = (config: Config): string[] =>
 
 export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers | Hub>({
   name: DOWNSTREAM,
-  version: 2, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing)
+  version: 3, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing); 3: max_examples samples (it kept the first N)
   after: [DOWNLOAD],
   describe: "score every option of every multiple-choice task example on every checkpoint",
   plan: (config) =>

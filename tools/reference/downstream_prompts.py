@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Reference k-shot prompts for test/downstream-tasks.test.ts, from a Python re-implementation of
-the algorithm documented in stages/downstream/random.ts and prompts.ts (mulberry32, the stream
-seed mix, rejection sampling of shots, Fisher-Yates for BIG-bench choices):
+"""Reference k-shot prompts and max_examples samples for test/downstream-tasks.test.ts, from a Python
+re-implementation of the algorithm documented in lib/random.ts and stages/downstream/prompts.ts
+(mulberry32, the stream seed mix, rejection sampling of shots, Fisher-Yates for BIG-bench choices
+and for the sample of max_examples):
 
     python3 tools/reference/downstream_prompts.py
 
@@ -37,7 +38,7 @@ def stream_seed(seed, purpose, index):
     return (h ^ (h >> 16)) & M32
 
 
-SHOTS, CHOICES = 1, 2
+SHOTS, CHOICES, SAMPLE = 1, 2, 3
 
 
 def shot_indices(n, i, k, seed):
@@ -114,3 +115,16 @@ print('bigbench, shots 2, seed 7, few_shot_example_separator "\\n\\n":')
 for i in range(len(exs)):
     shots, text = bb_shots(i, 2, "\n\n")
     print(f"  {i}: shots {shots}: {json.dumps(text)}")
+
+
+def sample_indices(n, k, seed):
+    # max_examples: the first k of a Fisher-Yates shuffle of 0..n-1 (stream SAMPLE, index 0), ascending.
+    if k >= n:
+        return list(range(n))
+    return sorted(shuffled(range(n), mulberry32(stream_seed(seed, SAMPLE, 0)))[:k])
+
+
+print("max_examples samples (n, N, seed: positions):")
+print("  shuffle of 0..9, seed 7:", shuffled(range(10), mulberry32(stream_seed(7, SAMPLE, 0))))
+for n, k, seed in [(10, 4, 7), (10, 5, 7), (10, 4, 8), (4, 2, 7), (50, 6, 1234)]:
+    print(f"  {n}, {k}, {seed}: {sample_indices(n, k, seed)}")
