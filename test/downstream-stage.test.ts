@@ -59,7 +59,7 @@ const QA = lines(
 const QA_PROMPTS = [
   "Q: 3+3?\nA: 6\n\nQ: 4+4?\nA: 8\n\nQ: 1+1?\nA:",
   "Q: 1+1?\nA: 2\n\nQ: 3+3?\nA: 6\n\nQ: 2+2?\nA:",
-  "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:", // max_examples: 3 stops here
+  "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:", // max_examples: 3 samples examples 0, 1, 2 (prompts.ts sampleIndices(4, 3, 7))
 ]
 const BB = JSON.stringify({
   append_choices_to_input: false,
@@ -432,6 +432,20 @@ describe("downstream: context, errors", () => {
     const line = result.left.message.split("\n").find((l) => l.includes("task=broken"))!
     expect(line.trim()).toMatch(/^downstream\/model=s\/step=1\/task=broken: \S*broken\.jsonl: example 1 \(line 2\): choices\[1\]: empty option$/)
     expect(fs.existsSync(path.join(config.runDir, "downstream/model=s/step=1/task=bb/options.parquet"))).toBe(true)
+  })
+
+  it("a subtask's task file that does not parse is a config error under its parent's tasks[i], naming the subtask's file and the field", async () => {
+    const dir = path.join(tmp, "bad-subtask")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.cpSync(path.resolve("test/fixtures/bigbench-parent"), path.join(dir, "parent"), { recursive: true })
+    const colours = path.join(dir, "parent/colours/task.json")
+    fs.writeFileSync(colours, fs.readFileSync(colours, "utf8").replace('"target_scores": { " green": 1, " blue": 0 }', '"target_scores": { " green": 1, " blue": "no" }'))
+    const models = [{ name: "s", params: 1000, tps: 10, steps: [1] }]
+    const cfg = writeRun(dir, { models, tasks: ["  - { name: mp, format: pairs, path: mp.jsonl }", "  - { name: pt, format: bigbench, path: parent }"] })
+    const config = await Effect.runPromise(loadConfig(cfg))
+    expect(downstreamStage.validate!(config)).toEqual([
+      { field: "tasks[1]", reason: expect.stringMatching(/^\S*parent\/colours\/task\.json: example 1: target_scores: score of " blue" is "no", expected a number$/) },
+    ])
   })
 })
 

@@ -2,6 +2,7 @@
  * The downstream stage's pure core: task formats, errors, k-shot prompts, the prompt/option
  * boundary and the task metrics.
  */
+import * as fs from "node:fs"
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { UnitError } from "../pipeline/stage.ts"
@@ -466,6 +467,56 @@ describe("truncate: left | skip | error", () => {
     expect(r).toBeInstanceOf(UnitError)
     expect((r as UnitError).message).toBe(
       "t/task: example 1: its prompt is 3 token(s) too long for context_length 24 (truncate: error; 2 of 3 examples (67%) are): use truncate: left or skip, or a longer context",
+    )
+  })
+})
+
+describe("BIG-bench parent tasks: each subtask a task of its own", () => {
+  // test/fixtures/bigbench-parent: a task.json without examples, subtasks arithmetic/ (every
+  // prefix, choices appended, its own separator) and colours/ (choices not appended, the default
+  // separator), both with partial credit; results/ holds no task.json and is not a subtask.
+  const fixture = (sub: string) => {
+    const file = `test/fixtures/bigbench-parent/${sub}/task.json`
+    const r = parseTask("bigbench", fs.readFileSync(file, "utf8"), file, 7)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    const p = buildPrompts(r.right, { shots: 1, seed: 7 }, file)
+    if (Either.isLeft(p)) throw new Error(p.left.message)
+    return p.right
+  }
+
+  it("arithmetic: task_prefix once, then the shot and the example, each example_input_prefix + input + choices + example_output_prefix, joined by its separator", () => {
+    // BIG-bench's format written out: "Add the numbers.\n" + shot + "\n\n" + example, where a
+    // prompt is "\nSum: " + input + "\n  option: " c₁ "\n  option: " c₂ … + "\nTotal: " and a shot
+    // ends in its best target. Shots (seed 7) and the order of the choices (sorted, then shuffled
+    // with seed 7) from tools/reference/downstream_prompts.py.
+    const p = fixture("arithmetic")
+    expect(p.map((e) => e.shots)).toEqual([[2], [0], [3], [2]])
+    expect(p.map((e) => e.prompt)).toEqual([
+      "Add the numbers.\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: 10" + "\n\n" + "\nSum: 2 + 2\n  option: 5\n  option: 22\n  option: 4\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 2 + 2\n  option: 5\n  option: 22\n  option: 4\nTotal: 4" + "\n\n" + "\nSum: 3 + 4\n  option: 8\n  option: 7\n  option: 34\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 1 + 8\n  option: 9\n  option: 18\n  option: 10\nTotal: 9" + "\n\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: 10" + "\n\n" + "\nSum: 1 + 8\n  option: 9\n  option: 18\n  option: 10\nTotal: ",
+    ])
+    // Partial credit: the near miss scores 0.5 (JSON.parse puts integer-like keys first, ascending).
+    expect(p[3]).toMatchObject({ options: ["9", "10", "18"], correct: [0], scores: [1, 0.5, 0] })
+  })
+
+  it("colours: no task_prefix, no choices, the default separator \\n after the shot", () => {
+    const p = fixture("colours")
+    expect(p.map((e) => e.shots)).toEqual([[1], [0], [1]])
+    expect(p.map((e) => e.prompt)).toEqual([
+      "Q: what colour is grass?\nA: green" + "\n" + "Q: what colour is the sky?\nA:",
+      "Q: what colour is the sky?\nA: blue" + "\n" + "Q: what colour is grass?\nA:",
+      "Q: what colour is grass?\nA: green" + "\n" + "Q: what colour is snow?\nA:",
+    ])
+    expect(p[2]).toMatchObject({ options: [" white", " grey", " black"], correct: [0], scores: [1, 0.25, 0] })
+  })
+
+  it("the parent's task.json itself (no examples) is no task: one line naming the file and the field", () => {
+    const file = "test/fixtures/bigbench-parent/task.json"
+    const r = parseTask("bigbench", fs.readFileSync(file, "utf8"), file, 7)
+    expect(Either.isLeft(r) && r.left.message).toBe(
+      "test/fixtures/bigbench-parent/task.json: examples: missing, and no subfolder holds a task.json: neither a task nor a BIG-bench parent task with subtasks",
     )
   })
 })
