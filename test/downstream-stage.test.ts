@@ -469,6 +469,57 @@ describe("the whole chain: tokenize → score → aggregate, downstream → corr
     expect([...new Set(cr.map((r) => r.task))]).toEqual(["bb", MEAN_TASK])
   })
 
+  it("a BIG-bench parent task: a task per subtask, aggregate rows the mean of theirs, correlations of the parent, the mean over tasks over subtasks only", async () => {
+    const dir = path.join(tmp, "chain-parent")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.cpSync(path.resolve("test/fixtures/bigbench-parent"), path.join(dir, "parent"), { recursive: true })
+    const cfg = writeRun(dir, { tasks: ["  - { name: pt, format: bigbench, path: parent, shots: 1, seed: 7 }", "  - { name: mp, format: pairs, path: mp.jsonl }"] })
+    fs.writeFileSync(path.join(dir, "valid.txt"), "the cat sat on the mat and the dog ran in the park. a man and a dog sat in the hat.\n")
+    const { result, config } = await run(cfg, { stages: [tokenizeStage, scoreStage, aggregateStage, downstreamStage, correlateStage] })
+    if (Either.isLeft(result)) throw new Error(result.left.message)
+    const points = MODELS.flatMap((m) => m.steps.map((step) => ({ model: m.name, step })))
+    expect(result.right.outcomes.filter((o) => o.stage === "downstream").map((o) => o.id)).toEqual(
+      points.flatMap((p) => ["pt.arithmetic", "pt.colours", "mp"].map((t) => `model=${p.model}/step=${p.step}/task=${t}`)),
+    )
+    const tm = readParquetFile(path.join(config.runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
+    expect(tm).toHaveLength(4 * points.length)
+    const at = (task: string, p: { model: string; step: number }) => tm.find((r) => r.task === task && r.model === p.model && r.step === p.step)!
+    for (const p of points) {
+      const [a, c, mp, agg] = ["pt.arithmetic", "pt.colours", "mp", "pt"].map((t) => at(t, p))
+      expect([a.parent, a.aggregate, c.parent, c.aggregate, mp.parent, mp.aggregate]).toEqual(["pt", false, "pt", false, null, false])
+      expect([a.n_examples, c.n_examples]).toEqual([4, 3])
+      expect(agg).toMatchObject({ parent: null, aggregate: true, n_examples: 7, acc_lo: null, acc_hi: null, acc_norm_lo: null, acc_norm_hi: null })
+      for (const k of ["accuracy", "grade", "accuracy_norm", "random_baseline", "correct_ppl", "incorrect_ppl"]) {
+        expect(agg[k] as number).toBeCloseTo(((a[k] as number) + (c[k] as number)) / 2, 12)
+      }
+    }
+    // The partial credit of the subtasks reaches grade: the arithmetic near misses score 0.5.
+    expect(tm.filter((r) => r.task === "pt.arithmetic").some((r) => (r.grade as number) !== (r.accuracy as number))).toBe(true)
+
+    // Correlations: the tasks, the parent (its aggregate accuracy; at_chance null), the mean.
+    const cr = readParquetFile(path.join(config.runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
+    expect([...new Set(cr.map((r) => r.task))]).toEqual(["pt.arithmetic", "pt.colours", "mp", "pt", MEAN_TASK])
+    expect(cr.filter((r) => r.task === "pt").every((r) => r.at_chance === null)).toBe(true)
+    const ck = readParquetFile(path.join(config.runDir, "checkpoints.parquet")).toArray().map((r) => r.toJSON())
+    const lnPpl = points.map((p) => Math.log(ck.find((r) => r.model === p.model && r.step === p.step)!.ppl as number))
+    const plainPearson = (x: number[], y: number[]) => {
+      const mx = x.reduce((s, v) => s + v, 0) / x.length
+      const my = y.reduce((s, v) => s + v, 0) / y.length
+      const cxy = x.reduce((s, _, i) => s + (x[i] - mx) * (y[i] - my), 0)
+      return cxy / Math.sqrt(x.reduce((s, v) => s + (v - mx) ** 2, 0) * y.reduce((s, v) => s + (v - my) ** 2, 0))
+    }
+    const pearsonOf = (task: string) => cr.find((r) => r.task === task && r.x_axis === "log_valid_ppl")!.pearson as number
+    expect(pearsonOf("pt")).toBeCloseTo(plainPearson(lnPpl, points.map((p) => at("pt", p).accuracy as number)), 10)
+    // The mean over tasks: the subtasks and mp above chance (all three when none is), never the parent.
+    const leaves = ["pt.arithmetic", "pt.colours", "mp"]
+    const above = leaves.filter((t) => cr.find((r) => r.task === t)!.at_chance === false)
+    const inMean = above.length > 0 ? above : leaves
+    const meanAcc = points.map((p) => inMean.reduce((s, t) => s + (at(t, p).accuracy as number), 0) / inMean.length)
+    expect(pearsonOf(MEAN_TASK)).toBeCloseTo(plainPearson(lnPpl, meanAcc), 10)
+    const r2 = readParquetFile(path.join(config.runDir, "r2_differences.parquet")).toArray().map((r) => r.toJSON())
+    expect(r2.filter((r) => r.task === "pt")).toHaveLength(6)
+  })
+
   it("agreement pairs are the nearest by perplexity / FLOPs, with the correlation of the score files' log-probs", async () => {
     const dir = path.join(tmp, "chain")
     const cfg = writeRun(dir)

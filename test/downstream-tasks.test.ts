@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest"
 import { UnitError } from "../pipeline/stage.ts"
 import { applyTruncation } from "../stages/downstream/index.ts"
 import { taskMetrics } from "../stages/correlate/metrics.ts"
+import { parentRows, withParentRows, type MetricRow } from "../stages/correlate/tables.ts"
 import { buildPrompts, optionRequest, promptBoundary, sampleIndices, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
 import { STREAM, mulberry32, shuffled, streamSeed } from "../lib/random.ts"
 import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
@@ -471,7 +472,7 @@ describe("truncate: left | skip | error", () => {
   })
 })
 
-describe("BIG-bench parent tasks: each subtask a task of its own", () => {
+describe("BIG-bench parent tasks: each subtask a task of its own, the parent their mean", () => {
   // test/fixtures/bigbench-parent: a task.json without examples, subtasks arithmetic/ (every
   // prefix, choices appended, its own separator) and colours/ (choices not appended, the default
   // separator), both with partial credit; results/ holds no task.json and is not a subtask.
@@ -518,5 +519,28 @@ describe("BIG-bench parent tasks: each subtask a task of its own", () => {
     expect(Either.isLeft(r) && r.left.message).toBe(
       "test/fixtures/bigbench-parent/task.json: examples: missing, and no subfolder holds a task.json: neither a task nor a BIG-bench parent task with subtasks",
     )
+  })
+
+  it("the aggregate rows: at each point every subtask has, n_examples summed, every metric the mean of the subtasks' (not pooled), no intervals", () => {
+    const row = (task: string, step: number, accuracy: number, n: number, o: Partial<MetricRow> = {}): MetricRow => ({
+      model: "s", step, task, parent: "p", n_examples: n, accuracy, acc_lo: 0.1, acc_hi: 0.9, grade: accuracy / 2, accuracy_norm: 1 - accuracy,
+      acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0.5, correct_ppl: 10, incorrect_ppl: 20, ...o,
+    })
+    const metrics = [
+      row("p.a", 1, 1 / 2, 4), row("p.a", 2, 3 / 4, 4), row("p.a", 3, 1, 4),
+      row("p.b", 1, 1 / 3, 3, { random_baseline: 0.25, correct_ppl: 30 }), row("p.b", 2, 2 / 3, 3), // no step 3: no aggregate there
+      row("q", 1, 0, 5, { parent: null }),
+    ]
+    const parent = { name: "p", subtasks: ["p.a", "p.b"] }
+    const agg = parentRows(metrics, parent)
+    expect(agg.map((r) => r.step)).toEqual([1, 2])
+    expect(agg[0]).toEqual({
+      model: "s", step: 1, task: "p", parent: null, aggregate: true, n_examples: 7,
+      accuracy: (1 / 2 + 1 / 3) / 2, // 5/12, not the pooled 3/7
+      grade: (1 / 4 + 1 / 6) / 2, accuracy_norm: (1 / 2 + (1 - 1 / 3)) / 2, random_baseline: (0.5 + 0.25) / 2, correct_ppl: 20, incorrect_ppl: 20,
+      acc_lo: null, acc_hi: null, acc_norm_lo: null, acc_norm_hi: null,
+    })
+    // In the table they follow the last subtask's rows; the other tasks are untouched.
+    expect(withParentRows(metrics, [parent]).map((r) => `${r.task}@${r.step}`)).toEqual(["p.a@1", "p.a@2", "p.a@3", "p.b@1", "p.b@2", "p@1", "p@2", "q@1"])
   })
 })

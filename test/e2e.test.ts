@@ -104,6 +104,11 @@ describe("end to end on the demo family", () => {
     const TASK_TABLES = ["downstream/**/options.parquet", "task_metrics.parquet", "correlations.parquet", "r2_differences.parquet"]
     const sampled: Record<string, TableDigest> = JSON.parse(fs.readFileSync(path.join(root, "test/fixtures/e2e-digest-tasks-e532d51.json"), "utf8"))
     expect(Object.keys(sampled).sort()).toEqual([...TASK_TABLES].sort())
+    // Columns added to them since: task_metrics' BIG-bench parent columns (null and false here; the
+    // values: test/downstream-stage.test.ts).
+    const addedToTasks: Record<string, ReadonlyArray<string>> = {
+      "task_metrics.parquet": ["parent", "aggregate"],
+    }
     const now = await runDigest(runDir)
     const drop = (digest: Record<string, TableDigest>, cols: Record<string, ReadonlyArray<string>>) => {
       for (const [table, names] of Object.entries(cols)) {
@@ -115,6 +120,9 @@ describe("end to end on the demo family", () => {
     const rest = Object.fromEntries(Object.entries(now).filter(([t]) => !TASK_TABLES.includes(t)))
     const restBefore = Object.fromEntries(Object.entries(before).filter(([t]) => !TASK_TABLES.includes(t)))
     drop(rest, added)
+    expect(tasksNow["task_metrics.parquet"].columns.parent?.nonNull).toBe(0)
+    expect(tasksNow["task_metrics.parquet"].columns.aggregate?.counts).toEqual({ false: tasksNow["task_metrics.parquet"].rows })
+    drop(tasksNow, addedToTasks)
     // r2_differences: 6 pairs of the 4 x axes for each series (task or mean) of correlations (4 rows each).
     expect(now["r2_differences.parquet"]?.rows).toBe((6 * now["correlations.parquet"].rows) / 4)
     expect(compareDigests(restBefore, rest)).toEqual([])
