@@ -1,6 +1,7 @@
 /**
  * The downstream stage's contract: one unit per (model, checkpoint, task), id
- * `model=M/step=S/task=T`, writing the log-prob of every option of every example.
+ * `model=M/step=S/task=T`, writing the log-prob of every option of every example. A subtask of a
+ * BIG-bench parent task is a task, T = `<parent>.<subtask folder>` (pipeline/config.ts Task).
  */
 import { col, defineTable, type TableRow } from "../../lib/tables.ts"
 import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
