@@ -1,7 +1,8 @@
 /**
  * The seeded randomness of downstream prompts: mulberry32 (a 32-bit PRNG, uniform floats in [0, 1))
  * with one independent stream per (task seed, purpose, example), so that what example i draws never
- * depends on how many other examples were drawn before it, nor on `max_examples`.
+ * depends on how many other examples were drawn before it, nor on `max_examples`. Purposes taken
+ * elsewhere: the sequences stage 11–15, the correlate bootstrap 21, MAUVE's k-means 0x6b6d.
  */
 
 /** mulberry32: a small seeded PRNG returning floats in [0, 1). Same sequence on every platform. */
@@ -16,8 +17,13 @@ export const mulberry32 = (seed: number): (() => number) => {
   }
 }
 
-/** What a stream is for; each purpose gets its own numbers for the same seed and example. */
-export const STREAM = { shots: 1, choices: 2 } as const
+/**
+ * What a stream is for; each purpose gets its own numbers for the same seed and example.
+ *   shots    the k shots of example i (prompts.ts shotIndices)
+ *   choices  the order of the choices appended to BIG-bench input i (tasks.ts)
+ *   sample   which examples `max_examples` scores: one stream per task, index 0 (prompts.ts sampleIndices)
+ */
+export const STREAM = { shots: 1, choices: 2, sample: 3 } as const
 
 /** The seed of the stream of `purpose` for example `index` under the task's `seed` (a 32-bit mix). */
 export const streamSeed = (seed: number, purpose: number, index: number): number => {

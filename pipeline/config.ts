@@ -17,6 +17,7 @@ import { Config as ConfigSchema, Mauve as MauveSchema, type Analysis, type Datas
 export type { Analysis, Checks, DatasetFormat, Download, Scoring, Sequences, XAxis } from "../schemas/config.ts"
 import { ConfigError, displayPath, firstLine } from "./errors.ts"
 import { tokenizerFiles } from "../lib/tokenizer-folder.ts"
+import { bigbenchTask } from "../lib/bigbench-subtasks.ts"
 
 /**
  * One checkpoint of a model. Local: `path` is an ONNX file or a Hugging Face folder (config.json +
@@ -59,15 +60,39 @@ export interface Dataset {
   readonly id_field: string
 }
 
+/**
+ * A task to score. A `tasks[]` entry that names a BIG-bench parent task (lib/bigbench-subtasks.ts)
+ * becomes one Task per subtask, in folder-name order, named `<entry name>.<subtask folder>` (e.g.
+ * `conceptual_combinations.contradictions`: BIG-bench writes `task:subtask`, but a name must be
+ * usable as a folder name), with the entry's shots, seed and truncate, and the entry's max_examples
+ * split over them as BIG-bench splits it: N // k each of the k subtasks (N ≥ k is required).
+ */
 export interface Task {
   readonly name: string
   readonly format: "bigbench" | "pairs" | "jsonl"
+  /** Absolute path of the task file (a BIG-bench task folder is resolved to its task.json). */
   readonly path: string
   readonly shots: number
   readonly max_examples?: number
   readonly seed: number
   /** A prompt longer than the context: cut from the left, skip the example, or fail. */
   readonly truncate: "left" | "skip" | "error"
+  /** Index of the `tasks[]` entry it comes from (the subtasks of a parent share it), for messages. */
+  readonly entry: number
+  /** A subtask's parent task: the entry's name (parentTasks lists a parent's subtasks). */
+  readonly parent?: string
+}
+
+/** The BIG-bench parent tasks of the config, in config order, each with its subtasks' task names in order. */
+export const parentTasks = (config: Pick<Config, "tasks">): Array<{ readonly name: string; readonly subtasks: ReadonlyArray<string> }> => {
+  const out: Array<{ name: string; subtasks: string[] }> = []
+  for (const t of config.tasks) {
+    if (t.parent === undefined) continue
+    const last = out[out.length - 1]
+    if (last?.name === t.parent) last.subtasks.push(t.name)
+    else out.push({ name: t.parent, subtasks: [t.name] })
+  }
+  return out
 }
 
 /**
@@ -410,11 +435,35 @@ export const parseConfig = (
       }
     })
 
-    const tasks: Task[] = c.tasks.map((t, ti) => {
+    const tasks: Task[] = c.tasks.flatMap((t, ti): Task[] => {
       const p = abs(t.path)
       if (checkPaths && !fs.existsSync(p)) throw errAt(loc, ["tasks", ti, "path"], `file not found: ${displayPath(p)}`)
-      return { name: t.name, format: t.format, path: p, shots: t.shots, seed: t.seed, truncate: t.truncate, ...(t.max_examples !== undefined ? { max_examples: t.max_examples } : {}) }
+      const task = { name: t.name, format: t.format, path: p, shots: t.shots, seed: t.seed, truncate: t.truncate, entry: ti }
+      const max = t.max_examples
+      if (!checkPaths || t.format !== "bigbench") return [{ ...task, ...(max !== undefined ? { max_examples: max } : {}) }]
+      const bb = bigbenchTask(p)
+      if (typeof bb === "string") throw errAt(loc, ["tasks", ti, "path"], bb)
+      if (bb.subtasks.length === 0) return [{ ...task, path: bb.file, ...(max !== undefined ? { max_examples: max } : {}) }]
+      const k = bb.subtasks.length
+      if (max !== undefined && max < k) {
+        throw errAt(loc, ["tasks", ti, "max_examples"], `${max} is fewer than the ${k} subtasks of ${displayPath(bb.file)}: a parent task's max_examples is split over its subtasks (N // ${k} each, as BIG-bench does)`)
+      }
+      return bb.subtasks.map((s) => ({
+        ...task,
+        name: `${t.name}.${s.name}`,
+        path: s.file,
+        parent: t.name,
+        ...(max !== undefined ? { max_examples: Math.floor(max / k) } : {}),
+      }))
     })
+    // A subtask's name may meet another entry's (or parent's) name: the entries' names are unique (above).
+    const named = [...tasks, ...parentTasks({ tasks }).map((p) => ({ name: p.name, entry: tasks.find((t) => t.parent === p.name)!.entry, parent: undefined }))]
+    const dup = named.find((t, i) => named.findIndex((u) => u.name === t.name) !== i)
+    if (dup !== undefined) {
+      const other = named.find((u) => u.name === dup.name && u !== dup)!
+      const [sub, entry] = dup.parent !== undefined ? [dup, other] : [other, dup]
+      throw errAt(loc, ["tasks", entry.entry, "name"], `duplicate task name "${dup.name}": also the name of a subtask of tasks[${sub.entry}] (${displayPath((sub as Task).path)})`)
+    }
 
     const a = c.analysis
     if (a.valid_dataset !== undefined && !datasets.some((d) => d.name === a.valid_dataset)) {

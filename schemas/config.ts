@@ -80,9 +80,21 @@ export const TaskFormat = Schema.Literal("bigbench", "pairs", "jsonl")
 export const Task = Schema.Struct({
   name: Name,
   format: TaskFormat,
+  /**
+   * The task file; for `bigbench` also a task folder (its task.json). A BIG-bench parent task (a
+   * task.json without examples, subtasks in subfolders with their own task.json) becomes one task
+   * per subtask, named `<name>.<subtask folder>` (pipeline/config.ts Task).
+   */
   path: Schema.String,
   shots: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /**
+   * Score a random sample of this many examples (without replacement, drawn with `seed`, as
+   * BIG-bench samples; scored in file order, example_id still the index in the file); all of them
+   * when the file has no more. A sample does not change an example's prompt or shots. On a
+   * BIG-bench parent task of k subtasks, the total: N // k of each (as BIG-bench splits it; N ≥ k).
+   */
   max_examples: Schema.optional(PositiveInt),
+  /** Seeds the shots, the order of BIG-bench's appended choices and the `max_examples` sample. */
   seed: Schema.optionalWith(Schema.Int, { default: () => 1234 }),
   /**
    * A prompt longer than context_length allows: `left` cuts it from the left (default; the task

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { spawnSync } from "node:child_process"
 import { Effect, Either } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
-import { loadConfig, parseConfig } from "../pipeline/config.ts"
+import { loadConfig, parentTasks, parseConfig } from "../pipeline/config.ts"
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-config-"))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -114,6 +114,63 @@ describe("config", () => {
     expect(r.status).toBe(2)
     expect(r.stderr).toBe("error: bad.yaml:6: models[0].params: expected a positive number, got -3\n")
     expect(fs.existsSync(path.join(tmp, "outputs"))).toBe(false)
+  })
+})
+
+describe("BIG-bench parent tasks: one task per subtask", () => {
+  // A copy of test/fixtures/bigbench-parent (subtasks arithmetic/ and colours/, and results/
+  // without a task.json), a plain BIG-bench task folder, and variants to break.
+  const bbDir = path.join(tmp, "bb")
+  fs.cpSync(path.resolve("test/fixtures/bigbench-parent"), path.join(bbDir, "parent"), { recursive: true })
+  fs.mkdirSync(path.join(bbDir, "plain"), { recursive: true })
+  fs.writeFileSync(path.join(bbDir, "plain/task.json"), JSON.stringify({ examples: [{ input: "x", target_scores: { a: 1, b: 0 } }] }))
+  const withTasks = (...entries: string[]) => `${good}tasks:\n${entries.map((e) => `  - ${e}\n`).join("")}`
+  const tasksOf = (text: string) => {
+    const r = parseConfig(path.join(tmp, "c.yaml"), text)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    return r.right
+  }
+
+  it("a parent's folder or task.json becomes its subtasks, named <entry>.<folder>, in folder order; max_examples split N // k as BIG-bench does", () => {
+    for (const where of ["bb/parent", "bb/parent/task.json"]) {
+      const c = tasksOf(
+        withTasks(`{ name: bb, format: bigbench, path: ${where}, shots: 1, seed: 9, max_examples: 7, truncate: skip }`, "{ name: plain, format: bigbench, path: bb/plain }"),
+      )
+      const common = { format: "bigbench", shots: 1, seed: 9, truncate: "skip", entry: 0, parent: "bb", max_examples: 3 }
+      expect(c.tasks).toEqual([
+        { ...common, name: "bb.arithmetic", path: path.join(bbDir, "parent/arithmetic/task.json") },
+        { ...common, name: "bb.colours", path: path.join(bbDir, "parent/colours/task.json") },
+        // A plain task's folder is its task.json.
+        { name: "plain", format: "bigbench", path: path.join(bbDir, "plain/task.json"), shots: 0, seed: 1234, truncate: "left", entry: 1 },
+      ])
+      expect(parentTasks(c)).toEqual([{ name: "bb", subtasks: ["bb.arithmetic", "bb.colours"] }])
+    }
+    expect(tasksOf(withTasks("{ name: bb, format: bigbench, path: bb/parent }")).tasks.map((t) => t.max_examples)).toEqual([undefined, undefined])
+  })
+
+  it("one line naming the field for each problem", () => {
+    expect(fail(withTasks("{ name: bb, format: bigbench, path: bb/parent, max_examples: 1 }"))).toBe(
+      "c.yaml:14: tasks[0].max_examples: 1 is fewer than the 2 subtasks of bb/parent/task.json: a parent task's max_examples is split over its subtasks (N // 2 each, as BIG-bench does)",
+    )
+    expect(fail(withTasks("{ name: bb, format: bigbench, path: bb/parent }", "{ name: bb.colours, format: bigbench, path: bb/plain }"))).toBe(
+      'c.yaml:15: tasks[1].name: duplicate task name "bb.colours": also the name of a subtask of tasks[0] (bb/parent/colours/task.json)',
+    )
+    fs.mkdirSync(path.join(bbDir, "empty"), { recursive: true })
+    expect(fail(withTasks("{ name: e, format: bigbench, path: bb/empty }"))).toBe("c.yaml:14: tasks[0].path: bb/empty: a BIG-bench task folder needs a task.json, and this one has none")
+    fs.cpSync(path.join(bbDir, "parent"), path.join(bbDir, "badname"), { recursive: true })
+    fs.renameSync(path.join(bbDir, "badname/colours"), path.join(bbDir, "badname/no colour"))
+    expect(fail(withTasks("{ name: b, format: bigbench, path: bb/badname }"))).toBe(
+      "c.yaml:14: tasks[0].path: bb/badname/no colour: a subtask folder's name must be letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes part of the task name)",
+    )
+    fs.cpSync(path.join(bbDir, "parent"), path.join(bbDir, "badjson"), { recursive: true })
+    fs.writeFileSync(path.join(bbDir, "badjson/task.json"), "{ not json")
+    expect(fail(withTasks("{ name: b, format: bigbench, path: bb/badjson }"))).toMatch(/^c\.yaml:14: tasks\[0\]\.path: bb\/badjson\/task\.json: not valid JSON \([^()]+\)$/)
+  })
+
+  it("a parent's task.json that has examples is a plain task, whatever its subfolders hold (as in BIG-bench)", () => {
+    fs.cpSync(path.join(bbDir, "parent"), path.join(bbDir, "both"), { recursive: true })
+    fs.writeFileSync(path.join(bbDir, "both/task.json"), JSON.stringify({ examples: [{ input: "x", target_scores: { a: 1, b: 0 } }] }))
+    expect(tasksOf(withTasks("{ name: b, format: bigbench, path: bb/both }")).tasks.map((t) => t.name)).toEqual(["b"])
   })
 })
 

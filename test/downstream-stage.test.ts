@@ -59,7 +59,7 @@ const QA = lines(
 const QA_PROMPTS = [
   "Q: 3+3?\nA: 6\n\nQ: 4+4?\nA: 8\n\nQ: 1+1?\nA:",
   "Q: 1+1?\nA: 2\n\nQ: 3+3?\nA: 6\n\nQ: 2+2?\nA:",
-  "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:", // max_examples: 3 stops here
+  "Q: 4+4?\nA: 8\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:", // max_examples: 3 samples examples 0, 1, 2 (prompts.ts sampleIndices(4, 3, 7))
 ]
 const BB = JSON.stringify({
   append_choices_to_input: false,
@@ -433,6 +433,20 @@ describe("downstream: context, errors", () => {
     expect(line.trim()).toMatch(/^downstream\/model=s\/step=1\/task=broken: \S*broken\.jsonl: example 1 \(line 2\): choices\[1\]: empty option$/)
     expect(fs.existsSync(path.join(config.runDir, "downstream/model=s/step=1/task=bb/options.parquet"))).toBe(true)
   })
+
+  it("a subtask's task file that does not parse is a config error under its parent's tasks[i], naming the subtask's file and the field", async () => {
+    const dir = path.join(tmp, "bad-subtask")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.cpSync(path.resolve("test/fixtures/bigbench-parent"), path.join(dir, "parent"), { recursive: true })
+    const colours = path.join(dir, "parent/colours/task.json")
+    fs.writeFileSync(colours, fs.readFileSync(colours, "utf8").replace('"target_scores": { " green": 1, " blue": 0 }', '"target_scores": { " green": 1, " blue": "no" }'))
+    const models = [{ name: "s", params: 1000, tps: 10, steps: [1] }]
+    const cfg = writeRun(dir, { models, tasks: ["  - { name: mp, format: pairs, path: mp.jsonl }", "  - { name: pt, format: bigbench, path: parent }"] })
+    const config = await Effect.runPromise(loadConfig(cfg))
+    expect(downstreamStage.validate!(config)).toEqual([
+      { field: "tasks[1]", reason: expect.stringMatching(/^\S*parent\/colours\/task\.json: example 1: target_scores: score of " blue" is "no", expected a number$/) },
+    ])
+  })
 })
 
 describe("the whole chain: tokenize → score → aggregate, downstream → correlate", () => {
@@ -453,6 +467,57 @@ describe("the whole chain: tokenize → score → aggregate, downstream → corr
     expect(tm).toHaveLength(MODELS.reduce((n, m) => n + m.steps.length, 0))
     const cr = readParquetFile(path.join(config.runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
     expect([...new Set(cr.map((r) => r.task))]).toEqual(["bb", MEAN_TASK])
+  })
+
+  it("a BIG-bench parent task: a task per subtask, aggregate rows the mean of theirs, correlations of the parent, the mean over tasks over subtasks only", async () => {
+    const dir = path.join(tmp, "chain-parent")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.cpSync(path.resolve("test/fixtures/bigbench-parent"), path.join(dir, "parent"), { recursive: true })
+    const cfg = writeRun(dir, { tasks: ["  - { name: pt, format: bigbench, path: parent, shots: 1, seed: 7 }", "  - { name: mp, format: pairs, path: mp.jsonl }"] })
+    fs.writeFileSync(path.join(dir, "valid.txt"), "the cat sat on the mat and the dog ran in the park. a man and a dog sat in the hat.\n")
+    const { result, config } = await run(cfg, { stages: [tokenizeStage, scoreStage, aggregateStage, downstreamStage, correlateStage] })
+    if (Either.isLeft(result)) throw new Error(result.left.message)
+    const points = MODELS.flatMap((m) => m.steps.map((step) => ({ model: m.name, step })))
+    expect(result.right.outcomes.filter((o) => o.stage === "downstream").map((o) => o.id)).toEqual(
+      points.flatMap((p) => ["pt.arithmetic", "pt.colours", "mp"].map((t) => `model=${p.model}/step=${p.step}/task=${t}`)),
+    )
+    const tm = readParquetFile(path.join(config.runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
+    expect(tm).toHaveLength(4 * points.length)
+    const at = (task: string, p: { model: string; step: number }) => tm.find((r) => r.task === task && r.model === p.model && r.step === p.step)!
+    for (const p of points) {
+      const [a, c, mp, agg] = ["pt.arithmetic", "pt.colours", "mp", "pt"].map((t) => at(t, p))
+      expect([a.parent, a.aggregate, c.parent, c.aggregate, mp.parent, mp.aggregate]).toEqual(["pt", false, "pt", false, null, false])
+      expect([a.n_examples, c.n_examples]).toEqual([4, 3])
+      expect(agg).toMatchObject({ parent: null, aggregate: true, n_examples: 7, acc_lo: null, acc_hi: null, acc_norm_lo: null, acc_norm_hi: null })
+      for (const k of ["accuracy", "grade", "accuracy_norm", "random_baseline", "correct_ppl", "incorrect_ppl"]) {
+        expect(agg[k] as number).toBeCloseTo(((a[k] as number) + (c[k] as number)) / 2, 12)
+      }
+    }
+    // The partial credit of the subtasks reaches grade: the arithmetic near misses score 0.5.
+    expect(tm.filter((r) => r.task === "pt.arithmetic").some((r) => (r.grade as number) !== (r.accuracy as number))).toBe(true)
+
+    // Correlations: the tasks, the parent (its aggregate accuracy; at_chance null), the mean.
+    const cr = readParquetFile(path.join(config.runDir, "correlations.parquet")).toArray().map((r) => r.toJSON())
+    expect([...new Set(cr.map((r) => r.task))]).toEqual(["pt.arithmetic", "pt.colours", "mp", "pt", MEAN_TASK])
+    expect(cr.filter((r) => r.task === "pt").every((r) => r.at_chance === null)).toBe(true)
+    const ck = readParquetFile(path.join(config.runDir, "checkpoints.parquet")).toArray().map((r) => r.toJSON())
+    const lnPpl = points.map((p) => Math.log(ck.find((r) => r.model === p.model && r.step === p.step)!.ppl as number))
+    const plainPearson = (x: number[], y: number[]) => {
+      const mx = x.reduce((s, v) => s + v, 0) / x.length
+      const my = y.reduce((s, v) => s + v, 0) / y.length
+      const cxy = x.reduce((s, _, i) => s + (x[i] - mx) * (y[i] - my), 0)
+      return cxy / Math.sqrt(x.reduce((s, v) => s + (v - mx) ** 2, 0) * y.reduce((s, v) => s + (v - my) ** 2, 0))
+    }
+    const pearsonOf = (task: string) => cr.find((r) => r.task === task && r.x_axis === "log_valid_ppl")!.pearson as number
+    expect(pearsonOf("pt")).toBeCloseTo(plainPearson(lnPpl, points.map((p) => at("pt", p).accuracy as number)), 10)
+    // The mean over tasks: the subtasks and mp above chance (all three when none is), never the parent.
+    const leaves = ["pt.arithmetic", "pt.colours", "mp"]
+    const above = leaves.filter((t) => cr.find((r) => r.task === t)!.at_chance === false)
+    const inMean = above.length > 0 ? above : leaves
+    const meanAcc = points.map((p) => inMean.reduce((s, t) => s + (at(t, p).accuracy as number), 0) / inMean.length)
+    expect(pearsonOf(MEAN_TASK)).toBeCloseTo(plainPearson(lnPpl, meanAcc), 10)
+    const r2 = readParquetFile(path.join(config.runDir, "r2_differences.parquet")).toArray().map((r) => r.toJSON())
+    expect(r2.filter((r) => r.task === "pt")).toHaveLength(6)
   })
 
   it("agreement pairs are the nearest by perplexity / FLOPs, with the correlation of the score files' log-probs", async () => {

@@ -2,12 +2,15 @@
  * The downstream stage's pure core: task formats, errors, k-shot prompts, the prompt/option
  * boundary and the task metrics.
  */
+import * as fs from "node:fs"
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { UnitError } from "../pipeline/stage.ts"
 import { applyTruncation } from "../stages/downstream/index.ts"
 import { taskMetrics } from "../stages/correlate/metrics.ts"
-import { buildPrompts, optionRequest, promptBoundary, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
+import { parentRows, withParentRows, type MetricRow } from "../stages/correlate/tables.ts"
+import { buildPrompts, optionRequest, promptBoundary, sampleIndices, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
+import { STREAM, mulberry32, shuffled, streamSeed } from "../lib/random.ts"
 import { parseTask, type ParsedTask, type TaskFormat } from "../stages/downstream/tasks.ts"
 
 const parse = (format: TaskFormat, text: string, seed = 7): ParsedTask => {
@@ -238,10 +241,7 @@ describe("k-shot prompts", () => {
     expect(parseError("bigbench", bad)).toMatch(/^t\/task: few_shot_example_separator: expected a string, got 3$/)
   })
 
-  it("max_examples keeps the first N and does not change their prompts; 0 shots is the bare prompt", () => {
-    const all = prompts("jsonl", JSONL, 2)
-    const two = prompts("jsonl", JSONL, 2, 2)
-    expect(two).toEqual(all.slice(0, 2))
+  it("0 shots is the bare prompt", () => {
     expect(prompts("jsonl", JSONL, 0).map((e) => e.prompt)).toEqual(["Q: 1+1?\nA:", "Q: 2+2?\nA:", "Q: 3+3?\nA:", "Q: 4+4?\nA:"])
   })
 
@@ -256,9 +256,68 @@ describe("k-shot prompts", () => {
     expect(shotIndices(50, 3, 5, 1)).toEqual(shotIndices(50, 3, 5, 1))
   })
 
-  it("too few examples for k shots is an error", () => {
+  it("too few examples for k shots is an error (counting every example, not the max_examples sample)", () => {
     const r = buildPrompts(parse("jsonl", JSONL), { shots: 4, seed: 7 }, "t/task")
     expect(Either.isLeft(r) && r.left.message).toBe("t/task: shots: 4 needs at least 5 examples, the file has 4")
+  })
+})
+
+describe("max_examples: a seeded sample, scored in file order", () => {
+  // Ten jsonl examples "Q: i?" (i = 0…9), so example i's prompt names it.
+  const TEN = lines(...Array.from({ length: 10 }, (_, i) => ({ prompt: `Q: ${i}?\nA:`, choices: [" y", " n"], answer: i % 2 })))
+  const build = (text: string, o: { shots: number; seed: number; maxExamples?: number }) => {
+    const r = buildPrompts(parse("jsonl", text), o, "t/task")
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    return r.right
+  }
+
+  it("the positions are those of tools/reference/downstream_prompts.py (an independent re-implementation)", () => {
+    // Its output: the shuffle of 0…9 with seed 7 is 2 3 6 1 7 0 4 5 9 8 (the worked example of prompts.ts).
+    expect(sampleIndices(10, 4, 7)).toEqual([1, 2, 3, 6])
+    expect(sampleIndices(10, 5, 7)).toEqual([1, 2, 3, 6, 7])
+    expect(sampleIndices(10, 4, 8)).toEqual([4, 5, 7, 8])
+    expect(sampleIndices(50, 6, 1234)).toEqual([14, 21, 31, 34, 40, 44])
+  })
+
+  it("is the first N of lib/random.ts's shuffle of 0…n−1 on stream (seed, sample, 0), ascending", () => {
+    for (const [n, k, seed] of [[10, 3, 1], [37, 11, 1234], [200, 50, -5]]) {
+      const expected = shuffled(Array.from({ length: n }, (_, i) => i), mulberry32(streamSeed(seed, STREAM.sample, 0))).slice(0, k).sort((a, b) => a - b)
+      expect(sampleIndices(n, k, seed)).toEqual(expected)
+      expect(new Set(expected).size).toBe(k)
+    }
+    // A purpose of its own: not the shots' stream, not the choices'.
+    expect(new Set(Object.values(STREAM)).size).toBe(Object.values(STREAM).length)
+  })
+
+  it("depends on the seed, is stable, nests (a larger N keeps a smaller N's examples), and N ≥ n keeps everything", () => {
+    expect(sampleIndices(100, 10, 1)).not.toEqual(sampleIndices(100, 10, 2))
+    expect(sampleIndices(100, 10, 1)).toEqual(sampleIndices(100, 10, 1))
+    const small = sampleIndices(100, 10, 3)
+    expect(sampleIndices(100, 20, 3)).toEqual(expect.arrayContaining(small))
+    expect(sampleIndices(10, 10, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(sampleIndices(10, 99, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(sampleIndices(10, undefined, 7)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  })
+
+  it("scores the sampled examples in file order, each with the prompt and shots it has without max_examples", () => {
+    const all = build(TEN, { shots: 2, seed: 7 })
+    const four = build(TEN, { shots: 2, seed: 7, maxExamples: 4 })
+    expect(four.map((e) => e.id)).toEqual([1, 2, 3, 6])
+    expect(four).toEqual([1, 2, 3, 6].map((i) => all[i]))
+    // The shots may be examples outside the sample.
+    expect(four.flatMap((e) => e.shots).some((j) => ![1, 2, 3, 6].includes(j))).toBe(true)
+    expect(build(TEN, { shots: 0, seed: 7, maxExamples: 10 })).toEqual(build(TEN, { shots: 0, seed: 7 }))
+  })
+
+  it("samples among the examples kept after dropping repeats and generative ones; ids stay indices in the file", () => {
+    // 12 entries: 0 generative, 5 a repeat of 4; the 10 kept have ids 1…4, 6…11 at positions 0…9.
+    const exs = Array.from({ length: 11 }, (_, i) => ({ input: `q${i}`, target_scores: { a: 1, b: 0 } }))
+    const text = JSON.stringify({ examples: [{ input: "g", target: "x" }, ...exs.slice(0, 4), exs[3], ...exs.slice(4, 10)] })
+    const t = parse("bigbench", text)
+    expect(t.examples.map((e) => e.id)).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10, 11])
+    const r = buildPrompts(t, { shots: 0, seed: 7, maxExamples: 4 }, "t/task")
+    // Positions 1 2 3 6 (sampleIndices(10, 4, 7)) are the examples with ids 2 3 4 8.
+    expect(Either.isRight(r) && r.right.map((e) => e.id)).toEqual([2, 3, 4, 8])
   })
 })
 
@@ -410,5 +469,78 @@ describe("truncate: left | skip | error", () => {
     expect((r as UnitError).message).toBe(
       "t/task: example 1: its prompt is 3 token(s) too long for context_length 24 (truncate: error; 2 of 3 examples (67%) are): use truncate: left or skip, or a longer context",
     )
+  })
+})
+
+describe("BIG-bench parent tasks: each subtask a task of its own, the parent their mean", () => {
+  // test/fixtures/bigbench-parent: a task.json without examples, subtasks arithmetic/ (every
+  // prefix, choices appended, its own separator) and colours/ (choices not appended, the default
+  // separator), both with partial credit; results/ holds no task.json and is not a subtask.
+  const fixture = (sub: string) => {
+    const file = `test/fixtures/bigbench-parent/${sub}/task.json`
+    const r = parseTask("bigbench", fs.readFileSync(file, "utf8"), file, 7)
+    if (Either.isLeft(r)) throw new Error(r.left.message)
+    const p = buildPrompts(r.right, { shots: 1, seed: 7 }, file)
+    if (Either.isLeft(p)) throw new Error(p.left.message)
+    return p.right
+  }
+
+  it("arithmetic: task_prefix once, then the shot and the example, each example_input_prefix + input + choices + example_output_prefix, joined by its separator", () => {
+    // BIG-bench's format written out: "Add the numbers.\n" + shot + "\n\n" + example, where a
+    // prompt is "\nSum: " + input + "\n  option: " c₁ "\n  option: " c₂ … + "\nTotal: " and a shot
+    // ends in its best target. Shots (seed 7) and the order of the choices (sorted, then shuffled
+    // with seed 7) from tools/reference/downstream_prompts.py.
+    const p = fixture("arithmetic")
+    expect(p.map((e) => e.shots)).toEqual([[2], [0], [3], [2]])
+    expect(p.map((e) => e.prompt)).toEqual([
+      "Add the numbers.\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: 10" + "\n\n" + "\nSum: 2 + 2\n  option: 5\n  option: 22\n  option: 4\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 2 + 2\n  option: 5\n  option: 22\n  option: 4\nTotal: 4" + "\n\n" + "\nSum: 3 + 4\n  option: 8\n  option: 7\n  option: 34\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 1 + 8\n  option: 9\n  option: 18\n  option: 10\nTotal: 9" + "\n\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: ",
+      "Add the numbers.\n" + "\nSum: 5 + 5\n  option: 11\n  option: 55\n  option: 10\nTotal: 10" + "\n\n" + "\nSum: 1 + 8\n  option: 9\n  option: 18\n  option: 10\nTotal: ",
+    ])
+    // Partial credit: the near miss scores 0.5 (JSON.parse puts integer-like keys first, ascending).
+    expect(p[3]).toMatchObject({ options: ["9", "10", "18"], correct: [0], scores: [1, 0.5, 0] })
+  })
+
+  it("colours: no task_prefix, no choices, the default separator \\n after the shot", () => {
+    const p = fixture("colours")
+    expect(p.map((e) => e.shots)).toEqual([[1], [0], [1]])
+    expect(p.map((e) => e.prompt)).toEqual([
+      "Q: what colour is grass?\nA: green" + "\n" + "Q: what colour is the sky?\nA:",
+      "Q: what colour is the sky?\nA: blue" + "\n" + "Q: what colour is grass?\nA:",
+      "Q: what colour is grass?\nA: green" + "\n" + "Q: what colour is snow?\nA:",
+    ])
+    expect(p[2]).toMatchObject({ options: [" white", " grey", " black"], correct: [0], scores: [1, 0.25, 0] })
+  })
+
+  it("the parent's task.json itself (no examples) is no task: one line naming the file and the field", () => {
+    const file = "test/fixtures/bigbench-parent/task.json"
+    const r = parseTask("bigbench", fs.readFileSync(file, "utf8"), file, 7)
+    expect(Either.isLeft(r) && r.left.message).toBe(
+      "test/fixtures/bigbench-parent/task.json: examples: missing, and no subfolder holds a task.json: neither a task nor a BIG-bench parent task with subtasks",
+    )
+  })
+
+  it("the aggregate rows: at each point every subtask has, n_examples summed, every metric the mean of the subtasks' (not pooled), no intervals", () => {
+    const row = (task: string, step: number, accuracy: number, n: number, o: Partial<MetricRow> = {}): MetricRow => ({
+      model: "s", step, task, parent: "p", n_examples: n, accuracy, acc_lo: 0.1, acc_hi: 0.9, grade: accuracy / 2, accuracy_norm: 1 - accuracy,
+      acc_norm_lo: 0, acc_norm_hi: 1, random_baseline: 0.5, correct_ppl: 10, incorrect_ppl: 20, ...o,
+    })
+    const metrics = [
+      row("p.a", 1, 1 / 2, 4), row("p.a", 2, 3 / 4, 4), row("p.a", 3, 1, 4),
+      row("p.b", 1, 1 / 3, 3, { random_baseline: 0.25, correct_ppl: 30 }), row("p.b", 2, 2 / 3, 3), // no step 3: no aggregate there
+      row("q", 1, 0, 5, { parent: null }),
+    ]
+    const parent = { name: "p", subtasks: ["p.a", "p.b"] }
+    const agg = parentRows(metrics, parent)
+    expect(agg.map((r) => r.step)).toEqual([1, 2])
+    expect(agg[0]).toEqual({
+      model: "s", step: 1, task: "p", parent: null, aggregate: true, n_examples: 7,
+      accuracy: (1 / 2 + 1 / 3) / 2, // 5/12, not the pooled 3/7
+      grade: (1 / 4 + 1 / 6) / 2, accuracy_norm: (1 / 2 + (1 - 1 / 3)) / 2, random_baseline: (0.5 + 0.25) / 2, correct_ppl: 20, incorrect_ppl: 20,
+      acc_lo: null, acc_hi: null, acc_norm_lo: null, acc_norm_hi: null,
+    })
+    // In the table they follow the last subtask's rows; the other tasks are untouched.
+    expect(withParentRows(metrics, [parent]).map((r) => `${r.task}@${r.step}`)).toEqual(["p.a@1", "p.a@2", "p.a@3", "p.b@1", "p.b@2", "p@1", "p@2", "q@1"])
   })
 })

@@ -18,7 +18,8 @@ import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../s
 import type { Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
 import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
-import { R2Differences } from "../stages/correlate/contract.ts"
+import { R2Differences, TaskMetrics } from "../stages/correlate/contract.ts"
+import { sizeSummary } from "../stages/report/summary.ts"
 
 const configFrom = (yaml: string) => {
   const c = parseConfig("/tmp/report-test/run.yaml", yaml, { checkPaths: false })
@@ -217,6 +218,20 @@ describe("figures", () => {
     const sort = (findAll(f.spec, "y") as Array<{ field?: string; sort?: string[] }>).find((y) => y.field === "task")!.sort!
     expect(sort[0]).toBe("mean over tasks")
     expect(sort).toContain(ODD_TASK)
+  })
+
+  it("a BIG-bench parent's aggregate rows are not a task more in the mean accuracy (summary, figure 6)", () => {
+    // Subtasks p.a and p.b (accuracy 0.2 and 0.4) and their parent's aggregate row (0.3), at one point.
+    const row = (task: string, accuracy: number, parent: string | null, aggregate: boolean) => ({
+      model: "s", step: 10, task, parent, aggregate, n_examples: 10, accuracy, acc_lo: aggregate ? null : 0, acc_hi: aggregate ? null : 1, grade: accuracy,
+      accuracy_norm: accuracy, acc_norm_lo: aggregate ? null : 0, acc_norm_hi: aggregate ? null : 1, random_baseline: 0.25, correct_ppl: 2, incorrect_ppl: 3,
+    })
+    const tm = TaskMetrics.fromRows([row("p.a", 0.2, "p", false), row("p.b", 0.5, "p", false), row("p", 0.35, null, true), row("q", 0.8, null, false)])
+    const s = sizeSummary({ task_metrics: tm }, options)
+    expect(s.rows.find((r) => r[0] === "s")?.at(-1)).toBe("50.0%") // (0.2 + 0.5 + 0.8) / 3, not 46.3% with the aggregate
+    const f = byId(buildFigures({ task_metrics: tm }, options), "fig-downstream")
+    expect(findAll(f.spec, "values").flat().filter((v) => (v as { step?: number }).step === 10).map((v) => (v as { accuracy?: number }).accuracy)).toContain(0.5)
+    expect(f.caption).toMatch(/^Mean accuracy over 3 tasks /)
   })
 
   it("leaves out figures whose tables are missing, with a note naming the file and the stage", () => {

@@ -11,9 +11,16 @@ export const correlateUnit: UnitRef = { stage: CORRELATE, id: "all" }
 
 /**
  * `task_metrics.parquet`: one row per (model, checkpoint, task), from the options tables
- * (./metrics.ts defines every column).
+ * (./metrics.ts defines every column), and one per (model, checkpoint, BIG-bench parent task).
+ *   parent        on a subtask's rows, its parent task (pipeline/config.ts Task); null otherwise
+ *   aggregate     true on a parent task's rows (task = the parent's name): the subtasks' mean, as
+ *                 BIG-bench scores a parent (./tables.ts parentRows): n_examples their sum, every
+ *                 other metric the unweighted mean of theirs, the four intervals null; only at the
+ *                 points where every subtask has a row. Rows with aggregate = false are each scored
+ *                 task once (a subtask is a task); rows with parent null are each configured task
+ *                 once (a parent by its aggregate). Mean over either, never over every row.
  *   accuracy, accuracy_norm, random_baseline  fractions in [0, 1]
- *   acc_lo, acc_hi, acc_norm_lo, acc_norm_hi  95% Wilson score intervals of accuracy and accuracy_norm
+ *   acc_lo, acc_hi, acc_norm_lo, acc_norm_hi  95% Wilson score intervals of accuracy and accuracy_norm (null on aggregate rows)
  *   grade                                     BIG-bench's multiple_choice_grade: mean target score of the chosen option
  *   correct_ppl, incorrect_ppl                exp(−mean log-prob) over the tokens of correct / incorrect options
  */
@@ -21,14 +28,16 @@ export const TaskMetrics = defineTable("task_metrics", {
   model: col.utf8(),
   step: col.int32(),
   task: col.utf8(),
+  parent: col.utf8({ nullable: true }),
+  aggregate: col.bool(),
   n_examples: col.int32(),
   accuracy: col.float64(),
-  acc_lo: col.float64(),
-  acc_hi: col.float64(),
+  acc_lo: col.float64({ nullable: true }),
+  acc_hi: col.float64({ nullable: true }),
   grade: col.float64(),
   accuracy_norm: col.float64(),
-  acc_norm_lo: col.float64(),
-  acc_norm_hi: col.float64(),
+  acc_norm_lo: col.float64({ nullable: true }),
+  acc_norm_hi: col.float64({ nullable: true }),
   random_baseline: col.float64(),
   correct_ppl: col.float64(),
   incorrect_ppl: col.float64(),
@@ -39,8 +48,10 @@ export type TaskMetricRow = TableRow<typeof TaskMetrics>
 export const MEAN_TASK = "__mean__"
 
 /**
- * `correlations.parquet`: one row per (task, x axis). `task` is a task name or MEAN_TASK ("__mean__",
- * the mean accuracy over the tasks above chance; task names cannot start with "_", so it never collides).
+ * `correlations.parquet`: one row per (task, x axis). `task` is a task name, a BIG-bench parent
+ * task's name (y: its aggregate accuracy, the mean over its subtasks; at_chance null), or MEAN_TASK
+ * ("__mean__", the mean accuracy over the tasks above chance, where each subtask is a task and a
+ * parent is not one: it is never counted twice; task names cannot start with "_", so it never collides).
  *   x_axis       log_valid_ppl | log_flops | log_tokens | log_step
  *   spearman, pearson  correlation of x with accuracy over the points (null with < 3 points or a constant)
  *   r2_pooled    R² of accuracy ~ a + b·x over every model's checkpoints (null when accuracy is constant)
@@ -48,7 +59,7 @@ export const MEAN_TASK = "__mean__"
  *   n_points     (model, step) points with a finite x (step 0 has no log step, tokens or FLOPs)
  *   at_chance    the task's accuracy interval (acc_lo…acc_hi) covers its random baseline at every
  *                checkpoint; such a task is left out of MEAN_TASK unless analysis.chance_tasks_in_mean
- *                (or when every task is at chance). Null on MEAN_TASK rows.
+ *                (or when every task is at chance). Null on MEAN_TASK and parent rows.
  *   <stat>_lo, <stat>_hi  95% bootstrap interval of spearman, pearson, r2_pooled and size_effect:
  *                examples resampled within each task, analysis.bootstrap_samples times
  *                (./bootstrap.ts); null where the statistic does not exist in most replicates
@@ -74,7 +85,7 @@ export const Correlations = defineTable("correlations", {
 export type CorrelationRow = TableRow<typeof Correlations>
 
 /**
- * `r2_differences.parquet`: one row per (task or MEAN_TASK, pair of x axes a before b in X_AXES order).
+ * `r2_differences.parquet`: one row per (task, parent task or MEAN_TASK, pair of x axes a before b in X_AXES order).
  *   r2_a, r2_b   pooled R² of accuracy ~ x over the points where both axes are finite (so without
  *                step 0 when either is a log of steps, tokens or FLOPs: like is compared with like)
  *   diff         r2_a − r2_b;  diff_lo, diff_hi  its 95% bootstrap interval (./bootstrap.ts)

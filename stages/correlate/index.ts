@@ -4,7 +4,8 @@
  *   checkpoints.parquet                                validation perplexity (aggregate stage)
  *   scores/model=M/step=S/dataset=V/scores.parquet     per-token log-probs on V (score stage)
  * where V = analysis.valid_dataset (default: the first dataset), and writes
- *   task_metrics.parquet   accuracy etc. per (model, step, task)      (../downstream/metrics.ts)
+ *   task_metrics.parquet   accuracy etc. per (model, step, task), and per BIG-bench parent task the
+ *                          mean over its subtasks (metrics.ts, tables.ts parentRows)
  *   correlations.parquet   what predicts accuracy, with bootstrap intervals (tables.ts, stats.ts, bootstrap.ts)
  *   r2_differences.parquet how much better one x axis predicts than another, with intervals
  *   agreement.parquet      per-token agreement of matched checkpoints (match.ts)
@@ -16,7 +17,7 @@
  * checkpoints' log-probs over every token of V.
  */
 import { Effect } from "effect"
-import { flopsAt, modelsBySize, tokensSeen, type Config } from "../../pipeline/config.ts"
+import { flopsAt, modelsBySize, parentTasks, tokensSeen, type Config } from "../../pipeline/config.ts"
 import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../pipeline/stage.ts"
 import { AGGREGATE, aggregateUnit, checkpointsFile, readCheckpointRows } from "../aggregate/contract.ts"
 import { DOWNSTREAM, downstreamUnit, downstreamUnits, optionsFile } from "../downstream/contract.ts"
@@ -33,6 +34,7 @@ import {
   r2DifferencesTable,
   type PointHits,
   meanTasks,
+  withParentRows,
   correlationsTable,
   taskMetricsTable,
   type AgreementRow,
@@ -84,7 +86,7 @@ const metricRow =
         nChars: t.getChild("n_chars")!.toArray() as Int32Array,
         targetScore: t.getChild("target_score")!.toArray() as Float64Array,
       }
-      const metrics: MetricRow = { model: model.name, step: checkpoint.step, task: task.name, ...taskMetrics(columns) }
+      const metrics: MetricRow = { model: model.name, step: checkpoint.step, task: task.name, ...(task.parent !== undefined ? { parent: task.parent } : {}), ...taskMetrics(columns) }
       return { metrics, hits: exampleHits(columns) }
     })
 
@@ -108,6 +110,7 @@ const scoreCache = (ctx: UnitContext, dataset: string, capacity = 6) => {
 interface CorrelateParams {
   readonly valid_dataset: string
   readonly tasks: ReadonlyArray<string>
+  readonly parents: ReadonlyArray<{ readonly name: string; readonly subtasks: ReadonlyArray<string> }>
   readonly chance_tasks_in_mean: boolean
   readonly bootstrap_samples: number
   readonly bootstrap_seed: number
@@ -129,8 +132,15 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
     })
   }
 
-  const { rows: metrics, hits, leftOut } = yield* readMetrics(ctx)
+  const { rows: taskRows, hits, leftOut } = yield* readMetrics(ctx)
   for (const { task, why } of leftOut) yield* ctx.log(`correlate: task ${task} is left out of task_metrics and correlations: ${why}`)
+  // A parent task is aggregated only when every one of its subtasks is there.
+  const lost = (p: { readonly subtasks: ReadonlyArray<string> }) => p.subtasks.filter((t) => leftOut.some((l) => l.task === t))
+  const parents = parentTasks(config).filter((p) => lost(p).length === 0)
+  for (const p of parentTasks(config).filter((q) => lost(q).length > 0)) {
+    yield* ctx.log(`correlate: parent task ${p.name} has no aggregate rows and correlations: its subtask(s) ${lost(p).join(", ")} are left out`)
+  }
+  const metrics = withParentRows(taskRows, parents)
   yield* ctx.writeParquet(taskMetricsFile, taskMetricsTable(metrics))
 
   const xOf = (model: string, step: number): Record<CorrelationAxis, number> => {
@@ -156,8 +166,8 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
   const points = config.models.flatMap((m) => m.checkpoints.map((c) => ({ model: m.name, step: c.step })))
   const { samples, seed } = { samples: config.analysis.bootstrap_samples, seed: config.analysis.bootstrap_seed }
   yield* ctx.log(`correlate: ${samples} bootstrap resamples of each task's examples (seed ${seed})`)
-  const boot = bootstrapTables(points, done, (t, m, s) => hits.get(hitsKey(t, m, s))!, xOf, inMean, { samples, seed })
-  const correlations = correlationRows(metrics, done, xOf, inMean, boot.intervals)
+  const boot = bootstrapTables(points, done, (t, m, s) => hits.get(hitsKey(t, m, s))!, xOf, inMean, { samples, seed }, parents)
+  const correlations = correlationRows(metrics, [...done, ...parents.map((p) => p.name)], xOf, inMean, boot.intervals)
   yield* ctx.writeParquet(correlationsFile, correlationsTable(correlations))
   yield* ctx.writeParquet(r2DifferencesFile, r2DifferencesTable(boot.differences))
 
@@ -203,7 +213,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
 
 export const correlateStage = defineStage<CorrelateParams>({
   name: CORRELATE,
-  version: 3, // 2: Wilson intervals, grade, tasks at chance; 3: bootstrap intervals, r2_differences.parquet
+  version: 4, // 2: Wilson intervals, grade, tasks at chance; 3: bootstrap intervals, r2_differences.parquet; 4: task_metrics parent, aggregate (BIG-bench parent tasks)
   after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {
@@ -214,6 +224,7 @@ export const correlateStage = defineStage<CorrelateParams>({
         params: {
           valid_dataset: dataset,
           tasks: config.tasks.map((t) => t.name),
+          parents: parentTasks(config),
           chance_tasks_in_mean: config.analysis.chance_tasks_in_mean,
           bootstrap_samples: config.analysis.bootstrap_samples,
           bootstrap_seed: config.analysis.bootstrap_seed,

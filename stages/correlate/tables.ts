@@ -1,10 +1,12 @@
 /**
  * The correlate stage's rows and Arrow tables (pure: plain rows in, tables out).
  *
- * Correlations: for each task (config order), then MEAN_TASK, and for each x axis in X_AXES, the
- * statistics of stats.ts over the run's (model, step) points, y = accuracy. MEAN_TASK's y is the
- * mean accuracy over the tasks `inMean` (the correlate stage: those above chance), at the points
- * where each of them has a row. x values:
+ * Correlations: for each task (config order; a subtask of a BIG-bench parent is a task), then each
+ * parent task, then MEAN_TASK, and for each x axis in X_AXES, the statistics of stats.ts over the
+ * run's (model, step) points, y = accuracy. A parent's y is its aggregate accuracy (parentRows: the
+ * mean over its subtasks). MEAN_TASK's y is the mean accuracy over the tasks `inMean` (the correlate
+ * stage: those above chance; subtasks, never their parent), at the points where each of them has a
+ * row. x values:
  *   log_valid_ppl  ln validation perplexity (checkpoints.parquet, dataset analysis.valid_dataset)
  *   log_flops      ln(6 · params · step · tokens_per_step)
  *   log_tokens     ln(step · tokens_per_step)
@@ -32,8 +34,8 @@ import { bootstrapCorrelations, type StatName, type TaskHits } from "./bootstrap
 export const X_AXES = ["log_valid_ppl", "log_flops", "log_tokens", "log_step"] as const
 export type CorrelationAxis = (typeof X_AXES)[number]
 
-/** A row of task_metrics.parquet (./contract.ts TaskMetrics). */
-export type MetricRow = TaskMetricRow
+/** A row of task_metrics.parquet (./contract.ts TaskMetrics); a task's own row may leave out parent (null) and aggregate (false). */
+export type MetricRow = Omit<TaskMetricRow, "parent" | "aggregate"> & Partial<Pick<TaskMetricRow, "parent" | "aggregate">>
 
 /** A row of correlations.parquet (./contract.ts Correlations), x_axis one of X_AXES. */
 export type CorrelationRow = ContractCorrelationRow & CorrelationStats & { readonly x_axis: CorrelationAxis }
@@ -58,7 +60,62 @@ const intervalColumns = (ci: Readonly<Record<StatName, Interval>> | undefined) =
 
 /** A task is at chance when the interval of its accuracy covers its random baseline at every checkpoint. */
 export const atChance = (rows: ReadonlyArray<Pick<MetricRow, "acc_lo" | "acc_hi" | "random_baseline">>): boolean =>
-  rows.length > 0 && rows.every((r) => r.acc_lo <= r.random_baseline && r.random_baseline <= r.acc_hi)
+  rows.length > 0 && rows.every((r) => r.acc_lo !== null && r.acc_hi !== null && r.acc_lo <= r.random_baseline && r.random_baseline <= r.acc_hi)
+
+/** A BIG-bench parent task and the names of its subtasks (pipeline/config.ts parentTasks). */
+export interface ParentTask {
+  readonly name: string
+  readonly subtasks: ReadonlyArray<string>
+}
+
+const MEANED = ["accuracy", "grade", "accuracy_norm", "random_baseline", "correct_ppl", "incorrect_ppl"] as const
+
+/**
+ * The aggregate rows of a parent task, as BIG-bench scores a parent (the unweighted mean of its
+ * subtasks' scores): at each (model, step) where every subtask has a row, in the order of the
+ * first subtask's rows, task = the parent, aggregate = true, parent = null, n_examples the sum of
+ * the subtasks', every other metric the mean of theirs, and no Wilson intervals (a mean of
+ * proportions over different n is not a proportion; the bootstrap intervals of correlations.parquet
+ * carry the parent's sampling).
+ * Worked example: subtasks a (accuracy 1/2 of 4 examples) and b (1/3 of 3) at one point → one row,
+ * n_examples 7, accuracy (1/2 + 1/3) / 2 = 5/12 (not the pooled 3/7).
+ */
+export const parentRows = (metrics: ReadonlyArray<MetricRow>, parent: ParentTask): MetricRow[] => {
+  const key = (m: Pick<MetricRow, "model" | "step">) => `${m.model}\u0000${m.step}`
+  const bySub = parent.subtasks.map((t) => new Map(metrics.filter((m) => m.task === t).map((m) => [key(m), m])))
+  return [...bySub[0].values()].flatMap((first): MetricRow[] => {
+    const rows = bySub.map((b) => b.get(key(first)))
+    if (rows.some((r) => r === undefined)) return []
+    const got = rows as MetricRow[]
+    const mean = (c: (typeof MEANED)[number]) => got.reduce((a, r) => a + r[c], 0) / got.length
+    return [
+      {
+        model: first.model,
+        step: first.step,
+        task: parent.name,
+        parent: null,
+        aggregate: true,
+        n_examples: got.reduce((a, r) => a + r.n_examples, 0),
+        acc_lo: null,
+        acc_hi: null,
+        acc_norm_lo: null,
+        acc_norm_hi: null,
+        ...(Object.fromEntries(MEANED.map((c) => [c, mean(c)])) as Record<(typeof MEANED)[number], number>),
+      },
+    ]
+  })
+}
+
+/** The metrics with each parent's aggregate rows (parentRows) after the rows of its last subtask. */
+export const withParentRows = (metrics: ReadonlyArray<MetricRow>, parents: ReadonlyArray<ParentTask>): MetricRow[] => {
+  const out: MetricRow[] = []
+  metrics.forEach((m, i) => {
+    out.push(m)
+    if (metrics[i + 1]?.task === m.task) return
+    for (const p of parents) if (p.subtasks[p.subtasks.length - 1] === m.task) out.push(...parentRows(metrics, p))
+  })
+  return out
+}
 
 /** The tasks the mean over tasks is taken over: those above chance, unless every task is at chance or `keepChance`. */
 export const meanTasks = (tasks: ReadonlyArray<string>, chance: ReadonlySet<string>, keepChance: boolean): ReadonlyArray<string> => {
@@ -67,10 +124,12 @@ export const meanTasks = (tasks: ReadonlyArray<string>, chance: ReadonlySet<stri
 }
 
 /**
- * @param metrics  task metrics of every (model, step, task)
- * @param tasks    task names in config order
+ * @param metrics  task metrics of every (model, step, task), parents' aggregate rows included
+ * @param tasks    the series to correlate besides MEAN_TASK, in order: task names, then parent task
+ *                 names (their aggregate rows are their y; at_chance is null for them)
  * @param xOf      the x values of a (model, step)
- * @param inMean   the tasks MEAN_TASK averages (default: every task)
+ * @param inMean   the tasks MEAN_TASK averages (default: every task); never a parent, whose subtasks
+ *                 are tasks of their own
  */
 export const correlationRows = (
   metrics: ReadonlyArray<MetricRow>,
@@ -84,7 +143,8 @@ export const correlationRows = (
     const xs = points.map((p) => xOf(p.model, p.step))
     const y = Float64Array.from(points, (p) => p.y)
     const group = Int32Array.from(points, (p) => models.indexOf(p.model))
-    const chance = task === MEAN_TASK ? null : atChance(metrics.filter((m) => m.task === task))
+    const own = metrics.filter((m) => m.task === task)
+    const chance = task === MEAN_TASK || own.some((m) => m.aggregate === true) ? null : atChance(own)
     return X_AXES.map((axis) => ({
       task,
       x_axis: axis,
@@ -121,9 +181,10 @@ export interface PointHits {
 }
 
 /**
- * Bootstrap intervals (./bootstrap.ts) of every task's and the mean's statistics, and the R²
- * differences of every pair of axes, over the points (model, step) `points`; each task in `tasks`
- * must have hits at every point (`hitsOf`).
+ * Bootstrap intervals (./bootstrap.ts) of every task's, every parent's (the mean of its subtasks'
+ * replicate accuracies) and the mean's statistics, and the R² differences of every pair of axes,
+ * over the points (model, step) `points`; each task in `tasks` must have hits at every point
+ * (`hitsOf`), and each parent's subtasks must be in `tasks`.
  */
 export const bootstrapTables = (
   points: ReadonlyArray<{ readonly model: string; readonly step: number }>,
@@ -132,6 +193,7 @@ export const bootstrapTables = (
   xOf: (model: string, step: number) => Record<CorrelationAxis, number>,
   inMean: ReadonlyArray<string>,
   o: { readonly samples: number; readonly seed: number },
+  parents: ReadonlyArray<ParentTask> = [],
 ): { intervals: IntervalsOf; differences: R2DifferenceRow[] } => {
   const taskHits: TaskHits[] = tasks.map((task) => {
     const per = points.map((p) => hitsOf(task, p.model, p.step))
@@ -143,6 +205,7 @@ export const bootstrapTables = (
   })
   const series = [
     ...tasks.map((t, k) => ({ name: t, tasks: [k] })),
+    ...parents.map((p) => ({ name: p.name, tasks: p.subtasks.map((t) => tasks.indexOf(t)) })),
     ...(inMean.length > 0 ? [{ name: MEAN_TASK, tasks: inMean.map((t) => tasks.indexOf(t)) }] : []),
   ]
   const xs = points.map((p) => xOf(p.model, p.step))
@@ -174,7 +237,8 @@ export const bootstrapTables = (
 
 export const r2DifferencesTable = (rows: ReadonlyArray<R2DifferenceRow>): arrow.Table => R2Differences.fromRows(rows)
 
-export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table => TaskMetricsTable.fromRows(rows)
+export const taskMetricsTable = (rows: ReadonlyArray<MetricRow>): arrow.Table =>
+  TaskMetricsTable.fromRows(rows.map((r) => ({ ...r, parent: r.parent ?? null, aggregate: r.aggregate ?? false })))
 
 export const correlationsTable = (rows: ReadonlyArray<CorrelationRow>): arrow.Table => Correlations.fromRows(rows)
 

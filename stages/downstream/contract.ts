@@ -1,6 +1,7 @@
 /**
  * The downstream stage's contract: one unit per (model, checkpoint, task), id
- * `model=M/step=S/task=T`, writing the log-prob of every option of every example.
+ * `model=M/step=S/task=T`, writing the log-prob of every option of every example. A subtask of a
+ * BIG-bench parent task is a task, T = `<parent>.<subtask folder>` (pipeline/config.ts Task).
  */
 import { col, defineTable, type TableRow } from "../../lib/tables.ts"
 import type { Checkpoint, Config, Model, Task } from "../../pipeline/config.ts"
@@ -21,7 +22,10 @@ export const downstreamUnits = (config: Config): Array<{ model: Model; checkpoin
 
 /**
  * `downstream/model=M/step=S/task=T/options.parquet`: one row per option of every scored example.
- *   example_id   index of the example in the task file (0-based, file order; `max_examples` keeps the first N)
+ *   example_id   index of the example in the task file (0-based; rows in example_id order). With
+ *                `max_examples: N`, the ids of a seeded sample of N examples (./prompts.ts
+ *                sampleIndices), still their indices in the file; repeats and generative-only
+ *                examples that tasks.ts drops leave gaps, and the sample is drawn among those kept
  *   option_id    index of the option within the example (file order)
  *   is_correct   the option is (one of) the example's correct option(s)
  *   target_score its BIG-bench target score (partial credit: 1, 0.5, 0 …); 1 / 0 for correct / incorrect in the other formats

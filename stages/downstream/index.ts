@@ -8,6 +8,10 @@
  * stage's whole-run unit, which writes task_metrics.parquet (metrics.ts): a unit of this stage
  * cannot wait for the other units of the same stage.
  *
+ * A BIG-bench parent task (a task.json without examples, subtasks in subfolders) is one task per
+ * subtask by then (pipeline/config.ts): T is `<parent>.<subtask folder>`, and its units read the
+ * subtask's task.json; the parent's aggregate is the correlate stage's (task_metrics `aggregate`).
+ *
  * A bad task file fails each of its units with one line naming the file, the example and the
  * field; with --keep-going the other tasks still run.
  */
@@ -194,18 +198,21 @@ const run = Effect.fn("stage.downstream")(function* (unit: UnitPlan<DownstreamPa
   )
 })
 
-/** Every task file reads and parses (the prompts and scoring come later, per unit). */
+/**
+ * Every task file reads and parses (the prompts and scoring come later, per unit); a subtask's
+ * problem names its own task.json under its parent's `tasks[i]`.
+ */
 const validate = (config: Config): InputProblem[] =>
-  config.tasks.flatMap((task, i) => {
+  config.tasks.flatMap((task) => {
     const file = displayPath(task.path)
     let text: string
     try {
       text = fs.readFileSync(task.path, "utf8")
     } catch (e) {
-      return [{ field: `tasks[${i}].path`, reason: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})` }]
+      return [{ field: `tasks[${task.entry}]${task.parent === undefined ? ".path" : ""}`, reason: `${file}: cannot read task file (${(e as NodeJS.ErrnoException).code ?? firstLine(e)})` }]
     }
     const parsed = parseTask(task.format, text, file, task.seed)
-    return Either.isLeft(parsed) ? [{ field: `tasks[${i}]`, reason: parsed.left.message }] : []
+    return Either.isLeft(parsed) ? [{ field: `tasks[${task.entry}]`, reason: parsed.left.message }] : []
   })
 
 /**
@@ -215,17 +222,17 @@ const validate = (config: Config): InputProblem[] =>
 const warnings = (config: Config): string[] =>
   config.prepend !== undefined
     ? []
-    : config.tasks.flatMap((task, i) =>
+    : config.tasks.flatMap((task) =>
         task.format === "pairs"
           ? [
-              `${displayPath(config.file)}: tasks[${i}] (${task.name}): a pairs task without \`prepend\`: each sentence's first token is context only and never scored, and some minimal pairs differ exactly there; set prepend (e.g. "<|endoftext|>", or the tokenizer's BOS)`,
+              `${displayPath(config.file)}: tasks[${task.entry}] (${task.name}): a pairs task without \`prepend\`: each sentence's first token is context only and never scored, and some minimal pairs differ exactly there; set prepend (e.g. "<|endoftext|>", or the tokenizer's BOS)`,
             ]
           : [],
       )
 
 export const downstreamStage = defineStage<DownstreamParams, Onnx | Tokenizers | Hub>({
   name: DOWNSTREAM,
-  version: 2, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing)
+  version: 3, // 2: BIG-bench shots joined by few_shot_example_separator (they were joined by nothing); 3: max_examples samples (it kept the first N)
   after: [DOWNLOAD],
   describe: "score every option of every multiple-choice task example on every checkpoint",
   plan: (config) =>

@@ -8,10 +8,21 @@
  * the format's separator (tasks.ts: BIG-bench's few_shot_example_separator, default "\n", as BIG-bench
  * joins its shots; "\n\n" for jsonl; "\n" for pairs, whose shots are other pairs' good sentences,
  * one per line). The shots
- * are drawn without replacement from all examples of the task except i — also those beyond
- * `max_examples`, so an example's prompt does not change with `max_examples` — by rejection
- * sampling with mulberry32 seeded from (task seed, i) (random.ts).
- * `max_examples: N` scores the first N examples of the file.
+ * are drawn without replacement from all examples of the task except i — also those that
+ * `max_examples` leaves out, so an example's prompt does not change with `max_examples` — by
+ * rejection sampling with mulberry32 seeded from (task seed, i) (random.ts). Here i is the
+ * example's position among the task's parsed examples (tasks.ts: repeats and generative-only
+ * examples are gone), which is its index in the file when nothing was dropped.
+ *
+ * `max_examples: N` scores a seeded random sample of N of the task's parsed examples, without
+ * replacement, as BIG-bench samples (files are often ordered: causal_judgement alternates paired
+ * stories, so the first N would be a biased half): the first N positions of a Fisher–Yates shuffle
+ * of 0…n−1 with mulberry32(streamSeed(seed, sample, 0)) (random.ts), scored in file order. The
+ * sample depends only on the parsed examples' count n, N and the task's seed (not on the shots,
+ * the model or the other tasks); a larger N keeps every example of a smaller one (same shuffle,
+ * longer prefix); N ≥ n keeps them all. Example ids stay the examples' indices in the file.
+ * Worked example (seed 7, 10 examples, N = 4): the shuffle is 2 3 6 1 7 0 4 5 9 8, so examples
+ * 1 2 3 6 are scored, in that order; N = 5 adds 7 (tools/reference/downstream_prompts.py).
  *
  * The boundary. The option's leading space belongs to the option, and so do the prompt's trailing
  * spaces: the boundary is the prompt's length less its trailing spaces (newlines stay in the
@@ -39,7 +50,7 @@
  */
 import { Either } from "effect"
 import { UnitError } from "../../pipeline/stage.ts"
-import { STREAM, mulberry32, streamSeed } from "../../lib/random.ts"
+import { STREAM, mulberry32, shuffled, streamSeed } from "../../lib/random.ts"
 import type { ParsedTask, TaskExample } from "./tasks.ts"
 
 export interface PromptOptions {
@@ -72,7 +83,21 @@ export const shotIndices = (n: number, i: number, k: number, seed: number): numb
 }
 
 /**
- * The first `maxExamples` examples with their k-shot prompts.
+ * The positions (0…n−1, ascending) of the examples `max_examples` scores: a seeded sample of
+ * min(maxExamples, n) without replacement, the first of a Fisher–Yates shuffle with
+ * mulberry32(streamSeed(seed, sample, 0)); every position when maxExamples is absent or ≥ n.
+ */
+export const sampleIndices = (n: number, maxExamples: number | undefined, seed: number): number[] => {
+  const all = Array.from({ length: n }, (_, i) => i)
+  if (maxExamples === undefined || maxExamples >= n) return all
+  return shuffled(all, mulberry32(streamSeed(seed, STREAM.sample, 0)))
+    .slice(0, maxExamples)
+    .sort((a, b) => a - b)
+}
+
+/**
+ * The examples `maxExamples` samples (sampleIndices; all without it), in file order, with their
+ * k-shot prompts.
  * @returns a UnitError when the task has too few examples for k shots
  */
 export const buildPrompts = (task: ParsedTask, o: PromptOptions, file: string): Either.Either<PromptedExample[], UnitError> => {
@@ -82,9 +107,9 @@ export const buildPrompts = (task: ParsedTask, o: PromptOptions, file: string): 
       new UnitError({ message: `${file}: shots: ${o.shots} needs at least ${o.shots + 1} examples, the file has ${all.length}` }),
     )
   }
-  const scored = all.slice(0, o.maxExamples ?? all.length)
   return Either.right(
-    scored.map((ex, i) => {
+    sampleIndices(all.length, o.maxExamples, o.seed).map((i) => {
+      const ex = all[i]
       const shots = o.shots > 0 ? shotIndices(all.length, i, o.shots, o.seed) : []
       const demos = shots.map((j) => all[j].prompt + all[j].options[all[j].correct[0]] + task.shotSeparator).join("")
       return { ...ex, prompt: task.prefix + demos + ex.prompt, shots: shots.map((j) => all[j].id) }

@@ -16,6 +16,8 @@
  *             An example with a `target` and no `target_scores` (generative only) is skipped, and an
  *             example that is the same JSON as an earlier one is dropped (as BIG-bench does), each
  *             counted in a note; example ids stay the examples' indices in the file.
+ *             A parent task (no `examples`, a task.json in each subtask's subfolder) never gets
+ *             here: the config makes each subtask a task of its own (pipeline/config.ts Task).
  *   pairs     minimal-pair JSONL (BLiMP): `sentence_good`, `sentence_bad` (other fields ignored). The
  *             options are the two whole sentences after an empty prompt; the good one is correct. A
  *             pair of two identical sentences is kept and scores as a tie (incorrect), counted in a note.
@@ -104,6 +106,10 @@ const parseBigbench = (text: string, seed: number, at: (i: number) => string): P
     throw new Bad("", `not valid JSON (${firstLine(e)})`)
   }
   if (!isObject(doc)) throw new Bad("", "expected a BIG-bench task: a JSON object with `examples`")
+  if (doc.examples === undefined) {
+    // A parent task (no examples, subtasks in subfolders) was expanded into its subtasks at config load (pipeline/config.ts).
+    throw new Bad("examples", "missing, and no subfolder holds a task.json: neither a task nor a BIG-bench parent task with subtasks")
+  }
   if (!Array.isArray(doc.examples)) throw new Bad("examples", "expected a list of examples")
   const prefix = str(doc, "task_prefix", "")
   const inputPrefix = str(doc, "example_input_prefix", "\nQ: ")

@@ -148,13 +148,18 @@ export const missingColumns = (table: arrow.Table, columns: ReadonlyArray<string
 
 /**
  * The rows of `table` restricted to `columns` (which must exist), as plain objects: Int64 → number,
- * NaN → null. `keep` filters rows before the other columns are read.
+ * NaN → null. `keep` filters rows before the other columns are read; it may read any column (one
+ * the table lacks reads null).
  */
 export const rowsOf = (table: arrow.Table, columns: ReadonlyArray<string>, keep?: (get: (c: string) => Cell) => boolean): Row[] => {
   const vectors = new Map(columns.map((c) => [c, table.getChild(c)]))
+  const vector = (c: string) => {
+    if (!vectors.has(c)) vectors.set(c, table.getChild(c))
+    return vectors.get(c)
+  }
   const out: Row[] = []
   for (let i = 0; i < table.numRows; i++) {
-    const get = (c: string): Cell => toCell(vectors.get(c)?.get(i))
+    const get = (c: string): Cell => toCell(vector(c)?.get(i))
     if (keep && !keep(get)) continue
     const row: Row = {}
     for (const c of columns) row[c] = get(c)
@@ -162,6 +167,13 @@ export const rowsOf = (table: arrow.Table, columns: ReadonlyArray<string>, keep?
   }
   return out
 }
+
+/**
+ * task_metrics rows of the tasks scored, each once: not a BIG-bench parent's aggregate rows (the
+ * mean of its subtasks', which are rows of their own; correlate contract). Tables written before
+ * the column existed have none.
+ */
+export const scoredTaskRows = (get: (c: string) => Cell): boolean => get("aggregate") !== true
 
 export const num = (v: Cell): number => (typeof v === "number" ? v : Number.NaN)
 export const str = (v: Cell): string => (v === null ? "" : String(v))

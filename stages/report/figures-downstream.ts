@@ -3,7 +3,7 @@
  * equal perplexity. Pure, like figures.ts.
  */
 import { MEAN_TASK, r2Lead } from "../correlate/contract.ts"
-import { groupBy, num, sizeOrder, str, thin, type Cell, type ReportOptions, type ReportTables, type Row } from "./data.ts"
+import { groupBy, num, scoredTaskRows, sizeOrder, str, thin, type Cell, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
 
@@ -38,7 +38,7 @@ export const downstreamFigure = (tables: ReportTables, options: ReportOptions): 
     caption: "",
     sources: ["task_metrics.parquet", "checkpoints.parquet"],
   }
-  const got = need(tables, "task_metrics", ["model", "step", "task", "accuracy", "random_baseline", "correct_ppl", "incorrect_ppl"])
+  const got = need(tables, "task_metrics", ["model", "step", "task", "accuracy", "random_baseline", "correct_ppl", "incorrect_ppl"], scoredTaskRows)
   if ("why" in got) return leftOut({ ...meta, caption: "Mean accuracy over the tasks against validation perplexity, FLOPs and steps, per size." }, [got.why])
   const notes: string[] = []
   const ckpt = checkpointIndex(tables, options.validDataset)

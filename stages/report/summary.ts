@@ -2,7 +2,7 @@
  * The report's text tables: a summary of the sizes, the tables the run has, and the checkpoint
  * checks. Pure.
  */
-import { fmtCount, groupBy, num, sizeOrder, str, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
+import { fmtCount, groupBy, num, scoredTaskRows, sizeOrder, str, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { chooseDataset } from "./figures.ts"
 import { fmt, need, type TextTable } from "./spec.ts"
 
@@ -18,7 +18,7 @@ export const sizeSummary = (tables: ReportTables, options: ReportOptions): TextT
   const ckRows = "rows" in ck ? ck.rows : []
   const dataset = chooseDataset(ckRows, options.validDataset, "checkpoints.parquet").dataset
   const byModel = groupBy(ckRows.filter((r) => str(r.dataset) === dataset), (r) => str(r.model))
-  const tm = need(tables, "task_metrics", ["model", "step", "task", "accuracy"])
+  const tm = need(tables, "task_metrics", ["model", "step", "task", "accuracy"], scoredTaskRows)
   const tmByModel = groupBy("rows" in tm ? tm.rows : [], (r) => str(r.model))
   const names = new Set([...options.models.map((m) => m.name), ...byModel.keys(), ...tmByModel.keys()])
   const rows = sizeOrder(options, names).map(({ name }) => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Reference k-shot prompts for test/downstream-tasks.test.ts, from a Python re-implementation of
-the algorithm documented in stages/downstream/random.ts and prompts.ts (mulberry32, the stream
-seed mix, rejection sampling of shots, Fisher-Yates for BIG-bench choices):
+"""Reference k-shot prompts and max_examples samples for test/downstream-tasks.test.ts, from a Python
+re-implementation of the algorithm documented in lib/random.ts and stages/downstream/prompts.ts
+(mulberry32, the stream seed mix, rejection sampling of shots, Fisher-Yates for BIG-bench choices
+and for the sample of max_examples):
 
     python3 tools/reference/downstream_prompts.py
 
@@ -37,7 +38,7 @@ def stream_seed(seed, purpose, index):
     return (h ^ (h >> 16)) & M32
 
 
-SHOTS, CHOICES = 1, 2
+SHOTS, CHOICES, SAMPLE = 1, 2, 3
 
 
 def shot_indices(n, i, k, seed):
@@ -114,3 +115,58 @@ print('bigbench, shots 2, seed 7, few_shot_example_separator "\\n\\n":')
 for i in range(len(exs)):
     shots, text = bb_shots(i, 2, "\n\n")
     print(f"  {i}: shots {shots}: {json.dumps(text)}")
+
+
+def sample_indices(n, k, seed):
+    # max_examples: the first k of a Fisher-Yates shuffle of 0..n-1 (stream SAMPLE, index 0), ascending.
+    if k >= n:
+        return list(range(n))
+    return sorted(shuffled(range(n), mulberry32(stream_seed(seed, SAMPLE, 0)))[:k])
+
+
+print("max_examples samples (n, N, seed: positions):")
+print("  shuffle of 0..9, seed 7:", shuffled(range(10), mulberry32(stream_seed(7, SAMPLE, 0))))
+for n, k, seed in [(10, 4, 7), (10, 5, 7), (10, 4, 8), (4, 2, 7), (50, 6, 1234)]:
+    print(f"  {n}, {k}, {seed}: {sample_indices(n, k, seed)}")
+
+
+def bigbench_prompts(task, shots, seed):
+    # BIG-bench's documented format: task_prefix + separator.join(shot prompt + its best target)
+    # + separator + the example's prompt, where a prompt is example_input_prefix + input
+    # [+ choice_prefix + c1 + choice_prefix + c2 ...] + example_output_prefix.
+    inp = task.get("example_input_prefix", "\nQ: ")
+    out = task.get("example_output_prefix", "\nA: ")
+    cp = task.get("choice_prefix", "\n  choice: ")
+    sep = task.get("few_shot_example_separator", "\n")
+    exs = task["examples"]
+
+    def prompt(i):
+        ex = exs[i]
+        choices = ""
+        if task.get("append_choices_to_input", True):
+            order = shuffled(sorted(ex["target_scores"].keys()), mulberry32(stream_seed(seed, CHOICES, i)))
+            choices = cp + cp.join(order)
+        return inp + ex["input"] + choices + out
+
+    def best(i):
+        ts = exs[i]["target_scores"]
+        m = max(ts.values())
+        return next(k for k, v in ts.items() if v == m)
+
+    res = []
+    for i in range(len(exs)):
+        s = shot_indices(len(exs), i, shots, seed)
+        demos = "".join(prompt(j) + best(j) + sep for j in s)
+        res.append((s, task.get("task_prefix", "") + demos + prompt(i)))
+    return res
+
+
+import os
+
+here = os.path.join(os.path.dirname(__file__), "..", "..", "test", "fixtures", "bigbench-parent")
+for sub in ["arithmetic", "colours"]:
+    with open(os.path.join(here, sub, "task.json")) as f:
+        task = json.load(f)
+    print(f"test/fixtures/bigbench-parent/{sub}, shots 1, seed 7:")
+    for i, (s, text) in enumerate(bigbench_prompts(task, 1, 7)):
+        print(f"  {i}: shots {s}: {json.dumps(text)}")
