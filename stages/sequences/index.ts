@@ -53,6 +53,7 @@ import { pplOf, shuffleWords, substitute } from "./noise.ts"
 import { checkpointPath, checkpointPlan, DOWNLOAD } from "../download/contract.ts"
 import type { Hub } from "../../lib/hub/index.ts"
 import { mauve as mauveOf } from "../../lib/analysis/mauve.ts"
+import { firstLine } from "../../lib/messages.ts"
 
 /** Independent random streams of this stage (lib/random.ts streamSeed purposes). */
 const STREAM = { sample: 11, promptPick: 12, windowPick: 13, substitute: 14, shuffle: 15 } as const
@@ -511,13 +512,13 @@ const runMauve = (ctx: UnitContext, r: ResolvedSequences) =>
           catch: (x) => x,
         }),
       )
-      .pipe(Effect.mapError((e) => fail(`sequences mauve: ${firstLineOf(e)}`)))
+      .pipe(Effect.mapError((e) => fail(`sequences mauve: ${firstLine(e)}`)))
     const rows: Array<TableRow<typeof Mauve>> = []
     const curves: Array<TableRow<typeof MauveCurves>> = []
     for (const [k, st] of settings.entries()) {
       const res = yield* Effect.try({
         try: () => mauveOf(embedded.ps[k], embedded.q, { scaling: m.scaling, buckets: m.buckets, seed: m.seed }),
-        catch: (e) => fail(`sequences mauve (${lambdaId(st.s, st.l)}, ${st.decoding}): ${firstLineOf(e)}`),
+        catch: (e) => fail(`sequences mauve (${lambdaId(st.s, st.l)}, ${st.decoding}): ${firstLine(e)}`),
       })
       rows.push({
         lambda_s: st.s,
@@ -537,8 +538,6 @@ const runMauve = (ctx: UnitContext, r: ResolvedSequences) =>
     yield* ctx.writeParquet(mauveFile, Mauve.fromRows(rows))
     yield* ctx.writeParquet(mauveCurvesFile, MauveCurves.fromRows(curves))
   })
-
-const firstLineOf = (e: unknown): string => (e instanceof Error ? e.message : String((e as { message?: unknown })?.message ?? e)).split("\n")[0]
 
 const run = Effect.fn("stage.sequences")(function* (unit: UnitPlan<SequencesParams>, ctx: UnitContext) {
   const r = ctx.config.sequences
