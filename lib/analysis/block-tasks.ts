@@ -207,6 +207,20 @@ export const readBlockTokens = async (
 }
 
 /**
+ * Rows lo…hi−1 of a column, Arrow chunk by chunk: fn(chunk, a, b, row) for each chunk they reach,
+ * a…b−1 its rows among them (chunk-relative) and `row` the column row where the chunk starts.
+ */
+const forChunks = (col: arrow.Vector, lo: number, hi: number, fn: (data: arrow.Data, a: number, b: number, row: number) => void): void => {
+  let row = 0
+  for (const data of col.data) {
+    const a = Math.max(lo, row)
+    const b = Math.min(hi, row + data.length)
+    if (a < b) fn(data, a - row, b - row, row)
+    row += data.length
+  }
+}
+
+/**
  * The DocumentRuns of a block, filled one row group's doc_id column at a time, in token order
  * (no I/O). A UTF-8 column is decoded only where a row's bytes differ from the row before it (a
  * document's tokens are contiguous: one decode per document); others row by row, nulls as "null".
@@ -217,16 +231,10 @@ export class DocumentRunsBuilder {
 
   /** Rows lo…hi−1 of a row group's doc_id column, whose row 0 is token `at` of the block. */
   add(col: arrow.Vector, lo: number, hi: number, at: number): void {
-    let row = 0 // row of the row group where the current Arrow chunk starts
-    for (const data of col.data) {
-      const a = Math.max(lo, row)
-      const b = Math.min(hi, row + data.length)
-      if (a < b) {
-        if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) this.addUtf8(data as arrow.Data<arrow.Utf8>, a - row, b - row, at + row)
-        else for (let i = a; i < b; i++) this.token(String(col.get(i)), at + i)
-      }
-      row += data.length
-    }
+    forChunks(col, lo, hi, (data, a, b, row) => {
+      if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) this.addUtf8(data as arrow.Data<arrow.Utf8>, a, b, at + row)
+      else for (let i = row + a; i < row + b; i++) this.token(String(col.get(i)), at + i)
+    })
   }
 
   /** The runs so far. */
@@ -289,30 +297,24 @@ export class CategoryCodes {
 
   /** Rows lo…hi−1 of a row group's category column, whose row 0 is codes[at]. */
   add(col: arrow.Vector, lo: number, hi: number, at: number): void {
-    let row = 0 // row of the row group where the current Arrow chunk starts
-    for (const data of col.data) {
-      const a = Math.max(lo, row)
-      const b = Math.min(hi, row + data.length)
-      if (a < b) {
-        if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) {
-          // in slices, like the kernels (blocks.ts SLICE)
-          forSlices(a - row, b - row, (x, y) => utf8Codes(data as arrow.Data<arrow.Utf8>, x, y, this.code, this.codes, at + row))
-        } else if (arrow.DataType.isDictionary(data.type) && data.type.indices.bitWidth <= 32 && data.nullCount === 0 && data.dictionary !== undefined) {
-          // (tokens tables written by other tools, e.g. pandas categoricals): each dictionary
-          // entry is coded when first met, so names keep their order of first appearance
-          const dictionary = data.dictionary
-          const keys = data.values as ArrayLike<number>
-          const coded = new Int16Array(dictionary.length).fill(-1)
-          for (let i = a - row; i < b - row; i++) {
-            const k = keys[i]
-            let c = coded[k]
-            if (c < 0) c = coded[k] = this.code(String(dictionary.get(k)))
-            this.codes[at + row + i] = c
-          }
-        } else for (let i = a; i < b; i++) this.codes[at + i] = this.code(String(col.get(i)))
-      }
-      row += data.length
-    }
+    forChunks(col, lo, hi, (data, a, b, row) => {
+      if (data.typeId === arrow.Type.Utf8 && data.nullCount === 0) {
+        // in slices, like the kernels (blocks.ts SLICE)
+        forSlices(a, b, (x, y) => utf8Codes(data as arrow.Data<arrow.Utf8>, x, y, this.code, this.codes, at + row))
+      } else if (arrow.DataType.isDictionary(data.type) && data.type.indices.bitWidth <= 32 && data.nullCount === 0 && data.dictionary !== undefined) {
+        // (tokens tables written by other tools, e.g. pandas categoricals): each dictionary
+        // entry is coded when first met, so names keep their order of first appearance
+        const dictionary = data.dictionary
+        const keys = data.values as ArrayLike<number>
+        const coded = new Int16Array(dictionary.length).fill(-1)
+        for (let i = a; i < b; i++) {
+          const k = keys[i]
+          let c = coded[k]
+          if (c < 0) c = coded[k] = this.code(String(dictionary.get(k)))
+          this.codes[at + row + i] = c
+        }
+      } else for (let i = row + a; i < row + b; i++) this.codes[at + i] = this.code(String(col.get(i)))
+    })
   }
 }
 
