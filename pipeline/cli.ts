@@ -15,6 +15,7 @@ import { parseDevice } from "./cluster/pool.ts"
 import { serveRunner, shownUrl } from "./cluster/serve.ts"
 import { clusterExecutor } from "./cluster/submit.ts"
 import { loadConfig, type Config } from "./config.ts"
+import { withCleanHelp } from "./cli-help.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
 import { runPipeline, runStatus, type RunOptions, type RunSummary } from "./runner.ts"
@@ -109,30 +110,34 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
         )
 
   const configArg = Args.file({ name: "config.yaml", exists: "either" }).pipe(
-    Args.withDescription("the run's YAML config (see configs/demo.yaml and docs/config.schema.json)"),
+    Args.withDescription("The run's YAML config, e.g. configs/demo.yaml (every field: docs/config.schema.json). Its outputs go to <output>/<run>/."),
   )
 
-  const only = Options.text("only").pipe(
-    Options.repeated,
-    Options.withDescription(`run only this stage (repeatable; one of ${stageList()}); its upstream units must already be done`),
+  /** A stage-name option (a repeatable flag; checked against the stages by parseStages, one line if unknown). */
+  const stageOption = (flag: string, description: string) =>
+    Options.text(flag).pipe(Options.withPseudoName("stage"), Options.repeated, Options.withDescription(description), Options.withDefault([] as ReadonlyArray<string>))
+  const only = stageOption(
+    "only",
+    `Run only this stage; repeat it for several (e.g. --only tokenize --only score). The units it reads must already be done. Stages: ${stageList()}. Default: every stage.`,
   )
-  const force = Options.text("force").pipe(
-    Options.repeated,
-    Options.withDescription(`re-run every unit of this stage even if up to date, and everything that depends on it (repeatable; one of ${stageList()})`),
+  const force = stageOption(
+    "force",
+    `Re-run every unit of this stage even if it is up to date, and everything downstream of it; repeatable (e.g. --force score). Stages: ${stageList()}. Default: none (finished units are skipped).`,
   )
   const keepGoing = Options.boolean("keep-going").pipe(
     Options.withAlias("k"),
-    Options.withDescription("after a unit fails, still run every unit that does not depend on it"),
+    Options.withDescription("After a unit fails, still run every unit that does not depend on it. Default: stop starting units after the first failure."),
   )
   const verbose = Options.boolean("verbose").pipe(
     Options.withAlias("v"),
-    Options.withDescription("after a failure, also print the chain of causes of each failed unit (foreign errors with their stacks)"),
+    Options.withDescription("After a failure, also print the chain of causes of each failed unit (foreign errors with their stacks). Default: one line per failed unit."),
   )
 
   const cluster = Options.text("cluster").pipe(
+    Options.withPseudoName("URL"),
     Options.optional,
     Options.withDescription(
-      "run the units on the cluster of `trajectories runner` processes that share this PostgreSQL database (postgres://user@host:5432/db); every machine must see the config's files and the output folder at the same paths. Without it, units run in this process",
+      "Run the units on the `trajectories runner` processes that share this PostgreSQL database, e.g. --cluster postgres://me@db-host:5432/trajectories; every machine must see the config's files and the output folder at the same paths. Default: the units run in this process.",
     ),
   )
 
@@ -164,7 +169,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     }),
   ).pipe(
     Command.withDescription(
-      `Run the pipeline (${names.join(" → ")}). Finished units are skipped; a killed or failed run resumes where it stopped.`,
+      `Run the pipeline (${names.join(" → ")}) on a config, e.g. \`trajectories run configs/demo.yaml\`. Finished units are skipped; a killed or failed run resumes where it stopped. Prints where the tables and the report are, and a summary.`,
     ),
   )
 
@@ -199,11 +204,13 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const summary = yield* runOnDisk(config, { only: [stage], force: [stage] }).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))
       yield* Console.log(`report: ${summary.runDir}/${options.report?.file ?? "report/index.html"}`)
     }),
-  ).pipe(Command.withDescription("Rebuild only the HTML report from the tables already on disk."))
+  ).pipe(Command.withDescription("Rebuild only the HTML report from the tables already on disk, e.g. `trajectories report configs/demo.yaml`; prints the report's path."))
 
-  const dot = Options.boolean("dot").pipe(Options.withDescription("print the DAG in Graphviz's dot language (e.g. `| dot -Tsvg > dag.svg`)"))
+  const dot = Options.boolean("dot").pipe(
+    Options.withDescription("Print the DAG in Graphviz's dot language, e.g. `trajectories dag --dot | dot -Tsvg > dag.svg`. Default: a text listing."),
+  )
   const optionalConfig = Args.file({ name: "config.yaml", exists: "yes" }).pipe(
-    Args.withDescription("optional: a run config, to show how many units each stage plans for it"),
+    Args.withDescription("Optional: a run config (e.g. configs/demo.yaml), to show how many units each stage plans for it."),
     Args.optional,
   )
   const dag = Command.make("dag", { config: optionalConfig, dot }, (a) =>
@@ -220,30 +227,53 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const d = dagOf(allStages, counts)
       for (const line of a.dot ? dagDot(d) : formatDag(d, process.stdout.columns ?? 120)) yield* Console.log(line)
     }),
-  ).pipe(Command.withDescription(`Print the DAG of stages (${stageList()}) and their edges; with a config, how many units each plans.`))
+  ).pipe(
+    Command.withDescription(`Print the DAG of stages (${stageList()}) and their edges; with a config, how many units each plans, e.g. \`trajectories dag configs/demo.yaml\`.`),
+  )
 
   const runnerCluster = Options.text("cluster").pipe(
-    Options.withDescription("the cluster's PostgreSQL database (postgres://user@host:5432/db), the same for every runner and every `run --cluster`"),
+    Options.withPseudoName("URL"),
+    Options.withDescription(
+      "Required: the cluster's PostgreSQL database, the same for every runner and every `run --cluster`, e.g. --cluster postgres://me@db-host:5432/trajectories.",
+    ),
   )
   const host = Options.text("host").pipe(
+    Options.withPseudoName("NAME"),
     Options.withDefault(os.hostname()),
-    Options.withDescription("the name or address other runners and `run --cluster` reach this runner at (default: this machine's host name)"),
+    Options.withDescription("The name or address other runners and `run --cluster` reach this runner at, e.g. --host node17. Default: this machine's host name."),
   )
-  const port = Options.integer("port").pipe(Options.withDefault(34431), Options.withDescription("the port this runner listens on (default 34431; one per runner on a machine)"))
+  const port = Options.integer("port").pipe(
+    Options.withPseudoName("PORT"),
+    Options.withDefault(34431),
+    Options.withDescription("The port this runner listens on; one per runner on a machine, e.g. --port 34432. Default: 34431."),
+  )
   const listenHost = Options.text("listen").pipe(
+    Options.withPseudoName("ADDRESS"),
     Options.optional,
-    Options.withDescription("the address to listen on, when it is not --host (e.g. 0.0.0.0 in a container)"),
+    Options.withDescription("The address to listen on, when it is not --host, e.g. --listen 0.0.0.0 in a container. Default: --host."),
   )
-  const jobs = Options.integer("jobs").pipe(Options.withDefault(1), Options.withDescription("units this runner runs at once, each in its own worker thread (default 1)"))
+  const jobs = Options.integer("jobs").pipe(
+    Options.withPseudoName("N"),
+    Options.withDefault(1),
+    Options.withDescription("Units this runner runs at once, each in its own worker thread, e.g. --jobs 4. Default: 1."),
+  )
   const threads = Options.integer("threads").pipe(
+    Options.withPseudoName("N"),
     Options.optional,
-    Options.withDescription("onnxruntime intra-op threads for the units run here (default: the config's scoring.threads)"),
+    Options.withDescription("onnxruntime intra-op threads for the units run here, e.g. --threads 8. Default: the config's scoring.threads."),
   )
   const device = Options.text("device").pipe(
+    Options.withPseudoName("cpu|cuda:K"),
     Options.optional,
-    Options.withDescription("cpu or cuda:K: where this runner's units score (default: the config's scoring.execution_provider); cuda needs the CUDA provider files (docs/gpu.md)"),
+    Options.withDescription(
+      "Where this runner's units score: cpu or cuda:K, e.g. --device cuda:1; cuda needs the CUDA provider files (docs/gpu.md). Default: the config's scoring.execution_provider.",
+    ),
   )
-  const name = Options.text("name").pipe(Options.optional, Options.withDescription("this runner's name in progress lines (default host:port)"))
+  const name = Options.text("name").pipe(
+    Options.withPseudoName("NAME"),
+    Options.optional,
+    Options.withDescription("This runner's name in progress lines, e.g. --name gpu-box. Default: host:port."),
+  )
   const runner = Command.make("runner", { cluster: runnerCluster, host, port, listenHost, jobs, threads, device, name }, (a) =>
     Effect.gen(function* () {
       if (options.registry === undefined) return yield* Effect.fail(new RunError({ message: "this build has no stage registry for runners" }))
@@ -285,10 +315,14 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
   const command = Command.make("trajectories").pipe(
     Command.withDescription(
       "Training trajectories of language-model checkpoint families: per-token perplexity trends, " +
-        "downstream accuracy, and what predicts it. Outputs Parquet tables and an HTML report under <output>/<run>/.",
+        "downstream accuracy, and what predicts it. Outputs Parquet tables and an HTML report under <output>/<run>/. " +
+        `Stages: ${stageList()}. ` +
+        "`trajectories <command> --help` describes a command. Every command also takes --log-level LEVEL (all, trace, debug, info, warning, error, fatal, none), " +
+        "--completions sh|bash|fish|zsh (prints a completion script) and --wizard (asks for each option).",
     ),
     Command.withSubcommands([run, status, report, dag, runner]),
   )
 
-  return Command.run(command, { name: "trajectories", version: "0.1.0" })
+  const cli = Command.run(command, { name: "trajectories", version: "0.1.0" })
+  return (argv: ReadonlyArray<string>) => withCleanHelp(cli(argv))
 }
