@@ -22,6 +22,7 @@ import { runPipeline, runStatus, type RunOptions, type RunSummary } from "./runn
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
 import type { Stage, StageName } from "./stage.ts"
+import { statusLines } from "./status-lines.ts"
 
 /** Extra lines after a run; they read the run's tables through the store. */
 export type CliHook = (config: Config) => Effect.Effect<ReadonlyArray<string>, unknown, RunStore>
@@ -173,26 +174,20 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     ),
   )
 
-  const status = Command.make("status", { config: configArg }, (a) =>
+  const unitsFlag = Options.boolean("units").pipe(
+    Options.withDescription("List every unit under its stage with its state and, for a failed or stale one, why (what changed: config slice, code version, an upstream unit, a file). Default: per stage its counts and its failed units."),
+  )
+  const status = Command.make("status", { config: configArg, units: unitsFlag }, (a) =>
     Effect.gen(function* () {
       const config = yield* load(a.config)
       const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
       if (st.manifestProblem) yield* Console.log(`warning: manifest.json is unreadable (${st.manifestProblem}); the next run starts afresh`)
       yield* Console.log(`run "${config.run}" in ${config.runDir}`)
-      const stages = [...new Set(st.units.map((u) => u.stage))]
-      for (const s of stages) {
-        const us = st.units.filter((u) => u.stage === s)
-        const counts = (["done", "failed", "stale", "pending"] as const)
-          .map((k) => [k, us.filter((u) => u.state === k).length] as const)
-          .filter(([, n]) => n > 0)
-          .map(([k, n]) => `${n} ${k}`)
-        yield* Console.log(`${s} (${us.length} units: ${counts.join(", ")})`)
-        for (const u of us) yield* Console.log(`  ${u.state.padEnd(7)} ${u.id}${u.detail ? `  — ${u.detail}` : ""}`)
-      }
+      for (const line of statusLines(st.units, { units: a.units })) yield* Console.log(line)
     }),
   ).pipe(
     Command.withDescription(
-      "List every stage and unit of a run: done, failed (with the error), pending, or stale (with what changed: config slice, code version, an upstream unit, which file).",
+      "Show where a run stands, e.g. `trajectories status configs/demo.yaml`: per stage how many units are done, failed, stale (their inputs, config slice or code changed) or pending, and each failed unit with its error; `--units` lists every unit.",
     ),
   )
 

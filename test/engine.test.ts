@@ -411,7 +411,10 @@ describe("CLI processes", () => {
     const st = await spawnAsync(tsx, [fakeCli, "status", cfg])
     expect(st.status).toBe(0)
     expect(st.stdout).toContain("gen (1 units: 1 pending)")
-    expect(st.stdout).toContain("  pending dataset=a")
+    expect(st.stdout).not.toContain("  pending dataset=a")
+    expect(st.stdout).toContain("2 pending: `trajectories run` runs them")
+    const units = await spawnAsync(tsx, [fakeCli, "status", cfg, "--units"])
+    expect(units.stdout).toContain("  pending dataset=a")
     const dag = await spawnAsync(tsx, [fakeCli, "dag", cfg])
     expect(dag.status).toBe(0)
     expect(dag.stdout).toMatch(/^ {2}gen +1 unit {2}← \(inputs only\)/m)
@@ -424,7 +427,7 @@ describe("CLI processes", () => {
   it("a reader that stops early (| head -1) ends the command quietly", async () => {
     // Enough units that status writes past the pipe's buffer (64 KiB) after head has gone.
     const cfg = writeFakeRun(path.join(tmp, "epipe"), Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`d${i}`, "x"])))
-    const r = await spawnAsync("sh", ["-c", `'${tsx}' '${fakeCli}' status '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`])
+    const r = await spawnAsync("sh", ["-c", `'${tsx}' '${fakeCli}' status --units '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`])
     expect(r.stdout.split("\n")[0]).toMatch(/^run "t" in /)
     expect(r.stderr).not.toMatch(/EPIPE|Error/)
   })
