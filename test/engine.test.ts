@@ -381,7 +381,7 @@ describe("CLI processes", () => {
   it("Ctrl-C (SIGINT) stops the run, keeps finished units and exits 130; the next run resumes", async () => {
     const cfg = writeFakeRun(path.join(tmp, "sigint"), { a: "x", b: "y", c: "z" })
     const runDir = path.join(tmp, "sigint/out/t")
-    const child = spawn(tsx, [fakeCli, "run", cfg], { env: { ...process.env, FAKE_SLOW_MS: "1500" }, stdio: ["ignore", "ignore", "pipe"] })
+    const child = spawn(tsx, [fakeCli, "run", cfg, "--force", "gen"], { env: { ...process.env, FAKE_SLOW_MS: "1500" }, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr!.on("data", (d) => (stderr += d))
     const deadline = Date.now() + 30_000
@@ -395,6 +395,8 @@ describe("CLI processes", () => {
     const code = await new Promise((r) => child.on("exit", (c) => r(c)))
     expect(code).toBe(130)
     expect(stderr).toContain("interrupted: finished units are kept")
+    // The command that resumes: the same one without --force (which would start gen again).
+    expect(stderr).toContain(`to resume, without --force (which would start again from zero): npx trajectories run ${cfg}\n`)
     expect(fs.existsSync(path.join(runDir, ".lock"))).toBe(false)
     expect(listFiles(runDir).filter((f) => path.basename(f).startsWith(".tmp-"))).toEqual([])
     const resumed = await spawnAsync(tsx, [fakeCli, "run", cfg])
