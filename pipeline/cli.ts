@@ -18,14 +18,34 @@ import { loadConfig, type Config } from "./config.ts"
 import { withCleanHelp } from "./cli-help.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
-import { runPipeline, runStatus, type RunOptions, type RunSummary } from "./runner.ts"
+import { runPipeline, runStatus, type RunOptions, type RunSummary, type UnitOutcome } from "./runner.ts"
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
 import type { Stage, StageName } from "./stage.ts"
 import { statusLines } from "./status-lines.ts"
 
-/** Extra lines after a run; they read the run's tables through the store. */
-export type CliHook = (config: Config) => Effect.Effect<ReadonlyArray<string>, unknown, RunStore>
+/**
+ * Extra lines after a run; they read the run's tables through the store. `current`: the stages
+ * whose every unit in this run's selection ran or was up to date (absent: not known).
+ */
+export type CliHook = (config: Config, current?: ReadonlySet<StageName>) => Effect.Effect<ReadonlyArray<string>, unknown, RunStore>
+
+/**
+ * The stages of this run's selection (`only`; empty: every stage) whose every unit ran or was up to
+ * date: the ones whose tables this run vouches for. A stage left out by --only is not among them,
+ * even when its old units are still current.
+ */
+export const currentStages = (outcomes: ReadonlyArray<UnitOutcome>, only: ReadonlyArray<StageName> = []): Set<StageName> => {
+  const ok = new Set<StageName>()
+  const bad = new Set<StageName>()
+  for (const o of outcomes) {
+    if (only.length > 0 && !only.includes(o.stage)) continue
+    if (o.outcome === "ran" || o.outcome === "up-to-date") ok.add(o.stage)
+    else bad.add(o.stage)
+  }
+  for (const s of bad) ok.delete(s)
+  return ok
+}
 
 export interface CliOptions<R> {
   /** Lines printed to stderr after a run, finished or failed (e.g. checkpoint-check warnings). */
@@ -102,10 +122,10 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     })
 
   /** Hooks print extras; a broken table must never turn a finished run into a crash. */
-  const hookLines = (hook: CliHook | undefined, config: Config) =>
+  const hookLines = (hook: CliHook | undefined, config: Config, current?: ReadonlySet<StageName>) =>
     hook === undefined
       ? Effect.succeed([] as ReadonlyArray<string>)
-      : hook(config).pipe(
+      : hook(config, current).pipe(
           Effect.provide(nodeRunStore(config.runDir)),
           Effect.catchAllCause((c) => Effect.succeed([`(could not read the run's tables for the summary: ${firstLine(c)})`])),
         )
@@ -164,9 +184,10 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       }
       yield* Console.log(`tables: ${result.right.runDir}`)
       const report = options.report ?? { stage: "report", file: "report/index.html" }
-      const reported = result.right.outcomes.some((o) => o.stage === report.stage && (o.outcome === "ran" || o.outcome === "up-to-date"))
-      if (reported) yield* Console.log(`report: ${result.right.runDir}/${report.file}`)
-      for (const line of yield* hookLines(options.summary, config)) yield* Console.log(line)
+      // Only what this run's selection produced or found current (not old tables left by an earlier run).
+      const current = currentStages(result.right.outcomes, onlyStages)
+      if (current.has(report.stage)) yield* Console.log(`report: ${result.right.runDir}/${report.file}`)
+      for (const line of yield* hookLines(options.summary, config, current)) yield* Console.log(line)
     }),
   ).pipe(
     Command.withDescription(
