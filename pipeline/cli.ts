@@ -17,12 +17,14 @@ import { clusterExecutor } from "./cluster/submit.ts"
 import { loadConfig, type Config } from "./config.ts"
 import { withCleanHelp } from "./cli-help.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
+import { dryRun, dryRunLines } from "./dry-run.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
 import { runPipeline, runStatus, type RunOptions, type RunSummary, type UnitOutcome } from "./runner.ts"
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
 import type { Stage, StageName } from "./stage.ts"
 import { statusLines } from "./status-lines.ts"
+import { subsetConfig } from "./subset.ts"
 
 /**
  * Extra lines after a run; they read the run's tables through the store. `current`: the stages
@@ -52,6 +54,8 @@ export interface CliOptions<R> {
   readonly afterRun?: CliHook
   /** Lines printed to stdout after a successful run (the summary). */
   readonly summary?: CliHook
+  /** `run --dry-run`'s estimate of the work of the units that would run (`toRun`: `${stage}/${id}`). */
+  readonly estimate?: (config: Config, toRun: ReadonlySet<string>) => ReadonlyArray<string>
   /** What the stages' runs need, provided once here. */
   readonly layer?: Layer.Layer<R>
   /**
@@ -162,17 +166,54 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     ),
   )
 
+  const limit = Options.integer("limit").pipe(
+    Options.withPseudoName("N"),
+    Options.optional,
+    Options.withDescription(
+      "Smoke test: at most N tokens per dataset (max_tokens = min(its own, N)) and N examples per task (max_examples), into its own run folder <output>/<run>-limitN, e.g. --limit 500. Default: the config's sizes.",
+    ),
+  )
+  const models = Options.text("models").pipe(
+    Options.withPseudoName("a,b"),
+    Options.optional,
+    Options.withDescription("Run only these models of the config (comma-separated names), e.g. --models pythia-70m,pythia-160m. Default: every model."),
+  )
+  const steps = Options.text("steps").pipe(
+    Options.withPseudoName("s1,s2"),
+    Options.optional,
+    Options.withDescription("Run only the checkpoints at these steps (comma-separated), of every model that has them, e.g. --steps 1000,143000. Default: every checkpoint."),
+  )
+  const dryRunFlag = Options.boolean("dry-run").pipe(
+    Options.withAlias("n"),
+    Options.withDescription(
+      "Run nothing: print per stage the units that would run and how many are up to date, and an estimate of the work (tokens to score per checkpoint, checkpoints, Hub downloads). Default: run.",
+    ),
+  )
+
   const printDetails = (e: RunError, on: boolean) =>
     on && e.details?.length ? Console.error(["causes:", ...e.details].join("\n")) : Effect.void
 
-  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose, cluster }, (a) =>
+  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose, cluster, limit, models, steps, dryRun: dryRunFlag }, (a) =>
     Effect.gen(function* () {
       const url = yield* clusterUrl(a.cluster)
-      const config = yield* load(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
+      const config = yield* subsetConfig(yield* load(a.config), {
+        ...(Option.isSome(a.limit) ? { limit: a.limit.value } : {}),
+        ...(Option.isSome(a.models) ? { models: a.models.value } : {}),
+        ...(Option.isSome(a.steps) ? { steps: a.steps.value } : {}),
+      })
       const running = onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages
       yield* validateInputs(config, running)
+      if (a.dryRun) {
+        const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
+        const plan = dryRun(st.units, allStages, { only: onlyStages, force: forceStages })
+        yield* Console.log(`run "${config.run}" in ${config.runDir} (dry run)`)
+        for (const line of dryRunLines(plan)) yield* Console.log(line)
+        const toRun = new Set(plan.flatMap((s) => s.toRun.map((id) => `${s.stage}/${id}`)))
+        for (const line of options.estimate?.(config, toRun) ?? []) yield* Console.log(line)
+        return
+      }
       for (const line of running.flatMap((s) => s.warnings?.(config) ?? [])) yield* Console.error(`warning: ${line}`)
       const result = yield* Effect.either(
         runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }, url),

@@ -57,7 +57,7 @@ describe("help", () => {
 
   it("optional flags show as optional in the usage line; built-ins are not repeated on subcommands", async () => {
     const run = await help("run", "--help")
-    expect(run).toMatch(/\$ run \[--only stage\.\.\.\] \[--force stage\.\.\.\] .*\[--cluster URL\] <config\.yaml>/)
+    expect(run).toMatch(/\$ run \[--only stage\.\.\.\] \[--force stage\.\.\.\] .*\[--cluster URL\] \[--limit N\] \[--models a,b\] \[--steps s1,s2\] \[\(-n, --dry-run\)\] <config\.yaml>/)
     for (const c of COMMANDS) {
       const page = await help(c, "--help")
       for (const b of BUILT_INS) expect(page, `${c} ${b}`).not.toContain(b)
