@@ -190,6 +190,16 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     ),
   )
 
+  /** Load the config and apply --models, --steps, --limit (the same run folder and units as that `run`). */
+  const loadSubset = (a: { config: string; limit: Option.Option<number>; models: Option.Option<string>; steps: Option.Option<string> }) =>
+    Effect.flatMap(load(a.config), (config) =>
+      subsetConfig(config, {
+        ...(Option.isSome(a.limit) ? { limit: a.limit.value } : {}),
+        ...(Option.isSome(a.models) ? { models: a.models.value } : {}),
+        ...(Option.isSome(a.steps) ? { steps: a.steps.value } : {}),
+      }),
+    )
+
   const printDetails = (e: RunError, on: boolean) =>
     on && e.details?.length ? Console.error(["causes:", ...e.details].join("\n")) : Effect.void
 
@@ -198,11 +208,7 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const url = yield* clusterUrl(a.cluster)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
-      const config = yield* subsetConfig(yield* load(a.config), {
-        ...(Option.isSome(a.limit) ? { limit: a.limit.value } : {}),
-        ...(Option.isSome(a.models) ? { models: a.models.value } : {}),
-        ...(Option.isSome(a.steps) ? { steps: a.steps.value } : {}),
-      })
+      const config = yield* loadSubset(a)
       const running = onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages
       yield* validateInputs(config, running)
       if (a.dryRun) {
@@ -239,9 +245,9 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
   const unitsFlag = Options.boolean("units").pipe(
     Options.withDescription("List every unit under its stage with its state and, for a failed or stale one, why (what changed: config slice, code version, an upstream unit, a file). Default: per stage its counts and its failed units."),
   )
-  const status = Command.make("status", { config: configArg, units: unitsFlag }, (a) =>
+  const status = Command.make("status", { config: configArg, units: unitsFlag, limit, models, steps }, (a) =>
     Effect.gen(function* () {
-      const config = yield* load(a.config)
+      const config = yield* loadSubset(a)
       const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
       if (st.manifestProblem) yield* Console.log(`warning: manifest.json is unreadable (${st.manifestProblem}); the next run starts afresh`)
       yield* Console.log(`run "${config.run}" in ${config.runDir}`)
@@ -249,13 +255,13 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     }),
   ).pipe(
     Command.withDescription(
-      "Show where a run stands, e.g. `trajectories status configs/demo.yaml`: per stage how many units are done, failed, stale (their inputs, config slice or code changed) or pending, and each failed unit with its error; `--units` lists every unit.",
+      "Show where a run stands, e.g. `trajectories status configs/demo.yaml`: per stage how many units are done, failed, stale (their inputs, config slice or code changed) or pending, and each failed unit with its error; `--units` lists every unit. With run's --limit, --models, --steps: that run's units.",
     ),
   )
 
-  const report = Command.make("report", { config: configArg, verbose }, (a) =>
+  const report = Command.make("report", { config: configArg, verbose, limit, models, steps }, (a) =>
     Effect.gen(function* () {
-      const config = yield* load(a.config)
+      const config = yield* loadSubset(a)
       const stage = options.report?.stage ?? "report"
       if (!names.includes(stage)) return yield* Effect.fail(new RunError({ message: `this build has no ${stage} stage` }))
       const summary = yield* runOnDisk(config, { only: [stage], force: [stage] }).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))
