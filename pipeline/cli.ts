@@ -15,21 +15,47 @@ import { parseDevice } from "./cluster/pool.ts"
 import { serveRunner, shownUrl } from "./cluster/serve.ts"
 import { clusterExecutor } from "./cluster/submit.ts"
 import { loadConfig, type Config } from "./config.ts"
+import { withCleanHelp } from "./cli-help.ts"
 import { dagDot, dagOf, formatDag } from "./dag.ts"
+import { dryRun, dryRunLines } from "./dry-run.ts"
 import { ConfigError, displayPath, firstLine, RunError } from "./errors.ts"
-import { runPipeline, runStatus, type RunOptions, type RunSummary } from "./runner.ts"
+import { runPipeline, runStatus, type RunOptions, type RunSummary, type UnitOutcome } from "./runner.ts"
 import { nodeRunStore } from "./run-store-node.ts"
 import type { RunStore } from "./run-store.ts"
 import type { Stage, StageName } from "./stage.ts"
+import { statusLines } from "./status-lines.ts"
+import { subsetConfig } from "./subset.ts"
 
-/** Extra lines after a run; they read the run's tables through the store. */
-export type CliHook = (config: Config) => Effect.Effect<ReadonlyArray<string>, unknown, RunStore>
+/**
+ * Extra lines after a run; they read the run's tables through the store. `current`: the stages
+ * whose every unit in this run's selection ran or was up to date (absent: not known).
+ */
+export type CliHook = (config: Config, current?: ReadonlySet<StageName>) => Effect.Effect<ReadonlyArray<string>, unknown, RunStore>
+
+/**
+ * The stages of this run's selection (`only`; empty: every stage) whose every unit ran or was up to
+ * date: the ones whose tables this run vouches for. A stage left out by --only is not among them,
+ * even when its old units are still current.
+ */
+export const currentStages = (outcomes: ReadonlyArray<UnitOutcome>, only: ReadonlyArray<StageName> = []): Set<StageName> => {
+  const ok = new Set<StageName>()
+  const bad = new Set<StageName>()
+  for (const o of outcomes) {
+    if (only.length > 0 && !only.includes(o.stage)) continue
+    if (o.outcome === "ran" || o.outcome === "up-to-date") ok.add(o.stage)
+    else bad.add(o.stage)
+  }
+  for (const s of bad) ok.delete(s)
+  return ok
+}
 
 export interface CliOptions<R> {
   /** Lines printed to stderr after a run, finished or failed (e.g. checkpoint-check warnings). */
   readonly afterRun?: CliHook
   /** Lines printed to stdout after a successful run (the summary). */
   readonly summary?: CliHook
+  /** `run --dry-run`'s estimate of the work of the units that would run (`toRun`: `${stage}/${id}`). */
+  readonly estimate?: (config: Config, toRun: ReadonlySet<string>) => ReadonlyArray<string>
   /** What the stages' runs need, provided once here. */
   readonly layer?: Layer.Layer<R>
   /**
@@ -100,53 +126,100 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
     })
 
   /** Hooks print extras; a broken table must never turn a finished run into a crash. */
-  const hookLines = (hook: CliHook | undefined, config: Config) =>
+  const hookLines = (hook: CliHook | undefined, config: Config, current?: ReadonlySet<StageName>) =>
     hook === undefined
       ? Effect.succeed([] as ReadonlyArray<string>)
-      : hook(config).pipe(
+      : hook(config, current).pipe(
           Effect.provide(nodeRunStore(config.runDir)),
           Effect.catchAllCause((c) => Effect.succeed([`(could not read the run's tables for the summary: ${firstLine(c)})`])),
         )
 
   const configArg = Args.file({ name: "config.yaml", exists: "either" }).pipe(
-    Args.withDescription("the run's YAML config (see configs/demo.yaml and docs/config.schema.json)"),
+    Args.withDescription("The run's YAML config, e.g. configs/demo.yaml (every field: docs/config.schema.json). Its outputs go to <output>/<run>/."),
   )
 
-  const only = Options.text("only").pipe(
-    Options.repeated,
-    Options.withDescription(`run only this stage (repeatable; one of ${stageList()}); its upstream units must already be done`),
+  /** A stage-name option (a repeatable flag; checked against the stages by parseStages, one line if unknown). */
+  const stageOption = (flag: string, description: string) =>
+    Options.text(flag).pipe(Options.withPseudoName("stage"), Options.repeated, Options.withDescription(description), Options.withDefault([] as ReadonlyArray<string>))
+  const only = stageOption(
+    "only",
+    `Run only this stage; repeat it for several (e.g. --only tokenize --only score). The units it reads must already be done. Stages: ${stageList()}. Default: every stage.`,
   )
-  const force = Options.text("force").pipe(
-    Options.repeated,
-    Options.withDescription(`re-run every unit of this stage even if up to date, and everything that depends on it (repeatable; one of ${stageList()})`),
+  const force = stageOption(
+    "force",
+    `Re-run every unit of this stage even if it is up to date, and everything downstream of it; repeatable (e.g. --force score). Stages: ${stageList()}. Default: none (finished units are skipped).`,
   )
   const keepGoing = Options.boolean("keep-going").pipe(
     Options.withAlias("k"),
-    Options.withDescription("after a unit fails, still run every unit that does not depend on it"),
+    Options.withDescription("After a unit fails, still run every unit that does not depend on it. Default: stop starting units after the first failure."),
   )
   const verbose = Options.boolean("verbose").pipe(
     Options.withAlias("v"),
-    Options.withDescription("after a failure, also print the chain of causes of each failed unit (foreign errors with their stacks)"),
+    Options.withDescription("After a failure, also print the chain of causes of each failed unit (foreign errors with their stacks). Default: one line per failed unit."),
   )
 
   const cluster = Options.text("cluster").pipe(
+    Options.withPseudoName("URL"),
     Options.optional,
     Options.withDescription(
-      "run the units on the cluster of `trajectories runner` processes that share this PostgreSQL database (postgres://user@host:5432/db); every machine must see the config's files and the output folder at the same paths. Without it, units run in this process",
+      "Run the units on the `trajectories runner` processes that share this PostgreSQL database, e.g. --cluster postgres://me@db-host:5432/trajectories; every machine must see the config's files and the output folder at the same paths. Default: the units run in this process.",
     ),
   )
+
+  const limit = Options.integer("limit").pipe(
+    Options.withPseudoName("N"),
+    Options.optional,
+    Options.withDescription(
+      "Smoke test: at most N tokens per dataset (max_tokens = min(its own, N)) and N examples per task (max_examples), into its own run folder <output>/<run>-limitN, e.g. --limit 500. Default: the config's sizes.",
+    ),
+  )
+  const models = Options.text("models").pipe(
+    Options.withPseudoName("a,b"),
+    Options.optional,
+    Options.withDescription("Run only these models of the config (comma-separated names), e.g. --models pythia-70m,pythia-160m. Default: every model."),
+  )
+  const steps = Options.text("steps").pipe(
+    Options.withPseudoName("s1,s2"),
+    Options.optional,
+    Options.withDescription("Run only the checkpoints at these steps (comma-separated), of every model that has them, e.g. --steps 1000,143000. Default: every checkpoint."),
+  )
+  const dryRunFlag = Options.boolean("dry-run").pipe(
+    Options.withAlias("n"),
+    Options.withDescription(
+      "Run nothing: print per stage the units that would run and how many are up to date, and an estimate of the work (tokens to score per checkpoint, checkpoints, Hub downloads). Default: run.",
+    ),
+  )
+
+  /** Load the config and apply --models, --steps, --limit (the same run folder and units as that `run`). */
+  const loadSubset = (a: { config: string; limit: Option.Option<number>; models: Option.Option<string>; steps: Option.Option<string> }) =>
+    Effect.flatMap(load(a.config), (config) =>
+      subsetConfig(config, {
+        ...(Option.isSome(a.limit) ? { limit: a.limit.value } : {}),
+        ...(Option.isSome(a.models) ? { models: a.models.value } : {}),
+        ...(Option.isSome(a.steps) ? { steps: a.steps.value } : {}),
+      }),
+    )
 
   const printDetails = (e: RunError, on: boolean) =>
     on && e.details?.length ? Console.error(["causes:", ...e.details].join("\n")) : Effect.void
 
-  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose, cluster }, (a) =>
+  const run = Command.make("run", { config: configArg, only, force, keepGoing, verbose, cluster, limit, models, steps, dryRun: dryRunFlag }, (a) =>
     Effect.gen(function* () {
       const url = yield* clusterUrl(a.cluster)
-      const config = yield* load(a.config)
       const onlyStages = yield* parseStages("only", a.only)
       const forceStages = yield* parseStages("force", a.force)
+      const config = yield* loadSubset(a)
       const running = onlyStages.length ? allStages.filter((s) => onlyStages.includes(s.name)) : allStages
       yield* validateInputs(config, running)
+      if (a.dryRun) {
+        const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
+        const plan = dryRun(st.units, allStages, { only: onlyStages, force: forceStages })
+        yield* Console.log(`run "${config.run}" in ${config.runDir} (dry run)`)
+        for (const line of dryRunLines(plan)) yield* Console.log(line)
+        const toRun = new Set(plan.flatMap((s) => s.toRun.map((id) => `${s.stage}/${id}`)))
+        for (const line of options.estimate?.(config, toRun) ?? []) yield* Console.log(line)
+        return
+      }
       for (const line of running.flatMap((s) => s.warnings?.(config) ?? [])) yield* Console.error(`warning: ${line}`)
       const result = yield* Effect.either(
         runOnDisk(config, { only: onlyStages, force: forceStages, keepGoing: a.keepGoing }, url),
@@ -158,52 +231,49 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       }
       yield* Console.log(`tables: ${result.right.runDir}`)
       const report = options.report ?? { stage: "report", file: "report/index.html" }
-      const reported = result.right.outcomes.some((o) => o.stage === report.stage && (o.outcome === "ran" || o.outcome === "up-to-date"))
-      if (reported) yield* Console.log(`report: ${result.right.runDir}/${report.file}`)
-      for (const line of yield* hookLines(options.summary, config)) yield* Console.log(line)
+      // Only what this run's selection produced or found current (not old tables left by an earlier run).
+      const current = currentStages(result.right.outcomes, onlyStages)
+      if (current.has(report.stage)) yield* Console.log(`report: ${result.right.runDir}/${report.file}`)
+      for (const line of yield* hookLines(options.summary, config, current)) yield* Console.log(line)
     }),
   ).pipe(
     Command.withDescription(
-      `Run the pipeline (${names.join(" → ")}). Finished units are skipped; a killed or failed run resumes where it stopped.`,
+      `Run the pipeline (${names.join(" → ")}) on a config, e.g. \`trajectories run configs/demo.yaml\`. Finished units are skipped; a killed or failed run resumes where it stopped. Prints where the tables and the report are, and a summary.`,
     ),
   )
 
-  const status = Command.make("status", { config: configArg }, (a) =>
+  const unitsFlag = Options.boolean("units").pipe(
+    Options.withDescription("List every unit under its stage with its state and, for a failed or stale one, why (what changed: config slice, code version, an upstream unit, a file). Default: per stage its counts and its failed units."),
+  )
+  const status = Command.make("status", { config: configArg, units: unitsFlag, limit, models, steps }, (a) =>
     Effect.gen(function* () {
-      const config = yield* load(a.config)
+      const config = yield* loadSubset(a)
       const st = yield* runStatus(config, allStages).pipe(Effect.provide(nodeRunStore(config.runDir)))
       if (st.manifestProblem) yield* Console.log(`warning: manifest.json is unreadable (${st.manifestProblem}); the next run starts afresh`)
       yield* Console.log(`run "${config.run}" in ${config.runDir}`)
-      const stages = [...new Set(st.units.map((u) => u.stage))]
-      for (const s of stages) {
-        const us = st.units.filter((u) => u.stage === s)
-        const counts = (["done", "failed", "stale", "pending"] as const)
-          .map((k) => [k, us.filter((u) => u.state === k).length] as const)
-          .filter(([, n]) => n > 0)
-          .map(([k, n]) => `${n} ${k}`)
-        yield* Console.log(`${s} (${us.length} units: ${counts.join(", ")})`)
-        for (const u of us) yield* Console.log(`  ${u.state.padEnd(7)} ${u.id}${u.detail ? `  — ${u.detail}` : ""}`)
-      }
+      for (const line of statusLines(st.units, { units: a.units })) yield* Console.log(line)
     }),
   ).pipe(
     Command.withDescription(
-      "List every stage and unit of a run: done, failed (with the error), pending, or stale (with what changed: config slice, code version, an upstream unit, which file).",
+      "Show where a run stands, e.g. `trajectories status configs/demo.yaml`: per stage how many units are done, failed, stale (their inputs, config slice or code changed) or pending, and each failed unit with its error; `--units` lists every unit. With run's --limit, --models, --steps: that run's units.",
     ),
   )
 
-  const report = Command.make("report", { config: configArg, verbose }, (a) =>
+  const report = Command.make("report", { config: configArg, verbose, limit, models, steps }, (a) =>
     Effect.gen(function* () {
-      const config = yield* load(a.config)
+      const config = yield* loadSubset(a)
       const stage = options.report?.stage ?? "report"
       if (!names.includes(stage)) return yield* Effect.fail(new RunError({ message: `this build has no ${stage} stage` }))
       const summary = yield* runOnDisk(config, { only: [stage], force: [stage] }).pipe(Effect.tapError((e) => printDetails(e, a.verbose)))
       yield* Console.log(`report: ${summary.runDir}/${options.report?.file ?? "report/index.html"}`)
     }),
-  ).pipe(Command.withDescription("Rebuild only the HTML report from the tables already on disk."))
+  ).pipe(Command.withDescription("Rebuild only the HTML report from the tables already on disk, e.g. `trajectories report configs/demo.yaml`; prints the report's path."))
 
-  const dot = Options.boolean("dot").pipe(Options.withDescription("print the DAG in Graphviz's dot language (e.g. `| dot -Tsvg > dag.svg`)"))
+  const dot = Options.boolean("dot").pipe(
+    Options.withDescription("Print the DAG in Graphviz's dot language, e.g. `trajectories dag --dot | dot -Tsvg > dag.svg`. Default: a text listing."),
+  )
   const optionalConfig = Args.file({ name: "config.yaml", exists: "yes" }).pipe(
-    Args.withDescription("optional: a run config, to show how many units each stage plans for it"),
+    Args.withDescription("Optional: a run config (e.g. configs/demo.yaml), to show how many units each stage plans for it."),
     Args.optional,
   )
   const dag = Command.make("dag", { config: optionalConfig, dot }, (a) =>
@@ -220,30 +290,53 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
       const d = dagOf(allStages, counts)
       for (const line of a.dot ? dagDot(d) : formatDag(d, process.stdout.columns ?? 120)) yield* Console.log(line)
     }),
-  ).pipe(Command.withDescription(`Print the DAG of stages (${stageList()}) and their edges; with a config, how many units each plans.`))
+  ).pipe(
+    Command.withDescription(`Print the DAG of stages (${stageList()}) and their edges; with a config, how many units each plans, e.g. \`trajectories dag configs/demo.yaml\`.`),
+  )
 
   const runnerCluster = Options.text("cluster").pipe(
-    Options.withDescription("the cluster's PostgreSQL database (postgres://user@host:5432/db), the same for every runner and every `run --cluster`"),
+    Options.withPseudoName("URL"),
+    Options.withDescription(
+      "Required: the cluster's PostgreSQL database, the same for every runner and every `run --cluster`, e.g. --cluster postgres://me@db-host:5432/trajectories.",
+    ),
   )
   const host = Options.text("host").pipe(
+    Options.withPseudoName("NAME"),
     Options.withDefault(os.hostname()),
-    Options.withDescription("the name or address other runners and `run --cluster` reach this runner at (default: this machine's host name)"),
+    Options.withDescription("The name or address other runners and `run --cluster` reach this runner at, e.g. --host node17. Default: this machine's host name."),
   )
-  const port = Options.integer("port").pipe(Options.withDefault(34431), Options.withDescription("the port this runner listens on (default 34431; one per runner on a machine)"))
+  const port = Options.integer("port").pipe(
+    Options.withPseudoName("PORT"),
+    Options.withDefault(34431),
+    Options.withDescription("The port this runner listens on; one per runner on a machine, e.g. --port 34432. Default: 34431."),
+  )
   const listenHost = Options.text("listen").pipe(
+    Options.withPseudoName("ADDRESS"),
     Options.optional,
-    Options.withDescription("the address to listen on, when it is not --host (e.g. 0.0.0.0 in a container)"),
+    Options.withDescription("The address to listen on, when it is not --host, e.g. --listen 0.0.0.0 in a container. Default: --host."),
   )
-  const jobs = Options.integer("jobs").pipe(Options.withDefault(1), Options.withDescription("units this runner runs at once, each in its own worker thread (default 1)"))
+  const jobs = Options.integer("jobs").pipe(
+    Options.withPseudoName("N"),
+    Options.withDefault(1),
+    Options.withDescription("Units this runner runs at once, each in its own worker thread, e.g. --jobs 4. Default: 1."),
+  )
   const threads = Options.integer("threads").pipe(
+    Options.withPseudoName("N"),
     Options.optional,
-    Options.withDescription("onnxruntime intra-op threads for the units run here (default: the config's scoring.threads)"),
+    Options.withDescription("onnxruntime intra-op threads for the units run here, e.g. --threads 8. Default: the config's scoring.threads."),
   )
   const device = Options.text("device").pipe(
+    Options.withPseudoName("cpu|cuda:K"),
     Options.optional,
-    Options.withDescription("cpu or cuda:K: where this runner's units score (default: the config's scoring.execution_provider); cuda needs the CUDA provider files (docs/gpu.md)"),
+    Options.withDescription(
+      "Where this runner's units score: cpu or cuda:K, e.g. --device cuda:1; cuda needs the CUDA provider files (docs/gpu.md). Default: the config's scoring.execution_provider.",
+    ),
   )
-  const name = Options.text("name").pipe(Options.optional, Options.withDescription("this runner's name in progress lines (default host:port)"))
+  const name = Options.text("name").pipe(
+    Options.withPseudoName("NAME"),
+    Options.optional,
+    Options.withDescription("This runner's name in progress lines, e.g. --name gpu-box. Default: host:port."),
+  )
   const runner = Command.make("runner", { cluster: runnerCluster, host, port, listenHost, jobs, threads, device, name }, (a) =>
     Effect.gen(function* () {
       if (options.registry === undefined) return yield* Effect.fail(new RunError({ message: "this build has no stage registry for runners" }))
@@ -285,10 +378,14 @@ export const makeCli = <R>(allStages: ReadonlyArray<Stage<any, R>>, options: Cli
   const command = Command.make("trajectories").pipe(
     Command.withDescription(
       "Training trajectories of language-model checkpoint families: per-token perplexity trends, " +
-        "downstream accuracy, and what predicts it. Outputs Parquet tables and an HTML report under <output>/<run>/.",
+        "downstream accuracy, and what predicts it. Outputs Parquet tables and an HTML report under <output>/<run>/. " +
+        `Stages: ${stageList()}. ` +
+        "`trajectories <command> --help` describes a command. Every command also takes --log-level LEVEL (all, trace, debug, info, warning, error, fatal, none), " +
+        "--completions sh|bash|fish|zsh (prints a completion script) and --wizard (asks for each option).",
     ),
     Command.withSubcommands([run, status, report, dag, runner]),
   )
 
-  return Command.run(command, { name: "trajectories", version: "0.1.0" })
+  const cli = Command.run(command, { name: "trajectories", version: "0.1.0" })
+  return (argv: ReadonlyArray<string>) => withCleanHelp(cli(argv))
 }

@@ -1,6 +1,7 @@
 /** Entry point of `trajectories` (bin/trajectories.js, npm start): the registry, its services, and the CLI's extras. */
 import { checkWarnings } from "../stages/checks/flagged.ts"
 import { withHubTokenizer } from "../stages/download/prepare.ts"
+import { estimateLines } from "../stages/estimate.ts"
 import { allStages } from "../stages/index.ts"
 import { REPORT, REPORT_PATH } from "../stages/report/contract.ts"
 import { StageServicesLive } from "../stages/services.ts"
@@ -12,6 +13,7 @@ runCli(
   makeCli(allStages, {
     afterRun: (c) => checkWarnings(c.runDir, { excluded: c.analysis.exclude_flagged }),
     summary: runSummaryLines,
+    estimate: estimateLines,
     layer: StageServicesLive,
     prepare: withHubTokenizer,
     report: { stage: REPORT, file: REPORT_PATH },

@@ -9,6 +9,7 @@ import { ValidationError } from "@effect/cli"
 import { Cause, Effect, Exit } from "effect"
 import type { makeCli } from "./cli.ts"
 import { ConfigError, RunError } from "./errors.ts"
+import { resumeHint } from "./resume-hint.ts"
 
 export const runCli = (cli: ReturnType<typeof makeCli<any>>) => {
 // `trajectories dag | head`: a reader that stops early is not an error.
@@ -39,7 +40,7 @@ NodeRuntime.runMain(program, {
   disableErrorReporting: true,
   teardown: (exit, onExit) => {
     if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
-      process.stderr.write("\ninterrupted: finished units are kept; run the same command again to resume\n")
+      process.stderr.write(`\n${resumeHint(process.argv.slice(2))}\n`)
       onExit(130)
     } else if (Exit.isFailure(exit)) {
       process.stderr.write(`internal error: ${Cause.pretty(exit.cause).split("\n")[0]}\n`)

@@ -317,7 +317,8 @@ export const runPipeline = <S extends Stage<any, any>>(
       )
     }
     for (const stage of orderStages(options.stages)) {
-      reporter.beginStage(stage.name, plan.filter((pu) => pu.stage.name === stage.name && (stale.get(pu.name) || rematerialize.has(pu.name))).length)
+      const toRun = plan.filter((pu) => pu.stage.name === stage.name && (stale.get(pu.name) || rematerialize.has(pu.name)))
+      reporter.beginStage(stage.name, toRun.length, toRun.reduce((a, pu) => a + (pu.unit.weight ?? 1), 0))
     }
 
     const finished = new Map<string, Deferred.Deferred<void>>()
@@ -688,7 +689,7 @@ const runUnit = (
   executor: Executor<any>,
 ): Effect.Effect<UnitOutcome, RunError, any> =>
   Effect.gen(function* () {
-    const slot = reporter.beginUnit(pu.stage.name, pu.unit.id)
+    const slot = reporter.beginUnit(pu.stage.name, pu.unit.id, pu.unit.weight ?? 1)
     const allowed = [...pu.inputNames, ...pu.softNames]
     const inputs = Object.fromEntries(allowed.flatMap((n) => (manifest.units[n] ? [[n, manifest.units[n]] as const] : [])))
     const job: UnitJob = {

@@ -5,14 +5,17 @@
  *   which x-axis best predicts mean downstream accuracy: named only when the 95% bootstrap interval
  *   of its R² difference with the runner-up (r2_differences.parquet) excludes 0; else it says that
  *   no x-axis predicts significantly better.
+ * Each line comes from one stage's table (aggregate, classify, correlate); given `current` (the
+ * stages this run ran or found up to date), a line whose stage is not among them is left out: after
+ * `run --only tokenize`, last week's perplexities are not this run's result.
  */
 import { Effect, Option } from "effect"
 import { modelsBySize, sameFraction, type Config } from "../pipeline/config.ts"
 import { readParquetOption, RunStore } from "../pipeline/run-store.ts"
 import type { TableFile } from "../pipeline/stage.ts"
-import { checkpointsFile } from "./aggregate/contract.ts"
-import { classSummaryFile } from "./classify/contract.ts"
-import { correlationsFile, MEAN_TASK, r2DifferencesFile, r2Lead } from "./correlate/contract.ts"
+import { AGGREGATE, checkpointsFile } from "./aggregate/contract.ts"
+import { CLASSIFY, classSummaryFile } from "./classify/contract.ts"
+import { CORRELATE, correlationsFile, MEAN_TASK, r2DifferencesFile, r2Lead } from "./correlate/contract.ts"
 
 /** The rows of a run table, or undefined when it is missing or unreadable (the summary shows what exists). */
 const read = (file: TableFile) =>
@@ -24,15 +27,16 @@ const read = (file: TableFile) =>
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`
 
-  /** Lines of the summary (empty when no table exists yet). */
-  export const runSummaryLines = (config: Config): Effect.Effect<string[], never, RunStore> =>
+  /** Lines of the summary (empty when no table exists yet), only for the `current` stages when given. */
+  export const runSummaryLines = (config: Config, current?: ReadonlySet<string>): Effect.Effect<string[], never, RunStore> =>
     Effect.gen(function* () {
+    const shows = (stage: string) => current === undefined || current.has(stage)
     const sizes = modelsBySize(config).map((m) => m.name)
     const valid = config.analysis.valid_dataset
     const tau = config.analysis.reference_threshold
     const lines: string[] = []
 
-    const cps = yield* read(checkpointsFile)
+    const cps = shows(AGGREGATE) ? yield* read(checkpointsFile) : undefined
     if (cps) {
       const finals = sizes.flatMap((m) => {
         const r = cps.filter((x) => x.model === m && x.dataset === valid && typeof x.ppl === "number").sort((a, b) => Number(b.step) - Number(a.step))[0]
@@ -41,7 +45,7 @@ const read = (file: TableFile) =>
       if (finals.length) lines.push(`final validation perplexity on ${valid}: ${finals.join(", ")}`)
     }
 
-    const cs = yield* read(classSummaryFile)
+    const cs = shows(CLASSIFY) ? yield* read(classSummaryFile) : undefined
     if (cs) {
       const per = sizes.flatMap((m) => {
         const share = (k: string) => Number(cs.find((x) => x.model === m && x.dataset === valid && sameFraction(Number(x.threshold), tau) && x.class === k)?.share ?? NaN)
@@ -51,7 +55,7 @@ const read = (file: TableFile) =>
       if (per.length) lines.push(`tokens upward/stagnated/downward after ${pct(tau)} of training: ${per.join(", ")}`)
     }
 
-    const corr = yield* read(correlationsFile)
+    const corr = shows(CORRELATE) ? yield* read(correlationsFile) : undefined
     if (corr) {
       const mean = corr.filter((x) => x.task === MEAN_TASK && typeof x.r2_pooled === "number")
       if (mean.length) {

@@ -381,7 +381,7 @@ describe("CLI processes", () => {
   it("Ctrl-C (SIGINT) stops the run, keeps finished units and exits 130; the next run resumes", async () => {
     const cfg = writeFakeRun(path.join(tmp, "sigint"), { a: "x", b: "y", c: "z" })
     const runDir = path.join(tmp, "sigint/out/t")
-    const child = spawn(tsx, [fakeCli, "run", cfg], { env: { ...process.env, FAKE_SLOW_MS: "1500" }, stdio: ["ignore", "ignore", "pipe"] })
+    const child = spawn(tsx, [fakeCli, "run", cfg, "--force", "gen"], { env: { ...process.env, FAKE_SLOW_MS: "1500" }, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr!.on("data", (d) => (stderr += d))
     const deadline = Date.now() + 30_000
@@ -395,6 +395,8 @@ describe("CLI processes", () => {
     const code = await new Promise((r) => child.on("exit", (c) => r(c)))
     expect(code).toBe(130)
     expect(stderr).toContain("interrupted: finished units are kept")
+    // The command that resumes: the same one without --force (which would start gen again).
+    expect(stderr).toContain(`to resume, without --force (which would start again from zero): npx trajectories run ${cfg}\n`)
     expect(fs.existsSync(path.join(runDir, ".lock"))).toBe(false)
     expect(listFiles(runDir).filter((f) => path.basename(f).startsWith(".tmp-"))).toEqual([])
     const resumed = await spawnAsync(tsx, [fakeCli, "run", cfg])
@@ -411,7 +413,10 @@ describe("CLI processes", () => {
     const st = await spawnAsync(tsx, [fakeCli, "status", cfg])
     expect(st.status).toBe(0)
     expect(st.stdout).toContain("gen (1 units: 1 pending)")
-    expect(st.stdout).toContain("  pending dataset=a")
+    expect(st.stdout).not.toContain("  pending dataset=a")
+    expect(st.stdout).toContain("2 pending: `trajectories run` runs them")
+    const units = await spawnAsync(tsx, [fakeCli, "status", cfg, "--units"])
+    expect(units.stdout).toContain("  pending dataset=a")
     const dag = await spawnAsync(tsx, [fakeCli, "dag", cfg])
     expect(dag.status).toBe(0)
     expect(dag.stdout).toMatch(/^ {2}gen +1 unit {2}← \(inputs only\)/m)
@@ -424,7 +429,7 @@ describe("CLI processes", () => {
   it("a reader that stops early (| head -1) ends the command quietly", async () => {
     // Enough units that status writes past the pipe's buffer (64 KiB) after head has gone.
     const cfg = writeFakeRun(path.join(tmp, "epipe"), Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`d${i}`, "x"])))
-    const r = await spawnAsync("sh", ["-c", `'${tsx}' '${fakeCli}' status '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`])
+    const r = await spawnAsync("sh", ["-c", `'${tsx}' '${fakeCli}' status --units '${cfg}' | head -1; echo "rc=\${PIPESTATUS:-done}"`])
     expect(r.stdout.split("\n")[0]).toMatch(/^run "t" in /)
     expect(r.stderr).not.toMatch(/EPIPE|Error/)
   })
