@@ -17,7 +17,8 @@ import { readReportTables, reportOptions, reportSources, type SourceReader } fro
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import type { Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
-import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
+import { FIXTURE_MODELS, fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, pplAt, writeFixtureRun } from "./fixtures/report-run.ts"
+import { wilson } from "../stages/correlate/stats.ts"
 import { R2Differences, TaskMetrics } from "../stages/correlate/contract.ts"
 import { sizeSummary } from "../stages/report/summary.ts"
 
@@ -35,6 +36,11 @@ const findAll = (v: unknown, key: string): unknown[] => {
   if (Array.isArray(v)) return v.flatMap((x) => findAll(x, key))
   return Object.entries(v).flatMap(([k, x]) => [...(k === key ? [x] : []), ...findAll(x, key)])
 }
+/** The page's figures, in order (numbered 1, 2, … by position). */
+const FIGURE_IDS = [
+  "fig-validation-ppl", "fig-class-shares", "fig-group-trajectories", "fig-categories", "fig-transitions", "fig-downstream",
+  "fig-task-accuracy", "fig-correlations", "fig-agreement", "fig-generated", "fig-noise", "fig-mauve",
+]
 const byId = (figs: Figure[], id: string) => figs.find((f) => f.id === id)!
 
 describe("report options", () => {
@@ -59,8 +65,8 @@ describe("report options", () => {
 describe("figures", () => {
   const figs = buildFigures(all, options)
 
-  it("draws all 11 figures from a complete run, each with a caption and its Parquet sources", () => {
-    expect(figs).toHaveLength(11)
+  it("draws every figure from a complete run, in order, each with a caption and its Parquet sources", () => {
+    expect(figs.map((f) => f.id)).toEqual(FIGURE_IDS)
     for (const f of figs) {
       expect(f.spec, f.id).toBeDefined()
       expect(f.caption.length, f.id).toBeGreaterThan(30)
@@ -68,10 +74,10 @@ describe("figures", () => {
       expect(f.sources.length).toBeGreaterThan(0)
       for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z0-9_]+\.parquet$/)
     }
-    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"])
+    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(FIGURE_IDS.map((_, i) => String(i + 1)))
   })
 
-  it("figure 9: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
+  it("fig-generated: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
     const f = byId(figs, "fig-generated")
     expect(f.caption).toContain("q = max(λs·ps + λl·pl, 0)")
     expect(f.caption).toContain("Decoding: nucleus.")
@@ -113,7 +119,7 @@ describe("figures", () => {
     expect(plain.caption).not.toContain("Bands")
   })
 
-  it("figure 11: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
+  it("fig-mauve: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
     const f = byId(figs, "fig-mauve")
     expect(f.sources).toEqual(["sequences/mauve.parquet", "sequences/mauve_curves.parquet"])
     const dots = findAll(f.spec, "values")[0] as Array<{ lambda: string; decoding: string; mauve: number }>
@@ -134,7 +140,7 @@ describe("figures", () => {
     expect(none.notes).toEqual(["sequences/mauve.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)"])
   })
 
-  it("figure 9 with two decodings: one panel per λ group and decoding", () => {
+  it("fig-generated with two decodings: one panel per λ group and decoding", () => {
     const t = all.sequence_trajectories!
     const rowsOf2 = t.toArray().map((r) => r.toJSON() as Record<string, unknown>)
     const both: Array<Record<string, unknown>> = [...rowsOf2.map((r) => ({ ...r, decoding: "greedy" })), ...rowsOf2.map((r) => ({ ...r, decoding: "nucleus", ppl: 2 * (r.ppl as number) }))]
@@ -157,7 +163,7 @@ describe("figures", () => {
     expect(at("nucleus") / at("greedy")).toBeCloseTo(2, 10)
   })
 
-  it("figure 10: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
+  it("fig-noise: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
     const f = byId(figs, "fig-noise")
     const sorts = (findAll(f.spec, "facet") as Array<{ sort: string[] }>).map((x) => x.sort)
     expect(sorts).toEqual([["original windows", "10% of tokens substituted", "30% of tokens substituted"], ["words in order (re-encoded)", "words shuffled"]])
@@ -205,7 +211,49 @@ describe("figures", () => {
     expect(sum).toBeCloseTo(1, 12)
   })
 
-  it("figure 7: the mean over tasks first, the best pooled R² marked in the table", () => {
+  it("accuracy per task: a panel per task, a line per size with its Wilson band, the task's random baseline, no parent aggregates", () => {
+    const f = byId(figs, "fig-task-accuracy")
+    expect(f.title).toBe("7. Accuracy per task")
+    expect(f.sources).toEqual(["task_metrics.parquet", "checkpoints.parquet"])
+    const facet = findAll(f.spec, "facet")[0] as { field: string; sort: string[]; columns: number }
+    expect(facet).toMatchObject({ field: "task", sort: ["arith", ODD_TASK], columns: 2 })
+    const values = findAll(f.spec, "values")[0] as Array<{ task: string; size: string; step: number; x: number; accuracy: number; acc_lo: number; acc_hi: number; baseline: number }>
+    // Every (task, size, step) of the fixture: 2 tasks × 3 sizes × 13 steps.
+    expect(values).toHaveLength(2 * 3 * 13)
+    // The fixture's construction: accuracy = base + (1 − base)·0.8·skill, skill from the brown perplexity; base 0.25 (arith), 0.5 (ODD_TASK).
+    for (const [task, base] of [["arith", 0.25], [ODD_TASK, 0.5]] as const) {
+      const m = FIXTURE_MODELS[2]
+      const ppl = pplAt(m, 400)
+      const skill = (Math.log(2000) - Math.log(ppl)) / (Math.log(2000) - Math.log(20))
+      const acc = base + (1 - base) * 0.8 * skill
+      const v = values.find((d) => d.task === task && d.size === "l (1.1M)" && d.step === 400)!
+      expect(v.x).toBeCloseTo(ppl, 9)
+      expect(v.accuracy).toBeCloseTo(acc, 12)
+      const [lo, hi] = wilson(Math.round(acc * 100), 100)
+      expect([v.acc_lo, v.acc_hi]).toEqual([lo, hi])
+      expect(values.filter((d) => d.task === task).every((d) => d.baseline === base)).toBe(true)
+    }
+    const layers = findAll(f.spec, "layer")[0] as Array<{ mark: { type: string } | string; encoding: { y: { field: string; aggregate?: string }; y2?: { field: string } } }>
+    expect(layers.map((l) => [typeof l.mark === "string" ? l.mark : l.mark.type, l.encoding.y.field, l.encoding.y2?.field ?? l.encoding.y.aggregate])).toEqual([
+      ["area", "acc_lo", "acc_hi"],
+      ["line", "accuracy", undefined],
+      ["rule", "baseline", "mean"],
+    ])
+    // A parent's aggregate rows get no panel; a note says so.
+    const row = (task: string, aggregate: boolean) => ({
+      model: "s", step: 10, task, parent: aggregate ? null : "p", aggregate, n_examples: 10, accuracy: 0.3, acc_lo: aggregate ? null : 0.1, acc_hi: aggregate ? null : 0.6, grade: 0.3,
+      accuracy_norm: 0.3, acc_norm_lo: null, acc_norm_hi: null, random_baseline: 0.25, correct_ppl: 2, incorrect_ppl: 3,
+    })
+    const parent = byId(buildFigures({ checkpoints: all.checkpoints, task_metrics: TaskMetrics.fromRows([row("p.a", false), row("p", true)]) }, options), "fig-task-accuracy")
+    expect((findAll(parent.spec, "facet")[0] as { sort: string[] }).sort).toEqual(["p.a"])
+    expect(parent.notes).toEqual(["BIG-bench parent tasks (their subtasks' mean) have no panel: each subtask has its own"])
+    // Without checkpoints: against steps, step 0 not drawn.
+    const steps = byId(buildFigures({ task_metrics: all.task_metrics }, options), "fig-task-accuracy")
+    expect(steps.notes).toEqual(["checkpoints.parquet is missing: accuracy is shown against steps"])
+    expect((findAll(steps.spec, "values")[0] as Array<{ x: number; step: number }>).every((d) => d.x === d.step && d.step > 0)).toBe(true)
+  })
+
+  it("fig-correlations: the mean over tasks first, the best pooled R² marked in the table", () => {
     const f = byId(figs, "fig-correlations")
     expect(f.table?.rows.map((r) => r[0])).toEqual(["ln valid ppl", "ln FLOPs", "ln tokens", "ln step"])
     expect([...(f.table?.strong ?? [])]).toEqual([0])
@@ -238,7 +286,7 @@ describe("figures", () => {
     const some: ReportTables = { checkpoints: all.checkpoints, task_metrics: all.task_metrics }
     const figs2 = buildFigures(some, options)
     const drawn = figs2.filter((f) => f.spec).map((f) => f.id)
-    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream"])
+    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-task-accuracy"])
     expect(byId(figs2, "fig-class-shares").notes).toEqual(["class_summary.parquet is missing (written by the classify stage)"])
     expect(byId(figs2, "fig-agreement").notes[0]).toContain("agreement.parquet is missing")
     // Without checkpoints, figure 6 falls back to steps only.
@@ -340,7 +388,7 @@ describe("rendering", () => {
   it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {
     const r = await buildReportHtml(all, options, new Set(["checkpoints.parquet", "correlations.parquet"]))
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
     expect(r.html).not.toMatch(/<script/i)
@@ -362,7 +410,7 @@ describe("rendering", () => {
     const seconds = (performance.now() - t0) / 1000
     console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
     expect(r.html.length).toBeLessThan(3_000_000)
   })
 

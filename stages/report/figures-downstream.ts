@@ -15,8 +15,12 @@ const X_AXES: ReadonlyArray<{ readonly key: string; readonly label: string }> = 
 ]
 const axisLabel = (k: string) => X_AXES.find((a) => a.key === k)?.label ?? k
 
-/** Validation perplexity and FLOPs of each (model, step) on the chosen dataset, from checkpoints.parquet. */
-const checkpointIndex = (tables: ReportTables, dataset: string): Map<string, { ppl: number; flops: number }> | undefined => {
+/**
+ * Validation perplexity and FLOPs of each (model, step) on the chosen dataset (the first one the
+ * table has when it lacks `dataset`), from checkpoints.parquet, keyed "model@step"; undefined
+ * without the table.
+ */
+export const checkpointIndex = (tables: ReportTables, dataset: string): Map<string, { ppl: number; flops: number }> | undefined => {
   const got = need(tables, "checkpoints", ["model", "step", "dataset", "ppl", "flops"])
   if ("why" in got) return undefined
   const have = new Set(got.rows.map((r) => str(r.dataset)))

@@ -9,6 +9,7 @@
  */
 import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row, rowsOf } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
+import { taskAccuracyFigure } from "./figures-tasks.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
 import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
@@ -325,17 +326,22 @@ export const transitionFigure = (tables: ReportTables, options: ReportOptions): 
   }
 }
 
-/** Every figure of the page, in order. */
-export const buildFigures = (tables: ReportTables, options: ReportOptions): Figure[] => [
-  validationFigure(tables, options),
-  classShareFigure(tables, options),
-  groupTrajectoryFigure(tables, options),
-  categoryFigure(tables, options),
-  transitionFigure(tables, options),
-  downstreamFigure(tables, options),
-  correlationFigure(tables, options),
-  agreementFigure(tables, options),
-  generatedFigure(tables, options),
-  noiseFigure(tables, options),
-  mauveFigure(tables),
-]
+/**
+ * Every figure of the page, in order, numbered by position: each figure function's own number
+ * ("6. …") is replaced, so a figure added in the middle renumbers the ones after it.
+ */
+export const buildFigures = (tables: ReportTables, options: ReportOptions): Figure[] =>
+  [
+    validationFigure(tables, options),
+    classShareFigure(tables, options),
+    groupTrajectoryFigure(tables, options),
+    categoryFigure(tables, options),
+    transitionFigure(tables, options),
+    downstreamFigure(tables, options),
+    taskAccuracyFigure(tables, options),
+    correlationFigure(tables, options),
+    agreementFigure(tables, options),
+    generatedFigure(tables, options),
+    noiseFigure(tables, options),
+    mauveFigure(tables),
+  ].map((f, i) => ({ ...f, title: f.title.replace(/^\d+\./, `${i + 1}.`) }))
