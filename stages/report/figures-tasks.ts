@@ -8,10 +8,15 @@ import { checkpointIndex } from "./figures-downstream.ts"
 import { leftOut, logScale, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 /**
- * At most this many checkpoints per (task, size) in the per-task panels, drawn as plain lines (a
- * suite has 74 tasks × 8 sizes: with a dot per checkpoint the page would grow by megabytes).
+ * Checkpoints drawn in all the panels of a per-task figure together: each (task, size) series gets
+ * an equal part of them, at most MAX_POINTS_PER_TASK_SERIES and at least MIN_POINTS_PER_TASK_SERIES,
+ * drawn as plain lines (a suite has 74 tasks × 8 sizes: with a dot per checkpoint, or 120 per
+ * series as elsewhere, the page would grow by megabytes).
  */
+export const TASK_FIGURE_POINTS = 5000
 export const MAX_POINTS_PER_TASK_SERIES = 20
+export const MIN_POINTS_PER_TASK_SERIES = 8
+
 /** Panels per row of the per-task figures. */
 export const TASK_COLUMNS = 2
 
@@ -29,8 +34,8 @@ const taskX = (tables: ReportTables, options: ReportOptions) => {
 }
 
 /**
- * Rows of each (task, size), sorted by step and thinned, in task order (first seen) then size order.
- * `rows` must have model, step and task.
+ * Rows of each (task, size), sorted by step and thinned to its share of TASK_FIGURE_POINTS, in task
+ * order (first seen) then size order. `rows` must have model, step and task.
  */
 const taskSeries = (rows: ReadonlyArray<Row>, sizes: ReadonlyArray<{ name: string }>): Array<{ task: string; model: string; rows: Row[] }> => {
   const out: Array<{ task: string; model: string; rows: Row[] }> = []
@@ -38,10 +43,11 @@ const taskSeries = (rows: ReadonlyArray<Row>, sizes: ReadonlyArray<{ name: strin
     const byModel = groupBy(rs, (r) => str(r.model))
     for (const { name } of sizes) {
       const series = [...(byModel.get(name) ?? [])].sort((a, b) => num(a.step) - num(b.step))
-      if (series.length) out.push({ task, model: name, rows: thin(series, MAX_POINTS_PER_TASK_SERIES) })
+      if (series.length) out.push({ task, model: name, rows: series })
     }
   }
-  return out
+  const each = Math.max(MIN_POINTS_PER_TASK_SERIES, Math.min(MAX_POINTS_PER_TASK_SERIES, Math.floor(TASK_FIGURE_POINTS / Math.max(1, out.length))))
+  return out.map((s) => ({ ...s, rows: thin(s.rows, each) }))
 }
 
 /**
@@ -98,6 +104,67 @@ export const taskAccuracyFigure = (tables: ReportTables, options: ReportOptions)
           },
           { mark: { type: "line", strokeWidth: 1.6 }, encoding: { x: xEnc, y: yEnc, color: sizeColor(labels), order: { field: "step", type: "quantitative" } } },
           { mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "baseline", type: "quantitative", aggregate: "mean" } } },
+        ],
+      },
+      resolve: { scale: { y: "independent" } },
+    }),
+    notes,
+  }
+}
+
+/**
+ * The margin of the correct options over the incorrect ones (task_margins.parquet: mean over
+ * examples of the correct options' mean per-token log-prob minus the incorrect ones', nats) against
+ * validation perplexity (reversed), one panel per task, a line per size with its interval (± 1.96
+ * standard errors over the examples) as a band, and 0 (no preference) as a rule.
+ */
+export const marginFigure = (tables: ReportTables, options: ReportOptions): Figure => {
+  const meta = {
+    id: "fig-margins",
+    title: "8. Margin of the correct options",
+    caption:
+      "Mean per-token log-prob of the correct options minus that of the incorrect ones (nats; > 0: the correct options are likelier, i.e. have the lower perplexity) against validation perplexity (reversed), one panel per task and a line per size; bands: ± 1.96 standard errors over the examples; the rule: no preference.",
+    sources: ["task_margins.parquet", "checkpoints.parquet"],
+  }
+  const got = need(tables, "task_margins", ["model", "step", "task", "margin", "margin_lo", "margin_hi"])
+  if ("why" in got) return leftOut(meta, [got.why])
+  const notes: string[] = []
+  const { ckpt, x, title } = taskX(tables, options)
+  if (!ckpt) notes.push("checkpoints.parquet is missing: the margin is shown against steps")
+  const sizes = sizeOrder(options, got.rows.map((r) => str(r.model)))
+  const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
+  const data: Json[] = []
+  const tasks: string[] = []
+  for (const s of taskSeries(got.rows, sizes)) {
+    if (!tasks.includes(s.task)) tasks.push(s.task)
+    for (const r of s.rows) {
+      const xv = x(s.model, num(r.step))
+      if (xv === null || !(xv > 0) || r.margin === null) continue
+      data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, margin: num(r.margin), margin_lo: r.margin_lo, margin_hi: r.margin_hi })
+    }
+  }
+  const labels = sizes.map((s) => s.label)
+  const xEnc = { field: "x", type: "quantitative", title, scale: logScale(!!ckpt), axis: { tickCount: 5, format: "~s", grid: false } }
+  return {
+    ...meta,
+    caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
+    spec: top({
+      data: { values: data },
+      facet: { field: "task", type: "nominal", title: null, sort: tasks, columns: TASK_COLUMNS },
+      spec: {
+        width: 360,
+        height: 200,
+        layer: [
+          {
+            transform: [{ filter: "isValid(datum.margin_lo) && isValid(datum.margin_hi)" }],
+            mark: { type: "area", opacity: 0.15 },
+            encoding: { x: xEnc, y: { field: "margin_lo", type: "quantitative", title: "margin (nats per token)" }, y2: { field: "margin_hi" }, color: sizeColor(labels) },
+          },
+          {
+            mark: { type: "line", strokeWidth: 1.6 },
+            encoding: { x: xEnc, y: { field: "margin", type: "quantitative", title: "margin (nats per token)" }, color: sizeColor(labels), order: { field: "step", type: "quantitative" } },
+          },
+          { data: { values: [{ zero: 0 }] }, mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "zero", type: "quantitative" } } },
         ],
       },
       resolve: { scale: { y: "independent" } },

@@ -9,7 +9,7 @@
  */
 import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row, rowsOf } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
-import { taskAccuracyFigure } from "./figures-tasks.ts"
+import { marginFigure, taskAccuracyFigure } from "./figures-tasks.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
 import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
@@ -339,6 +339,7 @@ export const buildFigures = (tables: ReportTables, options: ReportOptions): Figu
     transitionFigure(tables, options),
     downstreamFigure(tables, options),
     taskAccuracyFigure(tables, options),
+    marginFigure(tables, options),
     correlationFigure(tables, options),
     agreementFigure(tables, options),
     generatedFigure(tables, options),

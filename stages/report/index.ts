@@ -18,7 +18,7 @@ import { defineStage, UnitError, type TableFile, type UnitContext, type UnitPlan
 import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classifyUnit, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
-import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMarginsFile, taskMetricsFile } from "../correlate/contract.ts"
 import { DOWNSTREAM } from "../downstream/contract.ts"
 import { generationsFile, lambdaGroups, lambdaId, mauveCurvesFile, mauveFile, mauveUnit, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
@@ -54,6 +54,7 @@ export const reportSources = (config: Config): Record<TableName, ReadonlyArray<R
     class_categories: [{ ref: classifyUnit, file: classCategoriesFile }],
     group_trajectories: [{ ref: classifyUnit, file: groupTrajectoriesFile }],
     task_metrics: [{ ref: correlateUnit, file: taskMetricsFile }],
+    task_margins: [{ ref: correlateUnit, file: taskMarginsFile }],
     correlations: [{ ref: correlateUnit, file: correlationsFile }],
     r2_differences: [{ ref: correlateUnit, file: r2DifferencesFile }],
     agreement: [{ ref: correlateUnit, file: agreementFile }],
