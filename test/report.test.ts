@@ -15,7 +15,7 @@ import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts
 import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
-import type { Figure } from "../stages/report/spec.ts"
+import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
 import { FIXTURE_MODELS, fixtureConfigYaml, fixtureMargin, fixtureTables, largeShape, makeTable, ODD_TASK, pplAt, writeFixtureRun } from "./fixtures/report-run.ts"
 import { wilson } from "../stages/correlate/stats.ts"
@@ -278,6 +278,36 @@ describe("figures", () => {
     expect(byId(buildFigures({}, options), "fig-margins").notes).toEqual(["task_margins.parquet is missing (written by the correlate stage)"])
   })
 
+  it("classes in hues the sizes never take; figure 3 names its reference size; ρ of perplexity shown negated; panels at least PANEL_WIDTH wide", () => {
+    /** Hue in degrees of "#rrggbb"; undefined for a grey. */
+    const hue = (c: string): number | undefined => {
+      const [r, g, b] = [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16) / 255)
+      const [max, min] = [Math.max(r, g, b), Math.min(r, g, b)]
+      if (max - min < 0.05) return undefined
+      const h = max === r ? ((g - b) / (max - min)) % 6 : max === g ? (b - r) / (max - min) + 2 : (r - g) / (max - min) + 4
+      return (h * 60 + 360) % 360
+    }
+    // viridis' hues: from yellow-green (~75°) through green and blue to purple (~290°).
+    const sizeHues = sizeRange(9).map((c) => hue(c)!)
+    const [lo, hi] = [Math.min(...sizeHues), Math.max(...sizeHues)]
+    for (const c of CLASS_COLORS) {
+      const h = hue(c)
+      if (h !== undefined) expect(h < lo - 15 || h > hi + 15, `${c} (hue ${h.toFixed(0)}°) among the sizes' ${lo.toFixed(0)}°…${hi.toFixed(0)}°`).toBe(true)
+    }
+    expect(byId(figs, "fig-group-trajectories").title).toBe("3. Token classes of size m (290k) in every size (double descent)")
+    const corr = findAll(byId(figs, "fig-correlations").spec, "values")[0] as Array<{ task: string; x_axis: string; spearman: number }>
+    // The fixture's ρ: −0.97 for ln valid ppl, 0.9 for ln FLOPs.
+    expect(corr.find((d) => d.task === "mean over tasks" && d.x_axis === "−ln valid ppl")!.spearman).toBeCloseTo(0.97, 12)
+    expect(corr.find((d) => d.task === "mean over tasks" && d.x_axis === "ln FLOPs")!.spearman).toBeCloseTo(0.9, 12)
+    expect(byId(figs, "fig-correlations").table!.rows[0][0]).toBe("ln valid ppl")
+    expect(byId(figs, "fig-correlations").table!.rows[0][1]).toMatch(/^-0\.97\b/)
+    for (const id of ["fig-group-trajectories", "fig-downstream", "fig-agreement", "fig-task-accuracy", "fig-margins"]) {
+      const widths = findAll(byId(figs, id).spec, "width").filter((w) => typeof w === "number") as number[]
+      expect(widths.length, id).toBeGreaterThan(0)
+      expect(Math.min(...widths), id).toBeGreaterThanOrEqual(PANEL_WIDTH)
+    }
+  })
+
   it("fig-correlations: the mean over tasks first, the best pooled R² marked in the table", () => {
     const f = byId(figs, "fig-correlations")
     expect(f.table?.rows.map((r) => r[0])).toEqual(["ln valid ppl", "ln FLOPs", "ln tokens", "ln step"])
@@ -439,6 +469,37 @@ describe("rendering", () => {
     // Two figures have a panel per task (74 here, about 1.3 MB each with at most 8 checkpoints per
     // size and task: figures-tasks.ts TASK_FIGURE_POINTS); the rest of the page about 1.1 MB.
     expect(r.html.length).toBeLessThan(4_000_000)
+  })
+
+  it("no two labels of an axis overlap or touch (at least LABEL_SEPARATION − 1 px apart), no text under 12 px, in every figure", async () => {
+    const figs = buildFigures(all, options)
+    let axes = 0
+    for (const f of figs) {
+      const { svg } = await renderSvg(f.spec!, f.id)
+      const sizes = [...svg.matchAll(/font-size="([\d.]+)px"/g)].map((m) => Number(m[1]))
+      expect(Math.min(...sizes), f.id).toBeGreaterThanOrEqual(12)
+      for (const group of svg.matchAll(/<g class="mark-text role-axis-label"[^>]*>(.*?)<\/g>/g)) {
+        const labels = [...group[1].matchAll(/<text([^>]*)>([^<]*)<\/text>/g)]
+          .map(([, attrs, text]) => {
+            const get = (a: string) => new RegExp(`${a}="([^"]*)"`).exec(attrs)?.[1]
+            const [x, y] = /translate\(([-\d.]+),([-\d.]+)\)/.exec(get("transform") ?? "")!.slice(1).map(Number)
+            const w = helveticaWidth(text.replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">"), Number(get("font-size")?.replace("px", "")))
+            const anchor = get("text-anchor") ?? "start"
+            const lo = anchor === "middle" ? x - w / 2 : anchor === "end" ? x - w : x
+            return { text, y, lo, hi: lo + w, shown: get("opacity") !== "0", rotated: (get("transform") ?? "").includes("rotate") }
+          })
+          .filter((l) => l.shown && !l.rotated)
+        // A horizontal axis: its labels share one y.
+        if (labels.length < 2 || new Set(labels.map((l) => l.y)).size > 1) continue
+        axes++
+        labels.sort((a, b) => a.lo - b.lo)
+        for (let i = 1; i < labels.length; i++) {
+          const gap = labels[i].lo - labels[i - 1].hi
+          expect(gap, `${f.id}: "${labels[i - 1].text}" and "${labels[i].text}"`).toBeGreaterThanOrEqual(LABEL_SEPARATION - 1)
+        }
+      }
+    }
+    expect(axes).toBeGreaterThan(20)
   })
 
   it("prefixes SVG ids and their references", () => {

@@ -11,7 +11,7 @@ import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, t
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
 import { marginFigure, taskAccuracyFigure } from "./figures-tasks.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
-import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
+import { CLASSES, classColor, leftOut, lineMark, logAxis, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_HEIGHT, PANEL_WIDTH, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 export { MAX_POINTS_PER_SERIES }
 
@@ -177,23 +177,25 @@ export const groupTrajectoryFigure = (tables: ReportTables, options: ReportOptio
       data.push({ size: labelOf.get(str(r.model)), class: str(r.class), step: num(r.step), valid_ppl: num(r.valid_ppl), group_ppl: num(r.group_ppl) })
     }
   }
+  const title = `3. Token classes of size ${labelOf.get(ref) ?? ref} in every size (double descent)`
   const caption =
     `Mean perplexity of the tokens that ${ref} puts in each class at threshold ${pct(th.threshold)}, in every size, ` +
     `against that size's validation perplexity (x reversed: training runs left to right; log axes). Dataset ${dataset}.`
-  if (data.length === 0) return leftOut({ ...meta, caption }, [...notes, "group_trajectories.parquet has no positive perplexities to draw"])
+  if (data.length === 0) return leftOut({ ...meta, title, caption }, [...notes, "group_trajectories.parquet has no positive perplexities to draw"])
   return {
     ...meta,
+    title,
     caption,
     spec: top({
       data: { values: data },
-      facet: { column: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null } },
+      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null, columns: PANEL_COLUMNS },
       spec: {
-        width: 230,
-        height: 200,
+        width: PANEL_WIDTH,
+        height: PANEL_HEIGHT,
         mark: lineMark(longest),
         encoding: {
-          x: { field: "valid_ppl", type: "quantitative", title: "validation perplexity (reversed)", scale: logScale(true) },
-          y: { field: "group_ppl", type: "quantitative", title: "mean perplexity of the group", scale: logScale() },
+          x: { field: "valid_ppl", type: "quantitative", title: "validation perplexity (reversed)", scale: logScale(true), axis: logAxis() },
+          y: { field: "group_ppl", type: "quantitative", title: "mean perplexity of the group", scale: logScale(), axis: logAxis() },
           color: sizeColor(sizes.map((s) => s.label)),
           order: { field: "step", type: "quantitative" },
         },
@@ -304,16 +306,16 @@ export const transitionFigure = (tables: ReportTables, options: ReportOptions): 
       facet: { field: "pair", type: "nominal", sort: pairs.map(([a, b]) => pairLabel(a, b)), title: null },
       columns: 3,
       spec: {
-        width: { step: 62 },
+        width: { step: 76 },
         height: { step: 30 },
         encoding: {
-          x: { field: "class_to", type: "nominal", sort: CLASSES, title: "class in the larger size", axis: { labelAngle: 0, labelOverlap: false, labelFontSize: 10 } },
+          x: { field: "class_to", type: "nominal", sort: CLASSES, title: "class in the larger size", axis: { labelAngle: 0, labelOverlap: false } },
           y: { field: "class_from", type: "nominal", sort: CLASSES, title: "class in the smaller size" },
         },
         layer: [
           { mark: "rect", encoding: { color: { field: "share", type: "quantitative", title: "share", scale: { domain: [0, 1], scheme: "blues" }, legend: { format: ".0%" } } } },
           {
-            mark: { type: "text", fontSize: 10 },
+            mark: { type: "text", fontSize: 12 },
             encoding: {
               text: { field: "share", type: "quantitative", format: ".0%" },
               color: { condition: { test: "datum.share > 0.55", value: "white" }, value: "#222" },
