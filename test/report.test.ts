@@ -185,13 +185,23 @@ describe("figures", () => {
     const domain = (findAll(f.spec, "domain") as string[][])[0]
     expect(domain).toEqual(["s (95k)", "m (290k)", "l (1.1M)"])
     const values = (findAll(f.spec, "values")[0] as Array<{ flagged: boolean; size: string; step: number }>)
-    expect(values.filter((v) => v.flagged).map((v) => `${v.size}@${v.step}`).sort()).toEqual(["m (290k)@200", "s (95k)@8"])
+    // Ringed on every dataset's row.
+    expect(values.filter((v) => v.flagged).map((v) => `${(v as unknown as { dataset: string }).dataset}:${v.size}@${v.step}`).sort()).toEqual(["brown:m (290k)@200", "brown:s (95k)@8", "press:m (290k)@200", "press:s (95k)@8"])
     expect(f.caption).toContain("Red rings")
     expect(f.notes.join(" ")).toContain("step 0")
-    // Only the validation dataset (brown: final ppl 190 for s, not press's 247).
-    const finalS = Math.min(...values.filter((v) => v.size.startsWith("s ")).map((v) => (v as unknown as { ppl: number }).ppl))
-    expect(finalS).toBeGreaterThan(190)
-    expect(finalS).toBeLessThan(200)
+    // Every dataset, a row each, the validation dataset first: final ppl of s 190 on brown, 190 · 1.3 = 247 on press.
+    const rows = findAll(f.spec, "row") as Array<{ field: string; sort: string[] }>
+    expect(rows).toHaveLength(3)
+    for (const r of rows) expect(r).toMatchObject({ field: "dataset", sort: ["brown", "press"] })
+    const final = (d: string) => (values as unknown as Array<{ dataset: string; size: string; step: number; ppl: number }>).find((v) => v.dataset === d && v.size === "s (95k)" && v.step === 800)!.ppl
+    expect(final("brown")).toBeCloseTo(pplAt(FIXTURE_MODELS[0], 800, "brown"), 9)
+    expect(final("press")).toBeCloseTo(pplAt(FIXTURE_MODELS[0], 800, "press"), 9)
+    expect(values).toHaveLength(2 * 3 * 13)
+    // Step 0 of each size (on both datasets) once in the note.
+    expect(f.notes).toEqual(["3 checkpoint(s) at step 0 are not drawn on the log axes"])
+    // The configured dataset's row first.
+    const press = byId(buildFigures(all, { ...options, validDataset: "press" }), "fig-validation-ppl")
+    expect((findAll(press.spec, "row")[0] as { sort: string[] }).sort).toEqual(["press", "brown"])
   })
 
   it("figure 3: the configured reference size and threshold, x reversed on a log scale", () => {
@@ -215,8 +225,8 @@ describe("figures", () => {
     const f = byId(figs, "fig-task-accuracy")
     expect(f.title).toBe("7. Accuracy per task")
     expect(f.sources).toEqual(["task_metrics.parquet", "checkpoints.parquet"])
-    const facet = findAll(f.spec, "facet")[0] as { field: string; sort: string[]; columns: number }
-    expect(facet).toMatchObject({ field: "task", sort: ["arith", ODD_TASK], columns: 2 })
+    expect(findAll(f.spec, "facet")[0]).toMatchObject({ field: "task", sort: ["arith", ODD_TASK] })
+    expect((f.spec as { columns?: number }).columns).toBe(2)
     const values = findAll(f.spec, "values")[0] as Array<{ task: string; size: string; step: number; x: number; accuracy: number; acc_lo: number; acc_hi: number; baseline: number }>
     // Every (task, size, step) of the fixture: 2 tasks × 3 sizes × 13 steps.
     expect(values).toHaveLength(2 * 3 * 13)
@@ -257,7 +267,8 @@ describe("figures", () => {
     const f = byId(figs, "fig-margins")
     expect(f.title).toBe("8. Margin of the correct options")
     expect(f.sources).toEqual(["task_margins.parquet", "checkpoints.parquet"])
-    expect(findAll(f.spec, "facet")[0]).toMatchObject({ field: "task", sort: ["arith", ODD_TASK], columns: 2 })
+    expect(findAll(f.spec, "facet")[0]).toMatchObject({ field: "task", sort: ["arith", ODD_TASK] })
+    expect((f.spec as { columns?: number }).columns).toBe(2)
     const values = findAll(f.spec, "values")[0] as Array<{ task: string; size: string; step: number; x: number; margin: number; margin_lo: number; margin_hi: number }>
     expect(values).toHaveLength(2 * 3 * 13)
     // The fixture's construction: 0.05 + 0.5·skill on arith, half of it on ODD_TASK, ± 0.04.
@@ -437,7 +448,8 @@ describe("rendering", () => {
     expect(r.warnings).toEqual([])
     expect(r.svg.startsWith("<svg")).toBe(true)
     expect(r.svg).toContain("role-axis")
-    expect(r.svg).toContain("validation perplexity")
+    expect(r.svg).toContain("training step")
+    expect(r.svg).toContain(">press<")
   })
 
   it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {

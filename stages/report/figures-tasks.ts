@@ -92,7 +92,8 @@ export const taskAccuracyFigure = (tables: ReportTables, options: ReportOptions)
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
     spec: top({
       data: { values: data },
-      facet: { field: "task", type: "nominal", title: null, sort: tasks, columns: TASK_COLUMNS },
+      facet: { field: "task", type: "nominal", title: null, sort: tasks },
+      columns: TASK_COLUMNS,
       spec: {
         width: 360,
         height: 200,
@@ -100,7 +101,7 @@ export const taskAccuracyFigure = (tables: ReportTables, options: ReportOptions)
           {
             transform: [{ filter: "isValid(datum.acc_lo) && isValid(datum.acc_hi)" }],
             mark: { type: "area", opacity: 0.15 },
-            encoding: { x: xEnc, y: { field: "acc_lo", type: "quantitative", title: "accuracy" }, y2: { field: "acc_hi" }, color: sizeColor(labels) },
+            encoding: { x: xEnc, y: { field: "acc_lo", type: "quantitative", title: "accuracy" }, y2: { field: "acc_hi" }, color: { ...sizeColor(labels), legend: null } },
           },
           { mark: { type: "line", strokeWidth: 1.6 }, encoding: { x: xEnc, y: yEnc, color: sizeColor(labels), order: { field: "step", type: "quantitative" } } },
           { mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "baseline", type: "quantitative", aggregate: "mean" } } },
@@ -150,7 +151,8 @@ export const marginFigure = (tables: ReportTables, options: ReportOptions): Figu
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
     spec: top({
       data: { values: data },
-      facet: { field: "task", type: "nominal", title: null, sort: tasks, columns: TASK_COLUMNS },
+      facet: { field: "task", type: "nominal", title: null, sort: tasks },
+      columns: TASK_COLUMNS,
       spec: {
         width: 360,
         height: 200,
@@ -158,7 +160,7 @@ export const marginFigure = (tables: ReportTables, options: ReportOptions): Figu
           {
             transform: [{ filter: "isValid(datum.margin_lo) && isValid(datum.margin_hi)" }],
             mark: { type: "area", opacity: 0.15 },
-            encoding: { x: xEnc, y: { field: "margin_lo", type: "quantitative", title: "margin (nats per token)" }, y2: { field: "margin_hi" }, color: sizeColor(labels) },
+            encoding: { x: xEnc, y: { field: "margin_lo", type: "quantitative", title: "margin (nats per token)" }, y2: { field: "margin_hi" }, color: { ...sizeColor(labels), legend: null } },
           },
           {
             mark: { type: "line", strokeWidth: 1.6 },

@@ -11,7 +11,7 @@ import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, t
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
 import { marginFigure, taskAccuracyFigure } from "./figures-tasks.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
-import { CLASSES, classColor, leftOut, lineMark, logAxis, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_HEIGHT, PANEL_WIDTH, sizeColor, top, type Figure, type Json } from "./spec.ts"
+import { CLASSES, classColor, vlConfig, leftOut, lineMark, logAxis, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_HEIGHT, PANEL_WIDTH, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 export { MAX_POINTS_PER_SERIES }
 
@@ -37,20 +37,32 @@ const chooseThreshold = (rows: ReadonlyArray<Row>, wanted: number, file: string)
   return { threshold: have[0], notes: [`${file} has no rows at threshold ${wanted}; showing ${have[0]}`] }
 }
 
+/**
+ * Panel width of figure 1: three panels side by side (steps, tokens, FLOPs share a row, so that a
+ * dataset's curves are compared along one line), legend below, fit the page's 1,120 px.
+ */
+const VALIDATION_PANEL_WIDTH = 320
+
 const pct = (t: number) => `${+(t * 100).toFixed(1)}%`
 
-/** 1. Validation perplexity against steps, tokens and FLOPs, one line per size (the paper's Figure 1). */
+/**
+ * 1. Validation perplexity against steps, tokens and FLOPs, one line per size (the paper's Figure
+ * 1), a row of panels per dataset of checkpoints.parquet: the configured validation dataset first,
+ * then the others in the order the table has them.
+ */
 export const validationFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-validation-ppl",
-    title: "1. Validation perplexity over training",
-    caption: "Validation perplexity of every checkpoint against training steps, tokens seen and FLOPs, one line per size (log axes).",
+    title: "1. Perplexity over training, per dataset",
+    caption: "Perplexity of every checkpoint on each dataset (a row each) against training steps, tokens seen and FLOPs, one line per size (log axes).",
     sources: ["checkpoints.parquet"],
   }
   const got = need(tables, "checkpoints", ["model", "step", "tokens_seen", "flops", "dataset", "ppl"])
   if ("why" in got) return leftOut(meta, [got.why])
-  const { dataset, notes } = chooseDataset(got.rows, options.validDataset, "checkpoints.parquet")
-  const rows = got.rows.filter((r) => str(r.dataset) === dataset && Number.isFinite(num(r.ppl)))
+  const notes: string[] = []
+  const present = [...new Set(got.rows.map((r) => str(r.dataset)))]
+  const datasets = [...present.filter((d) => d === options.validDataset), ...present.filter((d) => d !== options.validDataset)]
+  const rows = got.rows.filter((r) => Number.isFinite(num(r.ppl)))
   const sizes = sizeOrder(options, rows.map((r) => str(r.model)))
   const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
 
@@ -61,32 +73,37 @@ export const validationFigure = (tables: ReportTables, options: ReportOptions): 
 
   const data: Json[] = []
   let longest = 0
-  for (const [model, rs] of groupBy(rows, (r) => str(r.model))) {
+  for (const rs of groupBy(rows, (r) => `${str(r.dataset)}|${str(r.model)}`).values()) {
+    const model = str(rs[0].model)
     rs.sort((a, b) => num(a.step) - num(b.step))
     const isFlagged = (r: Row) => flagged.has(`${model}@${num(r.step)}`)
     const kept = thin(rs, MAX_POINTS_PER_SERIES, isFlagged)
     longest = Math.max(longest, kept.length)
     for (const r of kept) {
-      data.push({ size: labelOf.get(model), step: num(r.step), tokens: num(r.tokens_seen), flops: num(r.flops), ppl: num(r.ppl), flagged: isFlagged(r) })
+      data.push({ dataset: str(r.dataset), size: labelOf.get(model), step: num(r.step), tokens: num(r.tokens_seen), flops: num(r.flops), ppl: num(r.ppl), flagged: isFlagged(r) })
     }
   }
-  const dropped = data.filter((d) => !((d.step as number) > 0)).length
+  const dropped = new Set(data.filter((d) => !((d.step as number) > 0)).map((d) => `${d.size}@${d.step}`)).size
   if (dropped) notes.push(`${dropped} checkpoint(s) at step 0 are not drawn on the log axes`)
   const anyFlagged = data.some((d) => d.flagged)
   const labels = sizes.map((s) => s.label)
-  const panel = (field: string, title: string, format: string): Json => {
-    const x = { field, type: "quantitative", title, scale: logScale(), axis: { format, tickCount: 5 } }
-    const y = { field: "ppl", type: "quantitative", title: "validation perplexity", scale: logScale() }
+  /** One column of panels (a row per dataset); the dataset names are shown left of the first column only. */
+  const panel = (field: string, title: string, format: string, first: boolean): Json => {
+    const x = { field, type: "quantitative", title, scale: logScale(), axis: logAxis(format) }
+    const y = { field: "ppl", type: "quantitative", title: "perplexity", scale: logScale(), axis: logAxis() }
     return {
-      width: 250,
-      height: 220,
-      transform: [{ filter: `datum.${field} > 0` }],
-      layer: [
-        { mark: lineMark(longest), encoding: { x, y, color: sizeColor(labels) } },
-        ...(anyFlagged
-          ? [{ transform: [{ filter: "datum.flagged" }], mark: { type: "point", shape: "circle", size: 110, strokeWidth: 2, color: "#e31a1c", filled: false }, encoding: { x, y } }]
-          : []),
-      ],
+      facet: { row: { field: "dataset", type: "nominal", sort: datasets, title: null, header: first ? { labelAngle: -90 } : { labels: false } } },
+      spec: {
+        width: VALIDATION_PANEL_WIDTH,
+        height: 200,
+        transform: [{ filter: `datum.${field} > 0` }],
+        layer: [
+          { mark: lineMark(longest), encoding: { x, y, color: sizeColor(labels) } },
+          ...(anyFlagged
+            ? [{ transform: [{ filter: "datum.flagged" }], mark: { type: "point", shape: "circle", size: 110, strokeWidth: 2, color: "#e31a1c", filled: false }, encoding: { x, y } }]
+            : []),
+        ],
+      },
     }
   }
   return {
@@ -94,8 +111,9 @@ export const validationFigure = (tables: ReportTables, options: ReportOptions): 
     caption: meta.caption + (anyFlagged ? " Red rings: checkpoints flagged by the checks stage (table below)." : ""),
     spec: top({
       data: { values: data },
-      hconcat: [panel("step", "training step", "~s"), panel("tokens", "tokens seen", "~s"), panel("flops", "FLOPs", "~e")],
+      hconcat: [panel("step", "training step", "~s", true), panel("tokens", "tokens seen", "~s", false), panel("flops", "FLOPs", "~e", false)],
       resolve: { scale: { y: "shared" } },
+      config: { ...vlConfig, legend: { ...(vlConfig.legend as Json), orient: "bottom" } },
     }),
     notes,
   }
@@ -188,7 +206,8 @@ export const groupTrajectoryFigure = (tables: ReportTables, options: ReportOptio
     caption,
     spec: top({
       data: { values: data },
-      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null, columns: PANEL_COLUMNS },
+      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null },
+      columns: PANEL_COLUMNS,
       spec: {
         width: PANEL_WIDTH,
         height: PANEL_HEIGHT,
