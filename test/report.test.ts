@@ -14,6 +14,7 @@ import { parseLambdaGroup, type ReportOptions, type ReportTables, sizeOrder, sor
 import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts"
 import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
+import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/figures-sequences.ts"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
@@ -138,6 +139,31 @@ describe("figures", () => {
     const none = byId(buildFigures({}, options), "fig-mauve")
     expect(none.spec).toBeUndefined()
     expect(none.notes).toEqual(["sequences/mauve.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)"])
+  })
+
+  it("fig-generated: a table of example generations per λ group and decoding, prompt and text clipped, escaped on the page", async () => {
+    const f = byId(figs, "fig-generated")
+    expect(f.samples?.title).toBe(`Example generations (${SAMPLES_PER_PANEL} per λ group and decoding)`)
+    const t = f.samples!.table
+    expect(t.columns).toEqual(["λ group", "decoding", "sequence", "prompt", "generated text"])
+    // The fixture: 5 prompts per group, text " <prompt lowercased> went to the <s,l> place i."; the 3 lowest ids, groups in the stage's order.
+    expect(t.rows).toHaveLength(4 * SAMPLES_PER_PANEL)
+    expect(t.rows[0]).toEqual(["λ = (1, −1): small − large", "nucleus", "0", "The old man", " the old man went to the <1,-1> place 0."])
+    expect(t.rows.map((r) => r[2])).toEqual(["0", "1", "2", "0", "1", "2", "0", "1", "2", "0", "1", "2"])
+    expect(t.rows[SAMPLES_PER_PANEL * 3 + 2]).toEqual(["λ = (−1, 1): large − small", "nucleus", "2", "She said that", " she said that went to the <-1,1> place 2."])
+    // A long generation is clipped.
+    const gen = all.sequence_generations!
+    const long = gen.toArray().map((r) => ({ ...r.toJSON(), text: "x".repeat(SAMPLE_CHARS + 50) }))
+    const longTable = makeTable({
+      group: { type: "str", values: long.map((r) => r.group as string) },
+      sequence_id: { type: "i32", values: long.map((r) => r.sequence_id as number) },
+      prompt: { type: "str", values: long.map((r) => r.prompt as string) },
+      text: { type: "str", values: long.map((r) => r.text as string) },
+    })
+    expect(sampleTable({ sequence_generations: longTable })!.rows[0]).toEqual(["λ = (1, −1): small − large", "", "0", "The old man", `${"x".repeat(SAMPLE_CHARS)}…`])
+    const page = await buildReportHtml(all, options, new Set())
+    expect(page.html).toContain("<h3>Example generations (3 per λ group and decoding)</h3>")
+    expect(page.html).toContain("<td> the old man went to the &lt;1,-1&gt; place 0.</td>")
   })
 
   it("fig-generated with two decodings: one panel per λ group and decoding", () => {

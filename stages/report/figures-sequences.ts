@@ -4,7 +4,7 @@
  * it scores noisy validation windows, and how close each decoding's generations are to human text (MAUVE). Pure, like figures.ts. Both are left out with a note when the
  * run has no sequences tables (the stage runs only when the config has a `sequences` section).
  */
-import { GROUP_COLUMN, groupBy, num, parseLambdaGroup, sizeOrder, str, tableSources, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
+import { GROUP_COLUMN, groupBy, num, parseLambdaGroup, sizeOrder, sortLambdaGroups, str, tableSources, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
 import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
 /** The note of a figure left out for want of a sequences table: the usual case, so it says why. */
@@ -22,6 +22,33 @@ export const lambdaLabel = (group: string): string => {
   const names: Record<string, string> = { "1,-1": "small − large", "-1,1": "large − small", "1,0": "small alone", "0,1": "large alone" }
   const named = names[`${s},${lg}`]
   return `λ = (${minus(s)}, ${minus(lg)})${named ? `: ${named}` : ""}`
+}
+
+/** Example generations shown per λ group and decoding under figure 9 (the lowest sequence ids). */
+export const SAMPLES_PER_PANEL = 3
+/** Characters of a prompt or generation shown in that table; longer ones end in "…". */
+export const SAMPLE_CHARS = 280
+
+const clip = (s: string, n = SAMPLE_CHARS): string => ([...s].length > n ? `${[...s].slice(0, n).join("")}…` : s)
+
+/**
+ * A few generations of each λ group and decoding (generations.parquet): the SAMPLES_PER_PANEL
+ * lowest sequence ids, prompt and generated text (clipped to SAMPLE_CHARS); undefined without the
+ * table or its columns.
+ */
+export const sampleTable = (tables: ReportTables): TextTable | undefined => {
+  const hasDecoding = tables.sequence_generations?.schema.fields.some((f) => f.name === "decoding") === true
+  const got = need(tables, "sequence_generations", [GROUP_COLUMN, "sequence_id", "prompt", "text", ...(hasDecoding ? ["decoding"] : [])])
+  if ("why" in got) return undefined
+  const rows: string[][] = []
+  const byGroup = groupBy(got.rows, (r) => str(r[GROUP_COLUMN]))
+  for (const group of sortLambdaGroups([...byGroup.keys()])) {
+    for (const [decoding, rs] of groupBy(byGroup.get(group)!, (r) => (hasDecoding ? str(r.decoding) : ""))) {
+      for (const r of [...rs].sort((a, b) => num(a.sequence_id) - num(b.sequence_id)).slice(0, SAMPLES_PER_PANEL))
+        rows.push([lambdaLabel(group), decoding, String(num(r.sequence_id)), clip(str(r.prompt)), clip(str(r.text))])
+    }
+  }
+  return { columns: ["λ group", "decoding", "sequence", "prompt", "generated text"], rows }
 }
 
 /** 9. Mean perplexity of each λ group's generations in every size, against validation perplexity. */
@@ -94,6 +121,7 @@ export const generatedFigure = (tables: ReportTables, options: ReportOptions): F
       ...sizes.map((s) => fmt(points.find((p) => p.group === pn.group && p.decoding === pn.decoding && p.model === s.name && p.step === last.get(s.name))?.ppl)),
     ]),
   }
+  const samples = sampleTable(tables)
   return {
     ...meta,
     caption: meta.caption + decoded,
@@ -117,6 +145,7 @@ export const generatedFigure = (tables: ReportTables, options: ReportOptions): F
     }),
     notes,
     table,
+    ...(samples && samples.rows.length ? { samples: { title: `Example generations (${SAMPLES_PER_PANEL} per λ group and decoding)`, table: samples } } : {}),
   }
 }
 

@@ -129,6 +129,8 @@ table.data{border-collapse:collapse;margin:10px 0;font-size:13px}
 table.data th,table.data td{border:1px solid #ddd;padding:3px 8px;text-align:left}
 table.data th{background:#f3f3f3;font-weight:600}
 table.data tr.best td{font-weight:700;background:#eef7ee}
+h3{font-size:15px;margin:14px 0 4px}
+table.samples td{white-space:pre-wrap;vertical-align:top;max-width:520px}
 a{color:#1a5fb4}
 `
 
@@ -144,6 +146,7 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
   const caption = `${escapeHtml(f.caption)}<span class="src">Source: ${sources}</span>`
   const notes = f.notes.map((n) => `<p class="note">${f.svg ? "" : "Left out: "}${escapeHtml(n)}</p>`).join("\n")
   const table = f.table && f.table.rows.length ? textTable(f.table) : ""
+  const samples = f.samples && f.samples.table.rows.length ? `<h3>${escapeHtml(f.samples.title)}</h3>\n${textTable(f.samples.table, "data samples")}` : ""
   return [
     `<section class="fig${f.svg ? "" : " missing"}" id="${escapeHtml(f.id)}">`,
     `<h2>${escapeHtml(f.title)}</h2>`,
@@ -152,6 +155,7 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
       : `<p class="caption">${caption}</p>`,
     notes,
     table,
+    samples,
     `</section>`,
   ]
     .filter((s) => s !== "")

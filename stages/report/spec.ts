@@ -29,6 +29,8 @@ export interface Figure {
   /** Caveats (e.g. a fallback dataset), or the reason the figure is left out. */
   readonly notes: ReadonlyArray<string>
   readonly table?: TextTable
+  /** A second table under the first, with a heading (e.g. example generations). */
+  readonly samples?: { readonly title: string; readonly table: TextTable }
 }
 
 export const CLASSES = ["stagnated", "upward", "downward", "other"] as const
@@ -60,7 +62,7 @@ export const need = (
   return { rows }
 }
 
-export const leftOut = (fig: Omit<Figure, "spec" | "notes" | "table">, why: ReadonlyArray<string>): Figure => ({ ...fig, notes: why })
+export const leftOut = (fig: Omit<Figure, "spec" | "notes" | "table" | "samples">, why: ReadonlyArray<string>): Figure => ({ ...fig, notes: why })
 
 /**
  * Page-wide look: readable labels (no text under 12 px), light grid, no border around views.
