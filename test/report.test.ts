@@ -15,6 +15,7 @@ import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts
 import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
 import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/figures-sequences.ts"
+import { figureCsv, PNG_SCRIPT } from "../stages/report/downloads.ts"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
@@ -484,7 +485,9 @@ describe("rendering", () => {
     expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
-    expect(r.html).not.toMatch(/<script/i)
+    // One script, which only adds the PNG links (downloads.ts).
+    expect([...r.html.matchAll(/<script/gi)]).toHaveLength(1)
+    expect(r.html).toContain(`<script>${PNG_SCRIPT}</script>`)
     expect(r.html).not.toMatch(/https?:\/\/(?!www\.w3\.org\/)/) // no external resources (SVG namespaces aside)
     expect(r.html).toContain('<a href="../checkpoints.parquet">')
     expect(r.html).toContain("class_summary.parquet (missing)") // not linked when it does not exist
@@ -538,6 +541,32 @@ describe("rendering", () => {
       }
     }
     expect(axes).toBeGreaterThan(20)
+  })
+
+  it("each drawn figure gets its SVG and the CSV of exactly the data it draws, linked from the page", async () => {
+    const r = await buildReportHtml(all, options, new Set())
+    const drawn = r.figures.filter((f) => f.svg)
+    expect(r.files.map((f) => f.path)).toEqual(drawn.flatMap((f) => [`report/figures/${f.id}.svg`, `report/data/${f.id}.csv`]))
+    for (const f of drawn) {
+      expect(r.files.find((x) => x.path === `report/figures/${f.id}.svg`)!.data).toBe(f.svg)
+      expect(r.html).toContain(`<p class="downloads" data-figure="${f.id}">Download: <a class="svg" href="figures/${f.id}.svg" download>SVG</a> · <a class="csv" href="data/${f.id}.csv" download>CSV</a>`)
+    }
+    // Figure 7's CSV: one line per point drawn (2 tasks × 3 sizes × 13 steps), the values of task_metrics.
+    const csv = r.files.find((x) => x.path === "report/data/fig-task-accuracy.csv")!.data
+    const [head, ...lines] = csv.trimEnd().split("\n")
+    expect(head).toBe("task,size,step,x,accuracy,acc_lo,acc_hi,baseline")
+    expect(lines).toHaveLength(2 * 3 * 13)
+    const tm = all.task_metrics!.toArray().map((x) => x.toJSON() as { model: string; step: number; task: string; accuracy: number; acc_lo: number })
+    const want = tm.find((x) => x.model === "l" && x.step === 400 && x.task === ODD_TASK)!
+    const line = lines.find((l) => l.startsWith(`${ODD_TASK},l (1.1M),400,`))!.split(",")
+    expect(Number(line[4])).toBe(want.accuracy)
+    expect(Number(line[5])).toBe(want.acc_lo)
+    expect(Number(line[3])).toBeCloseTo(pplAt(FIXTURE_MODELS[2], 400), 9)
+    // Several data sets (the margins and their 0 rule): numbered in a first column; quotes and commas escaped; missing values empty.
+    const margins = r.files.find((x) => x.path === "report/data/fig-margins.csv")!.data.trimEnd().split("\n")
+    expect(margins[0]).toBe("data,task,size,step,x,margin,margin_lo,margin_hi,zero")
+    expect(margins.at(-1)).toBe("2,,,,,,,,0")
+    expect(figureCsv({ data: { values: [{ a: 'say "hi", bye', b: null }, { a: 1, b: 2.5 }] } })).toBe('a,b\n"say ""hi"", bye",\n1,2.5\n')
   })
 
   it("prefixes SVG ids and their references", () => {

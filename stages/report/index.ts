@@ -2,7 +2,8 @@
  * The report stage: one whole-run unit (`report`) that reads the run's summary tables — whichever
  * its upstream units wrote — and writes `report/index.html`: the paper's figures rendered to SVG
  * (render.ts), each with a caption and a link to its Parquet file, and a note for each figure
- * whose tables the run did not produce.
+ * whose tables the run did not produce; next to it, each drawn figure's SVG (`report/figures/<id>.svg`)
+ * and the CSV of the data it draws (`report/data/<id>.csv`), linked from the page (downloads.ts).
  *
  * Its stage is `softAfter`: every unit of the stages it reads is a soft input (its key enters the
  * report's key and its re-running re-runs the report), but a failed or missing one never blocks
@@ -126,6 +127,7 @@ const run = Effect.fn("stage.report")(function* (_unit: UnitPlan<ReportParams>, 
     catch: (e) => new UnitError({ message: `report: ${firstLine(e)}`, cause: e }),
   })
   for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)
+  for (const f of built.files) yield* ctx.writeFile(f.path, f.data)
   yield* ctx.writeFile(REPORT_PATH, built.html)
 })
 
@@ -133,11 +135,11 @@ type ReportParams = ReportOptions & { readonly tables: ReadonlyArray<string> }
 
 export const reportStage = defineStage<ReportParams>({
   name: REPORT,
-  version: 1,
+  version: 2, // 2: per-figure SVG and CSV files, PNG links, per-task figures
   // Every stage that may write a table the report reads (the runner ignores names not registered).
   after: [AGGREGATE, CLASSIFY, CORRELATE, DOWNSTREAM, CHECKS, SEQUENCES],
   softAfter: true,
-  describe: "the paper's figures as one self-contained HTML page (SVG, no scripts), built from the run's Parquet tables",
+  describe: "the paper's figures as one self-contained HTML page (inline SVG; each figure's SVG and CSV beside it), built from the run's Parquet tables",
   plan: (config) => [{ id: reportUnit.id, params: { ...reportOptions(config), tables: Object.values(tableFiles) }, inputs: [], files: [] }],
   run,
 })

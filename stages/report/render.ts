@@ -9,6 +9,7 @@
 import * as vega from "vega"
 import { compile, type TopLevelSpec } from "vega-lite"
 import type { ReportOptions, ReportTables } from "./data.ts"
+import { figureCsv, figureFiles, PNG_SCRIPT } from "./downloads.ts"
 import { buildFigures } from "./figures.ts"
 import type { Figure, TextTable } from "./spec.ts"
 import { checksTable, sizeSummary, tableInventory } from "./summary.ts"
@@ -123,6 +124,8 @@ figure{margin:0}
 .chart svg{max-width:100%;height:auto;display:block}
 figcaption,p.caption{margin:6px 0 0;color:#333}
 .src{color:#666;font-size:13px;margin-left:6px}
+p.downloads{margin:4px 0 0;font-size:13px;color:#555}
+p.downloads button{font:inherit;color:#1a5fb4;background:none;border:0;padding:0;text-decoration:underline;cursor:pointer}
 .note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px;margin:8px 0;font-size:14px}
 section.missing h2{color:#777}
 table.data{border-collapse:collapse;margin:10px 0;font-size:13px}
@@ -144,6 +147,10 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
     .map((s) => (existing.has(s) ? `<a href="${escapeHtml(runLink(s))}">${escapeHtml(s)}</a>` : `${escapeHtml(s)} (missing)`))
     .join(", ")
   const caption = `${escapeHtml(f.caption)}<span class="src">Source: ${sources}</span>`
+  const files = figureFiles(f.id)
+  const downloads = f.svg
+    ? `<p class="downloads" data-figure="${escapeHtml(f.id)}">Download: <a class="svg" href="${escapeHtml(files.svgLink)}" download>SVG</a> · <a class="csv" href="${escapeHtml(files.csvLink)}" download>CSV</a> (the data drawn)</p>`
+    : ""
   const notes = f.notes.map((n) => `<p class="note">${f.svg ? "" : "Left out: "}${escapeHtml(n)}</p>`).join("\n")
   const table = f.table && f.table.rows.length ? textTable(f.table) : ""
   const samples = f.samples && f.samples.table.rows.length ? `<h3>${escapeHtml(f.samples.title)}</h3>\n${textTable(f.samples.table, "data samples")}` : ""
@@ -153,6 +160,7 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
     f.svg
       ? `<figure><div class="chart" role="img" aria-label="${escapeHtml(f.title)}">${f.svg}</div>\n<figcaption>${caption}</figcaption></figure>`
       : `<p class="caption">${caption}</p>`,
+    downloads,
     notes,
     table,
     samples,
@@ -162,7 +170,10 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
     .join("\n")
 }
 
-/** The whole page: one HTML file, inline CSS and SVG, no scripts, links relative to `report/`. */
+/**
+ * The whole page: one HTML file, inline CSS and SVG, links relative to `report/`; its one script
+ * (downloads.ts PNG_SCRIPT) only adds the PNG links, so the page reads the same with scripts off.
+ */
 export const renderPage = (p: PageInput): string => {
   const shown = p.figures.filter((f) => f.svg).length
   const inventoryHtml = [
@@ -206,6 +217,7 @@ ${inventoryHtml}
 ${p.figures.map((f) => figureHtml(f, p.existing)).join("\n")}
 ${checks}
 </main>
+<script>${PNG_SCRIPT}</script>
 </body>
 </html>
 `
@@ -214,15 +226,17 @@ ${checks}
 /**
  * Build the whole page from the run's tables: every figure's spec (figures.ts), rendered to SVG;
  * a figure vega cannot draw is left out with the error as its note, never failing the page.
+ * `files`: each drawn figure's SVG and CSV (downloads.ts figureFiles), to be written next to the page.
  * `existing`: files under the run folder that may be linked.
  */
 export const buildReportHtml = async (
   tables: ReportTables,
   options: ReportOptions,
   existing: ReadonlySet<string>,
-): Promise<{ html: string; figures: ReadonlyArray<RenderedFigure>; warnings: ReadonlyArray<string> }> => {
+): Promise<{ html: string; figures: ReadonlyArray<RenderedFigure>; files: ReadonlyArray<{ readonly path: string; readonly data: string }>; warnings: ReadonlyArray<string> }> => {
   const warnings: string[] = []
   const figures: RenderedFigure[] = []
+  const files: Array<{ path: string; data: string }> = []
   for (const f of buildFigures(tables, options)) {
     if (!f.spec) {
       figures.push(f)
@@ -232,6 +246,8 @@ export const buildReportHtml = async (
       const r = await renderSvg(f.spec, f.id)
       warnings.push(...r.warnings.map((w) => `${f.id}: ${w}`))
       figures.push({ ...f, svg: r.svg })
+      const paths = figureFiles(f.id)
+      files.push({ path: paths.svg, data: r.svg }, { path: paths.csv, data: figureCsv(f.spec) })
     } catch (e) {
       const { spec: _spec, ...rest } = f
       figures.push({ ...rest, notes: [...f.notes, `the figure could not be drawn: ${firstLine(e)}`] })
@@ -247,5 +263,5 @@ export const buildReportHtml = async (
     excludeFlagged: options.excludeFlagged,
     existing,
   })
-  return { html, figures, warnings }
+  return { html, figures, files, warnings }
 }
