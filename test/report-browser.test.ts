@@ -156,6 +156,11 @@ describe("report in headless Chromium", () => {
     expect([...png.subarray(1, 4)].map((c) => String.fromCharCode(c)).join("")).toBe("PNG")
     const svgWidth = (await page.locator("#fig-margins .chart svg").getAttribute("width"))!
     expect(png.readUInt32BE(16)).toBe(Math.ceil(Number(svgWidth) * 2))
+    // Provenance: the stages the report read, each with its units and their wall time; the config collapsed.
+    const stages = await page.locator("#provenance table.stage-times tbody tr td:first-child").allTextContents()
+    expect(stages).toEqual(expect.arrayContaining(["aggregate", "classify", "correlate", "checks", "sequences"]))
+    expect(await page.locator("#provenance details").getAttribute("open")).toBeNull()
+    expect(await page.locator("#provenance details pre").textContent()).toContain('"run": "full"')
     // Figure 1 rings the two flagged checkpoints; the checks are listed below.
     expect(await page.locator("#checks table tbody tr").count()).toBe(2)
     // Task names are text, not markup.

@@ -16,6 +16,8 @@ import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
 import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/figures-sequences.ts"
 import { figureCsv, PNG_SCRIPT } from "../stages/report/downloads.ts"
+import { collectProvenance, gitCommit, PROVENANCE_DEPENDENCIES, provenanceHtml } from "../stages/report/provenance.ts"
+import { spawnSync } from "node:child_process"
 import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
@@ -567,6 +569,37 @@ describe("rendering", () => {
     expect(margins[0]).toBe("data,task,size,step,x,margin,margin_lo,margin_hi,zero")
     expect(margins.at(-1)).toBe("2,,,,,,,,0")
     expect(figureCsv({ data: { values: [{ a: 'say "hi", bye', b: null }, { a: 1, b: 2.5 }] } })).toBe('a,b\n"say ""hi"", bye",\n1,2.5\n')
+  })
+
+  it("provenance: tool and dependency versions from their package.json, the commit read from .git (worktree, packed refs), the machine; escaped on the page", () => {
+    const root = path.resolve(import.meta.dirname, "..")
+    const p = collectProvenance({ run: "x<y>" }, [{ stage: "score", units: 3, seconds: 75 }], root, new Date("2026-01-02T03:04:05Z"))
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { name: string; version: string }
+    expect(p.tool).toEqual({ name: pkg.name, version: pkg.version })
+    expect(p.dependencies.map((d) => d.name)).toEqual([...PROVENANCE_DEPENDENCIES])
+    for (const d of p.dependencies) expect(d.version).toBe((JSON.parse(fs.readFileSync(path.join(root, "node_modules", d.name, "package.json"), "utf8")) as { version: string }).version)
+    const git = spawnSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" })
+    if (git.status === 0) expect(p.commit).toBe(git.stdout.trim())
+    expect(p.date).toBe("2026-01-02T03:04:05.000Z")
+    expect(p.machine.cpus).toBe(os.cpus().length)
+    // A repository whose branch is only in packed-refs; a worktree's .git file pointing at its git folder; no .git at all.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prov-"))
+    const sha = "0123456789abcdef0123456789abcdef01234567"
+    fs.mkdirSync(path.join(dir, "main/.git/worktrees/w"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "main/.git/HEAD"), "ref: refs/heads/main\n")
+    fs.writeFileSync(path.join(dir, "main/.git/packed-refs"), `# pack-refs with: peeled\n${sha} refs/heads/main\n`)
+    expect(gitCommit(path.join(dir, "main"))).toBe(sha)
+    fs.mkdirSync(path.join(dir, "w"))
+    fs.writeFileSync(path.join(dir, "w/.git"), `gitdir: ${path.join(dir, "main/.git/worktrees/w")}\n`)
+    fs.writeFileSync(path.join(dir, "main/.git/worktrees/w/HEAD"), "ref: refs/heads/main\n")
+    fs.writeFileSync(path.join(dir, "main/.git/worktrees/w/commondir"), "../..\n")
+    expect(gitCommit(path.join(dir, "w"))).toBe(sha)
+    expect(gitCommit(dir)).toBeUndefined()
+    const html = provenanceHtml(p)
+    expect(html).toContain(`<tr><th>tool</th><td>${pkg.name} ${pkg.version}</td></tr>`)
+    expect(html).toContain("<tr><td>score</td><td>3</td><td>1.3 min</td></tr>")
+    expect(html).toContain("<details><summary>Configuration (resolved)</summary><pre>{\n  &quot;run&quot;: &quot;x&lt;y&gt;&quot;\n}</pre></details>")
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 
   it("prefixes SVG ids and their references", () => {

@@ -24,6 +24,7 @@ import { DOWNSTREAM } from "../downstream/contract.ts"
 import { generationsFile, lambdaGroups, lambdaId, mauveCurvesFile, mauveFile, mauveUnit, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
+import { collectProvenance, provenanceHtml } from "./provenance.ts"
 import { buildReportHtml } from "./render.ts"
 
 export { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
@@ -117,13 +118,30 @@ const unitReader = (ctx: UnitContext): SourceReader => {
   }
 }
 
+/**
+ * Units and recorded wall time of each stage the report reads, in the order of the report's inputs
+ * (units never run, or not in the run, are left out).
+ */
+export const stageTimes = (ctx: Pick<UnitContext, "inputs" | "input">): Array<{ stage: string; units: number; seconds: number }> => {
+  const out: Array<{ stage: string; units: number; seconds: number }> = []
+  for (const ref of ctx.inputs) {
+    const input = ctx.input(ref)
+    if (input.status !== "done" || input.seconds === undefined) continue
+    const s = out.find((x) => x.stage === ref.stage) ?? (out.push({ stage: ref.stage, units: 0, seconds: 0 }), out[out.length - 1])
+    s.units++
+    s.seconds += input.seconds
+  }
+  return out
+}
+
 const run = Effect.fn("stage.report")(function* (_unit: UnitPlan<ReportParams>, ctx: UnitContext) {
   const options = reportOptions(ctx.config)
   const { tables, problems } = yield* readReportTables(reportSources(ctx.config), unitReader(ctx))
   for (const p of problems) yield* ctx.log(p)
   const existing = new Set((Object.keys(tableFiles) as TableName[]).flatMap((k) => tableSources(tables, k).map((s) => s.file)))
+  const provenance = provenanceHtml(collectProvenance(ctx.config, stageTimes(ctx)))
   const built = yield* Effect.tryPromise({
-    try: () => buildReportHtml(tables, options, existing),
+    try: () => buildReportHtml(tables, options, existing, provenance),
     catch: (e) => new UnitError({ message: `report: ${firstLine(e)}`, cause: e }),
   })
   for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)

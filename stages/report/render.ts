@@ -110,6 +110,8 @@ export interface PageInput {
   readonly excludeFlagged: boolean
   /** Files that exist and may be linked (relative to the run folder); other sources are named, not linked. */
   readonly existing: ReadonlySet<string>
+  /** The provenance section, as HTML (provenance.ts provenanceHtml); absent: none. */
+  readonly provenance?: string
 }
 
 const CSS = `
@@ -133,6 +135,8 @@ table.data th,table.data td{border:1px solid #ddd;padding:3px 8px;text-align:lef
 table.data th{background:#f3f3f3;font-weight:600}
 table.data tr.best td{font-weight:700;background:#eef7ee}
 h3{font-size:15px;margin:14px 0 4px}
+table.provenance th{text-align:left;width:140px}
+details pre{font-size:12px;max-height:420px;overflow:auto;background:#f6f6f6;padding:8px}
 table.samples td{white-space:pre-wrap;vertical-align:top;max-width:520px}
 a{color:#1a5fb4}
 `
@@ -216,6 +220,7 @@ ${inventoryHtml}
 </section>
 ${p.figures.map((f) => figureHtml(f, p.existing)).join("\n")}
 ${checks}
+${p.provenance ?? ""}
 </main>
 <script>${PNG_SCRIPT}</script>
 </body>
@@ -233,6 +238,7 @@ export const buildReportHtml = async (
   tables: ReportTables,
   options: ReportOptions,
   existing: ReadonlySet<string>,
+  provenance?: string,
 ): Promise<{ html: string; figures: ReadonlyArray<RenderedFigure>; files: ReadonlyArray<{ readonly path: string; readonly data: string }>; warnings: ReadonlyArray<string> }> => {
   const warnings: string[] = []
   const figures: RenderedFigure[] = []
@@ -262,6 +268,7 @@ export const buildReportHtml = async (
     ...(checks ? { checks } : {}),
     excludeFlagged: options.excludeFlagged,
     existing,
+    ...(provenance !== undefined ? { provenance } : {}),
   })
   return { html, figures, files, warnings }
 }
