@@ -18,7 +18,7 @@ import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/f
 import { figureCsv, PNG_SCRIPT } from "../stages/report/downloads.ts"
 import { collectProvenance, gitCommit, PROVENANCE_DEPENDENCIES, provenanceHtml } from "../stages/report/provenance.ts"
 import { spawnSync } from "node:child_process"
-import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
+import { buildReportHtml, escapeHtml, MAX_CHART_WIDTH, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
 import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
 import { FIXTURE_MODELS, fixtureConfigYaml, fixtureMargin, fixtureTables, largeShape, makeTable, ODD_TASK, pplAt, writeFixtureRun } from "./fixtures/report-run.ts"
@@ -318,7 +318,7 @@ describe("figures", () => {
     expect(byId(buildFigures({}, options), "fig-margins").notes).toEqual(["task_margins.parquet is missing (written by the correlate stage)"])
   })
 
-  it("classes in hues the sizes never take; figure 3 names its reference size; ρ of perplexity shown negated; panels at least PANEL_WIDTH wide", () => {
+  it("classes in hues the sizes never take; figure 3 names its reference size; ρ of perplexity shown negated; panels at least PANEL_WIDTH wide (figure 1: three in a row, heatmaps: by cell)", () => {
     /** Hue in degrees of "#rrggbb"; undefined for a grey. */
     const hue = (c: string): number | undefined => {
       const [r, g, b] = [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16) / 255)
@@ -341,7 +341,7 @@ describe("figures", () => {
     expect(corr.find((d) => d.task === "mean over tasks" && d.x_axis === "ln FLOPs")!.spearman).toBeCloseTo(0.9, 12)
     expect(byId(figs, "fig-correlations").table!.rows[0][0]).toBe("ln valid ppl")
     expect(byId(figs, "fig-correlations").table!.rows[0][1]).toMatch(/^-0\.97\b/)
-    for (const id of ["fig-group-trajectories", "fig-downstream", "fig-agreement", "fig-task-accuracy", "fig-margins"]) {
+    for (const id of ["fig-class-shares", "fig-group-trajectories", "fig-categories", "fig-downstream", "fig-agreement", "fig-task-accuracy", "fig-margins", "fig-generated", "fig-noise", "fig-mauve"]) {
       const widths = findAll(byId(figs, id).spec, "width").filter((w) => typeof w === "number") as number[]
       expect(widths.length, id).toBeGreaterThan(0)
       expect(Math.min(...widths), id).toBeGreaterThanOrEqual(PANEL_WIDTH)
@@ -514,13 +514,15 @@ describe("rendering", () => {
     expect(r.html.length).toBeLessThan(4_000_000)
   })
 
-  it("no two labels of an axis overlap or touch (at least LABEL_SEPARATION − 1 px apart), no text under 12 px, in every figure", async () => {
+  it("no two labels of an axis overlap or touch (at least LABEL_SEPARATION − 1 px apart), no text under 12 px, no chart wider than the page, in every figure", async () => {
     const figs = buildFigures(all, options)
     let axes = 0
     for (const f of figs) {
       const { svg } = await renderSvg(f.spec!, f.id)
       const sizes = [...svg.matchAll(/font-size="([\d.]+)px"/g)].map((m) => Number(m[1]))
       expect(Math.min(...sizes), f.id).toBeGreaterThanOrEqual(12)
+      // Not scaled down on the page (which would shrink its text).
+      expect(Number(/width="(\d+(\.\d+)?)"/.exec(svg)![1]), f.id).toBeLessThanOrEqual(MAX_CHART_WIDTH)
       for (const group of svg.matchAll(/<g class="mark-text role-axis-label"[^>]*>(.*?)<\/g>/g)) {
         const labels = [...group[1].matchAll(/<text([^>]*)>([^<]*)<\/text>/g)]
           .map(([, attrs, text]) => {

@@ -208,7 +208,9 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
     ...meta,
     spec: top({
       data: { values: data },
-      hconcat: [
+      // Two per row: three heatmaps with their task labels would not fit the page side by side.
+      columns: PANEL_COLUMNS,
+      concat: [
         heat("spearman", "Spearman ρ", { domain: [-1, 1], scheme: "redblue" }, "abs(datum.spearman) > 0.55"),
         heat("r2_pooled", "pooled R²", { domain: [0, 1], scheme: "greens" }, "datum.r2_pooled > 0.55"),
         heat("size_effect", "size effect ΔR²", { domain: [0, maxEffect], scheme: "oranges" }, `datum.size_effect > ${0.55 * maxEffect}`),

@@ -5,7 +5,7 @@
  * run has no sequences tables (the stage runs only when the config has a `sequences` section).
  */
 import { GROUP_COLUMN, groupBy, num, parseLambdaGroup, sizeOrder, sortLambdaGroups, str, tableSources, thin, type ReportOptions, type ReportTables, type Row } from "./data.ts"
-import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
+import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_WIDTH, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
 /** The note of a figure left out for want of a sequences table: the usual case, so it says why. */
 const why = (tables: ReportTables, name: "sequence_trajectories" | "noise" | "mauve", reason: string): string =>
@@ -129,9 +129,9 @@ export const generatedFigure = (tables: ReportTables, options: ReportOptions): F
     spec: top({
       data: { values: data },
       facet: { field: "lambda", type: "nominal", sort: panels.map((pn) => pn.label), title: null },
-      columns: 4,
+      columns: PANEL_COLUMNS,
       spec: {
-        width: 210,
+        width: PANEL_WIDTH,
         height: 190,
         mark: lineMark(longest),
         encoding: {
@@ -157,8 +157,8 @@ const noisePanel = (kind: string, rate: number): { label: string; order: number 
   return { label: `${kind} ${pct}`, order: 20 + rate }
 }
 
-/** Panels per row of figure 10 (one row per kind of perturbation). */
-const NOISE_COLUMNS = 4
+/** Panels per row of the noise figure. */
+const NOISE_COLUMNS = PANEL_COLUMNS
 
 /** 10. Perplexity of noisy validation windows in every size, against validation perplexity. */
 export const noiseFigure = (tables: ReportTables, options: ReportOptions): Figure => {
@@ -234,7 +234,7 @@ export const noiseFigure = (tables: ReportTables, options: ReportOptions): Figur
         facet: { field: "panel", type: "nominal", sort: order.filter((l) => panels.get(l)!.kind === kind), title: null },
         columns: NOISE_COLUMNS,
         spec: {
-          width: 210,
+          width: PANEL_WIDTH,
           height: 170,
           mark: lineMark(longest),
           encoding: {
@@ -285,7 +285,7 @@ export const mauveFigure = (tables: ReportTables): Figure => {
       : []
   const color = { field: "decoding", type: "nominal", title: "decoding", sort: decodings, scale: { scheme: "set1" } }
   const dots = {
-    width: 300,
+    width: PANEL_WIDTH,
     height: Math.max(120, 28 * groups.length),
     data: { values: points },
     mark: { type: "point", filled: true, size: 80 },
@@ -297,8 +297,8 @@ export const mauveFigure = (tables: ReportTables): Figure => {
     },
   }
   const lines = {
-    width: 260,
-    height: 260,
+    width: PANEL_WIDTH,
+    height: PANEL_WIDTH,
     data: { values: curveData },
     mark: { type: "line", strokeWidth: 1.2 },
     encoding: {

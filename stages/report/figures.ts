@@ -41,7 +41,7 @@ const chooseThreshold = (rows: ReadonlyArray<Row>, wanted: number, file: string)
  * Panel width of figure 1: three panels side by side (steps, tokens, FLOPs share a row, so that a
  * dataset's curves are compared along one line), legend below, fit the page's 1,120 px.
  */
-const VALIDATION_PANEL_WIDTH = 320
+const VALIDATION_PANEL_WIDTH = 290
 
 const pct = (t: number) => `${+(t * 100).toFixed(1)}%`
 
@@ -155,8 +155,9 @@ export const classShareFigure = (tables: ReportTables, options: ReportOptions): 
     caption: `${meta.caption}${banded ? " Bands: 95% bootstrap intervals resampling the dataset's documents (few documents give coarse bands)." : ""} Dataset ${dataset}.`,
     spec: top({
       data: { values: data },
-      facet: { column: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null } },
-      spec: banded ? { width: 220, height: 180, layer: [band, line] } : { width: 220, height: 180, ...line },
+      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null },
+      columns: PANEL_COLUMNS,
+      spec: banded ? { width: PANEL_WIDTH, height: 200, layer: [band, line] } : { width: PANEL_WIDTH, height: 200, ...line },
       resolve: { scale: { y: "independent" } },
     }),
     notes,
@@ -263,9 +264,9 @@ export const categoryFigure = (tables: ReportTables, options: ReportOptions): Fi
     spec: top({
       data: { values: [...sums.values()] },
       facet: { field: "size", type: "ordinal", sort: sizes.map((s) => s.label), title: null },
-      columns: 4,
+      columns: PANEL_COLUMNS,
       spec: {
-        width: 170,
+        width: PANEL_WIDTH,
         height: { step: 15 },
         mark: "bar",
         encoding: {

@@ -114,6 +114,9 @@ export interface PageInput {
   readonly provenance?: string
 }
 
+/** The page's width for a chart (main's 1,180 px less its padding): a wider SVG is scaled down, and its 12 px text with it. */
+export const MAX_CHART_WIDTH = 1124
+
 const CSS = `
 body{font:15px/1.45 Helvetica,Arial,sans-serif;color:#222;margin:0;background:#fafafa}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px;background:#fff}
