@@ -1,5 +1,5 @@
 /**
- * The report's figures 6–8: downstream accuracy, what predicts it, and agreement between sizes at
+ * The report's figures 6, 9 and 10: downstream accuracy, what predicts it, and agreement between sizes at
  * equal perplexity. Pure, like figures.ts.
  */
 import { MEAN_TASK, r2Lead } from "../correlate/contract.ts"
@@ -129,14 +129,14 @@ export const downstreamFigure = (tables: ReportTables, options: ReportOptions): 
   }
 }
 
-/** The x axis whose correlations figure 7's heatmaps show negated (as −x). */
+/** The x axis whose correlations figure 9's heatmaps show negated (as −x). */
 const NEGATED_AXIS = "log_valid_ppl"
 
-/** 7. Correlation of each x axis with accuracy, per task and for the mean over tasks. */
+/** 9. Correlation of each x axis with accuracy, per task and for the mean over tasks. */
 export const correlationFigure = (tables: ReportTables, _options: ReportOptions): Figure => {
   const meta = {
     id: "fig-correlations",
-    title: "7. What predicts accuracy",
+    title: "9. What predicts accuracy",
     caption:
       "Spearman ρ of accuracy with each x axis (with −ln validation perplexity: lower perplexity ↔ higher accuracy), pooled R² of accuracy ~ x over all sizes, and the size effect (ΔR² from one intercept per size; near 0 means size-invariant), per task and for the mean over tasks; the table gives ρ of ln perplexity itself.",
     sources: ["correlations.parquet", "r2_differences.parquet"],
@@ -222,14 +222,14 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
   }
 }
 
-/** At most this many size pairs get a line in figure 8 when no adjacent pairs exist. */
+/** At most this many size pairs get a line in figure 10 when no adjacent pairs exist. */
 const MAX_DRAWN_PAIRS = 8
 
-/** 8. Agreement of per-token predictions between sizes, matched by perplexity against matched by FLOPs. */
+/** 10. Agreement of per-token predictions between sizes, matched by perplexity against matched by FLOPs. */
 export const agreementFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-agreement",
-    title: "8. Agreement between sizes at equal perplexity",
+    title: "10. Agreement between sizes at equal perplexity",
     caption:
       "Pearson correlation of per-token log-probs between checkpoints of two sizes, paired by nearest validation perplexity (left) or nearest FLOPs (right), against the smaller size's validation perplexity (reversed).",
     sources: ["agreement.parquet"],

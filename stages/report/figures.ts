@@ -1,8 +1,9 @@
 /**
  * The report's figures 1–5 (validation perplexity and the token classes) as Vega-Lite specs, built
  * from the run's tables. Pure: Arrow tables in, specs out; the data is filtered, aggregated and
- * thinned here so the rendered page stays small. Figures 6–8 are in figures-downstream.ts,
- * 9–10 in figures-sequences.ts.
+ * thinned here so the rendered page stays small. Figures 6, 9 and 10 are in figures-downstream.ts,
+ * 7 and 8 (a panel per task) in figures-tasks.ts, 11–13 in figures-sequences.ts; buildFigures
+ * numbers them by position.
  *
  * Every figure function returns a Figure; when its table is missing or lacks a column, the figure
  * comes back without a spec and with a note saying why, never an error.
@@ -168,7 +169,7 @@ export const classShareFigure = (tables: ReportTables, options: ReportOptions): 
 export const groupTrajectoryFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-group-trajectories",
-    title: "3. Group trajectories (double descent)",
+    title: "3. Token classes in every size (double descent)",
     caption: "",
     sources: ["group_trajectories.parquet"],
   }
