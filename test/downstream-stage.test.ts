@@ -504,6 +504,10 @@ describe("the whole chain: tokenize → score → aggregate, downstream → corr
     )
     const tm = readParquetFile(path.join(config.runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
     expect(tm).toHaveLength(4 * points.length)
+    // task_margins: the subtasks and mp, never the parent (it has no options of its own).
+    const margins = readParquetFile(path.join(config.runDir, "task_margins.parquet")).toArray().map((r) => r.toJSON())
+    expect(new Set(margins.map((r) => r.task))).toEqual(new Set(["pt.arithmetic", "pt.colours", "mp"]))
+    expect(margins).toHaveLength(3 * points.length)
     const at = (task: string, p: { model: string; step: number }) => tm.find((r) => r.task === task && r.model === p.model && r.step === p.step)!
     for (const p of points) {
       const [a, c, mp, agg] = ["pt.arithmetic", "pt.colours", "mp", "pt"].map((t) => at(t, p))
