@@ -488,6 +488,7 @@ const unitInput = (store: RunStoreShape, manifest: Manifest, ref: UnitRef): Unit
     ref,
     status: record === undefined ? "missing" : record.status,
     ...(record?.status === "failed" && record.error !== undefined ? { error: record.error } : {}),
+    ...(record !== undefined ? { seconds: record.seconds } : {}),
     files,
     read: (file, options = {}) =>
       Effect.gen(function* () {

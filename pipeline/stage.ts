@@ -78,6 +78,8 @@ export interface UnitInput {
   readonly error?: string
   /** Its files, relative to the run folder, in the order written. */
   readonly files: ReadonlyArray<string>
+  /** Wall time of its last run, in seconds, as the manifest recorded it (absent: never ran). */
+  readonly seconds?: number
   /** Read a whole table file (optionally some columns), checked against its definition. */
   readonly read: (file: TableFile, options?: { readonly columns?: ReadonlyArray<string> }) => Effect.Effect<arrow.Table, UnitError>
   /** Open a Parquet file for row-group reads; closed with the scope. */

@@ -359,6 +359,27 @@ describe("downstream: options scored by fixture models", () => {
       expect(Math.abs(Math.log(r.correct_ppl as number) - Math.log(want.correct_ppl))).toBeLessThan(1e-5)
       expect(Math.abs(Math.log(r.incorrect_ppl as number) - Math.log(want.incorrect_ppl))).toBeLessThan(1e-5)
     }
+    // task_margins.parquet: one row per task_metrics row, against the margin recomputed from options.parquet.
+    const margins = readParquetFile(path.join(runDir, "task_margins.parquet")).toArray().map((r) => r.toJSON())
+    expect(margins.map((r) => `${r.model}@${r.step}/${r.task}`)).toEqual(tm.map((r) => `${r.model}@${r.step}/${r.task}`))
+    for (const r of margins) {
+      const opts = readOptions(runDir, r.model as string, r.step as number, r.task as string)
+      const perExample = [...new Set(opts.map((o) => o.example_id))].flatMap((e) => {
+        const mean = (c: boolean) => {
+          const xs = opts.filter((o) => o.example_id === e && o.is_correct === c && o.n_tokens > 0).map((o) => o.logprob_sum / o.n_tokens)
+          return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined
+        }
+        const [c, w] = [mean(true), mean(false)]
+        return c === undefined || w === undefined ? [] : [c - w]
+      })
+      const n = perExample.length
+      const mean = perExample.reduce((a, b) => a + b, 0) / n
+      const se = Math.sqrt(perExample.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) / n)
+      expect(r.n_examples).toBe(n)
+      expect(r.margin as number).toBeCloseTo(mean, 12)
+      expect(r.margin_lo as number).toBeCloseTo(mean - 1.959964 * se, 5)
+      expect(r.margin_hi as number).toBeCloseTo(mean + 1.959964 * se, 5)
+    }
     expect(tm.find((r) => r.task === "bb")!.random_baseline).toBeCloseTo((1 / 3 + 2 / 3 + 1 / 2) / 3, 12)
     expect(tm.find((r) => r.task === "mp")!.random_baseline).toBe(0.5)
 
@@ -483,6 +504,10 @@ describe("the whole chain: tokenize → score → aggregate, downstream → corr
     )
     const tm = readParquetFile(path.join(config.runDir, "task_metrics.parquet")).toArray().map((r) => r.toJSON())
     expect(tm).toHaveLength(4 * points.length)
+    // task_margins: the subtasks and mp, never the parent (it has no options of its own).
+    const margins = readParquetFile(path.join(config.runDir, "task_margins.parquet")).toArray().map((r) => r.toJSON())
+    expect(new Set(margins.map((r) => r.task))).toEqual(new Set(["pt.arithmetic", "pt.colours", "mp"]))
+    expect(margins).toHaveLength(3 * points.length)
     const at = (task: string, p: { model: string; step: number }) => tm.find((r) => r.task === task && r.model === p.model && r.step === p.step)!
     for (const p of points) {
       const [a, c, mp, agg] = ["pt.arithmetic", "pt.colours", "mp", "pt"].map((t) => at(t, p))

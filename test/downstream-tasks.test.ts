@@ -7,7 +7,7 @@ import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { UnitError } from "../pipeline/stage.ts"
 import { applyTruncation } from "../stages/downstream/index.ts"
-import { taskMetrics } from "../stages/correlate/metrics.ts"
+import { taskMargin, taskMetrics } from "../stages/correlate/metrics.ts"
 import { parentRows, withParentRows, type MetricRow } from "../stages/correlate/tables.ts"
 import { buildPrompts, optionRequest, promptBoundary, sampleIndices, shotIndices, type Tokenized } from "../stages/downstream/prompts.ts"
 import { STREAM, mulberry32, shuffled, streamSeed } from "../lib/random.ts"
@@ -390,6 +390,18 @@ describe("task metrics", () => {
     // Wilson 95% of 1 hit in 1 example: statsmodels' proportion_confint(1, 1, method="wilson") = (0.2065493143772374, 1.0).
     const lo = 0.2065493143772374
     expect(m).toEqual({ n_examples: 1, accuracy: 1, acc_lo: expect.closeTo(lo, 12), acc_hi: expect.closeTo(1, 12), grade: 1, accuracy_norm: 1, acc_norm_lo: expect.closeTo(lo, 12), acc_norm_hi: expect.closeTo(1, 12), random_baseline: 0.5, correct_ppl: Math.exp(1), incorrect_ppl: Math.exp(3) })
+  })
+
+  it("the worked example of metrics.ts taskMargin; examples without an incorrect option or with an empty option do not count", () => {
+    const m = taskMargin(rows([[0, true, -2, 2, 4], [0, false, -3, 1, 2], [0, false, -4, 2, 2], [1, true, -2, 1, 1], [1, false, -3, 2, 2]]))
+    expect(m.n_examples).toBe(2)
+    expect(m.margin).toBeCloseTo(0.5, 15)
+    expect(m.margin_lo).toBeCloseTo(0.5 - 1.959963984540054, 12)
+    expect(m.margin_hi).toBeCloseTo(0.5 + 1.959963984540054, 12)
+    // Example 2 has correct options only, example 3's incorrect option has no tokens: one example left, no interval.
+    const one = taskMargin(rows([[1, true, -2, 1, 1], [1, false, -3, 2, 2], [2, true, -1, 1, 1], [3, true, -1, 1, 1], [3, false, -1, 0, 0]]))
+    expect(one).toEqual({ n_examples: 1, margin: -0.5, margin_lo: null, margin_hi: null })
+    expect(taskMargin(rows([]))).toEqual({ n_examples: 0, margin: null, margin_lo: null, margin_hi: null })
   })
 
   it("grade: the chosen option's target score (BIG-bench's multiple_choice_grade), the lowest of tied options", () => {

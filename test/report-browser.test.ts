@@ -23,6 +23,8 @@ import { runOnDisk } from "./fixtures/run.ts"
 import { type FixtureTable, fixtureConfigYaml, fixtureStages, ODD_TASK } from "./fixtures/report-run.ts"
 
 const CHROMIUM = "/usr/bin/chromium"
+/** Figures on the page (stages/report/figures.ts buildFigures). */
+const FIGURES = 13
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "traj-report-"))
 afterAll(() => {
   if (!process.env.KEEP_REPORT_TEST) fs.rmSync(tmp, { recursive: true, force: true })
@@ -57,7 +59,8 @@ const open = async (context: BrowserContext, file: string): Promise<{ page: Page
   page.on("pageerror", (e) => problems.errors.push(`page error: ${e.message}`))
   page.on("requestfailed", (r) => problems.errors.push(`request failed: ${r.url()}`))
   page.on("request", (r) => {
-    if (!r.url().startsWith("file:")) problems.external.push(r.url())
+    // blob: is the PNG download's own canvas image and file (made in the page).
+    if (!/^(file|blob):/.test(r.url())) problems.external.push(r.url())
   })
   await page.goto(pathToFileURL(file).href, { waitUntil: "load" })
   return { page, problems }
@@ -92,6 +95,7 @@ beforeAll(async () => {
   context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, "profile-")), {
     executablePath: CHROMIUM,
     headless: true,
+    acceptDownloads: true,
     viewport: { width: 1280, height: 900 },
     args: [
       "--headless",
@@ -110,18 +114,22 @@ afterAll(async () => {
 })
 
 describe("report in headless Chromium", () => {
-  it("a complete run: 10 figures as SVG with axes and marks, captions, working links, no errors, a screenshot", async () => {
+  it("a complete run: every figure as SVG with axes and marks, captions, working links and downloads, no errors, a screenshot", async () => {
     const file = path.join(full.runDir, REPORT_PATH)
     const bytes = fs.statSync(file).size
     console.log(`report page: ${(bytes / 1024).toFixed(0)} KB (${file})`)
     expect(bytes).toBeLessThan(3 * 1024 * 1024)
     const m = JSON.parse(fs.readFileSync(path.join(full.runDir, "manifest.json"), "utf8")) as Manifest
-    expect(m.units["report/report"]?.files.map((x) => x.path)).toEqual([REPORT_PATH])
+    // The page, and each figure's SVG and CSV (downloads.ts), as the unit's outputs.
+    const outputs = m.units["report/report"]?.files.map((x) => x.path) ?? []
+    expect(outputs.at(-1)).toBe(REPORT_PATH)
+    expect(outputs).toHaveLength(1 + 2 * FIGURES)
+    for (const o of outputs) expect(fs.existsSync(path.join(full.runDir, o)), o).toBe(true)
 
     const { page, problems } = await open(context!, file)
     const figures = page.locator("section.fig")
-    expect(await figures.count()).toBe(10)
-    for (let i = 0; i < 10; i++) {
+    expect(await figures.count()).toBe(FIGURES)
+    for (let i = 0; i < FIGURES; i++) {
       const f = figures.nth(i)
       const id = (await f.getAttribute("id")) ?? `figure ${i + 1}`
       expect(await f.locator(":scope > figure > .chart > svg").count(), id).toBe(1)
@@ -134,7 +142,25 @@ describe("report in headless Chromium", () => {
       expect(caption.length, id).toBeGreaterThan(40)
       expect(caption, id).toMatch(/Source: .*\.parquet/)
       expect(await f.locator(".note").filter({ hasText: "Left out" }).count(), id).toBe(0)
+      // SVG and CSV links to files beside the page; the script added a PNG button.
+      for (const kind of ["svg", "csv"]) {
+        const href = (await f.locator(`.downloads a.${kind}`).getAttribute("href")) ?? ""
+        expect(fs.existsSync(path.resolve(path.dirname(file), decodeURIComponent(href))), `${id}: ${href}`).toBe(true)
+      }
+      expect(await f.locator(".downloads button.png").count(), id).toBe(1)
     }
+    // The PNG link saves the figure drawn on a canvas at twice its size.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#fig-margins .downloads button.png").click()])
+    expect(download.suggestedFilename()).toBe("fig-margins.png")
+    const png = fs.readFileSync((await download.path())!)
+    expect([...png.subarray(1, 4)].map((c) => String.fromCharCode(c)).join("")).toBe("PNG")
+    const svgWidth = (await page.locator("#fig-margins .chart svg").getAttribute("width"))!
+    expect(png.readUInt32BE(16)).toBe(Math.ceil(Number(svgWidth) * 2))
+    // Provenance: the stages the report read, each with its units and their wall time; the config collapsed.
+    const stages = await page.locator("#provenance table.stage-times tbody tr td:first-child").allTextContents()
+    expect(stages).toEqual(expect.arrayContaining(["aggregate", "classify", "correlate", "checks", "sequences"]))
+    expect(await page.locator("#provenance details").getAttribute("open")).toBeNull()
+    expect(await page.locator("#provenance details pre").textContent()).toContain('"run": "full"')
     // Figure 1 rings the two flagged checkpoints; the checks are listed below.
     expect(await page.locator("#checks table tbody tr").count()).toBe(2)
     // Task names are text, not markup.
@@ -143,8 +169,8 @@ describe("report in headless Chromium", () => {
     expect(await page.locator("#summary table").first().locator("tbody tr").count()).toBe(3)
 
     const links = await checkLinks(page, path.dirname(file))
-    // Every table of the fixture is linked: 10 files, sequences/noise.parquet, mauve.parquet, mauve_curves.parquet, and the 2 files of each of the 4 λ folders.
-    expect(new Set(links).size).toBe(21)
+    // Every table of the fixture is linked: 11 files, sequences/noise.parquet, mauve.parquet, mauve_curves.parquet, and the 2 files of each of the 4 λ folders.
+    expect(new Set(links).size).toBe(22)
     expect(links.map(decodeURIComponent)).toContain("../sequences/lambda=1_-1/trajectories.parquet")
     const inventory = (await page.locator("#summary table.inventory").textContent()) ?? ""
     expect(inventory).toContain("sequences/lambda=-1_1/generations.parquet")
@@ -168,12 +194,12 @@ describe("report in headless Chromium", () => {
   it("a run missing tables still builds: figures left out with notes, no broken links", async () => {
     const file = path.join(partial.runDir, REPORT_PATH)
     const { page, problems } = await open(context!, file)
-    expect(await page.locator("section.fig").count()).toBe(10)
+    expect(await page.locator("section.fig").count()).toBe(FIGURES)
     const drawn = await page.locator("section.fig:not(.missing)").evaluateAll((fs) => fs.map((f) => f.id))
-    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-correlations"])
+    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-task-accuracy", "fig-correlations"])
     const missing = page.locator("section.fig.missing")
-    expect(await missing.count()).toBe(7)
-    for (let i = 0; i < 7; i++) {
+    expect(await missing.count()).toBe(FIGURES - 4)
+    for (let i = 0; i < FIGURES - 4; i++) {
       const f = missing.nth(i)
       expect(await f.locator("svg").count()).toBe(0)
       expect(await f.locator(".note").first().textContent()).toMatch(/^Left out: \S+\.parquet is missing \(written by the \w+ stage(, which runs only when the config has a \w+ section)?\)$/)
@@ -181,7 +207,7 @@ describe("report in headless Chromium", () => {
     }
     // the run's output names each figure left out and why, one line each
     const leftOut = partialLog.join("").split("\n").filter((l) => l.startsWith("report: figure"))
-    expect(leftOut).toHaveLength(7)
+    expect(leftOut).toHaveLength(FIGURES - 4)
     for (const l of leftOut) expect(l).toMatch(/^report: figure "\d+\. [^"]+" left out: \S+\.parquet is missing \(written by the \w+ stage/)
     expect(leftOut.some((l) => l.includes("which runs only when the config has a sequences section"))).toBe(true)
     expect(await page.locator("#checks").count()).toBe(0)

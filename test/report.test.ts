@@ -14,10 +14,15 @@ import { parseLambdaGroup, type ReportOptions, type ReportTables, sizeOrder, sor
 import { buildFigures, MAX_POINTS_PER_SERIES } from "../stages/report/figures.ts"
 import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
-import { buildReportHtml, escapeHtml, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
-import type { Figure } from "../stages/report/spec.ts"
+import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/figures-sequences.ts"
+import { figureCsv, PNG_SCRIPT } from "../stages/report/downloads.ts"
+import { collectProvenance, gitCommit, PROVENANCE_DEPENDENCIES, provenanceHtml } from "../stages/report/provenance.ts"
+import { spawnSync } from "node:child_process"
+import { buildReportHtml, escapeHtml, MAX_CHART_WIDTH, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
+import { CLASS_COLORS, LABEL_SEPARATION, PANEL_WIDTH, sizeRange, type Figure } from "../stages/report/spec.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
-import { fixtureConfigYaml, fixtureTables, largeShape, makeTable, ODD_TASK, writeFixtureRun } from "./fixtures/report-run.ts"
+import { FIXTURE_MODELS, fixtureConfigYaml, fixtureMargin, fixtureTables, largeShape, makeTable, ODD_TASK, pplAt, writeFixtureRun } from "./fixtures/report-run.ts"
+import { wilson } from "../stages/correlate/stats.ts"
 import { R2Differences, TaskMetrics } from "../stages/correlate/contract.ts"
 import { sizeSummary } from "../stages/report/summary.ts"
 
@@ -35,6 +40,11 @@ const findAll = (v: unknown, key: string): unknown[] => {
   if (Array.isArray(v)) return v.flatMap((x) => findAll(x, key))
   return Object.entries(v).flatMap(([k, x]) => [...(k === key ? [x] : []), ...findAll(x, key)])
 }
+/** The page's figures, in order (numbered 1, 2, … by position). */
+const FIGURE_IDS = [
+  "fig-validation-ppl", "fig-class-shares", "fig-group-trajectories", "fig-categories", "fig-transitions", "fig-downstream",
+  "fig-task-accuracy", "fig-margins", "fig-correlations", "fig-agreement", "fig-generated", "fig-noise", "fig-mauve",
+]
 const byId = (figs: Figure[], id: string) => figs.find((f) => f.id === id)!
 
 describe("report options", () => {
@@ -59,8 +69,8 @@ describe("report options", () => {
 describe("figures", () => {
   const figs = buildFigures(all, options)
 
-  it("draws all 11 figures from a complete run, each with a caption and its Parquet sources", () => {
-    expect(figs).toHaveLength(11)
+  it("draws every figure from a complete run, in order, each with a caption and its Parquet sources", () => {
+    expect(figs.map((f) => f.id)).toEqual(FIGURE_IDS)
     for (const f of figs) {
       expect(f.spec, f.id).toBeDefined()
       expect(f.caption.length, f.id).toBeGreaterThan(30)
@@ -68,10 +78,10 @@ describe("figures", () => {
       expect(f.sources.length).toBeGreaterThan(0)
       for (const s of f.sources) expect(s).toMatch(/^(sequences\/(lambda=-?[\d.]+_-?[\d.]+\/)?)?[a-z0-9_]+\.parquet$/)
     }
-    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"])
+    expect(figs.map((f) => f.title.match(/^(\d+)\./)?.[1])).toEqual(FIGURE_IDS.map((_, i) => String(i + 1)))
   })
 
-  it("figure 9: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
+  it("fig-generated: one panel per λ group, mean perplexity per size and checkpoint, x reversed on log scales, each group's files as sources", () => {
     const f = byId(figs, "fig-generated")
     expect(f.caption).toContain("q = max(λs·ps + λl·pl, 0)")
     expect(f.caption).toContain("Decoding: nucleus.")
@@ -113,7 +123,7 @@ describe("figures", () => {
     expect(plain.caption).not.toContain("Bands")
   })
 
-  it("figure 11: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
+  it("fig-mauve: MAUVE per λ group and decoding, with the divergence curves and a table", () => {
     const f = byId(figs, "fig-mauve")
     expect(f.sources).toEqual(["sequences/mauve.parquet", "sequences/mauve_curves.parquet"])
     const dots = findAll(f.spec, "values")[0] as Array<{ lambda: string; decoding: string; mauve: number }>
@@ -134,7 +144,32 @@ describe("figures", () => {
     expect(none.notes).toEqual(["sequences/mauve.parquet is missing (written by the sequences stage, which runs only when the config has a sequences section)"])
   })
 
-  it("figure 9 with two decodings: one panel per λ group and decoding", () => {
+  it("fig-generated: a table of example generations per λ group and decoding, prompt and text clipped, escaped on the page", async () => {
+    const f = byId(figs, "fig-generated")
+    expect(f.samples?.title).toBe(`Example generations (${SAMPLES_PER_PANEL} per λ group and decoding)`)
+    const t = f.samples!.table
+    expect(t.columns).toEqual(["λ group", "decoding", "sequence", "prompt", "generated text"])
+    // The fixture: 5 prompts per group, text " <prompt lowercased> went to the <s,l> place i."; the 3 lowest ids, groups in the stage's order.
+    expect(t.rows).toHaveLength(4 * SAMPLES_PER_PANEL)
+    expect(t.rows[0]).toEqual(["λ = (1, −1): small − large", "nucleus", "0", "The old man", " the old man went to the <1,-1> place 0."])
+    expect(t.rows.map((r) => r[2])).toEqual(["0", "1", "2", "0", "1", "2", "0", "1", "2", "0", "1", "2"])
+    expect(t.rows[SAMPLES_PER_PANEL * 3 + 2]).toEqual(["λ = (−1, 1): large − small", "nucleus", "2", "She said that", " she said that went to the <-1,1> place 2."])
+    // A long generation is clipped.
+    const gen = all.sequence_generations!
+    const long = gen.toArray().map((r) => ({ ...r.toJSON(), text: "x".repeat(SAMPLE_CHARS + 50) }))
+    const longTable = makeTable({
+      group: { type: "str", values: long.map((r) => r.group as string) },
+      sequence_id: { type: "i32", values: long.map((r) => r.sequence_id as number) },
+      prompt: { type: "str", values: long.map((r) => r.prompt as string) },
+      text: { type: "str", values: long.map((r) => r.text as string) },
+    })
+    expect(sampleTable({ sequence_generations: longTable })!.rows[0]).toEqual(["λ = (1, −1): small − large", "", "0", "The old man", `${"x".repeat(SAMPLE_CHARS)}…`])
+    const page = await buildReportHtml(all, options, new Set())
+    expect(page.html).toContain("<h3>Example generations (3 per λ group and decoding)</h3>")
+    expect(page.html).toContain("<td> the old man went to the &lt;1,-1&gt; place 0.</td>")
+  })
+
+  it("fig-generated with two decodings: one panel per λ group and decoding", () => {
     const t = all.sequence_trajectories!
     const rowsOf2 = t.toArray().map((r) => r.toJSON() as Record<string, unknown>)
     const both: Array<Record<string, unknown>> = [...rowsOf2.map((r) => ({ ...r, decoding: "greedy" })), ...rowsOf2.map((r) => ({ ...r, decoding: "nucleus", ppl: 2 * (r.ppl as number) }))]
@@ -157,7 +192,7 @@ describe("figures", () => {
     expect(at("nucleus") / at("greedy")).toBeCloseTo(2, 10)
   })
 
-  it("figure 10: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
+  it("fig-noise: one panel per perturbation, in order, against validation perplexity; steps when checkpoints are missing", () => {
     const f = byId(figs, "fig-noise")
     const sorts = (findAll(f.spec, "facet") as Array<{ sort: string[] }>).map((x) => x.sort)
     expect(sorts).toEqual([["original windows", "10% of tokens substituted", "30% of tokens substituted"], ["words in order (re-encoded)", "words shuffled"]])
@@ -179,13 +214,23 @@ describe("figures", () => {
     const domain = (findAll(f.spec, "domain") as string[][])[0]
     expect(domain).toEqual(["s (95k)", "m (290k)", "l (1.1M)"])
     const values = (findAll(f.spec, "values")[0] as Array<{ flagged: boolean; size: string; step: number }>)
-    expect(values.filter((v) => v.flagged).map((v) => `${v.size}@${v.step}`).sort()).toEqual(["m (290k)@200", "s (95k)@8"])
+    // Ringed on every dataset's row.
+    expect(values.filter((v) => v.flagged).map((v) => `${(v as unknown as { dataset: string }).dataset}:${v.size}@${v.step}`).sort()).toEqual(["brown:m (290k)@200", "brown:s (95k)@8", "press:m (290k)@200", "press:s (95k)@8"])
     expect(f.caption).toContain("Red rings")
     expect(f.notes.join(" ")).toContain("step 0")
-    // Only the validation dataset (brown: final ppl 190 for s, not press's 247).
-    const finalS = Math.min(...values.filter((v) => v.size.startsWith("s ")).map((v) => (v as unknown as { ppl: number }).ppl))
-    expect(finalS).toBeGreaterThan(190)
-    expect(finalS).toBeLessThan(200)
+    // Every dataset, a row each, the validation dataset first: final ppl of s 190 on brown, 190 · 1.3 = 247 on press.
+    const rows = findAll(f.spec, "row") as Array<{ field: string; sort: string[] }>
+    expect(rows).toHaveLength(3)
+    for (const r of rows) expect(r).toMatchObject({ field: "dataset", sort: ["brown", "press"] })
+    const final = (d: string) => (values as unknown as Array<{ dataset: string; size: string; step: number; ppl: number }>).find((v) => v.dataset === d && v.size === "s (95k)" && v.step === 800)!.ppl
+    expect(final("brown")).toBeCloseTo(pplAt(FIXTURE_MODELS[0], 800, "brown"), 9)
+    expect(final("press")).toBeCloseTo(pplAt(FIXTURE_MODELS[0], 800, "press"), 9)
+    expect(values).toHaveLength(2 * 3 * 13)
+    // Step 0 of each size (on both datasets) once in the note.
+    expect(f.notes).toEqual(["3 checkpoint(s) at step 0 are not drawn on the log axes"])
+    // The configured dataset's row first.
+    const press = byId(buildFigures(all, { ...options, validDataset: "press" }), "fig-validation-ppl")
+    expect((findAll(press.spec, "row")[0] as { sort: string[] }).sort).toEqual(["press", "brown"])
   })
 
   it("figure 3: the configured reference size and threshold, x reversed on a log scale", () => {
@@ -205,7 +250,105 @@ describe("figures", () => {
     expect(sum).toBeCloseTo(1, 12)
   })
 
-  it("figure 7: the mean over tasks first, the best pooled R² marked in the table", () => {
+  it("accuracy per task: a panel per task, a line per size with its Wilson band, the task's random baseline, no parent aggregates", () => {
+    const f = byId(figs, "fig-task-accuracy")
+    expect(f.title).toBe("7. Accuracy per task")
+    expect(f.sources).toEqual(["task_metrics.parquet", "checkpoints.parquet"])
+    expect(findAll(f.spec, "facet")[0]).toMatchObject({ field: "task", sort: ["arith", ODD_TASK] })
+    expect((f.spec as { columns?: number }).columns).toBe(2)
+    const values = findAll(f.spec, "values")[0] as Array<{ task: string; size: string; step: number; x: number; accuracy: number; acc_lo: number; acc_hi: number; baseline: number }>
+    // Every (task, size, step) of the fixture: 2 tasks × 3 sizes × 13 steps.
+    expect(values).toHaveLength(2 * 3 * 13)
+    // The fixture's construction: accuracy = base + (1 − base)·0.8·skill, skill from the brown perplexity; base 0.25 (arith), 0.5 (ODD_TASK).
+    for (const [task, base] of [["arith", 0.25], [ODD_TASK, 0.5]] as const) {
+      const m = FIXTURE_MODELS[2]
+      const ppl = pplAt(m, 400)
+      const skill = (Math.log(2000) - Math.log(ppl)) / (Math.log(2000) - Math.log(20))
+      const acc = base + (1 - base) * 0.8 * skill
+      const v = values.find((d) => d.task === task && d.size === "l (1.1M)" && d.step === 400)!
+      expect(v.x).toBeCloseTo(ppl, 9)
+      expect(v.accuracy).toBeCloseTo(acc, 12)
+      const [lo, hi] = wilson(Math.round(acc * 100), 100)
+      expect([v.acc_lo, v.acc_hi]).toEqual([lo, hi])
+      expect(values.filter((d) => d.task === task).every((d) => d.baseline === base)).toBe(true)
+    }
+    const layers = findAll(f.spec, "layer")[0] as Array<{ mark: { type: string } | string; encoding: { y: { field: string; aggregate?: string }; y2?: { field: string } } }>
+    expect(layers.map((l) => [typeof l.mark === "string" ? l.mark : l.mark.type, l.encoding.y.field, l.encoding.y2?.field ?? l.encoding.y.aggregate])).toEqual([
+      ["area", "acc_lo", "acc_hi"],
+      ["line", "accuracy", undefined],
+      ["rule", "baseline", "mean"],
+    ])
+    // A parent's aggregate rows get no panel; a note says so.
+    const row = (task: string, aggregate: boolean) => ({
+      model: "s", step: 10, task, parent: aggregate ? null : "p", aggregate, n_examples: 10, accuracy: 0.3, acc_lo: aggregate ? null : 0.1, acc_hi: aggregate ? null : 0.6, grade: 0.3,
+      accuracy_norm: 0.3, acc_norm_lo: null, acc_norm_hi: null, random_baseline: 0.25, correct_ppl: 2, incorrect_ppl: 3,
+    })
+    const parent = byId(buildFigures({ checkpoints: all.checkpoints, task_metrics: TaskMetrics.fromRows([row("p.a", false), row("p", true)]) }, options), "fig-task-accuracy")
+    expect((findAll(parent.spec, "facet")[0] as { sort: string[] }).sort).toEqual(["p.a"])
+    expect(parent.notes).toEqual(["BIG-bench parent tasks (their subtasks' mean) have no panel: each subtask has its own"])
+    // Without checkpoints: against steps, step 0 not drawn.
+    const steps = byId(buildFigures({ task_metrics: all.task_metrics }, options), "fig-task-accuracy")
+    expect(steps.notes).toEqual(["checkpoints.parquet is missing: accuracy is shown against steps"])
+    expect((findAll(steps.spec, "values")[0] as Array<{ x: number; step: number }>).every((d) => d.x === d.step && d.step > 0)).toBe(true)
+  })
+
+  it("margins: a panel per task, a line per size with its interval as a band, 0 as a rule; steps without checkpoints", () => {
+    const f = byId(figs, "fig-margins")
+    expect(f.title).toBe("8. Margin of the correct options")
+    expect(f.sources).toEqual(["task_margins.parquet", "checkpoints.parquet"])
+    expect(findAll(f.spec, "facet")[0]).toMatchObject({ field: "task", sort: ["arith", ODD_TASK] })
+    expect((f.spec as { columns?: number }).columns).toBe(2)
+    const values = findAll(f.spec, "values")[0] as Array<{ task: string; size: string; step: number; x: number; margin: number; margin_lo: number; margin_hi: number }>
+    expect(values).toHaveLength(2 * 3 * 13)
+    // The fixture's construction: 0.05 + 0.5·skill on arith, half of it on ODD_TASK, ± 0.04.
+    for (const m of FIXTURE_MODELS)
+      for (const [task, k] of [["arith", 1], [ODD_TASK, 0.5]] as const) {
+        const v = values.find((d) => d.task === task && d.size.startsWith(`${m.name} (`) && d.step === 200)!
+        expect(v.x).toBeCloseTo(pplAt(m, 200), 9)
+        expect(v.margin).toBeCloseTo(fixtureMargin(pplAt(m, 200)) * k, 12)
+        expect(v.margin_hi - v.margin).toBeCloseTo(0.04, 12)
+        expect(v.margin - v.margin_lo).toBeCloseTo(0.04, 12)
+      }
+    const layers = findAll(f.spec, "layer")[0] as Array<{ mark: { type: string }; encoding: { y: { field: string }; y2?: { field: string } }; data?: { values: unknown[] } }>
+    expect(layers.map((l) => [l.mark.type, l.encoding.y.field, l.encoding.y2?.field])).toEqual([["area", "margin_lo", "margin_hi"], ["line", "margin", undefined], ["rule", "zero", undefined]])
+    expect(layers[2].data?.values).toEqual([{ zero: 0 }])
+    const steps = byId(buildFigures({ task_margins: all.task_margins }, options), "fig-margins")
+    expect(steps.notes).toEqual(["checkpoints.parquet is missing: the margin is shown against steps"])
+    expect((findAll(steps.spec, "values")[0] as Array<{ x: number; step: number }>).every((d) => d.x === d.step && d.step > 0)).toBe(true)
+    expect(byId(buildFigures({}, options), "fig-margins").notes).toEqual(["task_margins.parquet is missing (written by the correlate stage)"])
+  })
+
+  it("classes in hues the sizes never take; figure 3 names its reference size; ρ of perplexity shown negated; panels at least PANEL_WIDTH wide (figure 1: three in a row, heatmaps: by cell)", () => {
+    /** Hue in degrees of "#rrggbb"; undefined for a grey. */
+    const hue = (c: string): number | undefined => {
+      const [r, g, b] = [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16) / 255)
+      const [max, min] = [Math.max(r, g, b), Math.min(r, g, b)]
+      if (max - min < 0.05) return undefined
+      const h = max === r ? ((g - b) / (max - min)) % 6 : max === g ? (b - r) / (max - min) + 2 : (r - g) / (max - min) + 4
+      return (h * 60 + 360) % 360
+    }
+    // viridis' hues: from yellow-green (~75°) through green and blue to purple (~290°).
+    const sizeHues = sizeRange(9).map((c) => hue(c)!)
+    const [lo, hi] = [Math.min(...sizeHues), Math.max(...sizeHues)]
+    for (const c of CLASS_COLORS) {
+      const h = hue(c)
+      if (h !== undefined) expect(h < lo - 15 || h > hi + 15, `${c} (hue ${h.toFixed(0)}°) among the sizes' ${lo.toFixed(0)}°…${hi.toFixed(0)}°`).toBe(true)
+    }
+    expect(byId(figs, "fig-group-trajectories").title).toBe("3. Token classes of size m (290k) in every size (double descent)")
+    const corr = findAll(byId(figs, "fig-correlations").spec, "values")[0] as Array<{ task: string; x_axis: string; spearman: number }>
+    // The fixture's ρ: −0.97 for ln valid ppl, 0.9 for ln FLOPs.
+    expect(corr.find((d) => d.task === "mean over tasks" && d.x_axis === "−ln valid ppl")!.spearman).toBeCloseTo(0.97, 12)
+    expect(corr.find((d) => d.task === "mean over tasks" && d.x_axis === "ln FLOPs")!.spearman).toBeCloseTo(0.9, 12)
+    expect(byId(figs, "fig-correlations").table!.rows[0][0]).toBe("ln valid ppl")
+    expect(byId(figs, "fig-correlations").table!.rows[0][1]).toMatch(/^-0\.97\b/)
+    for (const id of ["fig-class-shares", "fig-group-trajectories", "fig-categories", "fig-downstream", "fig-agreement", "fig-task-accuracy", "fig-margins", "fig-generated", "fig-noise", "fig-mauve"]) {
+      const widths = findAll(byId(figs, id).spec, "width").filter((w) => typeof w === "number") as number[]
+      expect(widths.length, id).toBeGreaterThan(0)
+      expect(Math.min(...widths), id).toBeGreaterThanOrEqual(PANEL_WIDTH)
+    }
+  })
+
+  it("fig-correlations: the mean over tasks first, the best pooled R² marked in the table", () => {
     const f = byId(figs, "fig-correlations")
     expect(f.table?.rows.map((r) => r[0])).toEqual(["ln valid ppl", "ln FLOPs", "ln tokens", "ln step"])
     expect([...(f.table?.strong ?? [])]).toEqual([0])
@@ -238,7 +381,7 @@ describe("figures", () => {
     const some: ReportTables = { checkpoints: all.checkpoints, task_metrics: all.task_metrics }
     const figs2 = buildFigures(some, options)
     const drawn = figs2.filter((f) => f.spec).map((f) => f.id)
-    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream"])
+    expect(drawn).toEqual(["fig-validation-ppl", "fig-downstream", "fig-task-accuracy"])
     expect(byId(figs2, "fig-class-shares").notes).toEqual(["class_summary.parquet is missing (written by the classify stage)"])
     expect(byId(figs2, "fig-agreement").notes[0]).toContain("agreement.parquet is missing")
     // Without checkpoints, figure 6 falls back to steps only.
@@ -334,16 +477,19 @@ describe("rendering", () => {
     expect(r.warnings).toEqual([])
     expect(r.svg.startsWith("<svg")).toBe(true)
     expect(r.svg).toContain("role-axis")
-    expect(r.svg).toContain("validation perplexity")
+    expect(r.svg).toContain("training step")
+    expect(r.svg).toContain(">press<")
   })
 
   it("builds the page: every figure drawn, no warnings, text escaped, a few hundred KB", async () => {
     const r = await buildReportHtml(all, options, new Set(["checkpoints.parquet", "correlations.parquet"]))
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
-    expect(r.html).not.toMatch(/<script/i)
+    // One script, which only adds the PNG links (downloads.ts).
+    expect([...r.html.matchAll(/<script/gi)]).toHaveLength(1)
+    expect(r.html).toContain(`<script>${PNG_SCRIPT}</script>`)
     expect(r.html).not.toMatch(/https?:\/\/(?!www\.w3\.org\/)/) // no external resources (SVG namespaces aside)
     expect(r.html).toContain('<a href="../checkpoints.parquet">')
     expect(r.html).toContain("class_summary.parquet (missing)") // not linked when it does not exist
@@ -353,7 +499,7 @@ describe("rendering", () => {
     expect(new Set(ids).size).toBe(ids.length)
   })
 
-  it("a suite-sized run (8 sizes × 154 checkpoints, 74 tasks) still gives a page of a few MB at most", async () => {
+  it("a suite-sized run (8 sizes × 154 checkpoints, 74 tasks) still gives a page of a few MB at most (under 4 MB)", async () => {
     const shape = largeShape()
     const big = fixtureTables(shape)
     const o = reportOptions(configFrom(fixtureConfigYaml("big", shape)))
@@ -362,8 +508,100 @@ describe("rendering", () => {
     const seconds = (performance.now() - t0) / 1000
     console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
     expect(r.warnings).toEqual([])
-    expect(r.figures.filter((f) => f.svg)).toHaveLength(11)
-    expect(r.html.length).toBeLessThan(3_000_000)
+    expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
+    // Two figures have a panel per task (74 here, about 1.3 MB each with at most 8 checkpoints per
+    // size and task: figures-tasks.ts TASK_FIGURE_POINTS); the rest of the page about 1.1 MB.
+    expect(r.html.length).toBeLessThan(4_000_000)
+  })
+
+  it("no two labels of an axis overlap or touch (at least LABEL_SEPARATION − 1 px apart), no text under 12 px, no chart wider than the page, in every figure", async () => {
+    const figs = buildFigures(all, options)
+    let axes = 0
+    for (const f of figs) {
+      const { svg } = await renderSvg(f.spec!, f.id)
+      const sizes = [...svg.matchAll(/font-size="([\d.]+)px"/g)].map((m) => Number(m[1]))
+      expect(Math.min(...sizes), f.id).toBeGreaterThanOrEqual(12)
+      // Not scaled down on the page (which would shrink its text).
+      expect(Number(/width="(\d+(\.\d+)?)"/.exec(svg)![1]), f.id).toBeLessThanOrEqual(MAX_CHART_WIDTH)
+      for (const group of svg.matchAll(/<g class="mark-text role-axis-label"[^>]*>(.*?)<\/g>/g)) {
+        const labels = [...group[1].matchAll(/<text([^>]*)>([^<]*)<\/text>/g)]
+          .map(([, attrs, text]) => {
+            const get = (a: string) => new RegExp(`${a}="([^"]*)"`).exec(attrs)?.[1]
+            const [x, y] = /translate\(([-\d.]+),([-\d.]+)\)/.exec(get("transform") ?? "")!.slice(1).map(Number)
+            const w = helveticaWidth(text.replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">"), Number(get("font-size")?.replace("px", "")))
+            const anchor = get("text-anchor") ?? "start"
+            const lo = anchor === "middle" ? x - w / 2 : anchor === "end" ? x - w : x
+            return { text, y, lo, hi: lo + w, shown: get("opacity") !== "0", rotated: (get("transform") ?? "").includes("rotate") }
+          })
+          .filter((l) => l.shown && !l.rotated)
+        // A horizontal axis: its labels share one y.
+        if (labels.length < 2 || new Set(labels.map((l) => l.y)).size > 1) continue
+        axes++
+        labels.sort((a, b) => a.lo - b.lo)
+        for (let i = 1; i < labels.length; i++) {
+          const gap = labels[i].lo - labels[i - 1].hi
+          expect(gap, `${f.id}: "${labels[i - 1].text}" and "${labels[i].text}"`).toBeGreaterThanOrEqual(LABEL_SEPARATION - 1)
+        }
+      }
+    }
+    expect(axes).toBeGreaterThan(20)
+  })
+
+  it("each drawn figure gets its SVG and the CSV of exactly the data it draws, linked from the page", async () => {
+    const r = await buildReportHtml(all, options, new Set())
+    const drawn = r.figures.filter((f) => f.svg)
+    expect(r.files.map((f) => f.path)).toEqual(drawn.flatMap((f) => [`report/figures/${f.id}.svg`, `report/data/${f.id}.csv`]))
+    for (const f of drawn) {
+      expect(r.files.find((x) => x.path === `report/figures/${f.id}.svg`)!.data).toBe(f.svg)
+      expect(r.html).toContain(`<p class="downloads" data-figure="${f.id}">Download: <a class="svg" href="figures/${f.id}.svg" download>SVG</a> · <a class="csv" href="data/${f.id}.csv" download>CSV</a>`)
+    }
+    // Figure 7's CSV: one line per point drawn (2 tasks × 3 sizes × 13 steps), the values of task_metrics.
+    const csv = r.files.find((x) => x.path === "report/data/fig-task-accuracy.csv")!.data
+    const [head, ...lines] = csv.trimEnd().split("\n")
+    expect(head).toBe("task,size,step,x,accuracy,acc_lo,acc_hi,baseline")
+    expect(lines).toHaveLength(2 * 3 * 13)
+    const tm = all.task_metrics!.toArray().map((x) => x.toJSON() as { model: string; step: number; task: string; accuracy: number; acc_lo: number })
+    const want = tm.find((x) => x.model === "l" && x.step === 400 && x.task === ODD_TASK)!
+    const line = lines.find((l) => l.startsWith(`${ODD_TASK},l (1.1M),400,`))!.split(",")
+    expect(Number(line[4])).toBe(want.accuracy)
+    expect(Number(line[5])).toBe(want.acc_lo)
+    expect(Number(line[3])).toBeCloseTo(pplAt(FIXTURE_MODELS[2], 400), 9)
+    // Several data sets (the margins and their 0 rule): numbered in a first column; quotes and commas escaped; missing values empty.
+    const margins = r.files.find((x) => x.path === "report/data/fig-margins.csv")!.data.trimEnd().split("\n")
+    expect(margins[0]).toBe("data,task,size,step,x,margin,margin_lo,margin_hi,zero")
+    expect(margins.at(-1)).toBe("2,,,,,,,,0")
+    expect(figureCsv({ data: { values: [{ a: 'say "hi", bye', b: null }, { a: 1, b: 2.5 }] } })).toBe('a,b\n"say ""hi"", bye",\n1,2.5\n')
+  })
+
+  it("provenance: tool and dependency versions from their package.json, the commit read from .git (worktree, packed refs), the machine; escaped on the page", () => {
+    const root = path.resolve(import.meta.dirname, "..")
+    const p = collectProvenance({ run: "x<y>" }, [{ stage: "score", units: 3, seconds: 75 }], root, new Date("2026-01-02T03:04:05Z"))
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { name: string; version: string }
+    expect(p.tool).toEqual({ name: pkg.name, version: pkg.version })
+    expect(p.dependencies.map((d) => d.name)).toEqual([...PROVENANCE_DEPENDENCIES])
+    for (const d of p.dependencies) expect(d.version).toBe((JSON.parse(fs.readFileSync(path.join(root, "node_modules", d.name, "package.json"), "utf8")) as { version: string }).version)
+    const git = spawnSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" })
+    if (git.status === 0) expect(p.commit).toBe(git.stdout.trim())
+    expect(p.date).toBe("2026-01-02T03:04:05.000Z")
+    expect(p.machine.cpus).toBe(os.cpus().length)
+    // A repository whose branch is only in packed-refs; a worktree's .git file pointing at its git folder; no .git at all.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "prov-"))
+    const sha = "0123456789abcdef0123456789abcdef01234567"
+    fs.mkdirSync(path.join(dir, "main/.git/worktrees/w"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "main/.git/HEAD"), "ref: refs/heads/main\n")
+    fs.writeFileSync(path.join(dir, "main/.git/packed-refs"), `# pack-refs with: peeled\n${sha} refs/heads/main\n`)
+    expect(gitCommit(path.join(dir, "main"))).toBe(sha)
+    fs.mkdirSync(path.join(dir, "w"))
+    fs.writeFileSync(path.join(dir, "w/.git"), `gitdir: ${path.join(dir, "main/.git/worktrees/w")}\n`)
+    fs.writeFileSync(path.join(dir, "main/.git/worktrees/w/HEAD"), "ref: refs/heads/main\n")
+    fs.writeFileSync(path.join(dir, "main/.git/worktrees/w/commondir"), "../..\n")
+    expect(gitCommit(path.join(dir, "w"))).toBe(sha)
+    expect(gitCommit(dir)).toBeUndefined()
+    const html = provenanceHtml(p)
+    expect(html).toContain(`<tr><th>tool</th><td>${pkg.name} ${pkg.version}</td></tr>`)
+    expect(html).toContain("<tr><td>score</td><td>3</td><td>1.3 min</td></tr>")
+    expect(html).toContain("<details><summary>Configuration (resolved)</summary><pre>{\n  &quot;run&quot;: &quot;x&lt;y&gt;&quot;\n}</pre></details>")
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 
   it("prefixes SVG ids and their references", () => {

@@ -44,6 +44,27 @@ export const TaskMetrics = defineTable("task_metrics", {
 })
 export type TaskMetricRow = TableRow<typeof TaskMetrics>
 
+/**
+ * `task_margins.parquet`: one row per (model, checkpoint, task) of task_metrics but a BIG-bench
+ * parent's aggregate rows (a parent has no options of its own): how far the correct options are
+ * ahead of the incorrect ones in per-token log-prob, from the options tables (./metrics.ts taskMargin).
+ *   margin            mean over examples of (mean ℓ of the correct options − mean ℓ of the incorrect
+ *                     ones), ℓ = logprob_sum / n_tokens (nats per token, −ln of the option's
+ *                     perplexity); > 0: the correct options are likelier. Null without examples.
+ *   margin_lo, margin_hi  margin ∓ 1.96 standard errors over the examples (null with < 2)
+ *   n_examples        examples with a correct and an incorrect option of at least one token
+ */
+export const TaskMargins = defineTable("task_margins", {
+  model: col.utf8(),
+  step: col.int32(),
+  task: col.utf8(),
+  n_examples: col.int32(),
+  margin: col.float64({ nullable: true }),
+  margin_lo: col.float64({ nullable: true }),
+  margin_hi: col.float64({ nullable: true }),
+})
+export type TaskMarginRow = TableRow<typeof TaskMargins>
+
 /** The task name of the rows that correlate the mean accuracy over every task. */
 export const MEAN_TASK = "__mean__"
 
@@ -131,6 +152,7 @@ export const Agreement = defineTable("agreement", {
 export type AgreementRow = TableRow<typeof Agreement>
 
 export const taskMetricsFile: TableFile = { path: "task_metrics.parquet", table: TaskMetrics }
+export const taskMarginsFile: TableFile = { path: "task_margins.parquet", table: TaskMargins }
 export const correlationsFile: TableFile = { path: "correlations.parquet", table: Correlations }
 /**
  * How much `axis` leads `other` in R² on `task`, with its interval: the r2_differences row of the

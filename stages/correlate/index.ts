@@ -6,6 +6,8 @@
  * where V = analysis.valid_dataset (default: the first dataset), and writes
  *   task_metrics.parquet   accuracy etc. per (model, step, task), and per BIG-bench parent task the
  *                          mean over its subtasks (metrics.ts, tables.ts parentRows)
+ *   task_margins.parquet   per (model, step, task) the margin of the correct options over the
+ *                          incorrect ones in per-token log-prob, with its interval (metrics.ts taskMargin)
  *   correlations.parquet   what predicts accuracy, with bootstrap intervals (tables.ts, stats.ts, bootstrap.ts)
  *   r2_differences.parquet how much better one x axis predicts than another, with intervals
  *   agreement.parquet      per-token agreement of matched checkpoints (match.ts)
@@ -22,8 +24,8 @@ import { defineStage, UnitError, type UnitContext, type UnitPlan } from "../../p
 import { AGGREGATE, aggregateUnit, checkpointsFile, readCheckpointRows } from "../aggregate/contract.ts"
 import { DOWNSTREAM, downstreamUnit, downstreamUnits, optionsFile } from "../downstream/contract.ts"
 import { SCORE, scoreUnit, scoresFile } from "../score/contract.ts"
-import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "./contract.ts"
-import { exampleHits, taskMetrics, type OptionColumns } from "./metrics.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, TaskMargins, taskMarginsFile, taskMetricsFile, type TaskMarginRow } from "./contract.ts"
+import { exampleHits, taskMargin, taskMetrics, type OptionColumns } from "./metrics.ts"
 import { matchCheckpoints, type CheckpointValues, type MatchKind } from "./match.ts"
 import { averageRanks, pearson } from "./stats.ts"
 import {
@@ -58,6 +60,7 @@ const readMetrics = (ctx: UnitContext) =>
   Effect.gen(function* () {
     const units = downstreamUnits(ctx.config)
     const rows: MetricRow[] = []
+    const margins: TaskMarginRow[] = []
     const hits = new Map<string, PointHits>()
     const leftOut: Array<{ task: string; why: string }> = []
     for (const task of ctx.config.tasks) {
@@ -65,11 +68,12 @@ const readMetrics = (ctx: UnitContext) =>
       if (got._tag === "Right") {
         for (const r of got.right) {
           rows.push(r.metrics)
+          margins.push(r.margin)
           hits.set(hitsKey(r.metrics.task, r.metrics.model, r.metrics.step), r.hits)
         }
       } else leftOut.push({ task: task.name, why: got.left.message })
     }
-    return { rows, hits, leftOut }
+    return { rows, margins, hits, leftOut }
   })
 
 const hitsKey = (task: string, model: string, step: number) => `${task}\u0000${model}\u0000${step}`
@@ -87,7 +91,7 @@ const metricRow =
         targetScore: t.getChild("target_score")!.toArray() as Float64Array,
       }
       const metrics: MetricRow = { model: model.name, step: checkpoint.step, task: task.name, ...(task.parent !== undefined ? { parent: task.parent } : {}), ...taskMetrics(columns) }
-      return { metrics, hits: exampleHits(columns) }
+      return { metrics, margin: { model: model.name, step: checkpoint.step, task: task.name, ...taskMargin(columns) }, hits: exampleHits(columns) }
     })
 
 /** Log-probs and their average ranks of one score file, the last few kept (each pair reads two). */
@@ -132,7 +136,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
     })
   }
 
-  const { rows: taskRows, hits, leftOut } = yield* readMetrics(ctx)
+  const { rows: taskRows, margins, hits, leftOut } = yield* readMetrics(ctx)
   for (const { task, why } of leftOut) yield* ctx.log(`correlate: task ${task} is left out of task_metrics and correlations: ${why}`)
   // A parent task is aggregated only when every one of its subtasks is there.
   const lost = (p: { readonly subtasks: ReadonlyArray<string> }) => p.subtasks.filter((t) => leftOut.some((l) => l.task === t))
@@ -142,6 +146,7 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
   }
   const metrics = withParentRows(taskRows, parents)
   yield* ctx.writeParquet(taskMetricsFile, taskMetricsTable(metrics))
+  yield* ctx.writeParquet(taskMarginsFile, TaskMargins.fromRows(margins))
 
   const xOf = (model: string, step: number): Record<CorrelationAxis, number> => {
     const m = config.models.find((x) => x.name === model)!
@@ -213,7 +218,9 @@ const run = Effect.fn("stage.correlate")(function* (_unit: UnitPlan<CorrelatePar
 
 export const correlateStage = defineStage<CorrelateParams>({
   name: CORRELATE,
-  version: 4, // 2: Wilson intervals, grade, tasks at chance; 3: bootstrap intervals, r2_differences.parquet; 4: task_metrics parent, aggregate (BIG-bench parent tasks)
+  // 2: Wilson intervals, grade, tasks at chance; 3: bootstrap intervals, r2_differences.parquet;
+  // 4: task_metrics parent, aggregate (BIG-bench parent tasks); 5: task_margins.parquet
+  version: 5,
   after: [DOWNSTREAM, AGGREGATE, SCORE],
   describe: "task metrics, what predicts accuracy (ppl, FLOPs, tokens, steps), and agreement between sizes at equal perplexity",
   plan: (config) => {

@@ -130,3 +130,49 @@ export const taskMetrics = (rows: OptionColumns): TaskMetrics => {
     incorrect_ppl: Math.exp(-lpW / tokW),
   }
 }
+
+/** The margin of one checkpoint on one task (./contract.ts TaskMargins), over the examples that have one. */
+export interface TaskMargin {
+  readonly n_examples: number
+  /** nats per token; null without examples */
+  readonly margin: number | null
+  /** margin ± 1.96 standard errors over the examples; null with fewer than 2 */
+  readonly margin_lo: number | null
+  readonly margin_hi: number | null
+}
+
+/** z of a two-sided 95% normal interval. */
+const Z95 = 1.959963984540054
+
+/**
+ * How far the correct options are ahead of the incorrect ones in per-token log-prob (the paper's
+ * mechanism: the perplexity of the correct options against the incorrect ones). Per example,
+ * with ℓ(o) = s(o) / n_tokens(o) (nats per token, −ln of the option's perplexity):
+ *   margin_e = mean_{o∈C} ℓ(o) − mean_{o∈W} ℓ(o)      (> 0: the correct options are likelier)
+ * over the examples with at least one correct and one incorrect option of ≥ 1 token:
+ *   margin = mean_e margin_e,  margin_lo/hi = margin ∓ 1.96 · sd_e / √n  (sd with n − 1).
+ * Worked example: example 0, A correct (s = −2, 2 tokens: ℓ = −1), B, C incorrect (ℓ = −3, −2):
+ * margin_0 = −1 − (−2.5) = 1.5; example 1, A correct (ℓ = −2), B incorrect (ℓ = −1.5): margin_1 =
+ * −0.5; margin = 0.5, sd = √2, interval 0.5 ∓ 1.96 · √2 / √2 = [−1.46, 2.46].
+ */
+export const taskMargin = (rows: OptionColumns): TaskMargin => {
+  const byExample = new Map<number, { c: number; nC: number; w: number; nW: number }>()
+  for (let r = 0; r < rows.exampleId.length; r++) {
+    if (!(rows.nTokens[r] > 0)) continue
+    const id = rows.exampleId[r]
+    let a = byExample.get(id)
+    if (a === undefined) byExample.set(id, (a = { c: 0, nC: 0, w: 0, nW: 0 }))
+    const l = rows.logprobSum[r] / rows.nTokens[r]
+    if (rows.isCorrect[r]) [a.c, a.nC] = [a.c + l, a.nC + 1]
+    else [a.w, a.nW] = [a.w + l, a.nW + 1]
+  }
+  const m: number[] = []
+  for (const a of byExample.values()) if (a.nC > 0 && a.nW > 0) m.push(a.c / a.nC - a.w / a.nW)
+  const n = m.length
+  if (n === 0) return { n_examples: 0, margin: null, margin_lo: null, margin_hi: null }
+  const mean = m.reduce((x, y) => x + y, 0) / n
+  if (n < 2) return { n_examples: n, margin: mean, margin_lo: null, margin_hi: null }
+  const sd = Math.sqrt(m.reduce((x, y) => x + (y - mean) ** 2, 0) / (n - 1))
+  const half = (Z95 * sd) / Math.sqrt(n)
+  return { n_examples: n, margin: mean, margin_lo: mean - half, margin_hi: mean + half }
+}

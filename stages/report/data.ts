@@ -7,7 +7,7 @@ import * as arrow from "apache-arrow"
 import { AGGREGATE, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
-import { agreementFile, CORRELATE, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
+import { agreementFile, CORRELATE, correlationsFile, r2DifferencesFile, taskMarginsFile, taskMetricsFile } from "../correlate/contract.ts"
 import { generationsPattern, mauveCurvesFile, mauveFile, noiseFile, SEQUENCES, trajectoriesPattern } from "../sequences/contract.ts"
 
 export type Cell = string | number | boolean | null
@@ -21,6 +21,7 @@ export interface ReportTables {
   readonly class_categories?: arrow.Table
   readonly group_trajectories?: arrow.Table
   readonly task_metrics?: arrow.Table
+  readonly task_margins?: arrow.Table
   readonly correlations?: arrow.Table
   readonly r2_differences?: arrow.Table
   readonly agreement?: arrow.Table
@@ -45,6 +46,7 @@ export const tableSpecs: Readonly<Record<TableName, { readonly file: string; rea
   class_categories: { file: classCategoriesFile.path, stage: CLASSIFY },
   group_trajectories: { file: groupTrajectoriesFile.path, stage: CLASSIFY },
   task_metrics: { file: taskMetricsFile.path, stage: CORRELATE },
+  task_margins: { file: taskMarginsFile.path, stage: CORRELATE },
   correlations: { file: correlationsFile.path, stage: CORRELATE },
   r2_differences: { file: r2DifferencesFile.path, stage: CORRELATE },
   agreement: { file: agreementFile.path, stage: CORRELATE },

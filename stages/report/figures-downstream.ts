@@ -1,10 +1,10 @@
 /**
- * The report's figures 6–8: downstream accuracy, what predicts it, and agreement between sizes at
+ * The report's figures 6, 9 and 10: downstream accuracy, what predicts it, and agreement between sizes at
  * equal perplexity. Pure, like figures.ts.
  */
 import { MEAN_TASK, r2Lead } from "../correlate/contract.ts"
 import { groupBy, num, scoredTaskRows, sizeOrder, str, thin, type Cell, type ReportOptions, type ReportTables, type Row } from "./data.ts"
-import { fmt, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
+import { fmt, leftOut, lineMark, logAxis, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_HEIGHT, PANEL_WIDTH, sizeColor, top, type Figure, type Json, type TextTable } from "./spec.ts"
 
 
 const X_AXES: ReadonlyArray<{ readonly key: string; readonly label: string }> = [
@@ -15,8 +15,12 @@ const X_AXES: ReadonlyArray<{ readonly key: string; readonly label: string }> = 
 ]
 const axisLabel = (k: string) => X_AXES.find((a) => a.key === k)?.label ?? k
 
-/** Validation perplexity and FLOPs of each (model, step) on the chosen dataset, from checkpoints.parquet. */
-const checkpointIndex = (tables: ReportTables, dataset: string): Map<string, { ppl: number; flops: number }> | undefined => {
+/**
+ * Validation perplexity and FLOPs of each (model, step) on the chosen dataset (the first one the
+ * table has when it lacks `dataset`), from checkpoints.parquet, keyed "model@step"; undefined
+ * without the table.
+ */
+export const checkpointIndex = (tables: ReportTables, dataset: string): Map<string, { ppl: number; flops: number }> | undefined => {
   const got = need(tables, "checkpoints", ["model", "step", "dataset", "ppl", "flops"])
   if ("why" in got) return undefined
   const have = new Set(got.rows.map((r) => str(r.dataset)))
@@ -69,11 +73,11 @@ export const downstreamFigure = (tables: ReportTables, options: ReportOptions): 
   }
   const baseline = mean(points.map((p) => p.baseline as number).filter(Number.isFinite))
   const labels = sizes.map((s) => s.label)
-  const accPanel = (field: string, title: string, reverse: boolean, format?: string): Json => {
-    const x = { field, type: "quantitative", title, scale: logScale(reverse), axis: { tickCount: 5, ...(format ? { format } : {}) } }
+  const accPanel = (field: string, title: string, reverse: boolean, format = "~s"): Json => {
+    const x = { field, type: "quantitative", title, scale: logScale(reverse), axis: logAxis(format) }
     return {
-      width: 190,
-      height: 190,
+      width: PANEL_WIDTH,
+      height: PANEL_HEIGHT,
       layer: [
         {
           data: { values: points },
@@ -94,21 +98,21 @@ export const downstreamFigure = (tables: ReportTables, options: ReportOptions): 
   }
   const accPanels = [
     ...(ckpt ? [accPanel("valid_ppl", "validation perplexity (reversed)", true), accPanel("flops", "FLOPs", false, "~e")] : []),
-    accPanel("step", "training step", false, "~s"),
+    accPanel("step", "training step", false),
   ]
   const optionRows = points.flatMap((p) => [
     { size: p.size, step: p.step, x: ckpt ? p.valid_ppl : p.step, option: "correct", ppl: p.correct },
     { size: p.size, step: p.step, x: ckpt ? p.valid_ppl : p.step, option: "incorrect", ppl: p.incorrect },
   ])
   const optionPanel: Json = {
-    width: 190,
-    height: 190,
+    width: PANEL_WIDTH,
+    height: PANEL_HEIGHT,
     data: { values: optionRows },
     transform: [{ filter: "isValid(datum.x) && datum.x > 0 && isValid(datum.ppl) && datum.ppl > 0" }],
     mark: lineMark(longest),
     encoding: {
-      x: { field: "x", type: "quantitative", title: ckpt ? "validation perplexity (reversed)" : "training step", scale: logScale(!!ckpt) },
-      y: { field: "ppl", type: "quantitative", title: "option perplexity (geo. mean)", scale: logScale() },
+      x: { field: "x", type: "quantitative", title: ckpt ? "validation perplexity (reversed)" : "training step", scale: logScale(!!ckpt), axis: logAxis() },
+      y: { field: "ppl", type: "quantitative", title: "option perplexity (geo. mean)", scale: logScale(), axis: logAxis() },
       color: sizeColor(labels),
       strokeDash: { field: "option", type: "nominal", title: "option", sort: ["correct", "incorrect"], scale: { domain: ["correct", "incorrect"], range: [[1, 0], [4, 3]] } },
       detail: { field: "option" },
@@ -120,18 +124,21 @@ export const downstreamFigure = (tables: ReportTables, options: ReportOptions): 
     caption:
       `Mean accuracy over ${tasks.size} task${tasks.size === 1 ? "" : "s"} against validation perplexity (reversed), FLOPs and steps, one line per size, ` +
       `the mean random baseline dashed; right, perplexity of the correct (solid) and incorrect (dashed) options.`,
-    spec: top({ hconcat: [...accPanels, optionPanel], resolve: { scale: { color: "shared" } } }),
+    spec: top({ concat: [...accPanels, optionPanel], columns: PANEL_COLUMNS, resolve: { scale: { color: "shared" } } }),
     notes,
   }
 }
 
-/** 7. Correlation of each x axis with accuracy, per task and for the mean over tasks. */
+/** The x axis whose correlations figure 9's heatmaps show negated (as −x). */
+const NEGATED_AXIS = "log_valid_ppl"
+
+/** 9. Correlation of each x axis with accuracy, per task and for the mean over tasks. */
 export const correlationFigure = (tables: ReportTables, _options: ReportOptions): Figure => {
   const meta = {
     id: "fig-correlations",
-    title: "7. What predicts accuracy",
+    title: "9. What predicts accuracy",
     caption:
-      "Spearman ρ of accuracy with each x axis, pooled R² of accuracy ~ x over all sizes, and the size effect (ΔR² from one intercept per size; near 0 means size-invariant), per task and for the mean over tasks.",
+      "Spearman ρ of accuracy with each x axis (with −ln validation perplexity: lower perplexity ↔ higher accuracy), pooled R² of accuracy ~ x over all sizes, and the size effect (ΔR² from one intercept per size; near 0 means size-invariant), per task and for the mean over tasks; the table gives ρ of ln perplexity itself.",
     sources: ["correlations.parquet", "r2_differences.parquet"],
   }
   const got = need(tables, "correlations", ["task", "x_axis", "spearman", "pearson", "r2_pooled", "size_effect", "n_points"])
@@ -139,21 +146,25 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
   const taskLabel = (t: string) => (t === MEAN_TASK ? "mean over tasks" : t)
   const tasks = [...new Set(got.rows.map((r) => str(r.task)))].sort((a, b) => (a === MEAN_TASK ? -1 : b === MEAN_TASK ? 1 : a.localeCompare(b)))
   const axes = [...X_AXES.map((a) => a.key).filter((k) => got.rows.some((r) => str(r.x_axis) === k)), ...new Set(got.rows.map((r) => str(r.x_axis)).filter((k) => !X_AXES.some((a) => a.key === k)))]
+  // Lower perplexity goes with higher accuracy, so ρ of ln perplexity is negative where the other
+  // axes' are positive: the heatmaps show its column as −ln valid ppl (ρ negated; R² and the size
+  // effect do not change with the sign), so that every strong predictor reads as dark blue.
+  const heatLabel = (k: string) => (k === NEGATED_AXIS ? `−${axisLabel(k)}` : axisLabel(k))
   const data = got.rows.map((r) => ({
     task: taskLabel(str(r.task)),
-    x_axis: axisLabel(str(r.x_axis)),
-    spearman: r.spearman,
+    x_axis: heatLabel(str(r.x_axis)),
+    spearman: str(r.x_axis) === NEGATED_AXIS && r.spearman !== null ? -num(r.spearman) : r.spearman,
     r2_pooled: r.r2_pooled,
     size_effect: r.size_effect,
   }))
   const maxEffect = Math.max(0.05, ...data.map((d) => num(d.size_effect)).filter(Number.isFinite))
   /** `dark`: a Vega expression true where the cell's colour is dark enough for white text. */
   const heat = (field: string, title: string, scale: Json, dark: string): Json => ({
-    width: { step: 70 },
-    height: { step: 16 },
+    width: { step: 84 },
+    height: { step: 20 },
     title,
     encoding: {
-      x: { field: "x_axis", type: "nominal", sort: axes.map(axisLabel), title: null, axis: { orient: "top", labelAngle: 0, labelOverlap: false, labelFontSize: 10 } },
+      x: { field: "x_axis", type: "nominal", sort: axes.map(heatLabel), title: null, axis: { orient: "top", labelAngle: 0, labelOverlap: false } },
       y: { field: "task", type: "nominal", sort: tasks.map(taskLabel), title: null, axis: { labelLimit: 180 } },
     },
     layer: [
@@ -161,7 +172,7 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
       { transform: [{ filter: `isValid(datum.${field})` }], mark: "rect", encoding: { color: { field, type: "quantitative", title, scale, legend: { orient: "bottom", gradientLength: 140 } } } },
       {
         transform: [{ calculate: `isValid(datum.${field}) ? format(datum.${field}, '.2f') : '–'`, as: "label" }],
-        mark: { type: "text", fontSize: 10 },
+        mark: { type: "text", fontSize: 12 },
         encoding: { text: { field: "label" }, color: { condition: { test: `isValid(datum.${field}) && ${dark}`, value: "white" }, value: "#222" } },
       },
     ],
@@ -197,7 +208,9 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
     ...meta,
     spec: top({
       data: { values: data },
-      hconcat: [
+      // Two per row: three heatmaps with their task labels would not fit the page side by side.
+      columns: PANEL_COLUMNS,
+      concat: [
         heat("spearman", "Spearman ρ", { domain: [-1, 1], scheme: "redblue" }, "abs(datum.spearman) > 0.55"),
         heat("r2_pooled", "pooled R²", { domain: [0, 1], scheme: "greens" }, "datum.r2_pooled > 0.55"),
         heat("size_effect", "size effect ΔR²", { domain: [0, maxEffect], scheme: "oranges" }, `datum.size_effect > ${0.55 * maxEffect}`),
@@ -209,14 +222,14 @@ export const correlationFigure = (tables: ReportTables, _options: ReportOptions)
   }
 }
 
-/** At most this many size pairs get a line in figure 8 when no adjacent pairs exist. */
+/** At most this many size pairs get a line in figure 10 when no adjacent pairs exist. */
 const MAX_DRAWN_PAIRS = 8
 
-/** 8. Agreement of per-token predictions between sizes, matched by perplexity against matched by FLOPs. */
+/** 10. Agreement of per-token predictions between sizes, matched by perplexity against matched by FLOPs. */
 export const agreementFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-agreement",
-    title: "8. Agreement between sizes at equal perplexity",
+    title: "10. Agreement between sizes at equal perplexity",
     caption:
       "Pearson correlation of per-token log-probs between checkpoints of two sizes, paired by nearest validation perplexity (left) or nearest FLOPs (right), against the smaller size's validation perplexity (reversed).",
     sources: ["agreement.parquet"],
@@ -274,11 +287,11 @@ export const agreementFigure = (tables: ReportTables, options: ReportOptions): F
       transform: [{ filter: "isValid(datum.pearson) && datum.ppl > 0" }],
       facet: { column: { field: "match", type: "nominal", sort: matches, title: null } },
       spec: {
-        width: 260,
-        height: 210,
+        width: PANEL_WIDTH,
+        height: PANEL_HEIGHT,
         mark: lineMark(longest),
         encoding: {
-          x: { field: "ppl", type: "quantitative", title: "validation perplexity of the smaller size (reversed)", scale: logScale(true) },
+          x: { field: "ppl", type: "quantitative", title: "validation perplexity of the smaller size (reversed)", scale: logScale(true), axis: logAxis() },
           y: { field: "pearson", type: "quantitative", title: "Pearson r of per-token log-probs", scale: { zero: false } },
           color: { field: "pair", type: "nominal", title: "sizes", sort: pairs.filter((k) => drawn.has(k)).map(pairLabel), scale: { scheme: "tableau10" } },
           order: { field: "step", type: "quantitative" },

@@ -1,16 +1,18 @@
 /**
  * The report's figures 1–5 (validation perplexity and the token classes) as Vega-Lite specs, built
  * from the run's tables. Pure: Arrow tables in, specs out; the data is filtered, aggregated and
- * thinned here so the rendered page stays small. Figures 6–8 are in figures-downstream.ts,
- * 9–10 in figures-sequences.ts.
+ * thinned here so the rendered page stays small. Figures 6, 9 and 10 are in figures-downstream.ts,
+ * 7 and 8 (a panel per task) in figures-tasks.ts, 11–13 in figures-sequences.ts; buildFigures
+ * numbers them by position.
  *
  * Every figure function returns a Figure; when its table is missing or lacks a column, the figure
  * comes back without a spec and with a note saying why, never an error.
  */
 import { groupBy, num, sameFraction, sizeOrder, str, thin, type ReportOptions, type ReportTables, type Row, rowsOf } from "./data.ts"
 import { agreementFigure, correlationFigure, downstreamFigure } from "./figures-downstream.ts"
+import { marginFigure, taskAccuracyFigure } from "./figures-tasks.ts"
 import { generatedFigure, mauveFigure, noiseFigure } from "./figures-sequences.ts"
-import { CLASSES, classColor, leftOut, lineMark, logScale, MAX_POINTS_PER_SERIES, need, sizeColor, top, type Figure, type Json } from "./spec.ts"
+import { CLASSES, classColor, vlConfig, leftOut, lineMark, logAxis, logScale, MAX_POINTS_PER_SERIES, need, PANEL_COLUMNS, PANEL_HEIGHT, PANEL_WIDTH, sizeColor, top, type Figure, type Json } from "./spec.ts"
 
 export { MAX_POINTS_PER_SERIES }
 
@@ -36,20 +38,32 @@ const chooseThreshold = (rows: ReadonlyArray<Row>, wanted: number, file: string)
   return { threshold: have[0], notes: [`${file} has no rows at threshold ${wanted}; showing ${have[0]}`] }
 }
 
+/**
+ * Panel width of figure 1: three panels side by side (steps, tokens, FLOPs share a row, so that a
+ * dataset's curves are compared along one line), legend below, fit the page's 1,120 px.
+ */
+const VALIDATION_PANEL_WIDTH = 290
+
 const pct = (t: number) => `${+(t * 100).toFixed(1)}%`
 
-/** 1. Validation perplexity against steps, tokens and FLOPs, one line per size (the paper's Figure 1). */
+/**
+ * 1. Validation perplexity against steps, tokens and FLOPs, one line per size (the paper's Figure
+ * 1), a row of panels per dataset of checkpoints.parquet: the configured validation dataset first,
+ * then the others in the order the table has them.
+ */
 export const validationFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-validation-ppl",
-    title: "1. Validation perplexity over training",
-    caption: "Validation perplexity of every checkpoint against training steps, tokens seen and FLOPs, one line per size (log axes).",
+    title: "1. Perplexity over training, per dataset",
+    caption: "Perplexity of every checkpoint on each dataset (a row each) against training steps, tokens seen and FLOPs, one line per size (log axes).",
     sources: ["checkpoints.parquet"],
   }
   const got = need(tables, "checkpoints", ["model", "step", "tokens_seen", "flops", "dataset", "ppl"])
   if ("why" in got) return leftOut(meta, [got.why])
-  const { dataset, notes } = chooseDataset(got.rows, options.validDataset, "checkpoints.parquet")
-  const rows = got.rows.filter((r) => str(r.dataset) === dataset && Number.isFinite(num(r.ppl)))
+  const notes: string[] = []
+  const present = [...new Set(got.rows.map((r) => str(r.dataset)))]
+  const datasets = [...present.filter((d) => d === options.validDataset), ...present.filter((d) => d !== options.validDataset)]
+  const rows = got.rows.filter((r) => Number.isFinite(num(r.ppl)))
   const sizes = sizeOrder(options, rows.map((r) => str(r.model)))
   const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
 
@@ -60,32 +74,37 @@ export const validationFigure = (tables: ReportTables, options: ReportOptions): 
 
   const data: Json[] = []
   let longest = 0
-  for (const [model, rs] of groupBy(rows, (r) => str(r.model))) {
+  for (const rs of groupBy(rows, (r) => `${str(r.dataset)}|${str(r.model)}`).values()) {
+    const model = str(rs[0].model)
     rs.sort((a, b) => num(a.step) - num(b.step))
     const isFlagged = (r: Row) => flagged.has(`${model}@${num(r.step)}`)
     const kept = thin(rs, MAX_POINTS_PER_SERIES, isFlagged)
     longest = Math.max(longest, kept.length)
     for (const r of kept) {
-      data.push({ size: labelOf.get(model), step: num(r.step), tokens: num(r.tokens_seen), flops: num(r.flops), ppl: num(r.ppl), flagged: isFlagged(r) })
+      data.push({ dataset: str(r.dataset), size: labelOf.get(model), step: num(r.step), tokens: num(r.tokens_seen), flops: num(r.flops), ppl: num(r.ppl), flagged: isFlagged(r) })
     }
   }
-  const dropped = data.filter((d) => !((d.step as number) > 0)).length
+  const dropped = new Set(data.filter((d) => !((d.step as number) > 0)).map((d) => `${d.size}@${d.step}`)).size
   if (dropped) notes.push(`${dropped} checkpoint(s) at step 0 are not drawn on the log axes`)
   const anyFlagged = data.some((d) => d.flagged)
   const labels = sizes.map((s) => s.label)
-  const panel = (field: string, title: string, format: string): Json => {
-    const x = { field, type: "quantitative", title, scale: logScale(), axis: { format, tickCount: 5 } }
-    const y = { field: "ppl", type: "quantitative", title: "validation perplexity", scale: logScale() }
+  /** One column of panels (a row per dataset); the dataset names are shown left of the first column only. */
+  const panel = (field: string, title: string, format: string, first: boolean): Json => {
+    const x = { field, type: "quantitative", title, scale: logScale(), axis: logAxis(format) }
+    const y = { field: "ppl", type: "quantitative", title: "perplexity", scale: logScale(), axis: logAxis() }
     return {
-      width: 250,
-      height: 220,
-      transform: [{ filter: `datum.${field} > 0` }],
-      layer: [
-        { mark: lineMark(longest), encoding: { x, y, color: sizeColor(labels) } },
-        ...(anyFlagged
-          ? [{ transform: [{ filter: "datum.flagged" }], mark: { type: "point", shape: "circle", size: 110, strokeWidth: 2, color: "#e31a1c", filled: false }, encoding: { x, y } }]
-          : []),
-      ],
+      facet: { row: { field: "dataset", type: "nominal", sort: datasets, title: null, header: first ? { labelAngle: -90 } : { labels: false } } },
+      spec: {
+        width: VALIDATION_PANEL_WIDTH,
+        height: 200,
+        transform: [{ filter: `datum.${field} > 0` }],
+        layer: [
+          { mark: lineMark(longest), encoding: { x, y, color: sizeColor(labels) } },
+          ...(anyFlagged
+            ? [{ transform: [{ filter: "datum.flagged" }], mark: { type: "point", shape: "circle", size: 110, strokeWidth: 2, color: "#e31a1c", filled: false }, encoding: { x, y } }]
+            : []),
+        ],
+      },
     }
   }
   return {
@@ -93,8 +112,9 @@ export const validationFigure = (tables: ReportTables, options: ReportOptions): 
     caption: meta.caption + (anyFlagged ? " Red rings: checkpoints flagged by the checks stage (table below)." : ""),
     spec: top({
       data: { values: data },
-      hconcat: [panel("step", "training step", "~s"), panel("tokens", "tokens seen", "~s"), panel("flops", "FLOPs", "~e")],
+      hconcat: [panel("step", "training step", "~s", true), panel("tokens", "tokens seen", "~s", false), panel("flops", "FLOPs", "~e", false)],
       resolve: { scale: { y: "shared" } },
+      config: { ...vlConfig, legend: { ...(vlConfig.legend as Json), orient: "bottom" } },
     }),
     notes,
   }
@@ -136,8 +156,9 @@ export const classShareFigure = (tables: ReportTables, options: ReportOptions): 
     caption: `${meta.caption}${banded ? " Bands: 95% bootstrap intervals resampling the dataset's documents (few documents give coarse bands)." : ""} Dataset ${dataset}.`,
     spec: top({
       data: { values: data },
-      facet: { column: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null } },
-      spec: banded ? { width: 220, height: 180, layer: [band, line] } : { width: 220, height: 180, ...line },
+      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null },
+      columns: PANEL_COLUMNS,
+      spec: banded ? { width: PANEL_WIDTH, height: 200, layer: [band, line] } : { width: PANEL_WIDTH, height: 200, ...line },
       resolve: { scale: { y: "independent" } },
     }),
     notes,
@@ -148,7 +169,7 @@ export const classShareFigure = (tables: ReportTables, options: ReportOptions): 
 export const groupTrajectoryFigure = (tables: ReportTables, options: ReportOptions): Figure => {
   const meta = {
     id: "fig-group-trajectories",
-    title: "3. Group trajectories (double descent)",
+    title: "3. Token classes in every size (double descent)",
     caption: "",
     sources: ["group_trajectories.parquet"],
   }
@@ -176,23 +197,26 @@ export const groupTrajectoryFigure = (tables: ReportTables, options: ReportOptio
       data.push({ size: labelOf.get(str(r.model)), class: str(r.class), step: num(r.step), valid_ppl: num(r.valid_ppl), group_ppl: num(r.group_ppl) })
     }
   }
+  const title = `3. Token classes of size ${labelOf.get(ref) ?? ref} in every size (double descent)`
   const caption =
     `Mean perplexity of the tokens that ${ref} puts in each class at threshold ${pct(th.threshold)}, in every size, ` +
     `against that size's validation perplexity (x reversed: training runs left to right; log axes). Dataset ${dataset}.`
-  if (data.length === 0) return leftOut({ ...meta, caption }, [...notes, "group_trajectories.parquet has no positive perplexities to draw"])
+  if (data.length === 0) return leftOut({ ...meta, title, caption }, [...notes, "group_trajectories.parquet has no positive perplexities to draw"])
   return {
     ...meta,
+    title,
     caption,
     spec: top({
       data: { values: data },
-      facet: { column: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null } },
+      facet: { field: "class", type: "nominal", sort: CLASSES.slice(0, 3), title: null },
+      columns: PANEL_COLUMNS,
       spec: {
-        width: 230,
-        height: 200,
+        width: PANEL_WIDTH,
+        height: PANEL_HEIGHT,
         mark: lineMark(longest),
         encoding: {
-          x: { field: "valid_ppl", type: "quantitative", title: "validation perplexity (reversed)", scale: logScale(true) },
-          y: { field: "group_ppl", type: "quantitative", title: "mean perplexity of the group", scale: logScale() },
+          x: { field: "valid_ppl", type: "quantitative", title: "validation perplexity (reversed)", scale: logScale(true), axis: logAxis() },
+          y: { field: "group_ppl", type: "quantitative", title: "mean perplexity of the group", scale: logScale(), axis: logAxis() },
           color: sizeColor(sizes.map((s) => s.label)),
           order: { field: "step", type: "quantitative" },
         },
@@ -241,9 +265,9 @@ export const categoryFigure = (tables: ReportTables, options: ReportOptions): Fi
     spec: top({
       data: { values: [...sums.values()] },
       facet: { field: "size", type: "ordinal", sort: sizes.map((s) => s.label), title: null },
-      columns: 4,
+      columns: PANEL_COLUMNS,
       spec: {
-        width: 170,
+        width: PANEL_WIDTH,
         height: { step: 15 },
         mark: "bar",
         encoding: {
@@ -303,16 +327,16 @@ export const transitionFigure = (tables: ReportTables, options: ReportOptions): 
       facet: { field: "pair", type: "nominal", sort: pairs.map(([a, b]) => pairLabel(a, b)), title: null },
       columns: 3,
       spec: {
-        width: { step: 62 },
+        width: { step: 76 },
         height: { step: 30 },
         encoding: {
-          x: { field: "class_to", type: "nominal", sort: CLASSES, title: "class in the larger size", axis: { labelAngle: 0, labelOverlap: false, labelFontSize: 10 } },
+          x: { field: "class_to", type: "nominal", sort: CLASSES, title: "class in the larger size", axis: { labelAngle: 0, labelOverlap: false } },
           y: { field: "class_from", type: "nominal", sort: CLASSES, title: "class in the smaller size" },
         },
         layer: [
           { mark: "rect", encoding: { color: { field: "share", type: "quantitative", title: "share", scale: { domain: [0, 1], scheme: "blues" }, legend: { format: ".0%" } } } },
           {
-            mark: { type: "text", fontSize: 10 },
+            mark: { type: "text", fontSize: 12 },
             encoding: {
               text: { field: "share", type: "quantitative", format: ".0%" },
               color: { condition: { test: "datum.share > 0.55", value: "white" }, value: "#222" },
@@ -325,17 +349,23 @@ export const transitionFigure = (tables: ReportTables, options: ReportOptions): 
   }
 }
 
-/** Every figure of the page, in order. */
-export const buildFigures = (tables: ReportTables, options: ReportOptions): Figure[] => [
-  validationFigure(tables, options),
-  classShareFigure(tables, options),
-  groupTrajectoryFigure(tables, options),
-  categoryFigure(tables, options),
-  transitionFigure(tables, options),
-  downstreamFigure(tables, options),
-  correlationFigure(tables, options),
-  agreementFigure(tables, options),
-  generatedFigure(tables, options),
-  noiseFigure(tables, options),
-  mauveFigure(tables),
-]
+/**
+ * Every figure of the page, in order, numbered by position: each figure function's own number
+ * ("6. …") is replaced, so a figure added in the middle renumbers the ones after it.
+ */
+export const buildFigures = (tables: ReportTables, options: ReportOptions): Figure[] =>
+  [
+    validationFigure(tables, options),
+    classShareFigure(tables, options),
+    groupTrajectoryFigure(tables, options),
+    categoryFigure(tables, options),
+    transitionFigure(tables, options),
+    downstreamFigure(tables, options),
+    taskAccuracyFigure(tables, options),
+    marginFigure(tables, options),
+    correlationFigure(tables, options),
+    agreementFigure(tables, options),
+    generatedFigure(tables, options),
+    noiseFigure(tables, options),
+    mauveFigure(tables),
+  ].map((f, i) => ({ ...f, title: f.title.replace(/^\d+\./, `${i + 1}.`) }))

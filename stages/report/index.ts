@@ -2,7 +2,8 @@
  * The report stage: one whole-run unit (`report`) that reads the run's summary tables — whichever
  * its upstream units wrote — and writes `report/index.html`: the paper's figures rendered to SVG
  * (render.ts), each with a caption and a link to its Parquet file, and a note for each figure
- * whose tables the run did not produce.
+ * whose tables the run did not produce; next to it, each drawn figure's SVG (`report/figures/<id>.svg`)
+ * and the CSV of the data it draws (`report/data/<id>.csv`), linked from the page (downloads.ts).
  *
  * Its stage is `softAfter`: every unit of the stages it reads is a soft input (its key enters the
  * report's key and its re-running re-runs the report), but a failed or missing one never blocks
@@ -18,11 +19,12 @@ import { defineStage, UnitError, type TableFile, type UnitContext, type UnitPlan
 import { AGGREGATE, aggregateUnit, checkpointsFile } from "../aggregate/contract.ts"
 import { CHECKS, checksFile, checksUnit } from "../checks/contract.ts"
 import { CLASSIFY, classCategoriesFile, classifyUnit, classSummaryFile, classTransitionsFile, groupTrajectoriesFile } from "../classify/contract.ts"
-import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMetricsFile } from "../correlate/contract.ts"
+import { agreementFile, CORRELATE, correlateUnit, correlationsFile, r2DifferencesFile, taskMarginsFile, taskMetricsFile } from "../correlate/contract.ts"
 import { DOWNSTREAM } from "../downstream/contract.ts"
 import { generationsFile, lambdaGroups, lambdaId, mauveCurvesFile, mauveFile, mauveUnit, noiseFile, noiseUnit, SEQUENCES, trajectoriesFile } from "../sequences/contract.ts"
 import { groupedTable, tableFiles, tableSources, type ReportOptions, type ReportTables, type TableName } from "./data.ts"
 import { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
+import { collectProvenance, provenanceHtml } from "./provenance.ts"
 import { buildReportHtml } from "./render.ts"
 
 export { REPORT, REPORT_PATH, reportUnit } from "./contract.ts"
@@ -54,6 +56,7 @@ export const reportSources = (config: Config): Record<TableName, ReadonlyArray<R
     class_categories: [{ ref: classifyUnit, file: classCategoriesFile }],
     group_trajectories: [{ ref: classifyUnit, file: groupTrajectoriesFile }],
     task_metrics: [{ ref: correlateUnit, file: taskMetricsFile }],
+    task_margins: [{ ref: correlateUnit, file: taskMarginsFile }],
     correlations: [{ ref: correlateUnit, file: correlationsFile }],
     r2_differences: [{ ref: correlateUnit, file: r2DifferencesFile }],
     agreement: [{ ref: correlateUnit, file: agreementFile }],
@@ -115,16 +118,34 @@ const unitReader = (ctx: UnitContext): SourceReader => {
   }
 }
 
+/**
+ * Units and recorded wall time of each stage the report reads, in the order of the report's inputs
+ * (units never run, or not in the run, are left out).
+ */
+export const stageTimes = (ctx: Pick<UnitContext, "inputs" | "input">): Array<{ stage: string; units: number; seconds: number }> => {
+  const out: Array<{ stage: string; units: number; seconds: number }> = []
+  for (const ref of ctx.inputs) {
+    const input = ctx.input(ref)
+    if (input.status !== "done" || input.seconds === undefined) continue
+    const s = out.find((x) => x.stage === ref.stage) ?? (out.push({ stage: ref.stage, units: 0, seconds: 0 }), out[out.length - 1])
+    s.units++
+    s.seconds += input.seconds
+  }
+  return out
+}
+
 const run = Effect.fn("stage.report")(function* (_unit: UnitPlan<ReportParams>, ctx: UnitContext) {
   const options = reportOptions(ctx.config)
   const { tables, problems } = yield* readReportTables(reportSources(ctx.config), unitReader(ctx))
   for (const p of problems) yield* ctx.log(p)
   const existing = new Set((Object.keys(tableFiles) as TableName[]).flatMap((k) => tableSources(tables, k).map((s) => s.file)))
+  const provenance = provenanceHtml(collectProvenance(ctx.config, stageTimes(ctx)))
   const built = yield* Effect.tryPromise({
-    try: () => buildReportHtml(tables, options, existing),
+    try: () => buildReportHtml(tables, options, existing, provenance),
     catch: (e) => new UnitError({ message: `report: ${firstLine(e)}`, cause: e }),
   })
   for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)
+  for (const f of built.files) yield* ctx.writeFile(f.path, f.data)
   yield* ctx.writeFile(REPORT_PATH, built.html)
 })
 
@@ -132,11 +153,11 @@ type ReportParams = ReportOptions & { readonly tables: ReadonlyArray<string> }
 
 export const reportStage = defineStage<ReportParams>({
   name: REPORT,
-  version: 1,
+  version: 2, // 2: per-figure SVG and CSV files, PNG links, per-task figures
   // Every stage that may write a table the report reads (the runner ignores names not registered).
   after: [AGGREGATE, CLASSIFY, CORRELATE, DOWNSTREAM, CHECKS, SEQUENCES],
   softAfter: true,
-  describe: "the paper's figures as one self-contained HTML page (SVG, no scripts), built from the run's Parquet tables",
+  describe: "the paper's figures as one self-contained HTML page (inline SVG; each figure's SVG and CSV beside it), built from the run's Parquet tables",
   plan: (config) => [{ id: reportUnit.id, params: { ...reportOptions(config), tables: Object.values(tableFiles) }, inputs: [], files: [] }],
   run,
 })

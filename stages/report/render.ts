@@ -9,6 +9,7 @@
 import * as vega from "vega"
 import { compile, type TopLevelSpec } from "vega-lite"
 import type { ReportOptions, ReportTables } from "./data.ts"
+import { figureCsv, figureFiles, PNG_SCRIPT } from "./downloads.ts"
 import { buildFigures } from "./figures.ts"
 import type { Figure, TextTable } from "./spec.ts"
 import { checksTable, sizeSummary, tableInventory } from "./summary.ts"
@@ -109,7 +110,12 @@ export interface PageInput {
   readonly excludeFlagged: boolean
   /** Files that exist and may be linked (relative to the run folder); other sources are named, not linked. */
   readonly existing: ReadonlySet<string>
+  /** The provenance section, as HTML (provenance.ts provenanceHtml); absent: none. */
+  readonly provenance?: string
 }
+
+/** The page's width for a chart (main's 1,180 px less its padding): a wider SVG is scaled down, and its 12 px text with it. */
+export const MAX_CHART_WIDTH = 1124
 
 const CSS = `
 body{font:15px/1.45 Helvetica,Arial,sans-serif;color:#222;margin:0;background:#fafafa}
@@ -123,12 +129,18 @@ figure{margin:0}
 .chart svg{max-width:100%;height:auto;display:block}
 figcaption,p.caption{margin:6px 0 0;color:#333}
 .src{color:#666;font-size:13px;margin-left:6px}
+p.downloads{margin:4px 0 0;font-size:13px;color:#555}
+p.downloads button{font:inherit;color:#1a5fb4;background:none;border:0;padding:0;text-decoration:underline;cursor:pointer}
 .note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px;margin:8px 0;font-size:14px}
 section.missing h2{color:#777}
 table.data{border-collapse:collapse;margin:10px 0;font-size:13px}
 table.data th,table.data td{border:1px solid #ddd;padding:3px 8px;text-align:left}
 table.data th{background:#f3f3f3;font-weight:600}
 table.data tr.best td{font-weight:700;background:#eef7ee}
+h3{font-size:15px;margin:14px 0 4px}
+table.provenance th{text-align:left;width:140px}
+details pre{font-size:12px;max-height:420px;overflow:auto;background:#f6f6f6;padding:8px}
+table.samples td{white-space:pre-wrap;vertical-align:top;max-width:520px}
 a{color:#1a5fb4}
 `
 
@@ -142,23 +154,33 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
     .map((s) => (existing.has(s) ? `<a href="${escapeHtml(runLink(s))}">${escapeHtml(s)}</a>` : `${escapeHtml(s)} (missing)`))
     .join(", ")
   const caption = `${escapeHtml(f.caption)}<span class="src">Source: ${sources}</span>`
+  const files = figureFiles(f.id)
+  const downloads = f.svg
+    ? `<p class="downloads" data-figure="${escapeHtml(f.id)}">Download: <a class="svg" href="${escapeHtml(files.svgLink)}" download>SVG</a> · <a class="csv" href="${escapeHtml(files.csvLink)}" download>CSV</a> (the data drawn)</p>`
+    : ""
   const notes = f.notes.map((n) => `<p class="note">${f.svg ? "" : "Left out: "}${escapeHtml(n)}</p>`).join("\n")
   const table = f.table && f.table.rows.length ? textTable(f.table) : ""
+  const samples = f.samples && f.samples.table.rows.length ? `<h3>${escapeHtml(f.samples.title)}</h3>\n${textTable(f.samples.table, "data samples")}` : ""
   return [
     `<section class="fig${f.svg ? "" : " missing"}" id="${escapeHtml(f.id)}">`,
     `<h2>${escapeHtml(f.title)}</h2>`,
     f.svg
       ? `<figure><div class="chart" role="img" aria-label="${escapeHtml(f.title)}">${f.svg}</div>\n<figcaption>${caption}</figcaption></figure>`
       : `<p class="caption">${caption}</p>`,
+    downloads,
     notes,
     table,
+    samples,
     `</section>`,
   ]
     .filter((s) => s !== "")
     .join("\n")
 }
 
-/** The whole page: one HTML file, inline CSS and SVG, no scripts, links relative to `report/`. */
+/**
+ * The whole page: one HTML file, inline CSS and SVG, links relative to `report/`; its one script
+ * (downloads.ts PNG_SCRIPT) only adds the PNG links, so the page reads the same with scripts off.
+ */
 export const renderPage = (p: PageInput): string => {
   const shown = p.figures.filter((f) => f.svg).length
   const inventoryHtml = [
@@ -201,7 +223,9 @@ ${inventoryHtml}
 </section>
 ${p.figures.map((f) => figureHtml(f, p.existing)).join("\n")}
 ${checks}
+${p.provenance ?? ""}
 </main>
+<script>${PNG_SCRIPT}</script>
 </body>
 </html>
 `
@@ -210,15 +234,18 @@ ${checks}
 /**
  * Build the whole page from the run's tables: every figure's spec (figures.ts), rendered to SVG;
  * a figure vega cannot draw is left out with the error as its note, never failing the page.
+ * `files`: each drawn figure's SVG and CSV (downloads.ts figureFiles), to be written next to the page.
  * `existing`: files under the run folder that may be linked.
  */
 export const buildReportHtml = async (
   tables: ReportTables,
   options: ReportOptions,
   existing: ReadonlySet<string>,
-): Promise<{ html: string; figures: ReadonlyArray<RenderedFigure>; warnings: ReadonlyArray<string> }> => {
+  provenance?: string,
+): Promise<{ html: string; figures: ReadonlyArray<RenderedFigure>; files: ReadonlyArray<{ readonly path: string; readonly data: string }>; warnings: ReadonlyArray<string> }> => {
   const warnings: string[] = []
   const figures: RenderedFigure[] = []
+  const files: Array<{ path: string; data: string }> = []
   for (const f of buildFigures(tables, options)) {
     if (!f.spec) {
       figures.push(f)
@@ -228,6 +255,8 @@ export const buildReportHtml = async (
       const r = await renderSvg(f.spec, f.id)
       warnings.push(...r.warnings.map((w) => `${f.id}: ${w}`))
       figures.push({ ...f, svg: r.svg })
+      const paths = figureFiles(f.id)
+      files.push({ path: paths.svg, data: r.svg }, { path: paths.csv, data: figureCsv(f.spec) })
     } catch (e) {
       const { spec: _spec, ...rest } = f
       figures.push({ ...rest, notes: [...f.notes, `the figure could not be drawn: ${firstLine(e)}`] })
@@ -242,6 +271,7 @@ export const buildReportHtml = async (
     ...(checks ? { checks } : {}),
     excludeFlagged: options.excludeFlagged,
     existing,
+    ...(provenance !== undefined ? { provenance } : {}),
   })
-  return { html, figures, warnings }
+  return { html, figures, files, warnings }
 }

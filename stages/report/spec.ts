@@ -29,10 +29,17 @@ export interface Figure {
   /** Caveats (e.g. a fallback dataset), or the reason the figure is left out. */
   readonly notes: ReadonlyArray<string>
   readonly table?: TextTable
+  /** A second table under the first, with a heading (e.g. example generations). */
+  readonly samples?: { readonly title: string; readonly table: TextTable }
 }
 
 export const CLASSES = ["stagnated", "upward", "downward", "other"] as const
-export const CLASS_COLORS = ["#8856a7", "#d7301f", "#2171b5", "#bdbdbd"]
+/**
+ * Colours of the classes, from hues the sizes' viridis never takes (amber, red, magenta, grey;
+ * viridis runs from purple through blue and green to yellow-green), so that a class is never read
+ * as a size.
+ */
+export const CLASS_COLORS = ["#e08a00", "#d7301f", "#c51b7d", "#bdbdbd"]
 
 /** Which stage writes each table (for the notes of left-out figures). */
 
@@ -55,22 +62,38 @@ export const need = (
   return { rows }
 }
 
-export const leftOut = (fig: Omit<Figure, "spec" | "notes" | "table">, why: ReadonlyArray<string>): Figure => ({ ...fig, notes: why })
+export const leftOut = (fig: Omit<Figure, "spec" | "notes" | "table" | "samples">, why: ReadonlyArray<string>): Figure => ({ ...fig, notes: why })
 
-/** Page-wide look: readable labels, light grid, no border around views. */
+/**
+ * Page-wide look: readable labels (no text under 12 px), light grid, no border around views.
+ * `labelSeparation`: labels of one axis keep this many pixels apart, the others are hidden
+ * (`labelOverlap`), so that "300" and "400" on a log axis never read as "400300".
+ */
+/** Pixels kept between two labels of one axis (vlConfig). */
+export const LABEL_SEPARATION = 6
+
 export const vlConfig: Json = {
   // No ARIA attributes on every point (they would double the page); each figure is one labelled image.
   aria: false,
   font: "Helvetica, Arial, sans-serif",
   padding: 6,
-  axis: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: "normal", gridColor: "#ececec", labelOverlap: "greedy" },
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 220, titleFontWeight: "normal" },
-  header: { labelFontSize: 12, titleFontSize: 12, labelFontWeight: "bold" },
-  title: { fontSize: 13, fontWeight: "normal", anchor: "start" },
+  axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: "normal", gridColor: "#ececec", labelOverlap: "greedy", labelSeparation: LABEL_SEPARATION },
+  legend: { labelFontSize: 12, titleFontSize: 13, labelLimit: 220, titleFontWeight: "normal" },
+  header: { labelFontSize: 13, titleFontSize: 13, labelFontWeight: "bold" },
+  title: { fontSize: 14, fontWeight: "normal", anchor: "start" },
   view: { stroke: "#d0d0d0" },
   line: { strokeWidth: 1.8 },
   point: { size: 24 },
 }
+
+/** Width of one panel of a figure, in pixels (panels wrap into PANEL_COLUMNS columns). */
+export const PANEL_WIDTH = 360
+export const PANEL_HEIGHT = 230
+/** Panels side by side on the page (two panels of PANEL_WIDTH and their axes fit its 1,120 px). */
+export const PANEL_COLUMNS = 2
+
+/** A log axis's labels: SI format ("300", "1k", "2M"), few ticks. */
+export const logAxis = (format = "~s"): Json => ({ format, tickCount: 6 })
 
 /** At most this many checkpoints per series (size, class, pair…) are drawn. */
 export const MAX_POINTS_PER_SERIES = 120
