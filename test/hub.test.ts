@@ -300,8 +300,16 @@ describe("integrity and resume", () => {
     hub.fail({ file: "model.safetensors", server: "cdn", cutAfter: K })
     const f = await run(s, (h) => h.fetchFile("org/tiny", "main", "model.safetensors"))
     const cdn = gets("cdn")
-    expect(cdn.map((r) => r.headers.range)).toEqual([undefined, `bytes=${K}-`])
-    expect(cdn[1].status).toBe(206)
+    expect(cdn).toHaveLength(2)
+    expect(cdn[0].headers.range).toBeUndefined()
+    // What the client had read of the cut reply is kept and asked for from there. (A fetch whose
+    // connection ends short errors its body stream, which drops the chunks not yet read: on a busy
+    // machine that can be all of them, and the retry then rightly asks for the whole file; the
+    // mock leaves 150 ms for reading, and "a leftover .incomplete" below checks Range exactly.)
+    if (cdn[1].headers.range !== undefined) {
+      expect(cdn[1].headers.range).toBe(`bytes=${K}-`)
+      expect(cdn[1].status).toBe(206)
+    } else expect(cdn[1].status).toBe(200)
     expect(sha256(fs.readFileSync(f.blob))).toBe(sha256(weights))
   })
 
