@@ -51,6 +51,47 @@ const taskSeries = (rows: ReadonlyArray<Row>, sizes: ReadonlyArray<{ name: strin
 }
 
 /**
+ * One panel per task (in `tasks` order, TASK_COLUMNS to a row): per size a line of `value.field`
+ * against x (log; reversed for validation perplexity) over its interval [lo, hi] as a band (points
+ * without one have no band), and `value.rule` as a layer of its own.
+ */
+const bandedTaskPanels = (
+  data: Json[],
+  tasks: ReadonlyArray<string>,
+  sizes: ReadonlyArray<{ label: string }>,
+  xTitle: string,
+  reversed: boolean,
+  value: { readonly field: string; readonly title: string; readonly y: Record<string, unknown>; readonly rule: Json },
+  lo: string,
+  hi: string,
+) => {
+  const labels = sizes.map((s) => s.label)
+  const x = { field: "x", type: "quantitative", title: xTitle, scale: logScale(reversed), axis: { tickCount: 5, format: "~s", grid: false } }
+  return top({
+    data: { values: data },
+    facet: { field: "task", type: "nominal", title: null, sort: tasks },
+    columns: TASK_COLUMNS,
+    spec: {
+      width: 360,
+      height: 200,
+      layer: [
+        {
+          transform: [{ filter: `isValid(datum.${lo}) && isValid(datum.${hi})` }],
+          mark: { type: "area", opacity: 0.15 },
+          encoding: { x, y: { field: lo, type: "quantitative", title: value.title }, y2: { field: hi }, color: { ...sizeColor(labels), legend: null } },
+        },
+        {
+          mark: { type: "line", strokeWidth: 1.6 },
+          encoding: { x, y: { field: value.field, type: "quantitative", title: value.title, ...value.y }, color: sizeColor(labels), order: { field: "step", type: "quantitative" } },
+        },
+        value.rule,
+      ],
+    },
+    resolve: { scale: { y: "independent" } },
+  })
+}
+
+/**
  * Accuracy per task against validation perplexity (reversed), one panel per task: per size a line
  * with its 95% Wilson interval (task_metrics acc_lo, acc_hi) as a band, and the task's random
  * baseline (mean over the points of random_baseline: the hit rate of a uniform guess, |correct| /
@@ -84,31 +125,15 @@ export const taskAccuracyFigure = (tables: ReportTables, options: ReportOptions)
       data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, accuracy: num(r.accuracy), acc_lo: r.acc_lo, acc_hi: r.acc_hi, baseline: num(r.random_baseline) })
     }
   }
-  const labels = sizes.map((s) => s.label)
-  const xEnc = { field: "x", type: "quantitative", title, scale: logScale(!!ckpt), axis: { tickCount: 5, format: "~s", grid: false } }
-  const yEnc = { field: "accuracy", type: "quantitative", title: "accuracy", axis: { format: ".0%" }, scale: { zero: false } }
   return {
     ...meta,
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
-    spec: top({
-      data: { values: data },
-      facet: { field: "task", type: "nominal", title: null, sort: tasks },
-      columns: TASK_COLUMNS,
-      spec: {
-        width: 360,
-        height: 200,
-        layer: [
-          {
-            transform: [{ filter: "isValid(datum.acc_lo) && isValid(datum.acc_hi)" }],
-            mark: { type: "area", opacity: 0.15 },
-            encoding: { x: xEnc, y: { field: "acc_lo", type: "quantitative", title: "accuracy" }, y2: { field: "acc_hi" }, color: { ...sizeColor(labels), legend: null } },
-          },
-          { mark: { type: "line", strokeWidth: 1.6 }, encoding: { x: xEnc, y: yEnc, color: sizeColor(labels), order: { field: "step", type: "quantitative" } } },
-          { mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "baseline", type: "quantitative", aggregate: "mean" } } },
-        ],
-      },
-      resolve: { scale: { y: "independent" } },
-    }),
+    spec: bandedTaskPanels(data, tasks, sizes, title, !!ckpt, {
+      field: "accuracy",
+      title: "accuracy",
+      y: { axis: { format: ".0%" }, scale: { zero: false } },
+      rule: { mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "baseline", type: "quantitative", aggregate: "mean" } } },
+    }, "acc_lo", "acc_hi"),
     notes,
   }
 }
@@ -144,33 +169,15 @@ export const marginFigure = (tables: ReportTables, options: ReportOptions): Figu
       data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, margin: num(r.margin), margin_lo: r.margin_lo, margin_hi: r.margin_hi })
     }
   }
-  const labels = sizes.map((s) => s.label)
-  const xEnc = { field: "x", type: "quantitative", title, scale: logScale(!!ckpt), axis: { tickCount: 5, format: "~s", grid: false } }
   return {
     ...meta,
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
-    spec: top({
-      data: { values: data },
-      facet: { field: "task", type: "nominal", title: null, sort: tasks },
-      columns: TASK_COLUMNS,
-      spec: {
-        width: 360,
-        height: 200,
-        layer: [
-          {
-            transform: [{ filter: "isValid(datum.margin_lo) && isValid(datum.margin_hi)" }],
-            mark: { type: "area", opacity: 0.15 },
-            encoding: { x: xEnc, y: { field: "margin_lo", type: "quantitative", title: "margin (nats per token)" }, y2: { field: "margin_hi" }, color: { ...sizeColor(labels), legend: null } },
-          },
-          {
-            mark: { type: "line", strokeWidth: 1.6 },
-            encoding: { x: xEnc, y: { field: "margin", type: "quantitative", title: "margin (nats per token)" }, color: sizeColor(labels), order: { field: "step", type: "quantitative" } },
-          },
-          { data: { values: [{ zero: 0 }] }, mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "zero", type: "quantitative" } } },
-        ],
-      },
-      resolve: { scale: { y: "independent" } },
-    }),
+    spec: bandedTaskPanels(data, tasks, sizes, title, !!ckpt, {
+      field: "margin",
+      title: "margin (nats per token)",
+      y: {},
+      rule: { data: { values: [{ zero: 0 }] }, mark: { type: "rule", strokeDash: [5, 4], color: "#777" }, encoding: { y: { field: "zero", type: "quantitative" } } },
+    }, "margin_lo", "margin_hi"),
     notes,
   }
 }
