@@ -3,13 +3,20 @@
  * cluster's shards and runs the units that land on them, in worker threads (pool.ts), until it is
  * stopped. Start any number, on any machines that see the run folders at the same paths.
  *
- * A unit runs as one activity of its workflow (job.ts): the cluster persists the result, so a
- * finished unit is answered from storage and never runs again; a runner that dies has its shards,
- * and the units on them, taken over by the others. Besides the cluster's own shard locks, each unit
- * holds a PostgreSQL advisory lock on its run folder and name while it runs (released by the server
- * when the runner's connection drops), so no two runners ever write the same unit at once.
+ * A unit runs as the body of its workflow (job.ts): the cluster persists the workflow's result (its
+ * reply), so a finished unit is answered from storage and never runs again; a runner that dies has
+ * its shards, and the units on them, taken over by the others. Besides the cluster's own shard
+ * locks, each unit holds a PostgreSQL advisory lock on its run folder and name while it runs
+ * (released by the server when the runner's connection drops), so no two runners ever write the
+ * same unit at once.
  *
- * The cluster runs an activity at least once: a runner that finished a unit but lost its shard (or
+ * The body is not an Activity: an activity is a second persisted message with its own stored reply
+ * (about a third of a no-op unit's CPU on its runner, bench/cluster.ts), and with one step there is
+ * nothing it would spare a re-run, which FINISHED below answers. A runner stopping (SIGTERM, its
+ * shard moving) interrupts the unit in its worker; the cluster does not store an interrupted run as
+ * its reply, and the shard's next owner runs the unit.
+ *
+ * The cluster delivers a run at least once: a runner that finished a unit but lost its shard (or
  * died) before the cluster stored the reply has the unit run again by the shard's next owner. So,
  * still inside the unit's lock, a runner records each execution it finished in a table of its own
  * (FINISHED) before it says "done"; the next owner, once it holds the lock, finds the record and
@@ -17,9 +24,8 @@
  * is there, or its "done" line was never printed and the unit runs again.
  */
 import { createHash } from "node:crypto"
-import * as Activity from "@effect/workflow/Activity"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Cause, Effect, Layer, Schema } from "effect"
+import { Cause, Effect, Layer } from "effect"
 import { firstLine, RunError } from "../errors.ts"
 import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
 import type { UnitExecution } from "../runner.ts"
@@ -120,43 +126,39 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
       const slots = yield* Effect.makeSemaphore(o.jobs)
       yield* ensureFinished
       return UnitWorkflow.toLayer((payload) =>
-        Activity.make({
-          name: "run",
-          success: Schema.String,
-          execute: Effect.gen(function* () {
-            const m = JSON.parse(payload.job) as JobMessage
-            yield* unitLock(m.config.runDir, m.name, log)
-            const prior = yield* finishedRecord(payload.execution)
-            if (prior !== undefined) {
-              log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
-              return prior.result
-            }
-            let slot: UnitSlot | undefined
-            const begin = () => {
-              // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
-              if (!sink.isTTY) log(`${m.stage} ${m.unit.id} started`)
-              slot = reporter.beginUnit(m.stage, m.unit.id)
-              return slot.progress
-            }
-            // Interruptible while it runs; once it has run, recorded before anything else can happen.
-            return yield* Effect.uninterruptibleMask((restore) =>
-              Effect.gen(function* () {
-                const exec = decodeExecution(
-                  yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
-                )
-                const result = encodeExecution({ ...exec, where: o.name })
-                yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
-                slot?.end(exec.ok, exec.seconds, exec.message)
-                if (replyDelay > 0) yield* Effect.sleep(replyDelay)
-                return result
-              }),
+        Effect.gen(function* () {
+        const m = JSON.parse(payload.job) as JobMessage
+        yield* unitLock(m.config.runDir, m.name, log)
+        const prior = yield* finishedRecord(payload.execution)
+        if (prior !== undefined) {
+          log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
+          return prior.result
+        }
+        let slot: UnitSlot | undefined
+        const begin = () => {
+          // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
+          if (!sink.isTTY) log(`${m.stage} ${m.unit.id} started`)
+          slot = reporter.beginUnit(m.stage, m.unit.id)
+          return slot.progress
+        }
+        // Interruptible while it runs; once it has run, recorded before anything else can happen.
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            const exec = decodeExecution(
+              yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
             )
-          }).pipe(
-            Effect.scoped,
-            slots.withPermits(1),
-            Effect.catchAll((e) => Effect.succeed(encodeExecution(failed(`the cluster's database failed: ${firstLine(e)}`, o.name)))),
-          ),
-        }),
+            const result = encodeExecution({ ...exec, where: o.name })
+            yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
+            slot?.end(exec.ok, exec.seconds, exec.message)
+            if (replyDelay > 0) yield* Effect.sleep(replyDelay)
+            return result
+          }),
+        )
+        }).pipe(
+          Effect.scoped,
+          slots.withPermits(1),
+          Effect.catchAll((e) => Effect.succeed(encodeExecution(failed(`the cluster's database failed: ${firstLine(e)}`, o.name)))),
+        ),
       )
     }),
   )
