@@ -31,7 +31,7 @@ import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
 import type { UnitExecution } from "../runner.ts"
 import { decodeExecution, encodeExecution, UnitWorkflow, type JobMessage } from "./job.ts"
 import { dbFailure, runnerLayer, stderrLogs } from "./layers.ts"
-import { makePool, type RunnerOverrides } from "./pool.ts"
+import { makeGate, makePool, type RunnerOverrides } from "./pool.ts"
 
 export interface RunnerOptions {
   /** postgres://user[:password]@host:port/database */
@@ -123,7 +123,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
       // A unit takes its lock (and the database connection the lock lives on) only once a worker is
       // free for it: queued units holding connections would starve the cluster's own storage of
       // them, and with every connection taken no reply could be written (a deadlock).
-      const slots = yield* Effect.makeSemaphore(o.jobs)
+      const gate = yield* makeGate(o.jobs)
       yield* ensureFinished
       return UnitWorkflow.toLayer((payload) =>
         Effect.gen(function* () {
@@ -156,7 +156,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
         )
         }).pipe(
           Effect.scoped,
-          slots.withPermits(1),
+          gate,
           Effect.catchAll((e) => Effect.succeed(encodeExecution(failed(`the cluster's database failed: ${firstLine(e)}`, o.name)))),
         ),
       )
