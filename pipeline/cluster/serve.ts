@@ -127,33 +127,33 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
       yield* ensureFinished
       return UnitWorkflow.toLayer((payload) =>
         Effect.gen(function* () {
-        const m = JSON.parse(payload.job) as JobMessage
-        yield* unitLock(m.config.runDir, m.name, log)
-        const prior = yield* finishedRecord(payload.execution)
-        if (prior !== undefined) {
-          log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
-          return prior.result
-        }
-        let slot: UnitSlot | undefined
-        const begin = () => {
-          // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
-          if (!sink.isTTY) log(`${m.stage} ${m.unit.id} started`)
-          slot = reporter.beginUnit(m.stage, m.unit.id)
-          return slot.progress
-        }
-        // Interruptible while it runs; once it has run, recorded before anything else can happen.
-        return yield* Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function* () {
-            const exec = decodeExecution(
-              yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
-            )
-            const result = encodeExecution({ ...exec, where: o.name })
-            yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
-            slot?.end(exec.ok, exec.seconds, exec.message)
-            if (replyDelay > 0) yield* Effect.sleep(replyDelay)
-            return result
-          }),
-        )
+          const m = JSON.parse(payload.job) as JobMessage
+          yield* unitLock(m.config.runDir, m.name, log)
+          const prior = yield* finishedRecord(payload.execution)
+          if (prior !== undefined) {
+            log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
+            return prior.result
+          }
+          let slot: UnitSlot | undefined
+          const begin = () => {
+            // In a log file (a batch job's), a line when a unit starts, as well as when it ends.
+            if (!sink.isTTY) log(`${m.stage} ${m.unit.id} started`)
+            slot = reporter.beginUnit(m.stage, m.unit.id)
+            return slot.progress
+          }
+          // Interruptible while it runs; once it has run, recorded before anything else can happen.
+          return yield* Effect.uninterruptibleMask((restore) =>
+            Effect.gen(function* () {
+              const exec = decodeExecution(
+                yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
+              )
+              const result = encodeExecution({ ...exec, where: o.name })
+              yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
+              slot?.end(exec.ok, exec.seconds, exec.message)
+              if (replyDelay > 0) yield* Effect.sleep(replyDelay)
+              return result
+            }),
+          )
         }).pipe(
           Effect.scoped,
           gate,
