@@ -25,6 +25,7 @@
  */
 import { createHash } from "node:crypto"
 import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Cause, Effect, Layer } from "effect"
 import { firstLine, RunError } from "../errors.ts"
 import { Reporter, stderrSink, type UnitSlot } from "../progress.ts"
@@ -59,23 +60,6 @@ const lockKeys = (runDir: string, name: string): [number, number] => {
   return [h.readInt32BE(0), h.readInt32BE(4)]
 }
 
-/** Hold the unit's advisory lock for the scope, waiting while another runner holds it. */
-const unitLock = (runDir: string, name: string, log: (m: string) => void) =>
-  Effect.gen(function* () {
-    const sql = yield* SqlClient
-    const conn = yield* sql.reserve
-    const keys = lockKeys(runDir, name)
-    let warned = false
-    for (;;) {
-      const rows = yield* conn.execute("SELECT pg_try_advisory_lock($1, $2) AS ok", keys, undefined)
-      if (rows[0]?.ok === true) break
-      if (!warned) log(`${name}: another runner is running it; waiting for it to stop`)
-      warned = true
-      yield* Effect.sleep("1 second")
-    }
-    yield* Effect.addFinalizer(() => Effect.ignore(conn.execute("SELECT pg_advisory_unlock($1, $2)", keys, undefined)))
-  })
-
 /** The executions finished by some runner: execution name → its UnitExecution as JSON (job.ts). */
 const FINISHED = "trajectories_finished_units"
 
@@ -93,16 +77,55 @@ const ensureFinished = Effect.gen(function* () {
   )
 })
 
-/** The record of an execution some runner finished, if any: its result and that runner. */
-const finishedRecord = (execution: string) =>
+/** An execution's name as job.ts and submit.ts make it (sha256 hex, a re-run's `…/again-<ms>`): plain enough to be a literal. */
+const PLAIN_EXECUTION = /^[0-9a-f]{64}(\/again-[0-9]+)?$/
+
+/**
+ * Hold the unit's advisory lock for the scope (waiting while another runner holds it), and find
+ * the record of its execution if some runner finished it. One round trip a try: the lock and the
+ * look-up are two statements of one query, and the look-up, with a snapshot of its own, sees every
+ * record committed before the lock was granted (a runner writes its record before it unlocks).
+ * `record` writes this runner's record on the same connection, before the scope unlocks.
+ */
+const lockUnit = (runDir: string, name: string, execution: string, log: (m: string) => void) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient
-    const rows = yield* sql<{ result: string; runner: string }>`SELECT result, runner FROM ${sql(FINISHED)} WHERE execution = ${execution}`
-    return rows[0]
+    const conn = yield* sql.reserve
+    const [a, b] = lockKeys(runDir, name)
+    const unlock = Effect.ignore(conn.execute("SELECT pg_advisory_unlock($1, $2)", [a, b], undefined))
+    const lookUp = `SELECT result, runner FROM ${FINISHED} WHERE execution = `
+    type Attempt = { readonly ok: boolean; readonly prior?: { readonly result: string; readonly runner: string } }
+    const attempt: Effect.Effect<Attempt, SqlError> = PLAIN_EXECUTION.test(execution)
+      ? Effect.map(
+          // A look-up that fails may leave the lock granted (session locks outlive errors): undone.
+          Effect.onError(conn.execute(`SELECT pg_try_advisory_lock(${a}, ${b}) AS ok; ${lookUp}'${execution}'`, [], undefined), () => unlock),
+          (results) => {
+            const [lock, found] = results as unknown as [ReadonlyArray<{ ok: boolean }>, ReadonlyArray<{ result: string; runner: string }>]
+            return { ok: lock[0]?.ok === true, prior: found[0] }
+          },
+        )
+      : Effect.gen(function* () {
+          const lock = yield* conn.execute("SELECT pg_try_advisory_lock($1, $2) AS ok", [a, b], undefined)
+          if (lock[0]?.ok !== true) return { ok: false }
+          const found = yield* Effect.onError(conn.execute(`${lookUp}$1`, [execution], undefined), () => unlock)
+          return { ok: true, prior: found[0] as { result: string; runner: string } | undefined }
+        })
+    let warned = false
+    for (;;) {
+      // Granted and its unlock in the scope at once: a lock never stays behind on a pooled connection.
+      const got = yield* Effect.acquireRelease(attempt, (r) => (r.ok ? unlock : Effect.void))
+      if (got.ok) {
+        return {
+          prior: got.prior,
+          record: (result: string, runner: string) =>
+            conn.execute(`INSERT INTO ${FINISHED} (execution, result, runner) VALUES ($1, $2, $3) ON CONFLICT (execution) DO NOTHING`, [execution, result, runner], undefined),
+        }
+      }
+      if (!warned) log(`${name}: another runner is running it; waiting for it to stop`)
+      warned = true
+      yield* Effect.sleep("1 second")
+    }
   })
-
-const recordFinished = (execution: string, result: string, runner: string) =>
-  Effect.flatMap(SqlClient, (sql) => sql`INSERT INTO ${sql(FINISHED)} (execution, result, runner) VALUES (${execution}, ${result}, ${runner}) ON CONFLICT (execution) DO NOTHING`)
 
 /**
  * For the tests: hold each reply this long after the unit is recorded (TRAJECTORIES_REPLY_DELAY_MS),
@@ -128,8 +151,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
       return UnitWorkflow.toLayer((payload) =>
         Effect.gen(function* () {
           const m = JSON.parse(payload.job) as JobMessage
-          yield* unitLock(m.config.runDir, m.name, log)
-          const prior = yield* finishedRecord(payload.execution)
+          const { prior, record } = yield* lockUnit(m.config.runDir, m.name, payload.execution, log)
           if (prior !== undefined) {
             log(`${m.stage} ${m.unit.id} was finished by ${prior.runner}; its record answers (not run again)`)
             return prior.result
@@ -148,7 +170,7 @@ export const serveRunner = (o: RunnerOptions): Effect.Effect<never, RunError> =>
                 yield* restore(pool.run(payload.job, begin, log)).pipe(Effect.onInterrupt(() => Effect.sync(() => slot?.end(false, 0, "interrupted", true)))),
               )
               const result = encodeExecution({ ...exec, where: o.name })
-              yield* recordFinished(payload.execution, result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
+              yield* record(result, o.name).pipe(Effect.tapError(() => Effect.sync(() => slot?.end(false, 0, "not recorded", true))))
               slot?.end(exec.ok, exec.seconds, exec.message)
               if (replyDelay > 0) yield* Effect.sleep(replyDelay)
               return result
