@@ -12,9 +12,10 @@
  *
  * The body is not an Activity: an activity is a second persisted message with its own stored reply
  * (about a third of a no-op unit's CPU on its runner, bench/cluster.ts), and with one step there is
- * nothing it would spare a re-run, which FINISHED below answers. A runner stopping (SIGTERM, its
- * shard moving) interrupts the unit in its worker; the cluster does not store an interrupted run as
- * its reply, and the shard's next owner runs the unit.
+ * nothing it would spare a re-run, which FINISHED below answers. A runner stopping (SIGTERM) gives
+ * a running unit the cluster's grace period (entityTerminationTimeout) to finish, then interrupts
+ * it in its worker; the cluster does not store an interrupted run as its reply, and the shard's
+ * next owner runs the unit.
  *
  * The cluster delivers a run at least once: a runner that finished a unit but lost its shard (or
  * died) before the cluster stored the reply has the unit run again by the shard's next owner. So,
