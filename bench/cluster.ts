@@ -8,8 +8,9 @@
  *    does nothing) through `runners` runners (bench/cluster-runner.ts, one unit at a time each),
  *    submitted from this process with runPipeline + clusterExecutor, as `run --cluster` does; and
  *    the same units with the local executor (this process, no cluster), alternating over two
- *    rounds in one run, since the machine is noisy. Clocks start once the runners hold every shard
- *    and a warm-up run has started each runner's worker thread. Figures:
+ *    rounds in one run, since the machine is noisy. Clocks start once the runners hold every shard,
+ *    warm-up runs have started each runner's worker thread, and a warm-up run of `units` units on
+ *    each executor has warmed every process's JIT. Figures:
  *      wall and units/s of the whole run, both executors (median of the rounds);
  *      overhead per unit = wall × runners / units: the time a runner's one slot spends per no-op
  *        unit (target < 20 ms);
@@ -21,7 +22,8 @@
  *      the most unit advisory locks, and PostgreSQL connections, one runner held at once (sampled
  *        every 100 ms): serve.ts takes a unit's lock on a reserved connection only once a worker
  *        is free, so locks above `jobs` would be units waiting while holding a connection;
- *      the manifest's size at the end (both executors rewrite it whole after every unit).
+ *      the manifest's size at the end (a local run rewrites it whole after every unit; a cluster
+ *        run, whose finished units are durable in the cluster, at most once a second).
  * 2. Speed-up of a CPU-bound run. The real pipeline through the CLI (`trajectories run --only score
  *    --cluster`) on the zoo: tiny/small/base × `steps` checkpoints × `tokens` tokens of Brown's
  *    held-out texts (a unit ~2 s), each run in a fresh folder already tokenized (untimed). Once
@@ -39,6 +41,16 @@
  * deadline (a run that does not finish in 90 s is killed and reported, with what the cluster's
  * connections were doing). Prints progress lines, and as its last line one JSON object of the
  * figures. Takes 2–4 minutes (2 cores), more on a loaded machine.
+ *
+ * Measured (part 1, 2 cores, others_cores_max ≤ 0.03; the same bench on both trees, one after the
+ * other): before the clusterfast work (c56de0b) overhead 55.3 ms per unit, 54 units/s against 191
+ * locally (3.53×), CPU per unit submitter 12.7 ms, runners 14.7, PostgreSQL 3.9; after it 15.2 and
+ * 16.5 ms per unit, 198 and 182 units/s against 287 and 257 (1.45×, 1.41×), CPU per unit submitter
+ * 2.8, runners 5.2–5.9, PostgreSQL 1.7–1.9. What went (docs/decisions.md, "Many machines"): the
+ * manifest rewritten after every unit (a cluster run writes it at most once a second), the Activity
+ * around each unit (a persisted message and a stored reply), and Effect's Semaphore waking all the
+ * ~300 units queued on a runner at every release (a FIFO gate, pool.ts). What is left is mostly
+ * @effect/cluster's own: a workflow body that returns at once costs its runner ~4 ms of CPU.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -288,7 +300,11 @@ tasks: []
       for (const x of r.where) seen.add(x)
       say(`warm-up ${w}: 30 units in ${((performance.now() - t) / 1000).toFixed(1)} s on ${[...r.where].sort().join(", ")}`)
     }
-    await local(runNoop(base, "warm-local", 30, { cluster: false }))
+    // And the JIT of every process warm: through fresh processes the first thousand units cost
+    // about 1.5× the CPU of the next ones (bench runs of 2026-12: 8.0–8.4 s, then 5.7 s, 4.9–5.3 s).
+    const warm = await onCluster(runNoop(base, "warm-big", UNITS, { cluster: true }))
+    say(`warm-up: ${UNITS} units in ${warm.seconds.toFixed(1)} s on the cluster`)
+    await local(runNoop(base, "warm-local", UNITS, { cluster: false }))
 
     // The big runs, cluster and local alternating over two rounds, while the runners' unit locks are sampled.
     let maxUnitLocks = 0
@@ -336,7 +352,7 @@ tasks: []
     say(`a chain of ${SINGLES} units: ${((chain.seconds * 1000) / SINGLES).toFixed(0)} ms per unit on the cluster, ${((chainLocal.seconds * 1000) / SINGLES).toFixed(1)} ms locally`)
     say(`unit advisory locks held at once by one runner (sampled every 100 ms): at most ${maxUnitLocks} (jobs 1); its PostgreSQL connections: at most ${maxConnections} (the pool's maximum is 8)`)
     const manifestKb = fs.statSync(path.join(noopConfig(base, "big-local-1").runDir, "manifest.json")).size / 1024
-    say(`the manifest of ${UNITS} units is ${manifestKb.toFixed(0)} KB, written whole after every unit (either executor)`)
+    say(`the manifest of ${UNITS} units is ${manifestKb.toFixed(0)} KB, written whole after every unit locally, at most once a second on the cluster`)
 
     const clusterWall = median(wall.cluster)
     const localWall = median(wall.local)

@@ -1,8 +1,9 @@
 /**
  * `outputs/<run>/manifest.json`: what every unit produced, under which key (and the parts of that
- * key), and how it ended. Rewritten atomically through the run store after every unit.
+ * key), and how it ended. Rewritten atomically through the run store after every unit (a cluster
+ * run's at most once a second: throttledWrites).
  */
-import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Effect, Either, Option, ParseResult, Schema, type Scope } from "effect"
 import type { KeyParts } from "./hash.ts"
 import { readTextOption, type RunStoreShape, type StoreError } from "./run-store.ts"
 
@@ -107,3 +108,52 @@ export const filesIntact = (store: RunStoreShape, r: UnitRecord): Effect.Effect<
     Effect.forEach(r.files, (f) => Effect.map(store.size(f.path), (s) => Option.isSome(s) && s.value === f.bytes)),
     (ok) => ok.every(Boolean),
   )
+
+/**
+ * Throttled writes of one file (the manifest of a cluster run, whose finished units are durable in
+ * the cluster): `request` writes at once when the last write began at least `everyMs` ago, and
+ * otherwise once that much time has passed since it (one trailing write for every request made
+ * meanwhile); `flush` writes now if a request is pending. `write` writes the state as it is when
+ * it runs. A trailing write that fails fails the next `request` and `flush`.
+ *
+ *   everyMs 1000, requests at 0, 10, 20, 900 and 1500 ms → writes at 0, 1000 (10–900), 2000 (1500)
+ *
+ * Writes never overlap (`lock`). The trailing writes are fibers of the scope: close it after a
+ * last `flush`.
+ */
+export const throttledWrites = <E>(
+  write: Effect.Effect<void, E>,
+  everyMs: number,
+  lock: Effect.Semaphore,
+): Effect.Effect<{ readonly request: Effect.Effect<void, E>; readonly flush: Effect.Effect<void, E> }, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    let pending = false
+    let scheduled = false
+    let lastStart = -Infinity
+    let failure: Option.Option<E> = Option.none()
+    const flush: Effect.Effect<void, E> = lock.withPermits(1)(
+      Effect.suspend(() => {
+        if (Option.isSome(failure)) return Effect.fail(failure.value)
+        if (!pending) return Effect.void
+        pending = false
+        lastStart = performance.now()
+        // An interrupted write (the run stopping) leaves its state to the last flush.
+        return Effect.onInterrupt(write, () => Effect.sync(() => void (pending = true)))
+      }),
+    )
+    const trailing = Effect.suspend(() => {
+      scheduled = false
+      return flush
+    }).pipe(Effect.catchAll((e) => Effect.sync(() => void (failure = Option.some(e)))))
+    const request: Effect.Effect<void, E> = Effect.suspend(() => {
+      if (Option.isSome(failure)) return Effect.fail(failure.value)
+      pending = true
+      if (scheduled) return Effect.void
+      const wait = lastStart + everyMs - performance.now()
+      if (wait <= 0) return flush
+      scheduled = true
+      return Effect.asVoid(Effect.forkIn(Effect.delay(trailing, Math.ceil(wait)), scope))
+    })
+    return { request, flush }
+  })

@@ -187,10 +187,14 @@ export class Reporter {
   }
 
   private line(): string {
-    // Many units in flight (a cluster run): the first few, and how many more.
-    const all = [...this.flights]
-    const shown = all.slice(0, 3).map((f) => this.flightLine(f))
-    if (all.length > 3) shown.push(`+${all.length - 3} more in flight`)
+    // Many units in flight (a cluster run): the first few, and how many more (no copy of them all:
+    // a cluster run redraws on every unit that starts or ends, with a thousand in flight).
+    const shown: string[] = []
+    for (const f of this.flights) {
+      if (shown.length === 3) break
+      shown.push(this.flightLine(f))
+    }
+    if (this.flights.size > 3) shown.push(`+${this.flights.size - 3} more in flight`)
     return shown.join(" | ")
   }
 

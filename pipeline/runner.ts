@@ -26,7 +26,7 @@ import { Cause, Deferred, Effect, Exit, Option } from "effect"
 import type { Config } from "./config.ts"
 import { causeChain, displayPath, firstLine, RunError, UnitError } from "./errors.ts"
 import { crc32OfFile, explainKeyChange, Fingerprints, keyOf, paramsHash, type KeyParts } from "./hash.ts"
-import { emptyManifest, filesIntact, readManifest, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
+import { emptyManifest, filesIntact, readManifest, throttledWrites, unitName, writeManifest, type FileRecord, type Manifest, type UnitRecord } from "./manifest.ts"
 import { Reporter, fmtSeconds, stderrSink, type Sink } from "./progress.ts"
 import { openParquet, RunStore, writeParquetStream, type RunStoreShape, type StoreError } from "./run-store.ts"
 import { decodeParquet, encodeParquet } from "./store.ts"
@@ -102,6 +102,9 @@ export const planRun = (config: Config, stages: ReadonlyArray<Stage<any, any>>, 
   }
   return out
 }
+
+/** The most often a run with a durable executor (Executor.durable: a cluster) rewrites its manifest. */
+export const MANIFEST_EVERY_MS = 1000
 
 export type UnitState = "done" | "failed" | "pending" | "stale"
 
@@ -260,8 +263,26 @@ export const runPipeline = <S extends Stage<any, any>>(
     let stop = false
     const byName = new Map(plan.map((pu) => [pu.name, pu]))
     const manifestLock = yield* Effect.makeSemaphore(1)
-    const record = (unit: string, failure?: string) =>
-      manifestLock.withPermits(1)(Effect.mapError(writeManifest(store, manifest), manifestFailure(unit, failure)))
+    // A local run writes the manifest after every unit; a run whose executor keeps results durable
+    // (a cluster) at most once every MANIFEST_EVERY_MS, and always before it ends.
+    let last: { unit: string; failure?: string } = { unit: "the run" }
+    const writes = executor.durable
+      ? yield* throttledWrites(
+          Effect.suspend(() => Effect.mapError(writeManifest(store, manifest), manifestFailure(last.unit, last.failure))),
+          MANIFEST_EVERY_MS,
+          manifestLock,
+        )
+      : undefined
+    if (writes !== undefined) yield* Effect.addFinalizer(() => Effect.ignore(writes.flush))
+    const record = (unit: string, failure?: string): Effect.Effect<void, RunError> =>
+      writes !== undefined
+        ? Effect.suspend(() => {
+            last = failure === undefined ? { unit } : { unit, failure }
+            return writes.request
+          })
+        : manifestLock.withPermits(1)(Effect.mapError(writeManifest(store, manifest), manifestFailure(unit, failure)))
+    /** What is recorded so far is on disk (a no-op when every record is written at once). */
+    const flushed = writes?.flush ?? Effect.void
 
     // A first pass says which units will (probably) run: for the stages' counts, and to find the
     // done units whose product outside the run folder is gone although a reader of theirs must run.
@@ -330,6 +351,8 @@ export const runPipeline = <S extends Stage<any, any>>(
       Effect.gen(function* () {
         const pu = byName.get(n)
         if (pu?.stage.release === undefined || manifest.units[n]?.status !== "done") return
+        // What is released (a download) is on disk no longer: its readers' records are, first.
+        yield* flushed
         yield* pu.stage.release(pu.unit, ownInput(pu), config)
       })
     /** A unit is settled: its readers may go, and what it read may be released once no one else reads it. */
@@ -414,6 +437,7 @@ export const runPipeline = <S extends Stage<any, any>>(
       // Every unit as soon as its inputs are settled (a unit is its own lane for `admit`).
       yield* Effect.forEach(plan, (pu) => runLane(pu.name, [pu]), { concurrency: "unbounded", discard: true })
     } else yield* Effect.forEach([...lanes], ([lane, units]) => runLane(lane, units), { concurrency: "unbounded", discard: true })
+    yield* flushed
     // Outcomes in plan order, whatever order the lanes finished in.
     outcomes.sort((a, b) => planIndex.get(unitName(a.stage, a.id))! - planIndex.get(unitName(b.stage, b.id))!)
 
@@ -635,6 +659,13 @@ export interface UnitJob {
  */
 export interface Executor<R = never> {
   readonly concurrent: boolean
+  /**
+   * A finished unit's result is durable outside this process (the cluster's storage), and a run
+   * started again after this one was killed is answered from there: the manifest is then written
+   * at most once every MANIFEST_EVERY_MS while units finish (and always before the run ends),
+   * not after every unit. `status` during such a run may lag by that much.
+   */
+  readonly durable?: boolean
   readonly execute: (job: UnitJob, store: RunStoreShape, progress: Progress, log: (m: string) => void) => Effect.Effect<UnitExecution, RunError, R>
 }
 

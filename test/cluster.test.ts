@@ -195,7 +195,7 @@ describe("trajectories run --cluster", () => {
 
   it("(b2) a runner SIGKILLed after it finished a unit but before the cluster stored the reply: the unit is not run again", async () => {
     // This runner holds every reply 60 s after the unit is done and recorded: killed in that
-    // window, the cluster has no reply, and the shard's next owner runs the activity again — it
+    // window, the cluster has no reply, and the shard's next owner runs the workflow again — it
     // must find the unit's record and answer with it.
     const slow = await startRunner({ TRAJECTORIES_REPLY_DELAY_MS: "60000" })
     const from = runners.map((r) => r.stderr.length)

@@ -14,7 +14,7 @@ import { RunnerAddress } from "@effect/cluster/RunnerAddress"
 import type * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Duration, Layer, Logger, Option, Redacted, Schedule } from "effect"
+import { Cause, Duration, Layer, Logger, Option, Redacted, Schedule } from "effect"
 
 /** How often a runner looks for work and for other runners: short, so a lost runner's units move within seconds. */
 const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
@@ -30,9 +30,16 @@ const common: Partial<ShardingConfig.ShardingConfig["Type"]> = {
 
 /**
  * Processes that start together on a new database race to make its tables (a Slurm job array
- * does that): the losers' first statements fail, and they try again a few times.
+ * does that): the losers' first statements fail, and they try again a few times. The cluster's
+ * own migrations die rather than fail when they lose ("relation cluster_migrations already
+ * exists", a duplicate pg_type row), so a defect while the layer is built is retried as well.
  */
 const startRetries = Schedule.exponential("250 millis").pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(4)))
+const retryStart = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, unknown, R> =>
+  layer.pipe(
+    Layer.catchAllCause((cause) => (Cause.isInterruptedOnly(cause) ? Layer.failCause(cause) : Layer.fail(Cause.squash(cause)))),
+    Layer.retry(startRetries),
+  )
 
 /** The PostgreSQL client of a `postgres://…` URL (the password, if any, kept redacted). */
 export const pgLayer = (url: string, applicationName: string, maxConnections = 8) =>
@@ -43,7 +50,7 @@ export const clientLayer = (url: string) =>
   ClusterWorkflowEngine.layer.pipe(
     Layer.provideMerge(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: { ...common, runnerAddress: Option.none() } })),
     Layer.provide(pgLayer(url, "trajectories run")),
-    Layer.retry(startRetries),
+    retryStart,
   )
 
 /** A runner: listens on `listen` (other runners and clients reach it at `address`), owns shards, runs units. */
@@ -66,7 +73,7 @@ export const runnerLayer = (
       }),
     ),
     Layer.provideMerge(pgLayer(url, `trajectories runner ${address.host}:${address.port}`, 8 + jobs)),
-    Layer.retry(startRetries),
+    retryStart,
   )
 
 /** The cluster's log lines on stderr (with the progress lines; stdout stays for results), in place of the default logger. */

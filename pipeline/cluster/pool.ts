@@ -8,7 +8,7 @@
  *   const result = yield* pool.run(jobJson, () => progress, log)   // the UnitExecution as JSON
  */
 import { Worker } from "node:worker_threads"
-import { Effect, Queue, type Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, Queue, type Scope } from "effect"
 import type { UnitExecution, UnitJob } from "../runner.ts"
 import type { Progress } from "../stage.ts"
 
@@ -35,6 +35,41 @@ export const parseDevice = (s: string): RunnerOverrides["device"] | undefined =>
   const m = /^cuda(?::(\d+))?$/.exec(s)
   return m ? { provider: "cuda", index: Number(m[1] ?? 0) } : undefined
 }
+
+/**
+ * `permits` units at once, the others waiting in arrival order; `(self) => …` runs `self` holding
+ * one. A release hands its permit to the first waiter only: Effect's Semaphore wakes every waiter
+ * on each release (each checks, and all but one wait again), so the 300 units a runner is handed at
+ * once cost it some 300² wake-ups (bench/cluster.ts). A waiter interrupted while it waits leaves
+ * the queue, or passes on the permit it was just handed.
+ */
+export const makeGate = (permits: number): Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>> =>
+  Effect.sync(() => {
+    let free = permits
+    const waiting: Array<Deferred.Deferred<void>> = []
+    const release = Effect.sync(() => {
+      const next = waiting.shift()
+      if (next === undefined) free++
+      else Deferred.unsafeDone(next, Exit.void)
+    })
+    const take = Effect.suspend(() => {
+      if (free > 0) {
+        free--
+        return Effect.void
+      }
+      const handed = Deferred.unsafeMake<void>(FiberId.none)
+      waiting.push(handed)
+      return Effect.onInterrupt(Deferred.await(handed), () =>
+        Effect.suspend(() => {
+          const i = waiting.indexOf(handed)
+          if (i < 0) return release
+          waiting.splice(i, 1)
+          return Effect.void
+        }),
+      )
+    })
+    return <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(take), Effect.ensuring(restore(self), release)))
+  })
 
 export type WorkerRequest = { readonly type: "job"; readonly id: number; readonly job: string } | { readonly type: "cancel"; readonly id: number }
 

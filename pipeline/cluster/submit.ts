@@ -20,6 +20,9 @@ const filesThere = (store: RunStoreShape, e: UnitExecution) =>
 
 export const clusterExecutor: Executor<WorkflowEngine> = {
   concurrent: true,
+  // A finished unit's result is the workflow's stored reply: a run killed and started again is
+  // answered from it, so the manifest is written at most once a second (runner.ts).
+  durable: true,
   execute: (job, store) =>
     Effect.gen(function* () {
       const name = executionName(job)
