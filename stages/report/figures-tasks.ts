@@ -51,6 +51,32 @@ const taskSeries = (rows: ReadonlyArray<Row>, sizes: ReadonlyArray<{ name: strin
 }
 
 /**
+ * The points of a per-task figure: each (task, size) series (taskSeries), a point per row with a
+ * positive x, carrying task, size, step, x and what `fields` gives (null: the row is not drawn);
+ * the tasks in order of first appearance.
+ */
+const taskPoints = (
+  rows: ReadonlyArray<Row>,
+  sizes: ReadonlyArray<{ name: string; label: string }>,
+  x: (model: string, step: number) => number | null,
+  fields: (r: Row) => Record<string, unknown> | null,
+): { data: Json[]; tasks: string[] } => {
+  const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
+  const data: Json[] = []
+  const tasks: string[] = []
+  for (const s of taskSeries(rows, sizes)) {
+    if (!tasks.includes(s.task)) tasks.push(s.task)
+    for (const r of s.rows) {
+      const xv = x(s.model, num(r.step))
+      if (xv === null || !(xv > 0)) continue
+      const f = fields(r)
+      if (f !== null) data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, ...f })
+    }
+  }
+  return { data, tasks }
+}
+
+/**
  * One panel per task (in `tasks` order, TASK_COLUMNS to a row): per size a line of `value.field`
  * against x (log; reversed for validation perplexity) over its interval [lo, hi] as a band (points
  * without one have no band), and `value.rule` as a layer of its own.
@@ -114,17 +140,7 @@ export const taskAccuracyFigure = (tables: ReportTables, options: ReportOptions)
   if (tables.task_metrics!.schema.fields.some((f) => f.name === "aggregate") && got.rows.length < tables.task_metrics!.numRows)
     notes.push("BIG-bench parent tasks (their subtasks' mean) have no panel: each subtask has its own")
   const sizes = sizeOrder(options, got.rows.map((r) => str(r.model)))
-  const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
-  const data: Json[] = []
-  const tasks: string[] = []
-  for (const s of taskSeries(got.rows, sizes)) {
-    if (!tasks.includes(s.task)) tasks.push(s.task)
-    for (const r of s.rows) {
-      const xv = x(s.model, num(r.step))
-      if (xv === null || !(xv > 0)) continue
-      data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, accuracy: num(r.accuracy), acc_lo: r.acc_lo, acc_hi: r.acc_hi, baseline: num(r.random_baseline) })
-    }
-  }
+  const { data, tasks } = taskPoints(got.rows, sizes, x, (r) => ({ accuracy: num(r.accuracy), acc_lo: r.acc_lo, acc_hi: r.acc_hi, baseline: num(r.random_baseline) }))
   return {
     ...meta,
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
@@ -158,17 +174,9 @@ export const marginFigure = (tables: ReportTables, options: ReportOptions): Figu
   const { ckpt, x, title } = taskX(tables, options)
   if (!ckpt) notes.push("checkpoints.parquet is missing: the margin is shown against steps")
   const sizes = sizeOrder(options, got.rows.map((r) => str(r.model)))
-  const labelOf = new Map(sizes.map((s) => [s.name, s.label]))
-  const data: Json[] = []
-  const tasks: string[] = []
-  for (const s of taskSeries(got.rows, sizes)) {
-    if (!tasks.includes(s.task)) tasks.push(s.task)
-    for (const r of s.rows) {
-      const xv = x(s.model, num(r.step))
-      if (xv === null || !(xv > 0) || r.margin === null) continue
-      data.push({ task: s.task, size: labelOf.get(s.model), step: num(r.step), x: xv, margin: num(r.margin), margin_lo: r.margin_lo, margin_hi: r.margin_hi })
-    }
-  }
+  const { data, tasks } = taskPoints(got.rows, sizes, x, (r) =>
+    r.margin === null ? null : { margin: num(r.margin), margin_lo: r.margin_lo, margin_hi: r.margin_hi },
+  )
   return {
     ...meta,
     caption: ckpt ? meta.caption : meta.caption.replace("validation perplexity (reversed)", "training step"),
