@@ -19,6 +19,7 @@ import type { Manifest } from "../pipeline/manifest.ts"
 import { quietSink, type Sink } from "../pipeline/progress.ts"
 import { REPORT_PATH, reportStage } from "../stages/report/index.ts"
 import { helveticaWidth } from "../stages/report/text-width.ts"
+import { FADED } from "../stages/report/interactive.ts"
 import { runOnDisk } from "./fixtures/run.ts"
 import { type FixtureTable, fixtureConfigYaml, fixtureStages, ODD_TASK } from "./fixtures/report-run.ts"
 
@@ -129,10 +130,16 @@ describe("report in headless Chromium", () => {
     const { page, problems } = await open(context!, file)
     const figures = page.locator("section.fig")
     expect(await figures.count()).toBe(FIGURES)
+    // Each figure's live view replaces its static SVG once it nears the viewport (live.ts).
+    for (let i = 0; i < FIGURES; i++) {
+      await figures.nth(i).scrollIntoViewIfNeeded()
+      await figures.nth(i).locator(".chart.live > .vega-view > svg").waitFor({ timeout: 20_000 })
+    }
     for (let i = 0; i < FIGURES; i++) {
       const f = figures.nth(i)
       const id = (await f.getAttribute("id")) ?? `figure ${i + 1}`
-      expect(await f.locator(":scope > figure > .chart > svg").count(), id).toBe(1)
+      expect(await f.locator(":scope > figure > .chart.live > .vega-view > svg").count(), id).toBe(1)
+      expect(await f.locator("p.hint").textContent(), id).toMatch(/^Hover a mark for its exact values/)
       const box = await f.locator("svg").boundingBox()
       expect(box!.width, id).toBeGreaterThan(300)
       expect(box!.height, id).toBeGreaterThan(100)
@@ -189,6 +196,86 @@ describe("report in headless Chromium", () => {
     console.log(`report screenshot: ${shot}`)
     expect(problems).toEqual({ errors: [], external: [] })
     await page.close()
+  })
+
+  it("live figures: a tooltip gives a drawn row's exact values, the legend toggles sizes, Ctrl + wheel zooms, the CSV link downloads the data drawn", async () => {
+    const file = path.join(full.runDir, REPORT_PATH)
+    const csvFile = path.join(full.runDir, "report/data/fig-validation-ppl.csv")
+    const csv = fs.readFileSync(csvFile, "utf8").trim().split("\n")
+    const { page, problems } = await open(context!, file)
+    const fig = page.locator("#fig-validation-ppl")
+    await fig.locator(".chart.live svg").waitFor()
+    // Hover a dot: the tooltip's fields and values are one row of the figure's CSV, as written.
+    const dotPath = fig.locator(".chart.live g.mark-symbol.role-mark path").nth(5)
+    await dotPath.scrollIntoViewIfNeeded()
+    const dot = (await dotPath.boundingBox())!
+    await page.mouse.move(dot.x + dot.width / 2, dot.y + dot.height / 2)
+    const tip = page.locator("#vg-tooltip-element.visible")
+    await tip.waitFor()
+    const keys = await tip.locator("td.key").allTextContents()
+    const values = await tip.locator("td.value").allTextContents()
+    const header = csv[0].split(",")
+    expect(keys).toEqual(header)
+    expect(csv.slice(1)).toContain(values.join(","))
+    // The legend: clicking the first size keeps its lines and fades the others; clicking it again shows all.
+    const opacities = () => fig.locator(".chart.live g.mark-line path").evaluateAll((ps) => ps.map((p) => `${p.getAttribute("stroke")} ${p.getAttribute("opacity") ?? "1"}`))
+    const before = await opacities()
+    expect(before.every((o) => o.endsWith(" 1"))).toBe(true)
+    const symbol = fig.locator(".chart.live g.role-legend-symbol path").first()
+    const colour = await symbol.getAttribute("fill")
+    await symbol.click()
+    await expect.poll(async () => (await opacities()).filter((o) => !o.endsWith(" 1")).length).toBeGreaterThan(0)
+    for (const o of await opacities()) expect(o).toBe(o.startsWith(`${colour} `) ? `${colour} 1` : `${o.split(" ")[0]} ${FADED}`)
+    await symbol.click()
+    await expect.poll(opacities).toEqual(before)
+    // Zoom: a plain wheel leaves the axes alone; Ctrl + wheel over a panel zooms it.
+    // The first panel's zoom (interactive.ts: zoom_1 on the training-step panel): its x and y intervals, empty until zoomed.
+    const xLabels = () => page.evaluate(`JSON.stringify(document.querySelector("#fig-validation-ppl .chart").vegaView.signal("zoom_1"))`)
+    const line = fig.locator(".chart.live g.mark-line path").first()
+    const at = async () => {
+      const b = (await line.boundingBox())!
+      await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2)
+    }
+    const start = await xLabels()
+    expect(start).toBe("{}")
+    await at()
+    await page.mouse.wheel(0, -300)
+    await page.waitForTimeout(300)
+    expect(await xLabels()).toEqual(start)
+    await at()
+    await page.keyboard.down("Control")
+    await page.mouse.wheel(0, -300)
+    await page.keyboard.up("Control")
+    await expect.poll(xLabels).not.toEqual(start)
+    // The CSV link downloads exactly the file beside the page.
+    const [download] = await Promise.all([page.waitForEvent("download"), fig.locator(".downloads a.csv").click()])
+    expect(fs.readFileSync((await download.path())!, "utf8")).toBe(fs.readFileSync(csvFile, "utf8"))
+    // A download ends its request as "failed" (the page does not navigate); nothing else may fail.
+    expect(problems.errors.filter((e) => e !== `request failed: ${pathToFileURL(csvFile).href}`)).toEqual([])
+    expect(problems.external).toEqual([])
+    await page.close()
+  })
+
+  it("with scripts off every figure keeps its static SVG (the file beside the page), without live views or hints", async () => {
+    const file = path.join(full.runDir, REPORT_PATH)
+    const html = fs.readFileSync(file, "utf8")
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] })
+    try {
+      const page = await (await browser.newContext({ javaScriptEnabled: false })).newPage()
+      await page.goto(pathToFileURL(file).href, { waitUntil: "load" })
+      const figures = page.locator("section.fig")
+      expect(await figures.count()).toBe(FIGURES)
+      for (let i = 0; i < FIGURES; i++) {
+        const f = figures.nth(i)
+        const id = (await f.getAttribute("id"))!
+        expect(await f.locator(":scope > figure > .chart > svg").count(), id).toBe(1)
+        expect(await f.locator(".chart.live, p.hint, .downloads button.png").count(), id).toBe(0)
+        expect(await f.locator("svg g.role-mark path").count(), id).toBeGreaterThan(3)
+        expect(html, id).toContain(fs.readFileSync(path.join(full.runDir, "report/figures", `${id}.svg`), "utf8"))
+      }
+    } finally {
+      await browser.close()
+    }
   })
 
   it("a run missing tables still builds: figures left out with notes, no broken links", async () => {

@@ -16,6 +16,7 @@ import { readParquetFile } from "../pipeline/store.ts"
 import { readReportTables, reportOptions, reportSources, type SourceReader } from "../stages/report/index.ts"
 import { SAMPLE_CHARS, SAMPLES_PER_PANEL, sampleTable } from "../stages/report/figures-sequences.ts"
 import { figureCsv, PNG_SCRIPT } from "../stages/report/downloads.ts"
+import { LIVE_SCRIPT } from "../stages/report/live.ts"
 import { collectProvenance, gitCommit, PROVENANCE_DEPENDENCIES, provenanceHtml } from "../stages/report/provenance.ts"
 import { spawnSync } from "node:child_process"
 import { buildReportHtml, escapeHtml, MAX_CHART_WIDTH, prefixIds, renderSvg, runLink } from "../stages/report/render.ts"
@@ -487,9 +488,15 @@ describe("rendering", () => {
     expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
     expect(r.html).not.toContain("<hard>")
     expect(r.html).toContain("q&amp;a &lt;hard&gt;")
-    // One script, which only adds the PNG links (downloads.ts).
-    expect([...r.html.matchAll(/<script/gi)]).toHaveLength(1)
+    // Two scripts that run: the PNG links (downloads.ts) and the live figures (live.ts); the other
+    // script elements are data the browser does not run: the packed runtime and one spec per figure.
+    const scripts = [...r.html.matchAll(/<script([^>]*)>/gi)].map((m) => m[1])
+    expect(scripts.filter((a) => a === "")).toHaveLength(2)
     expect(r.html).toContain(`<script>${PNG_SCRIPT}</script>`)
+    expect(r.html).toContain(`<script>${LIVE_SCRIPT}</script>`)
+    expect(scripts.filter((a) => a.includes('class="vega-spec"'))).toHaveLength(FIGURE_IDS.length)
+    expect(scripts.filter((a) => a === ' type="application/gzip+base64" id="vega-runtime"')).toHaveLength(1)
+    for (const a of scripts.filter((x) => x !== "")) expect(a).toMatch(/^ type="application\/gzip\+base64"/)
     expect(r.html).not.toMatch(/https?:\/\/(?!www\.w3\.org\/)/) // no external resources (SVG namespaces aside)
     expect(r.html).toContain('<a href="../checkpoints.parquet">')
     expect(r.html).toContain("class_summary.parquet (missing)") // not linked when it does not exist
@@ -509,8 +516,9 @@ describe("rendering", () => {
     console.log(`suite-sized report: ${(r.html.length / 1024).toFixed(0)} KB in ${seconds.toFixed(1)} s`)
     expect(r.warnings).toEqual([])
     expect(r.figures.filter((f) => f.svg)).toHaveLength(FIGURE_IDS.length)
-    // Two figures have a panel per task (74 here, about 1.3 MB each with at most 8 checkpoints per
-    // size and task: figures-tasks.ts TASK_FIGURE_POINTS); the rest of the page about 1.1 MB.
+    // Measured at 2.93 MB: the static SVGs 2.03 MB (the two per-task figures, a panel per task, about
+    // 0.5 MB each: figures-tasks.ts TASK_FIGURE_POINTS), the packed live specs 0.63 MB, the packed
+    // Vega runtime 0.24 MB (live.ts).
     expect(r.html.length).toBeLessThan(4_000_000)
   })
 

@@ -144,6 +144,7 @@ const run = Effect.fn("stage.report")(function* (_unit: UnitPlan<ReportParams>, 
     try: () => buildReportHtml(tables, options, existing, provenance),
     catch: (e) => new UnitError({ message: `report: ${firstLine(e)}`, cause: e }),
   })
+  for (const w of built.warnings) yield* ctx.log(`report: ${w}`)
   for (const f of built.figures.filter((f) => !f.svg)) yield* ctx.log(`report: figure "${f.title}" left out: ${f.notes.join("; ") || "its tables are missing"}`)
   for (const f of built.files) yield* ctx.writeFile(f.path, f.data)
   yield* ctx.writeFile(REPORT_PATH, built.html)
@@ -153,7 +154,7 @@ type ReportParams = ReportOptions & { readonly tables: ReadonlyArray<string> }
 
 export const reportStage = defineStage<ReportParams>({
   name: REPORT,
-  version: 2, // 2: per-figure SVG and CSV files, PNG links, per-task figures
+  version: 3, // 2: per-figure SVG and CSV files, PNG links, per-task figures; 3: live figures (inline Vega runtime)
   // Every stage that may write a table the report reads (the runner ignores names not registered).
   after: [AGGREGATE, CLASSIFY, CORRELATE, DOWNSTREAM, CHECKS, SEQUENCES],
   softAfter: true,

@@ -2,7 +2,8 @@
  * Vega-Lite → Vega → SVG in Node, and the one-file HTML page.
  *
  * Figures are rendered with a headless `vega.View` (`renderer: "none"`, no canvas needed for
- * SVG), so the page shows them with JavaScript off and loads nothing from the network. Several
+ * SVG), so the page shows them with JavaScript off and loads nothing from the network; with
+ * scripts on, live.ts replaces each with a live Vega view of the same figure (interactive.ts). Several
  * SVGs share one HTML document, so the ids vega gives clip paths and gradients ("clip1",
  * "gradient_0") are prefixed with the figure's id before they are inlined.
  */
@@ -11,6 +12,8 @@ import { compile, type TopLevelSpec } from "vega-lite"
 import type { ReportOptions, ReportTables } from "./data.ts"
 import { figureCsv, figureFiles, PNG_SCRIPT } from "./downloads.ts"
 import { buildFigures } from "./figures.ts"
+import { interactiveSpec, paramNames, SIZE_PARAM } from "./interactive.ts"
+import { LIVE_SCRIPT, liveHint, packedRuntime, packText } from "./live.ts"
 import type { Figure, TextTable } from "./spec.ts"
 import { checksTable, sizeSummary, tableInventory } from "./summary.ts"
 import { useHelveticaMetrics } from "./text-width.ts"
@@ -45,6 +48,27 @@ export interface RenderedSvg {
   readonly warnings: ReadonlyArray<string>
 }
 
+/** A figure's live view for the page: its interactive spec compiled to Vega, packed (live.ts). */
+export interface LiveSpec {
+  readonly packed: string
+  readonly hint: string
+}
+
+/**
+ * Compile a figure's interactive spec (interactive.ts) to Vega and check that Vega parses it;
+ * Vega-Lite's and Vega's warnings are collected as in renderSvg.
+ */
+export const compileLive = (spec: TopLevelSpec): { vega: object; live: LiveSpec; warnings: ReadonlyArray<string> } => {
+  const warnings: string[] = []
+  const logger = collectingLogger(warnings)
+  const interactive = interactiveSpec(spec)
+  const compiled = compile(interactive, { logger }).spec
+  vega.parse(compiled)
+  const params = paramNames(interactive)
+  const hint = liveHint({ zoom: params.some((p) => p.startsWith("zoom_")), legend: params.includes(SIZE_PARAM) })
+  return { vega: compiled, live: { packed: packText(JSON.stringify(compiled)), hint }, warnings }
+}
+
 /** Render a Vega-Lite spec to an SVG string; ids inside it are prefixed with `idPrefix`. */
 export const renderSvg = async (spec: TopLevelSpec, idPrefix: string): Promise<RenderedSvg> => {
   useHelveticaMetrics()
@@ -54,7 +78,7 @@ export const renderSvg = async (spec: TopLevelSpec, idPrefix: string): Promise<R
   const view = new vega.View(vega.parse(compiled), { renderer: "none", logger })
   try {
     const svg = await view.toSVG()
-    return { svg: roundCoordinates(prefixIds(svg, idPrefix)), warnings }
+    return { svg: slimSvg(roundCoordinates(prefixIds(svg, idPrefix))), warnings }
   } finally {
     view.finalize()
   }
@@ -69,6 +93,26 @@ export const roundCoordinates = (svg: string): string =>
   svg.replace(/\s(d|transform|points|x|y|x1|x2|y1|y2|width|height)="([^"]*)"/g, (_, name: string, value: string) =>
     ` ${name}="${value.replace(/-?\d+\.\d{3,}/g, (n) => String(Math.round(Number(n) * 100) / 100))}"`,
   )
+
+/**
+ * Drop what a static SVG of Vega's carries but never shows (a suite-sized page is a quarter
+ * smaller for it): the empty background path of every group without a fill or stroke of its own
+ * (Vega's root group sets `fill="none"`), the hidden foreground path, ARIA roles and labels (the
+ * page labels each chart as one image; `config.aria` is off), `pointer-events` (nothing listens),
+ * and attributes equal to their default where no ancestor sets another (`opacity="1"`,
+ * `stroke-width="1"`: Vega puts neither on a group) and `<g transform="translate(0,0)">`. Text
+ * content is left alone: only the inside of tags is touched.
+ */
+export const slimSvg = (svg: string): string =>
+  svg
+    .replace(/<path class="(?:background|foreground)" aria-hidden="true" d="[^"]*"(?: pointer-events="none")?( display="none")?\/>/g, (m, hidden: string | undefined) =>
+      hidden || m.includes('class="background"') ? "" : m,
+    )
+    .replace(/<[a-z][^>]*>/g, (tag) =>
+      tag
+        .replace(/ (?:aria-hidden="true"|role="graphics-(?:symbol|object|document)"|aria-roledescription="[^"]*"|aria-label="[^"]*"|pointer-events="none"|opacity="1"|stroke-width="1")(?=[ />])/g, "")
+        .replace(/^<g transform="translate\(0,0\)"/, "<g"),
+    )
 
 /** `id="clip1"` → `id="P-clip1"`, and every `url(#clip1)` / `href="#clip1"` with it. */
 export const prefixIds = (svg: string, prefix: string): string => {
@@ -98,6 +142,8 @@ const textTable = (t: TextTable, cls = "data"): string => {
 export interface RenderedFigure extends Figure {
   /** Present when the figure was drawn. */
   readonly svg?: string
+  /** Its live view, when drawn and its interactive spec compiled. */
+  readonly live?: LiveSpec
 }
 
 export interface PageInput {
@@ -112,6 +158,8 @@ export interface PageInput {
   readonly existing: ReadonlySet<string>
   /** The provenance section, as HTML (provenance.ts provenanceHtml); absent: none. */
   readonly provenance?: string
+  /** The packed Vega runtime (live.ts packedRuntime); absent: the page has only its static figures. */
+  readonly runtime?: string
 }
 
 /** The page's width for a chart (main's 1,180 px less its padding): a wider SVG is scaled down, and its 12 px text with it. */
@@ -130,6 +178,9 @@ figure{margin:0}
 figcaption,p.caption{margin:6px 0 0;color:#333}
 .src{color:#666;font-size:13px;margin-left:6px}
 p.downloads{margin:4px 0 0;font-size:13px;color:#555}
+p.hint{margin:4px 0 0;font-size:13px;color:#555;font-style:italic}
+.chart.live .vega-view svg{max-width:none}
+#vg-tooltip-element{font:12px Helvetica,Arial,sans-serif}
 p.downloads button{font:inherit;color:#1a5fb4;background:none;border:0;padding:0;text-decoration:underline;cursor:pointer}
 .note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px;margin:8px 0;font-size:14px}
 section.missing h2{color:#777}
@@ -168,6 +219,9 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
       ? `<figure><div class="chart" role="img" aria-label="${escapeHtml(f.title)}">${f.svg}</div>\n<figcaption>${caption}</figcaption></figure>`
       : `<p class="caption">${caption}</p>`,
     downloads,
+    f.svg && f.live
+      ? `<script type="application/gzip+base64" class="vega-spec" data-figure="${escapeHtml(f.id)}" data-hint="${escapeHtml(f.live.hint)}">${f.live.packed}</script>`
+      : "",
     notes,
     table,
     samples,
@@ -178,8 +232,10 @@ const figureHtml = (f: RenderedFigure, existing: ReadonlySet<string>): string =>
 }
 
 /**
- * The whole page: one HTML file, inline CSS and SVG, links relative to `report/`; its one script
- * (downloads.ts PNG_SCRIPT) only adds the PNG links, so the page reads the same with scripts off.
+ * The whole page: one HTML file, inline CSS and SVG, links relative to `report/`. Its scripts add
+ * the PNG links (downloads.ts PNG_SCRIPT) and replace each static SVG with a live view of the
+ * same figure (live.ts LIVE_SCRIPT, from the packed runtime and specs), so the page reads the same
+ * with scripts off, only without tooltips, zoom and the legend toggle.
  */
 export const renderPage = (p: PageInput): string => {
   const shown = p.figures.filter((f) => f.svg).length
@@ -226,6 +282,7 @@ ${checks}
 ${p.provenance ?? ""}
 </main>
 <script>${PNG_SCRIPT}</script>
+${p.runtime !== undefined && p.figures.some((f) => f.live) ? `<script type="application/gzip+base64" id="vega-runtime">${p.runtime}</script>\n<script>${LIVE_SCRIPT}</script>` : ""}
 </body>
 </html>
 `
@@ -254,7 +311,16 @@ export const buildReportHtml = async (
     try {
       const r = await renderSvg(f.spec, f.id)
       warnings.push(...r.warnings.map((w) => `${f.id}: ${w}`))
-      figures.push({ ...f, svg: r.svg })
+      // A figure whose interactive spec does not compile is drawn static only, with the reason as a warning.
+      let live: LiveSpec | undefined
+      try {
+        const c = compileLive(f.spec)
+        warnings.push(...c.warnings.map((w) => `${f.id} (interactive): ${w}`))
+        live = c.live
+      } catch (e) {
+        warnings.push(`${f.id} (interactive): ${firstLine(e)}; the figure stays static`)
+      }
+      figures.push({ ...f, svg: r.svg, ...(live ? { live } : {}) })
       const paths = figureFiles(f.id)
       files.push({ path: paths.svg, data: r.svg }, { path: paths.csv, data: figureCsv(f.spec) })
     } catch (e) {
@@ -263,6 +329,14 @@ export const buildReportHtml = async (
     }
   }
   const checks = checksTable(tables)
+  let runtime: string | undefined
+  if (figures.some((f) => f.live)) {
+    try {
+      runtime = await packedRuntime()
+    } catch (e) {
+      warnings.push(`the Vega runtime could not be inlined (${firstLine(e)}); every figure stays static`)
+    }
+  }
   const html = renderPage({
     run: options.run,
     figures,
@@ -272,6 +346,7 @@ export const buildReportHtml = async (
     excludeFlagged: options.excludeFlagged,
     existing,
     ...(provenance !== undefined ? { provenance } : {}),
+    ...(runtime !== undefined ? { runtime } : {}),
   })
   return { html, figures, files, warnings }
 }
