@@ -45,7 +45,7 @@ export const interactiveSpec = (spec: TopLevelSpec): TopLevelSpec => {
   let legendDefined = false
   let zooms = 0
 
-  /** A unit spec (has `mark`); `zoomHere`: this unit may carry its view's zoom (first eligible layer of a layer view). */
+  /** A unit spec (has `mark`); `view.zoomed`: its view (a layer's units share one) already has a zoom. */
   const unit = (u: Mutable, view: { zoomed: boolean }): void => {
     const mark: Mutable = typeof u.mark === "string" ? { type: u.mark } : { ...u.mark }
     const enc: Mutable = u.encoding ?? {}
@@ -97,7 +97,7 @@ export const interactiveSpec = (spec: TopLevelSpec): TopLevelSpec => {
 
 const round = (x: number) => Math.round(x * 1000) / 1000
 
-/** For tests and the page: the parameter names a spec defines, in order. */
+/** The parameter names a spec defines, in order (the live hint says what they offer). */
 export const paramNames = (spec: unknown): string[] => {
   const names: string[] = []
   const walk = (v: unknown): void => {

@@ -58,7 +58,7 @@ export interface LiveSpec {
  * Compile a figure's interactive spec (interactive.ts) to Vega and check that Vega parses it;
  * Vega-Lite's and Vega's warnings are collected as in renderSvg.
  */
-export const compileLive = (spec: TopLevelSpec): { vega: object; live: LiveSpec; warnings: ReadonlyArray<string> } => {
+export const compileLive = (spec: TopLevelSpec): { live: LiveSpec; warnings: ReadonlyArray<string> } => {
   const warnings: string[] = []
   const logger = collectingLogger(warnings)
   const interactive = interactiveSpec(spec)
@@ -66,7 +66,7 @@ export const compileLive = (spec: TopLevelSpec): { vega: object; live: LiveSpec;
   vega.parse(compiled)
   const params = paramNames(interactive)
   const hint = liveHint({ zoom: params.some((p) => p.startsWith("zoom_")), legend: params.includes(SIZE_PARAM) })
-  return { vega: compiled, live: { packed: packText(JSON.stringify(compiled)), hint }, warnings }
+  return { live: { packed: packText(JSON.stringify(compiled)), hint }, warnings }
 }
 
 /** Render a Vega-Lite spec to an SVG string; ids inside it are prefixed with `idPrefix`. */
@@ -105,9 +105,8 @@ export const roundCoordinates = (svg: string): string =>
  */
 export const slimSvg = (svg: string): string =>
   svg
-    .replace(/<path class="(?:background|foreground)" aria-hidden="true" d="[^"]*"(?: pointer-events="none")?( display="none")?\/>/g, (m, hidden: string | undefined) =>
-      hidden || m.includes('class="background"') ? "" : m,
-    )
+    .replace(/<path class="background" aria-hidden="true" d="[^"]*"(?: pointer-events="none")?\/>/g, "")
+    .replace(/<path class="foreground" aria-hidden="true" d="[^"]*"(?: pointer-events="none")? display="none"\/>/g, "")
     .replace(/<[a-z][^>]*>/g, (tag) =>
       tag
         .replace(/ (?:aria-hidden="true"|role="graphics-(?:symbol|object|document)"|aria-roledescription="[^"]*"|aria-label="[^"]*"|pointer-events="none"|opacity="1"|stroke-width="1")(?=[ />])/g, "")
